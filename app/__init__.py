@@ -1,0 +1,1 @@
+"""The Textual TUI and the click CLI: thin layers over the services."""

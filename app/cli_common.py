@@ -1,0 +1,38 @@
+"""Arguments and options every command shares: STUDY first, --as for the person acting."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from services.workspace import Workspace
+
+STUDY_HELP = "STUDY is a study file (*.concord) or a postgresql+psycopg:// URL."
+
+
+def study_argument(func):
+    return click.argument("study", metavar="STUDY")(func)
+
+
+def as_option(func):
+    return click.option(
+        "--as", "actor", envvar="CONCORD_CODER", metavar="NAME",
+        help="The person acting (default: $CONCORD_CODER).",
+    )(func)
+
+
+@contextmanager
+def opened(study: str, actor: str | None = None) -> Iterator[Workspace]:
+    workspace = Workspace.open(study, actor)
+    try:
+        yield workspace
+    finally:
+        workspace.close()
+
+
+def progress_bar(total: int, label: str):
+    """A progress bar on stderr, so it never mixes with data printed on stdout."""
+    return click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
+                             show_pos=True)

@@ -1,0 +1,130 @@
+"""Study setup and housekeeping: init, coders, status, backup, audit."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli_common import as_option, opened, study_argument
+from app.output import emit_mapping, emit_rows, format_option
+from services import audit as audit_service
+from services import study as study_service
+
+
+@click.command()
+@study_argument
+@click.option("--title", help="The study's title (default: the file name).")
+@click.option("--blind/--open", default=True, show_default=True,
+              help="Blind: coders see neither groups, scores nor each other's codes until unblinding.")
+@click.option("--language", default="en", show_default=True, help="The transcripts' main language (en, sv, nb, da, de, ...).")
+@click.option("--codebook", "codebooks", multiple=True, metavar="ID",
+              help="Add a bundled codebook (repeatable; see: concord codebook list).")
+@as_option
+def init(study, title, blind, language, codebooks, actor):
+    """Create a new study at STUDY (a new .concord file or a PostgreSQL URL).
+
+    \b
+    Examples:
+      concord init pilot.concord --title "Pilot" --blind --codebook cbt-alliance-themes
+      concord init postgresql+psycopg://postgres@127.0.0.1/pilot --open
+    """
+    workspace = study_service.init_study(study, title=title, blind=blind, language=language, actor=actor)
+    try:
+        for codebook_id in codebooks:
+            from services import codebooks as codebook_service
+
+            codebook_service.add_codebook(workspace, codebook_id)
+        settings = workspace.settings()
+    finally:
+        workspace.close()
+    mode = "blind" if settings.blind else "open"
+    extra = f" with codebook(s) {', '.join(codebooks)}" if codebooks else ""
+    click.echo(f"Created {mode} study {settings.title!r} at {workspace.store.display_name}{extra}.")
+    click.echo(f"Next: concord coder add {study} NAME --role coder")
+
+
+@click.group()
+def coder():
+    """The people in a study and their roles (coder, supervisor, admin)."""
+
+
+@coder.command("add")
+@study_argument
+@click.argument("name")
+@click.option("--role", type=click.Choice(["coder", "supervisor", "admin"]), default="coder", show_default=True)
+@as_option
+def coder_add(study, name, role, actor):
+    """Add a person to the study.
+
+    Until the study has a supervisor or admin anyone may add people; after
+    that it takes one of them (--as).
+    """
+    with opened(study, actor) as workspace:
+        info = study_service.add_coder(workspace, name, role)
+    click.echo(f"Added {info.role} {info.name}.")
+
+
+@coder.command("list")
+@study_argument
+@format_option()
+def coder_list(study, output_format):
+    """List the people in the study."""
+    with opened(study) as workspace:
+        coders = study_service.list_coders(workspace)
+    emit_rows(coders, output_format, ["name", "role", "active"])
+
+
+@coder.command("role")
+@study_argument
+@click.argument("name")
+@click.argument("role", type=click.Choice(["coder", "supervisor", "admin"]))
+@as_option
+def coder_role(study, name, role, actor):
+    """Change a person's role."""
+    with opened(study, actor) as workspace:
+        info = study_service.set_coder_role(workspace, name, role)
+    click.echo(f"{info.name} is now a {info.role}.")
+
+
+@click.command()
+@study_argument
+@as_option
+@format_option()
+def status(study, actor, output_format):
+    """Counts of transcripts, turns, codes and codings per coder; the phase; blind or not.
+
+    While the study is blind, a coder (--as) sees only their own coding count.
+    """
+    with opened(study, actor) as workspace:
+        data = study_service.study_status(workspace)
+    emit_mapping(data, output_format)
+
+
+@click.command()
+@study_argument
+@click.argument("dest", type=click.Path(dir_okay=False))
+@as_option
+def backup(study, dest, actor):
+    """Write a consistent copy of STUDY to DEST (a new .concord file).
+
+    SQLite studies use the online backup API, so coders may keep working.
+    PostgreSQL studies are dumped logically into the same portable file format.
+    """
+    with opened(study, actor) as workspace:
+        path = study_service.backup(workspace, dest)
+    click.echo(f"Backed up {study} to {path}.")
+
+
+@click.command()
+@study_argument
+@click.option("--limit", type=int, help="Only the last N events.")
+@click.option("--action", help="Only events of this action (e.g. coding.apply).")
+@as_option
+@format_option()
+def audit(study, limit, action, actor, output_format):
+    """The append-only log of every change: who, when, what.
+
+    While the study is blind, coders see setup events and their own work only.
+    """
+    with opened(study, actor) as workspace:
+        events = audit_service.list_events(workspace, limit=limit, action=action)
+    emit_rows(events, output_format, ["id", "at", "actor", "action", "entity", "entity_id", "details"])

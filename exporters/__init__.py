@@ -1,0 +1,1 @@
+"""Writing study data out: frequency tables, excerpt reports, REFI-QDA projects."""

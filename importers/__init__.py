@@ -1,0 +1,1 @@
+"""Turning users' files (transcripts, questionnaires, earlier codings) into study data, pseudonymised first."""

@@ -1,0 +1,45 @@
+"""Writing to and reading the append-only audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.dto import AuditInfo
+from services.workspace import Workspace
+from storage.models import AuditEvent
+
+
+def record(session: Session, actor: str, action: str, entity: str | None = None,
+           entity_id: int | None = None, **details: Any) -> None:
+    """Add an audit event in the caller's unit of work, so it commits with the change."""
+    session.add(AuditEvent(actor=actor, action=action, entity=entity, entity_id=entity_id,
+                           details=details))
+
+
+# Events about these say what a coder coded or what a session scored: behind the blind.
+BLINDED_ENTITIES = frozenset({"coding", "memo", "consensus", "score", "attribute", "edit"})
+
+
+def list_events(workspace: Workspace, *, limit: int | None = None, action: str | None = None) -> list[AuditInfo]:
+    """The audit trail, oldest first.
+
+    While the study is blind, a coder (or a command run without --as) sees the
+    study's setup events and their own work, never events about other coders'
+    codings, memos, consensus, scores or attributes.
+    """
+    blind = workspace.blind_for_actor()
+    own_name = workspace.actor.name if workspace.actor else None
+    with workspace.store.reader() as session:
+        query = select(AuditEvent).order_by(AuditEvent.id)
+        if action:
+            query = query.where(AuditEvent.action == action)
+        rows = session.scalars(query).all()
+        if blind:
+            rows = [r for r in rows if r.entity not in BLINDED_ENTITIES or r.actor == own_name]
+        if limit:
+            rows = rows[-limit:]
+        return [AuditInfo(id=r.id, at=r.at, actor=r.actor, action=r.action, entity=r.entity,
+                          entity_id=r.entity_id, details=dict(r.details or {})) for r in rows]

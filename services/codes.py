@@ -1,0 +1,136 @@
+"""The codes a person may code with, and inductive codes made while coding.
+
+In a blind study a coder sees every deductive code and only their own
+inductive ones; other coders' inductive codes would reveal their coding.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.audit import record
+from services.dto import CodeInfo
+from services.workspace import Workspace
+from storage.errors import ConcordError, NotFound, PermissionDenied
+from storage.models import Code, Codebook, Coder
+
+INDUCTIVE_CODEBOOK = "inductive"
+
+
+def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str, ...]) -> CodeInfo:
+    return CodeInfo(
+        id=row.id, codebook=codebook_key, parent_id=row.parent_id, name=row.name, label=row.label,
+        definition=row.definition, inclusion=row.inclusion, exclusion=row.exclusion, example=row.example,
+        pole=row.pole, high_pole=row.high_pole, hotkey=row.hotkey, colour=row.colour, origin=row.origin,
+        creator=creator, position=row.position, guid=row.guid, path=path,
+    )
+
+
+def _live_codes(session: Session) -> list[Code]:
+    return list(session.scalars(
+        select(Code).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+        .order_by(Code.codebook_id, Code.position, Code.id)
+    ))
+
+
+def code_infos(session: Session, rows: list[Code]) -> list[CodeInfo]:
+    books = dict(session.execute(select(Codebook.id, Codebook.key)).all())
+    names = dict(session.execute(select(Coder.id, Coder.name)).all())
+    by_id = {row.id: row for row in rows}
+
+    def path_of(row: Code) -> tuple[str, ...]:
+        parts = []
+        seen = set()
+        while row is not None and row.id not in seen:
+            seen.add(row.id)
+            parts.append(row.name)
+            row = by_id.get(row.parent_id) if row.parent_id else None
+        return tuple(reversed(parts))
+
+    return [code_info(r, books[r.codebook_id], names.get(r.creator_id), path_of(r)) for r in rows]
+
+
+def visible_codes(workspace: Workspace) -> list[CodeInfo]:
+    """The study's live codes (not merged away or retired) the actor may see, in tree order."""
+    blind = workspace.blind_for_actor()
+    actor = workspace.actor
+    with workspace.store.reader() as session:
+        rows = _live_codes(session)
+        if blind:
+            rows = [r for r in rows if r.origin == "deductive" or (actor and r.creator_id == actor.id)]
+        return code_infos(session, rows)
+
+
+def visible_code_ids(session: Session, workspace: Workspace, blind: bool) -> set[int]:
+    actor = workspace.actor
+    query = select(Code.id, Code.origin, Code.creator_id).where(Code.merged_into_id.is_(None),
+                                                               Code.retired_at.is_(None))
+    return {cid for cid, origin, creator in session.execute(query)
+            if not blind or origin == "deductive" or (actor and creator == actor.id)}
+
+
+def inductive_codebook(session: Session) -> Codebook:
+    book = session.scalar(select(Codebook).where(Codebook.key == INDUCTIVE_CODEBOOK))
+    if book is None:
+        book = Codebook(key=INDUCTIVE_CODEBOOK, title="Inductive codes", version="1",
+                        description="Codes made while coding.", origin="study")
+        session.add(book)
+        session.flush()
+    return book
+
+
+def create_inductive_code(workspace: Workspace, name: str, definition: str | None = None,
+                          parent_id: int | None = None) -> CodeInfo:
+    """A coder's own code, made while coding; marked inductive and owned by its creator."""
+    actor = workspace.require_actor()
+    name = " ".join(name.split())
+    if not name:
+        raise ConcordError("an inductive code needs a name")
+    if len(name) > 300:
+        raise ConcordError("a code name is at most 300 characters")
+    blind = workspace.blind_for_actor()
+    with workspace.store.session() as session:
+        book = inductive_codebook(session)
+        existing = session.scalar(select(Code).where(
+            Code.codebook_id == book.id, Code.name == name, Code.creator_id == actor.id,
+            Code.merged_into_id.is_(None), Code.retired_at.is_(None)))
+        if existing is not None:
+            return code_infos(session, [existing])[0]
+        if parent_id is not None:
+            parent = session.get(Code, parent_id)
+            if parent is None:
+                raise NotFound(f"no code with id {parent_id}")
+            if parent_id not in visible_code_ids(session, workspace, blind):
+                raise PermissionDenied("that parent code is not yours to see")
+        position = len(session.scalars(select(Code.id).where(Code.codebook_id == book.id)).all())
+        row = Code(codebook_id=book.id, parent_id=parent_id if parent_id else None, guid=str(uuid.uuid4()),
+                   name=name, definition=definition or None, origin="inductive", creator_id=actor.id,
+                   position=position)
+        session.add(row)
+        session.flush()
+        record(session, actor.name, "code.create", "code", row.id, name=name, origin="inductive")
+        return code_infos(session, [row])[0]
+
+
+def find_code(session: Session, name_or_id: str | int, codebook_key: str | None = None) -> Code:
+    """A live code by id, by name, or by codebook-qualified name "book/name"."""
+    if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+        row = session.get(Code, int(name_or_id))
+        if row is None:
+            raise NotFound(f"no code with id {name_or_id}")
+        return row
+    text = str(name_or_id)
+    if codebook_key is None and "/" in text:
+        codebook_key, text = text.split("/", 1)
+    query = select(Code).where(Code.name == text, Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+    if codebook_key:
+        query = query.join(Codebook, Codebook.id == Code.codebook_id).where(Codebook.key == codebook_key)
+    rows = session.scalars(query).all()
+    if not rows:
+        raise NotFound(f"no code named {text!r}" + (f" in codebook {codebook_key!r}" if codebook_key else ""))
+    if len(rows) > 1:
+        raise ConcordError(f"several codes are named {text!r}; qualify it as CODEBOOK/NAME")
+    return rows[0]

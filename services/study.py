@@ -1,0 +1,178 @@
+"""Creating a study, its people, and reporting its state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from services.audit import record
+from services.dto import CoderInfo, StudySettings
+from services.workspace import Workspace, settings_of
+from storage.db import backup_study, create_study_store
+from storage.errors import ConcordError, NotFound, PermissionDenied
+from storage.models import CODER_ROLES, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
+
+
+def init_study(target: str, *, title: str | None = None, blind: bool = True, language: str = "en",
+               actor: str | None = None) -> Workspace:
+    """Create a new, empty study and return it opened."""
+    store = create_study_store(target)
+    try:
+        with store.session() as session:
+            session.add(Study(id=1, title=title or Path(str(target)).stem or "Untitled study",
+                              language=language, blind=blind))
+            record(session, actor or "(unnamed)", "study.init", "study", 1,
+                   title=title, blind=blind, language=language)
+    except BaseException:
+        store.close()
+        raise
+    return Workspace(store, actor)
+
+
+def update_settings(workspace: Workspace, **changes) -> StudySettings:
+    allowed = {"title", "language", "anonymous_consensus", "pseudonym_register", "nlp_pipeline"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ConcordError(f"unknown study setting(s): {', '.join(sorted(unknown))}")
+    _require_setup_rights(workspace)
+    with workspace.store.session() as session:
+        row = session.get(Study, 1)
+        old = {name: getattr(row, name) for name in changes}
+        for name, value in changes.items():
+            setattr(row, name, value)
+        record(session, workspace.actor_label, "study.settings", "study", 1,
+               old={k: str(v) for k, v in old.items()}, new={k: str(v) for k, v in changes.items()})
+        return settings_of(row)
+
+
+def _require_setup_rights(workspace: Workspace) -> None:
+    """Setting up people and settings is open until the study has a supervisor or admin;
+    from then on it takes one of them (--as)."""
+    with workspace.store.reader() as session:
+        has_lead = session.scalar(
+            select(func.count()).select_from(Coder).where(Coder.role.in_(("supervisor", "admin")))
+        )
+    if has_lead:
+        if workspace.actor is None:
+            raise PermissionDenied("this study has a supervisor: setting it up takes --as SUPERVISOR")
+        workspace.require_supervisor()
+
+
+def add_coder(workspace: Workspace, name: str, role: str = "coder") -> CoderInfo:
+    name = name.strip()
+    if not name:
+        raise ConcordError("a coder needs a name")
+    if role not in CODER_ROLES:
+        raise ConcordError(f"unknown role {role!r}; choose one of {', '.join(CODER_ROLES)}")
+    _require_setup_rights(workspace)
+    with workspace.store.session() as session:
+        if session.scalar(select(Coder).where(Coder.name == name)):
+            raise ConcordError(f"a coder named {name!r} already exists")
+        coder = Coder(name=name, role=role)
+        session.add(coder)
+        session.flush()
+        record(session, workspace.actor_label, "coder.add", "coder", coder.id, name=name, role=role)
+        return CoderInfo(id=coder.id, name=coder.name, role=coder.role, active=coder.active)
+
+
+def ensure_coder(session, name: str, actor_label: str, role: str = "coder") -> Coder:
+    """The coder of that name, created (and audited) inside the caller's unit of work if new."""
+    coder = session.scalar(select(Coder).where(Coder.name == name))
+    if coder is None:
+        coder = Coder(name=name, role=role)
+        session.add(coder)
+        session.flush()
+        record(session, actor_label, "coder.add", "coder", coder.id, name=name, role=role)
+    return coder
+
+
+def list_coders(workspace: Workspace) -> list[CoderInfo]:
+    with workspace.store.reader() as session:
+        rows = session.scalars(select(Coder).order_by(Coder.id)).all()
+        return [CoderInfo(id=r.id, name=r.name, role=r.role, active=r.active) for r in rows]
+
+
+def set_coder_role(workspace: Workspace, name: str, role: str) -> CoderInfo:
+    if role not in CODER_ROLES:
+        raise ConcordError(f"unknown role {role!r}; choose one of {', '.join(CODER_ROLES)}")
+    _require_setup_rights(workspace)
+    with workspace.store.session() as session:
+        coder = session.scalar(select(Coder).where(Coder.name == name))
+        if coder is None:
+            raise NotFound(f"no coder named {name!r}")
+        old = coder.role
+        coder.role = role
+        record(session, workspace.actor_label, "coder.role", "coder", coder.id, name=name, old=old, new=role)
+        return CoderInfo(id=coder.id, name=coder.name, role=coder.role, active=coder.active)
+
+
+def study_status(workspace: Workspace) -> dict:
+    """Counts of transcripts, turns, codes and codings per coder, the phase, blind or not.
+
+    While the study is blind a coder sees only their own coding count; the counts
+    of others are their progress, which the blind hides.
+    """
+    from storage.models import Code
+
+    settings = workspace.settings()
+    blind = workspace.blind_for_actor(settings)
+    actor = workspace.actor
+    with workspace.store.reader() as session:
+        transcripts = session.scalar(select(func.count()).select_from(Transcript)) or 0
+        turns = session.scalar(select(func.count()).select_from(Turn)) or 0
+        codes = session.scalar(
+            select(func.count()).select_from(Code).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+        ) or 0
+        per_coder = dict(
+            session.execute(
+                select(Coder.name, func.count(Coding.id))
+                .join(Coding, (Coding.coder_id == Coder.id) & Coding.deleted_at.is_(None)
+                      & (Coding.phase == "independent"), isouter=True)
+                .group_by(Coder.name)
+                .order_by(Coder.name)
+            ).all()
+        )
+        consensus = session.scalar(
+            select(func.count()).select_from(Coding)
+            .where(Coding.phase == "consensus", Coding.deleted_at.is_(None))
+        ) or 0
+        phases = dict(session.execute(select(Transcript.phase, func.count()).group_by(Transcript.phase)).all())
+        done_query = select(func.count()).select_from(TranscriptProgress).where(
+            TranscriptProgress.done_at.is_not(None))
+        if blind and actor is not None:
+            done_query = done_query.where(TranscriptProgress.coder_id == actor.id)
+        done = session.scalar(done_query) or 0
+    if blind and actor is not None:
+        per_coder = {name: count for name, count in per_coder.items() if name == actor.name}
+    if phases.get("consensus_done", 0) == transcripts and transcripts:
+        phase = "consensus done"
+    elif phases.get("in_consensus") or phases.get("consensus_done"):
+        phase = "consensus"
+    else:
+        phase = "independent coding"
+    return {
+        "study": workspace.store.display_name,
+        "title": settings.title,
+        "backend": workspace.store.backend,
+        "blind": settings.blind,
+        "blind_now": settings.blind_now,
+        "unblinded_at": settings.unblinded_at.isoformat() if settings.unblinded_at else None,
+        "phase": phase,
+        "transcripts": transcripts,
+        "turns": turns,
+        "codes": codes,
+        "codings": per_coder,
+        "consensus_codings": consensus,
+        "transcript_phases": {name: phases.get(name, 0) for name in ("independent", "in_consensus", "consensus_done")},
+        "transcripts_done": None if blind and actor is None else done,
+        "schema": workspace.store.revision(),
+    }
+
+
+def backup(workspace: Workspace, dest: str) -> Path:
+    path = backup_study(workspace.store, dest)
+    with workspace.store.session() as session:
+        record(session, workspace.actor_label, "study.backup", "study", 1, dest=str(path))
+    return path
+

@@ -1,0 +1,105 @@
+"""An open study and the person acting in it: the seam every service goes through."""
+
+from __future__ import annotations
+
+import os
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.dto import Actor, StudySettings
+from storage.db import StudyStore, open_study
+from storage.errors import NotFound, PermissionDenied
+from storage.models import Coder, Study
+
+
+def settings_of(row: Study) -> StudySettings:
+    return StudySettings(
+        title=row.title,
+        language=row.language,
+        blind=row.blind,
+        unblinded_at=row.unblinded_at,
+        anonymous_consensus=row.anonymous_consensus,
+        pseudonym_register=row.pseudonym_register,
+        nlp_pipeline=row.nlp_pipeline,
+    )
+
+
+class Workspace:
+    """A study opened for one person (or for nobody in particular, for setup commands).
+
+    The actor is looked up once; services ask the workspace whether the actor may
+    see other coders' work, blinded attributes and scores.
+    """
+
+    def __init__(self, store: StudyStore, actor_name: str | None = None):
+        self.store = store
+        self.actor_name = actor_name or None
+        self._actor: Actor | None = None
+
+    @classmethod
+    def open(cls, target: str, actor_name: str | None = None) -> Workspace:
+        return cls(open_study(target), actor_name if actor_name is not None else os.environ.get("CONCORD_CODER"))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- who is acting -------------------------------------------------------------
+
+    @property
+    def actor(self) -> Actor | None:
+        if self._actor is None and self.actor_name:
+            with self.store.reader() as session:
+                self._actor = self.actor_in(session)
+        return self._actor
+
+    def actor_in(self, session: Session) -> Actor | None:
+        if not self.actor_name:
+            return None
+        row = session.scalar(select(Coder).where(Coder.name == self.actor_name))
+        if row is None:
+            raise NotFound(f"no coder named {self.actor_name!r} in this study (see: concord coder list)")
+        if not row.active:
+            raise PermissionDenied(f"coder {self.actor_name!r} is deactivated")
+        return Actor(id=row.id, name=row.name, role=row.role)
+
+    def require_actor(self) -> Actor:
+        actor = self.actor
+        if actor is None:
+            raise PermissionDenied("say who you are: --as NAME (or set CONCORD_CODER)")
+        return actor
+
+    def require_supervisor(self) -> Actor:
+        actor = self.require_actor()
+        if not actor.supervises:
+            raise PermissionDenied(f"{actor.name} is a {actor.role}; this needs a supervisor or admin")
+        return actor
+
+    @property
+    def actor_label(self) -> str:
+        return self.actor.name if self.actor else "(unnamed)"
+
+    # -- the blind -------------------------------------------------------------------
+
+    def settings(self) -> StudySettings:
+        with self.store.reader() as session:
+            return settings_of(session.get(Study, 1))
+
+    def blind_for_actor(self, settings: StudySettings | None = None) -> bool:
+        """Whether the actor must not see groups, scores or other coders' work.
+
+        Supervisors and admins reconcile and unblind, so the blind never applies to
+        them. Nobody-in-particular (setup commands without --as) is treated as a
+        coder: nothing hidden is shown without a named person.
+        """
+        settings = settings or self.settings()
+        if not settings.blind_now:
+            return False
+        actor = self.actor
+        return actor is None or not actor.supervises

@@ -1,0 +1,58 @@
+"""Shared fixtures: every storage and service test runs on SQLite and, when
+CONCORD_TEST_PG holds a server URL, on PostgreSQL too."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+PG_URL = os.environ.get("CONCORD_TEST_PG")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path, monkeypatch):
+    """Keep tests away from the developer's config, data and coder name."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.delenv("CONCORD_CODER", raising=False)
+    monkeypatch.setenv("CONCORD_BUSY_TIMEOUT_MS", "500")
+
+
+def _pg_admin_engine():
+    url = make_url(PG_URL).set(drivername="postgresql+psycopg", database="postgres")
+    return create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+def fresh_pg_url() -> str:
+    name = f"concord_test_{uuid.uuid4().hex[:12]}"
+    return make_url(PG_URL).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+
+
+def drop_pg_database(url: str) -> None:
+    name = make_url(url).database
+    engine = _pg_admin_engine()
+    with engine.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def study_target(request, tmp_path):
+    """Where a new study can be created: a file path, or a fresh PostgreSQL database URL."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "study.concord")
+        return
+    url = fresh_pg_url()
+    yield url
+    drop_pg_database(url)
+
+
+@pytest.fixture
+def backend(study_target) -> str:
+    return "postgresql" if "://" in study_target else "sqlite"
