@@ -1,0 +1,539 @@
+"""Inter-coder agreement statistics for nominal codes on a coders x units matrix.
+
+Layout: ``ratings[i, j]`` is the category index (0..k-1) that coder *i* gave unit *j*, or ``MISSING`` (-1)
+when coder *i* did not rate unit *j*. ``encode_ratings`` turns rows of labels into that matrix. This module
+is numpy only; it knows nothing about the database.
+
+Decisions shared by every statistic:
+
+- A unit counts only when it carries at least two ratings (for Cohen's kappa: a rating from both coders).
+  A unit rated once says nothing about agreement, so it is left out rather than treated as an error.
+- Fewer than two coders (rows) is an error: ``RatingsError``, which is both a ``ValueError`` and the
+  project's ``InputError``.
+- An undefined statistic is ``nan``, never an exception, so a study whose coders have not yet overlapped
+  still gets a table. ``compute`` gives the reason in ``StatResult.note``: no unit with two ratings, or only
+  one category among the counted ratings (chance agreement is then 1 and kappa and alpha would divide by
+  zero; the ``krippendorff`` package raises there and scikit-learn returns nan).
+
+Each statistic is written as column sums of per-unit features followed by a closed-form finish. The
+bootstrap reweights the same per-unit rows, so one resample costs a row of a matrix product rather than a
+fresh computation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from storage.errors import InputError
+
+MISSING = -1
+
+STATISTICS = ("percent", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "brennan_prediger")
+
+NOTE_ONE_CATEGORY = "undefined: only one category observed"
+NOTE_NO_PAIRABLE_UNIT = "undefined: no unit rated by two or more coders"
+NOTE_NO_SHARED_UNIT = "undefined: no unit rated by both coders"
+PERCENT_DEFINITION = "mean share of agreeing coder pairs over units with >= 2 ratings"
+
+# Upper bound on resamples x units held in memory at once by the bootstrap.
+_BOOTSTRAP_CELLS_PER_CHUNK = 4_000_000
+
+
+class RatingsError(InputError, ValueError):
+    """The ratings cannot be used for the requested statistic (the message says where and why)."""
+
+
+@dataclass(frozen=True)
+class StatResult:
+    """One agreement statistic as reported: value, what it rests on, optional bootstrap interval."""
+
+    statistic: str
+    value: float
+    units: int
+    coders: int
+    ci_low: float | None
+    ci_high: float | None
+    note: str | None
+
+
+# --------------------------------------------------------------------------------------------- input
+
+
+def _is_missing_label(label: object) -> bool:
+    if label is None:
+        return True
+    return isinstance(label, (float, np.floating)) and math.isnan(label)
+
+
+def encode_ratings(
+    rows: Sequence[Sequence[Hashable | None]], categories: Sequence[Hashable] | None = None
+) -> tuple[np.ndarray, list]:
+    """Turn one row of labels per coder into a ratings matrix and its list of categories.
+
+    ``None`` (and a float NaN, as pandas writes a gap) means the coder did not rate that unit. Without
+    ``categories`` the categories are the labels that occur, sorted when they can be compared and in order
+    of first appearance otherwise. With ``categories`` (for instance a codebook's codes, so that unused codes
+    still count for Brennan-Prediger's q) their order is kept and any other label is an error.
+    """
+    table = [list(row) for row in rows]
+    if not table:
+        raise RatingsError("no coder rows given")
+    width = len(table[0])
+    for coder, row in enumerate(table):
+        if len(row) != width:
+            raise RatingsError(f"coder row {coder} has {len(row)} units but row 0 has {width}")
+
+    if categories is None:
+        seen: dict[Hashable, None] = {}
+        for row in table:
+            for label in row:
+                if not _is_missing_label(label):
+                    seen.setdefault(label, None)
+        try:
+            ordered = sorted(seen)
+        except TypeError:
+            ordered = list(seen)
+    else:
+        ordered = list(categories)
+        if len(set(ordered)) != len(ordered):
+            raise RatingsError("the categories contain a duplicate")
+    index = {label: position for position, label in enumerate(ordered)}
+
+    encoded = np.full((len(table), width), MISSING, dtype=np.int64)
+    for coder, row in enumerate(table):
+        for unit, label in enumerate(row):
+            if _is_missing_label(label):
+                continue
+            try:
+                encoded[coder, unit] = index[label]
+            except KeyError:
+                raise RatingsError(
+                    f"coder row {coder}, unit column {unit}: label {label!r} is not one of the categories"
+                ) from None
+    return encoded, ordered
+
+
+def _checked(ratings: object, n_categories: int | None = None) -> tuple[np.ndarray, int]:
+    """Validate a ratings matrix; return it as int64 with the number of categories k."""
+    matrix = np.asarray(ratings)
+    if matrix.ndim != 2:
+        raise RatingsError(f"ratings must be a 2-D array (coders x units), got shape {matrix.shape}")
+    if matrix.size == 0 and matrix.dtype.kind == "f":
+        matrix = matrix.astype(np.int64)
+    if matrix.dtype.kind not in "iu":
+        raise RatingsError(
+            f"ratings must hold integer category indices (-1 for missing), got dtype {matrix.dtype};"
+            " encode labels with encode_ratings"
+        )
+    if matrix.shape[0] < 2:
+        raise RatingsError(f"agreement needs at least 2 coders (rows), got {matrix.shape[0]}")
+    matrix = matrix.astype(np.int64, copy=False)
+
+    if n_categories is not None and (isinstance(n_categories, bool) or int(n_categories) != n_categories):
+        raise RatingsError(f"n_categories must be a whole number, got {n_categories!r}")
+    if n_categories is not None and n_categories < 1:
+        raise RatingsError(f"n_categories must be at least 1, got {n_categories}")
+
+    highest = MISSING
+    if matrix.size:
+        if matrix.min() < MISSING:
+            coder, unit = np.argwhere(matrix < MISSING)[0]
+            raise RatingsError(
+                f"coder row {coder}, unit column {unit}: {matrix[coder, unit]} is not a category index"
+                " (use 0..k-1, or -1 for missing)"
+            )
+        highest = int(matrix.max())
+    if n_categories is None:
+        return matrix, highest + 1
+    if highest >= n_categories:
+        coder, unit = np.argwhere(matrix >= n_categories)[0]
+        raise RatingsError(
+            f"coder row {coder}, unit column {unit}: category index {matrix[coder, unit]} is outside"
+            f" 0..{int(n_categories) - 1} (n_categories={int(n_categories)})"
+        )
+    return matrix, int(n_categories)
+
+
+def _value_counts(matrix: np.ndarray, k: int) -> np.ndarray:
+    """Units x categories table: how many coders put each unit in each category (one bincount)."""
+    n_units = matrix.shape[1]
+    slots = k + 1  # slot 0 of every unit collects the missing ratings and is dropped
+    flat = matrix + (1 + slots * np.arange(n_units, dtype=np.int64))
+    counts = np.bincount(flat.ravel(), minlength=slots * n_units)
+    return counts.reshape(n_units, slots)[:, 1:]
+
+
+def _coders_in(matrix: np.ndarray, used_units: np.ndarray) -> int:
+    return int((matrix[:, used_units] != MISSING).any(axis=1).sum())
+
+
+# ------------------------------------------------------------------------- per-unit plans and finishes
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A statistic as ``finish(column sums of features)``; one feature row per unit the statistic uses."""
+
+    features: np.ndarray
+    finish: Callable[[np.ndarray], np.ndarray]
+    coders: int
+    undefined_note: str
+    note: str | None = None
+
+    @property
+    def units(self) -> int:
+        return int(self.features.shape[0])
+
+    def value(self) -> float:
+        return float(self.finish(self.features.sum(axis=0)))
+
+
+def _only_one_category(category_totals: np.ndarray) -> np.ndarray:
+    return np.count_nonzero(category_totals, axis=-1) <= 1
+
+
+def _percent_finish(sums: np.ndarray) -> np.ndarray:
+    units, agreement = sums[..., 0], sums[..., 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(units > 0, agreement / units, np.nan)
+
+
+def _pairwise_agreement_rows(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per unit with >= 2 ratings: [1, share of agreeing coder pairs]; plus the mask of those units."""
+    counts = _value_counts(matrix, k)
+    per_unit = counts.sum(axis=1)
+    used = per_unit >= 2
+    counts, per_unit = counts[used].astype(np.float64), per_unit[used].astype(np.float64)
+    agreeing_pairs = (counts * (counts - 1)).sum(axis=1)
+    rows = np.column_stack([np.ones_like(per_unit), agreeing_pairs / (per_unit * (per_unit - 1))])
+    return rows, used
+
+
+def _percent_plan(matrix: np.ndarray, k: int) -> _Plan:
+    rows, used = _pairwise_agreement_rows(matrix, k)
+    return _Plan(rows, _percent_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, PERCENT_DEFINITION)
+
+
+def _brennan_prediger_plan(matrix: np.ndarray, k: int) -> _Plan:
+    rows, used = _pairwise_agreement_rows(matrix, k)
+    chance = 1.0 / k
+
+    def finish(sums: np.ndarray) -> np.ndarray:
+        return (_percent_finish(sums) - chance) / (1.0 - chance)
+
+    note = f"q = {k} categories available"
+    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, note)
+
+
+def _cohen_plan(matrix: np.ndarray, k: int) -> _Plan:
+    if matrix.shape[0] != 2:
+        raise RatingsError(f"cohen_kappa needs exactly 2 coders (rows), got {matrix.shape[0]}")
+    first, second = matrix
+    used = (first != MISSING) & (second != MISSING)
+    first, second = first[used], second[used]
+    n = first.size
+    rows = np.zeros((n, 2 + 2 * k))
+    rows[:, 0] = 1.0
+    rows[:, 1] = first == second
+    rows[np.arange(n), 2 + first] = 1.0
+    rows[np.arange(n), 2 + k + second] = 1.0
+
+    def finish(sums: np.ndarray) -> np.ndarray:
+        units = sums[..., 0:1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            observed = sums[..., 1] / units[..., 0]
+            first_share, second_share = sums[..., 2 : 2 + k] / units, sums[..., 2 + k :] / units
+            chance = (first_share * second_share).sum(axis=-1)
+            kappa = (observed - chance) / (1.0 - chance)
+        undefined = _only_one_category(sums[..., 2 : 2 + k] + sums[..., 2 + k :])
+        return np.where(undefined | (units[..., 0] == 0), np.nan, kappa)
+
+    return _Plan(rows, finish, 2 if n else 0, NOTE_NO_SHARED_UNIT)
+
+
+def _fleiss_plan(matrix: np.ndarray, k: int) -> _Plan:
+    counts = _value_counts(matrix, k)
+    per_unit = counts.sum(axis=1)
+    used = per_unit >= 2
+    sizes, first_unit, how_many = np.unique(per_unit[used], return_index=True, return_counts=True)
+    if sizes.size > 1:
+        used_columns = np.flatnonzero(used)
+        found = ", ".join(
+            f"{count} unit(s) with {size} ratings (first: unit column {used_columns[first]})"
+            for size, first, count in zip(sizes, first_unit, how_many)
+        )
+        raise RatingsError(
+            "fleiss_kappa needs the same number of ratings on every unit (units rated fewer than twice are"
+            f" left out); found {found}. Use krippendorff_alpha for data with missing ratings"
+        )
+    raters = float(sizes[0]) if sizes.size else 2.0
+    counts = counts[used].astype(np.float64)
+    rows = np.column_stack([np.ones(counts.shape[0]), (counts * counts).sum(axis=1), counts])
+
+    def finish(sums: np.ndarray) -> np.ndarray:
+        units, squares, totals = sums[..., 0], sums[..., 1], sums[..., 2:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            observed = (squares / units - raters) / (raters * (raters - 1.0))
+            shares = totals / (units[..., None] * raters)
+            chance = (shares * shares).sum(axis=-1)
+            kappa = (observed - chance) / (1.0 - chance)
+        return np.where(_only_one_category(totals) | (units == 0), np.nan, kappa)
+
+    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT)
+
+
+def _alpha_finish(sums: np.ndarray) -> np.ndarray:
+    """Nominal alpha from [trace of the coincidence matrix, its row totals n_c...]."""
+    agreeing, totals = sums[..., 0], sums[..., 1:]
+    n = totals.sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = (n * n - (totals * totals).sum(axis=-1)) / (n - 1.0)
+        alpha = 1.0 - (n - agreeing) / expected
+    return np.where(_only_one_category(totals), np.nan, alpha)
+
+
+def _alpha_plan(matrix: np.ndarray, k: int) -> _Plan:
+    counts = _value_counts(matrix, k)
+    per_unit = counts.sum(axis=1)
+    used = per_unit >= 2
+    counts, per_unit = counts[used].astype(np.float64), per_unit[used].astype(np.float64)
+    agreeing = (counts * (counts - 1)).sum(axis=1) / (per_unit - 1)
+    rows = np.column_stack([agreeing, counts])
+    return _Plan(rows, _alpha_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT)
+
+
+# ------------------------------------------------------------------------------------ public statistics
+
+
+def percent_agreement(ratings: object, n_categories: int | None = None) -> float:
+    """Percent agreement, Gwet/Fleiss definition, as a proportion in [0, 1].
+
+    Definition: over the units with at least two ratings, the mean of each unit's share of agreeing coder
+    pairs (pairs that chose the same category / all coder pairs on that unit). For two coders this is the
+    share of units both rated on which they agree. It is not Krippendorff's A_o (0.805 on Krippendorff's
+    2011 example, where this gives 0.818) nor DKPro's variant (0.800). ``nan`` when no unit has two ratings.
+    """
+    return _planned(percent_agreement, ratings, n_categories).value()
+
+
+def cohen_kappa(ratings: object, n_categories: int | None = None) -> float:
+    """Cohen's kappa for exactly two coders (two rows); units either coder left unrated are dropped.
+
+    kappa = (p_o - p_e) / (1 - p_e), with p_e from each coder's own category shares. ``nan`` when no unit
+    was rated by both, or when both used one and the same category throughout (p_e = 1).
+    """
+    return _planned(cohen_kappa, ratings, n_categories).value()
+
+
+def fleiss_kappa(ratings: object, n_categories: int | None = None) -> float:
+    """Fleiss' kappa (1971) for any number of coders; the coders may differ from unit to unit.
+
+    Units with fewer than two ratings are dropped. The rest must all carry the same number of ratings,
+    as Fleiss' formula assumes; otherwise ``RatingsError`` names the counts found. Incomplete units are
+    not silently dropped, because which units survive would then depend on who happened to skip what:
+    use ``krippendorff_alpha`` for data with missing ratings. ``nan`` when only one category occurs.
+    """
+    return _planned(fleiss_kappa, ratings, n_categories).value()
+
+
+def coincidence_matrix(ratings: object, n_categories: int | None = None) -> np.ndarray:
+    """Krippendorff's coincidence matrix o (k x k) over the units with at least two ratings.
+
+    o[c, d] = sum over units u of n_uc * (n_ud - [c == d]) / (m_u - 1), where n_uc is how many coders put
+    u in c and m_u how many rated u. Built from one bincount and one small matrix product.
+    """
+    matrix, k = _checked(ratings, n_categories)
+    counts = _value_counts(matrix, k)
+    per_unit = counts.sum(axis=1)
+    pairable = per_unit >= 2
+    counts = counts[pairable].astype(np.float64)
+    weighted = counts / (per_unit[pairable] - 1.0)[:, None]
+    coincidences = weighted.T @ counts
+    coincidences[np.diag_indices(k)] -= weighted.sum(axis=0)
+    return coincidences
+
+
+def krippendorff_alpha(ratings: object, n_categories: int | None = None) -> float:
+    """Krippendorff's alpha, nominal level, with missing ratings allowed.
+
+    alpha = 1 - D_o / D_e from the coincidence matrix; units rated once are unpairable and ignored.
+    ``nan`` when no unit has two ratings or when the pairable ratings use only one category (the
+    ``krippendorff`` package raises ValueError for the latter).
+    """
+    coincidences = coincidence_matrix(ratings, n_categories)
+    sums = np.concatenate([[np.trace(coincidences)], coincidences.sum(axis=1)])
+    return float(_alpha_finish(sums))
+
+
+def brennan_prediger(ratings: object, n_categories: int) -> float:
+    """Brennan-Prediger kappa, (p_a - 1/q) / (1 - 1/q), with q = ``n_categories``.
+
+    q is the number of categories available (the codebook's codes), not the number observed, so it must
+    be given. p_a is ``percent_agreement``; with many coders this is Randolph's free-marginal kappa
+    (statsmodels ``fleiss_kappa(method='randolph')`` on a table with q columns), with two coders Bennett,
+    Alpert & Goldstein's S. Missing ratings are allowed. ``nan`` when no unit has two ratings.
+    """
+    return _planned(brennan_prediger, ratings, n_categories).value()
+
+
+_FUNCTIONS: dict[str, Callable[..., float]] = {
+    "percent": percent_agreement,
+    "cohen_kappa": cohen_kappa,
+    "fleiss_kappa": fleiss_kappa,
+    "krippendorff_alpha": krippendorff_alpha,
+    "brennan_prediger": brennan_prediger,
+}
+_PLANNERS: dict[Callable[..., float], Callable[[np.ndarray, int], _Plan]] = {
+    percent_agreement: _percent_plan,
+    cohen_kappa: _cohen_plan,
+    fleiss_kappa: _fleiss_plan,
+    krippendorff_alpha: _alpha_plan,
+    brennan_prediger: _brennan_prediger_plan,
+}
+
+
+def _planned(function: Callable[..., float], ratings: object, n_categories: int | None) -> _Plan:
+    """Validate the ratings for one of this module's statistics and lay out its per-unit rows."""
+    if function is brennan_prediger and n_categories is None:
+        raise RatingsError("brennan_prediger needs n_categories: the number of categories available")
+    matrix, k = _checked(ratings, n_categories)
+    if function is brennan_prediger and k < 2:
+        raise RatingsError(f"brennan_prediger needs at least 2 categories available, got {k}")
+    return _PLANNERS[function](matrix, k)
+
+
+# ---------------------------------------------------------------------------------------- bootstrap
+
+
+def _statistic_function(statistic: str | Callable[..., float]) -> Callable[..., float]:
+    if isinstance(statistic, str):
+        try:
+            return _FUNCTIONS[statistic]
+        except KeyError:
+            raise RatingsError(
+                f"unknown statistic {statistic!r}; choose one of {', '.join(STATISTICS)}"
+            ) from None
+    if not callable(statistic):
+        raise RatingsError(f"statistic must be a name or a function, got {statistic!r}")
+    return statistic
+
+
+def _resample_values_from_plan(plan: _Plan, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    n = plan.units
+    if n == 0:
+        return np.full(n_resamples, np.nan)
+    chunk = max(1, min(n_resamples, _BOOTSTRAP_CELLS_PER_CHUNK // n))
+    values = np.empty(n_resamples)
+    for start in range(0, n_resamples, chunk):
+        size = min(chunk, n_resamples - start)
+        drawn = rng.integers(0, n, size=(size, n))
+        # How often each unit was drawn in each resample: the resampled sums are then one matrix product.
+        offsets = (np.arange(size, dtype=np.int64) * n)[:, None]
+        multiplicity = np.bincount((drawn + offsets).ravel(), minlength=size * n).reshape(size, n)
+        values[start : start + size] = plan.finish(multiplicity.astype(np.float64) @ plan.features)
+    return values
+
+
+def _resample_values_by_calling(
+    function: Callable[..., float], matrix: np.ndarray, n_resamples: int, rng: np.random.Generator, kwargs: dict
+) -> np.ndarray:
+    n = matrix.shape[1]
+    values = np.full(n_resamples, np.nan)
+    if n == 0:
+        return values
+    for resample in range(n_resamples):
+        values[resample] = function(matrix[:, rng.integers(0, n, size=n)], **kwargs)
+    return values
+
+
+def _check_bootstrap_arguments(n_resamples: object, level: float) -> None:
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise RatingsError(f"n_resamples must be a whole number >= 1, got {n_resamples!r}")
+    if not 0.0 < level < 1.0:
+        raise RatingsError(f"level must lie strictly between 0 and 1, got {level!r}")
+
+
+def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float, int]:
+    """Percentile interval of the defined values, and how many were undefined (nan) and left out."""
+    defined = values[~np.isnan(values)]
+    undefined = int(values.size - defined.size)
+    if defined.size == 0:
+        return math.nan, math.nan, undefined
+    tail = (1.0 - level) / 2.0 * 100.0
+    low, high = np.percentile(defined, [tail, 100.0 - tail])
+    return float(low), float(high), undefined
+
+
+def bootstrap_ci(
+    statistic: str | Callable[..., float],
+    ratings: object,
+    n_resamples: int,
+    level: float = 0.95,
+    seed: int = 0,
+    **kwargs: object,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval for ``statistic``, resampling units (columns) with replacement.
+
+    ``statistic`` is one of this module's functions (or its name in ``STATISTICS``); ``kwargs`` go to it
+    (``n_categories``). For those, the units resampled are the units the statistic uses (those with two or
+    more ratings; for Cohen's kappa those both coders rated), all resamples are evaluated together from
+    per-unit sums, and the result is the same for the same ``seed``. Any other function is called once per
+    resample on all columns. Resamples where the statistic is undefined (nan, e.g. only one category drawn)
+    are left out; (nan, nan) if none is defined.
+    """
+    _check_bootstrap_arguments(n_resamples, level)
+    function = _statistic_function(statistic)
+    rng = np.random.default_rng(seed)
+    if function in _PLANNERS:
+        n_categories = kwargs.pop("n_categories", None)
+        if kwargs:
+            raise RatingsError(f"unexpected arguments for {function.__name__}: {', '.join(kwargs)}")
+        values = _resample_values_from_plan(_planned(function, ratings, n_categories), int(n_resamples), rng)
+    else:
+        values = _resample_values_by_calling(function, np.asarray(ratings), int(n_resamples), rng, kwargs)
+    low, high, _ = _percentile_interval(values, level)
+    return low, high
+
+
+# ------------------------------------------------------------------------------------------ compute
+
+
+def compute(
+    statistic_name: str,
+    ratings: object,
+    n_categories: int | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+) -> StatResult:
+    """Compute one named statistic with what it rests on and, if ``bootstrap`` > 0, a 95% interval.
+
+    ``statistic_name`` is one of ``STATISTICS``. ``units`` counts the units the statistic used and
+    ``coders`` the coders with at least one rating on them. ``note`` names the percent-agreement
+    definition, Brennan-Prediger's q, why a value is undefined (nan, and then no interval), or how many
+    bootstrap resamples were undefined and left out.
+    """
+    if not isinstance(statistic_name, str):
+        raise RatingsError(f"statistic_name must be one of {', '.join(STATISTICS)}, got {statistic_name!r}")
+    function = _statistic_function(statistic_name)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
+        raise RatingsError(f"bootstrap must be a whole number of resamples >= 0, got {bootstrap!r}")
+    plan = _planned(function, ratings, n_categories)
+    # Alpha's own function goes through the coincidence matrix; the others are their plan's value.
+    value = krippendorff_alpha(ratings, n_categories) if function is krippendorff_alpha else plan.value()
+
+    note = plan.note
+    ci_low = ci_high = None
+    if math.isnan(value):
+        note = plan.undefined_note if plan.units == 0 else NOTE_ONE_CATEGORY
+    elif bootstrap:
+        rng = np.random.default_rng(seed)
+        values = _resample_values_from_plan(plan, int(bootstrap), rng)
+        ci_low, ci_high, undefined = _percentile_interval(values, 0.95)
+        if undefined:
+            left_out = f"{undefined} of {int(bootstrap)} bootstrap resamples undefined and left out"
+            note = f"{note}; {left_out}" if note else left_out
+    return StatResult(statistic_name, value, plan.units, plan.coders, ci_low, ci_high, note)
