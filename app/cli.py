@@ -7,6 +7,8 @@ import sys
 import click
 
 from app.commands import study as study_commands
+from app.commands.codebook import codebook
+from app.commands.importing import import_
 from storage.errors import ConcordError
 
 
@@ -36,6 +38,8 @@ main.add_command(study_commands.coder)
 main.add_command(study_commands.status)
 main.add_command(study_commands.backup)
 main.add_command(study_commands.audit)
+main.add_command(codebook)
+main.add_command(import_)
 
 
 if __name__ == "__main__":  # pragma: no cover

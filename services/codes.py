@@ -39,7 +39,9 @@ def _live_codes(session: Session) -> list[Code]:
 def code_infos(session: Session, rows: list[Code]) -> list[CodeInfo]:
     books = dict(session.execute(select(Codebook.id, Codebook.key)).all())
     names = dict(session.execute(select(Coder.id, Coder.name)).all())
-    by_id = {row.id: row for row in rows}
+    # Paths run through ancestors that may not be among `rows`; codebooks hold hundreds of codes, not more.
+    by_id = {row.id: row for row in session.scalars(select(Code))}
+    by_id.update({row.id: row for row in rows})
 
     def path_of(row: Code) -> tuple[str, ...]:
         parts = []

@@ -9,25 +9,36 @@ from sqlalchemy import func, select
 from services.audit import record
 from services.dto import CoderInfo, StudySettings
 from services.workspace import Workspace, settings_of
-from storage.db import backup_study, create_study_store
+from storage.db import backup_study, create_study_store, discard_new_study
 from storage.errors import ConcordError, NotFound, PermissionDenied
 from storage.models import CODER_ROLES, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
 
 
 def init_study(target: str, *, title: str | None = None, blind: bool = True, language: str = "en",
-               actor: str | None = None) -> Workspace:
-    """Create a new, empty study and return it opened."""
+               actor: str | None = None, codebooks: tuple[str, ...] = ()) -> Workspace:
+    """Create a new study, with the named codebooks, and return it opened.
+
+    Codebooks are read and validated before anything is created, so a bad one
+    leaves no half-made study behind.
+    """
+    from services.codebooks import add_codebook_spec, resolve_codebook
+
+    specs = [resolve_codebook(name) for name in codebooks]
     store = create_study_store(target)
+    workspace = Workspace(store, actor)
     try:
         with store.session() as session:
             session.add(Study(id=1, title=title or Path(str(target)).stem or "Untitled study",
                               language=language, blind=blind))
             record(session, actor or "(unnamed)", "study.init", "study", 1,
                    title=title, blind=blind, language=language)
+        for spec, origin in specs:
+            add_codebook_spec(workspace, spec, origin=origin)
     except BaseException:
         store.close()
+        discard_new_study(target)
         raise
-    return Workspace(store, actor)
+    return workspace
 
 
 def update_settings(workspace: Workspace, **changes) -> StudySettings:

@@ -311,6 +311,21 @@ def create_study_store(target: str, *, revision: str = "head") -> StudyStore:
     return store
 
 
+def discard_new_study(target: str) -> None:
+    """Remove a study that failed while being created, so no half-made study remains."""
+    if is_url(target):
+        engine = _engine_for(target)
+        try:
+            Base.metadata.drop_all(engine)
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+                conn.exec_driver_sql("DROP FUNCTION IF EXISTS audit_log_append_only() CASCADE")
+        finally:
+            engine.dispose()
+    else:
+        _remove_sqlite_files(Path(target))
+
+
 def _remove_sqlite_files(path: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         candidate = path.with_name(path.name + suffix)

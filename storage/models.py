@@ -150,7 +150,7 @@ class Transcript(Base):
     session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"))
     language: Mapped[str] = mapped_column(String(16), default="en")
     source_name: Mapped[str | None] = mapped_column(Text)
-    source_sha256: Mapped[str | None] = mapped_column(String(64), unique=True)
+    source_sha256: Mapped[str | None] = mapped_column(String(64), index=True)
     source_encoding: Mapped[str | None] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     phase: Mapped[str] = mapped_column(String(16), default="independent")

@@ -27,12 +27,9 @@ def init(study, title, blind, language, codebooks, actor):
       concord init pilot.concord --title "Pilot" --blind --codebook cbt-alliance-themes
       concord init postgresql+psycopg://postgres@127.0.0.1/pilot --open
     """
-    workspace = study_service.init_study(study, title=title, blind=blind, language=language, actor=actor)
+    workspace = study_service.init_study(study, title=title, blind=blind, language=language, actor=actor,
+                                         codebooks=codebooks)
     try:
-        for codebook_id in codebooks:
-            from services import codebooks as codebook_service
-
-            codebook_service.add_codebook(workspace, codebook_id)
         settings = workspace.settings()
     finally:
         workspace.close()

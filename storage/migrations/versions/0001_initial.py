@@ -219,9 +219,10 @@ def upgrade() -> None:
     sa.CheckConstraint("phase IN ('independent', 'in_consensus', 'consensus_done')", name=op.f('ck_transcripts_phase')),
     sa.ForeignKeyConstraint(['session_id'], ['sessions.id'], name=op.f('fk_transcripts_session_id_sessions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_transcripts')),
-    sa.UniqueConstraint('key', name=op.f('uq_transcripts_key')),
-    sa.UniqueConstraint('source_sha256', name=op.f('uq_transcripts_source_sha256'))
+    sa.UniqueConstraint('key', name=op.f('uq_transcripts_key'))
     )
+    # Not unique: one turn table holds many transcripts. The importer refuses a file seen before.
+    op.create_index(op.f('ix_transcripts_source_sha256'), 'transcripts', ['source_sha256'], unique=False)
     op.create_table('codings',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('coder_id', sa.Integer(), nullable=False),
