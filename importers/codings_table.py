@@ -1,0 +1,123 @@
+"""Reading earlier codings from a spreadsheet: one row per coding.
+
+Columns: transcript (the transcript key), turn (the turn number as stored at
+import), coder, code, and optionally group (the parent code or theme), start and
+end (character offsets inside the turn; the whole turn when absent) and memo.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from importers.encoding import read_text_file
+from storage.errors import InputError
+
+REQUIRED = ("transcript", "turn", "coder", "code")
+OPTIONAL = ("group", "start", "end", "memo")
+_ALIASES = {
+    "transcript": ("transcript", "transcript_key", "document", "file"),
+    "turn": ("turn", "turn_number", "utterance"),
+    "coder": ("coder", "user", "annotator", "rater"),
+    "code": ("code", "label", "category"),
+    "group": ("group", "theme", "parent", "parent_code"),
+    "start": ("start", "start_offset", "from"),
+    "end": ("end", "end_offset", "to"),
+    "memo": ("memo", "note", "comment"),
+}
+
+
+@dataclass(frozen=True)
+class CodingRow:
+    line: int
+    transcript: str
+    turn: int
+    coder: str
+    code: str
+    group: str | None
+    start: int | None
+    end: int | None
+    memo: str | None
+
+
+def _records(path: Path) -> list[tuple[int, list[str]]]:
+    if path.suffix.lower() == ".xlsx":
+        from openpyxl import load_workbook
+
+        try:
+            book = load_workbook(path, read_only=True, data_only=True)
+        except Exception as exc:  # openpyxl raises several kinds for a broken file
+            raise InputError(f"not a readable Excel workbook ({exc.__class__.__name__})", str(path)) from None
+        sheet = book.worksheets[0]
+        return [(number, ["" if v is None else str(v).strip() for v in row])
+                for number, row in enumerate(sheet.iter_rows(values_only=True), 1)]
+    text = read_text_file(path)[1].text
+    dialect = "excel-tab" if "\t" in text.split("\n", 1)[0] else "excel"
+    rows, line = [], 1
+    reader = csv.reader(io.StringIO(text), dialect=dialect)
+    for row in reader:
+        rows.append((line, [cell.strip() for cell in row]))
+        line = reader.line_num + 1
+    return rows
+
+
+def _column_map(header: list[str], path: str) -> dict[str, int]:
+    keys = [" ".join(h.split()).casefold().replace(" ", "_") for h in header]
+    found = {}
+    for field, names in _ALIASES.items():
+        for name in names:
+            if name in keys:
+                found[field] = keys.index(name)
+                break
+    missing = [f for f in REQUIRED if f not in found]
+    if missing:
+        raise InputError(f"missing column(s) {', '.join(missing)}; found {', '.join(header)}", path, 1)
+    return found
+
+
+def _int(value: str, column: str, path: str, line: int, *, minimum: int) -> int:
+    try:
+        number = int(float(value))
+    except ValueError:
+        raise InputError(f"column {column}: {value!r} is not a whole number", path, line) from None
+    if number != float(value) or number < minimum:
+        raise InputError(f"column {column}: {value!r} must be a whole number >= {minimum}", path, line)
+    return number
+
+
+def read_codings(path: str | Path) -> list[CodingRow]:
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        raise InputError("no such file", shown)
+    records = [(n, r) for n, r in _records(path) if any(r)]
+    if not records:
+        raise InputError("empty file", shown)
+    header_line, header = records[0]
+    columns = _column_map(header, shown)
+    rows, problems = [], []
+    for line, cells in records[1:]:
+        def cell(field: str) -> str:
+            index = columns.get(field)
+            return cells[index] if index is not None and index < len(cells) else ""
+
+        try:
+            for field in REQUIRED:
+                if not cell(field):
+                    raise InputError(f"column {field} is empty", shown, line)
+            start = _int(cell("start"), "start", shown, line, minimum=0) if cell("start") else None
+            end = _int(cell("end"), "end", shown, line, minimum=1) if cell("end") else None
+            if start is not None and end is not None and end <= start:
+                raise InputError(f"end {end} must be after start {start}", shown, line)
+            rows.append(CodingRow(line=line, transcript=cell("transcript"),
+                                  turn=_int(cell("turn"), "turn", shown, line, minimum=0),
+                                  coder=cell("coder"), code=cell("code"), group=cell("group") or None,
+                                  start=start, end=end, memo=cell("memo") or None))
+        except InputError as exc:
+            problems.append(str(exc))
+    if problems:
+        shown_problems = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise InputError("; ".join(p.replace(f"{shown}:", "line ", 1) for p in shown_problems), shown)
+    return rows

@@ -1,0 +1,514 @@
+"""Importing transcripts, questionnaire scores and earlier codings into a study: all or nothing.
+
+Every file is parsed and checked, and every transcript pseudonymised, before
+anything is written; then the whole import is written in one unit of work. A bad
+file anywhere stops the command with an error naming the file and line, and the
+study is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from sqlalchemy import select
+
+from importers.parsed import ParsedTranscript, ParsedTurn
+from services.audit import record
+from services.study import _require_setup_rights, ensure_coder
+from services.workspace import Workspace
+from storage.errors import ConcordError, InputError
+from storage.models import (
+    Attribute,
+    Code,
+    Codebook,
+    Coding,
+    Dyad,
+    Participant,
+    QuestionnaireScore,
+    Study,
+    TherapySession,
+    Transcript,
+    Turn,
+)
+
+Progress = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, label: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class TranscriptPlan:
+    """One transcript as it will be stored (already pseudonymised)."""
+
+    parsed: ParsedTranscript
+    kind: str
+    perspective: str | None
+    dyad: str | None
+    session: int | None
+    language: str
+    replacements: tuple = ()
+    suspects: tuple = ()
+    report: str = ""
+
+
+@dataclass
+class ImportReport:
+    transcripts: list[TranscriptPlan] = field(default_factory=list)
+    register_path: str | None = None
+    new_register_entries: int = 0
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def turns(self) -> int:
+        return sum(len(plan.parsed.turns) for plan in self.transcripts)
+
+    def summary(self) -> dict:
+        return {
+            "dry_run": self.dry_run,
+            "transcripts": [
+                {
+                    "key": plan.parsed.key,
+                    "source": plan.parsed.source_name,
+                    "format": plan.parsed.format,
+                    "encoding": plan.parsed.encoding,
+                    "kind": plan.kind,
+                    "perspective": plan.perspective,
+                    "session": f"{plan.dyad}:{plan.session}" if plan.dyad is not None else None,
+                    "turns": len(plan.parsed.turns),
+                    "replayed_turns": sum(1 for t in plan.parsed.turns if t.replayed),
+                    "speakers": sorted({f"{t.speaker_label}={t.speaker_role}" for t in plan.parsed.turns}),
+                    "attributes": dict(plan.parsed.attributes),
+                    "blinded_attributes": sorted(plan.parsed.blinded_attributes),
+                    "replacements": len(plan.replacements),
+                    "suspects": len(plan.suspects),
+                    "warnings": list(plan.parsed.warnings),
+                }
+                for plan in self.transcripts
+            ],
+            "turns": self.turns,
+            "register": self.register_path,
+            "new_register_entries": self.new_register_entries,
+        }
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+def parse_session_ref(text: str | None) -> tuple[str | None, int | None]:
+    """"DYAD:NUMBER" -> ("DYAD", NUMBER)."""
+    if not text:
+        return None, None
+    dyad, sep, number = text.rpartition(":")
+    if not sep or not dyad.strip() or not number.strip().isdigit():
+        raise ConcordError(f"--session takes DYAD:NUMBER (e.g. 12:5), not {text!r}")
+    return dyad.strip(), int(number)
+
+
+def _check_not_in_study(workspace: Workspace, plans: Sequence[TranscriptPlan]) -> None:
+    keys = [p.parsed.key for p in plans]
+    hashes = [p.parsed.sha256 for p in plans if p.parsed.sha256]
+    with workspace.store.reader() as session:
+        taken_keys = set(session.scalars(select(Transcript.key).where(Transcript.key.in_(keys))))
+        taken_hashes = dict(session.execute(
+            select(Transcript.source_sha256, Transcript.key).where(Transcript.source_sha256.in_(hashes))).all())
+    for plan in plans:
+        if plan.parsed.key in taken_keys:
+            raise InputError(f"the study already has a transcript {plan.parsed.key!r}", plan.parsed.source_name)
+        if plan.parsed.sha256 in taken_hashes:
+            raise InputError(f"this file was imported before, as transcript {taken_hashes[plan.parsed.sha256]!r}"
+                             " (same sha256)", plan.parsed.source_name)
+    seen: dict[str, str] = {}
+    for plan in plans:
+        if plan.parsed.key in seen:
+            raise InputError(f"transcript key {plan.parsed.key!r} comes twice (also from {seen[plan.parsed.key]})",
+                             plan.parsed.source_name)
+        seen[plan.parsed.key] = plan.parsed.source_name
+
+
+def _role_label_ranges(parsed: ParsedTranscript) -> list[tuple[int, int]]:
+    """Ranges of speaker labels that are role words (T:, Therapist:), which pseudonymising must not touch."""
+    from importers.speakers import DEFAULT_LABEL_ROLES
+
+    ranges = []
+    text = parsed.text
+    for turn in parsed.turns:
+        if " ".join(turn.speaker_label.split()).casefold() not in DEFAULT_LABEL_ROLES:
+            continue
+        line_start = text.rfind("\n", 0, turn.text_start) + 1
+        ranges.append((line_start, turn.text_start))
+    # Replay markers and the like live outside every turn and hold no names.
+    for match in re.finditer(r"(?m)^\[/?VIDEO[^\]\n]*\]", text):
+        ranges.append(match.span())
+    return ranges
+
+
+def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register) -> ParsedTranscript:
+    from importers.pseudonymize import map_offset
+
+    def moved(offset: int) -> int:
+        return map_offset(offset_map, offset)
+
+    turns = []
+    for turn in parsed.turns:
+        label = turn.speaker_label
+        entry = register.lookup(label)
+        if entry is not None:
+            label = entry.pseudonym
+        turns.append(replace(
+            turn, speaker_label=label, text_start=moved(turn.text_start), text_end=moved(turn.text_end),
+            nonverbal=tuple((moved(a), moved(b)) for a, b in turn.nonverbal)))
+    return replace(parsed, text=new_text, turns=tuple(turns))
+
+
+def default_register_path(workspace: Workspace) -> Path:
+    """Outside the study: in the user's data folder, named after the study."""
+    import platformdirs
+
+    digest = hashlib.sha256(workspace.store.display_name.encode()).hexdigest()[:10]
+    stem = Path(workspace.store.display_name.split("/")[-1]).stem or "study"
+    return platformdirs.user_data_path("concord") / "registers" / f"{stem}-{digest}.names.csv"
+
+
+def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: str | None = None,
+                     format: str | None = None, key: str | None = None, kind: str = "session",
+                     perspective: str | None = None, session: str | None = None, language: str | None = None,
+                     speaker_map: str | None = None, unknown_speakers: str = "error",
+                     columns: dict | None = None, attributes: Sequence[str] = (), blinded: Sequence[str] = (),
+                     pseudonymize: bool = True, nlp_name: str | None = None, register_path: str | None = None,
+                     progress: Progress = _no_progress) -> tuple[ImportReport, object]:
+    """Parse, check and pseudonymise; nothing is written. Returns the report and the name register."""
+    from importers.manifest import parse_manifest_transcripts, read_manifest
+    from importers.transcript_formats import parse_transcript
+
+    if kind == "ipr" and perspective is None and manifest is None:
+        raise ConcordError("an IPR interview needs --perspective client|therapist")
+    if perspective is not None and kind != "ipr":
+        raise ConcordError("--perspective is for IPR interviews (--kind ipr)")
+    _require_setup_rights(workspace)
+    settings = workspace.settings()
+    study_language = language or settings.language
+    dyad, number = parse_session_ref(session)
+    plans: list[TranscriptPlan] = []
+    if manifest:
+        parsed_pairs = parse_manifest_transcripts(read_manifest(manifest), speaker_map=speaker_map,
+                                                  unknown_speakers=unknown_speakers, columns=columns,
+                                                  table_attributes=tuple(attributes), table_blinded=tuple(blinded))
+        for entry, parsed in parsed_pairs:
+            plans.append(TranscriptPlan(parsed=parsed, kind=entry.kind, perspective=entry.perspective,
+                                        dyad=entry.dyad, session=entry.session,
+                                        language=entry.language or study_language))
+    if not paths and not manifest:
+        raise ConcordError("name at least one transcript file, or --manifest FILE.csv")
+    total = len(paths)
+    for index, path in enumerate(paths):
+        progress(index, total, f"reading {Path(path).name}")
+        if key is not None and len(paths) > 1:
+            raise ConcordError("--key names one transcript; leave it out when importing several files")
+        for parsed in parse_transcript(path, format=format, key=key, kind=kind, speaker_map=speaker_map,
+                                       unknown_speakers=unknown_speakers, language=language, columns=columns,
+                                       attributes=attributes, blinded=blinded):
+            plans.append(TranscriptPlan(parsed=parsed, kind=kind, perspective=perspective, dyad=dyad,
+                                        session=number, language=study_language))
+    for plan in plans:
+        if plan.kind == "ipr" and plan.perspective is None:
+            raise InputError("an IPR interview needs a perspective (client or therapist)", plan.parsed.source_name)
+    _check_not_in_study(workspace, plans)
+
+    report = ImportReport()
+    register = None
+    if pseudonymize:
+        from importers.name_register import NameRegister
+        from importers.pseudonymize import format_report, load_pipeline
+        from importers.pseudonymize import pseudonymize as run_pseudonymizer
+
+        path = register_path or settings.pseudonym_register or str(default_register_path(workspace))
+        register = NameRegister.load(path, create=True)
+        report.register_path = str(register.path)
+        before = len(register)
+        pipelines: dict[str, tuple] = {}
+        pipeline_name = nlp_name or settings.nlp_pipeline
+        done = []
+        for index, plan in enumerate(plans):
+            progress(index, len(plans), f"pseudonymising {plan.parsed.key}")
+            if plan.language not in pipelines:
+                pipelines[plan.language] = load_pipeline(pipeline_name, plan.language)
+            nlp, has_ner = pipelines[plan.language]
+            result = run_pseudonymizer(plan.parsed.text, register=register, nlp=nlp, has_ner=has_ner,
+                                       language=plan.language, protected=_role_label_ranges(plan.parsed))
+            parsed = _remap(plan.parsed, result.text, result.offset_map, register)
+            done.append(replace(plan, parsed=parsed, replacements=tuple(result.replacements),
+                                suspects=tuple(result.suspects),
+                                report=format_report(result, plan.parsed.source_name)))
+        plans = done
+        report.new_register_entries = len(register) - before
+    report.transcripts = plans
+    progress(len(plans), len(plans), "checked")
+    return report, register
+
+
+# -- writing ----------------------------------------------------------------------------------------
+
+def _session_row(session, dyad_key: str, number: int, created: dict) -> TherapySession:
+    dyad = session.scalar(select(Dyad).where(Dyad.key == dyad_key))
+    if dyad is None:
+        client = Participant(pseudonym=f"{dyad_key}-client", role="client")
+        therapist = Participant(pseudonym=f"{dyad_key}-therapist", role="therapist")
+        session.add_all([client, therapist])
+        session.flush()
+        dyad = Dyad(key=dyad_key, client_id=client.id, therapist_id=therapist.id)
+        session.add(dyad)
+        session.flush()
+        created["dyads"] = created.get("dyads", 0) + 1
+    row = session.scalar(select(TherapySession).where(TherapySession.dyad_id == dyad.id,
+                                                      TherapySession.number == number))
+    if row is None:
+        row = TherapySession(dyad_id=dyad.id, number=number)
+        session.add(row)
+        session.flush()
+        created["sessions"] = created.get("sessions", 0) + 1
+    return row
+
+
+def _add_attributes(session, target_kind: str, target_id: int, values: dict, blinded: bool) -> None:
+    for name, value in values.items():
+        session.add(Attribute(target_kind=target_kind, target_id=target_id, name=name,
+                              value_type=_value_type(value), value=value, blinded=blinded))
+
+
+def _value_type(value: str) -> str:
+    try:
+        float(value)
+        return "number"
+    except (TypeError, ValueError):
+        return "text"
+
+
+def write_transcripts(workspace: Workspace, report: ImportReport, register=None,
+                      progress: Progress = _no_progress) -> None:
+    """Store every planned transcript in one unit of work, then nothing, or all."""
+    if register is not None and report.new_register_entries:
+        # The register is saved first: should the study write fail, it only holds extra names,
+        # whereas a study holding pseudonyms the register forgot could never be checked again.
+        register.save()
+    actor = workspace.actor_label
+    created: dict[str, int] = {}
+    with workspace.store.session() as session:
+        if register is not None:
+            study = session.get(Study, 1)
+            if study.pseudonym_register != str(register.path):
+                study.pseudonym_register = str(register.path)
+        total = len(report.transcripts)
+        for index, plan in enumerate(report.transcripts):
+            progress(index, total, f"storing {plan.parsed.key}")
+            parsed = plan.parsed
+            session_id = None
+            if plan.dyad is not None and plan.session is not None:
+                session_id = _session_row(session, plan.dyad, plan.session, created).id
+            elif plan.dyad is not None or plan.session is not None:
+                raise InputError("a transcript's session needs both a dyad and a session number",
+                                 parsed.source_name)
+            row = Transcript(key=parsed.key, kind=plan.kind, perspective=plan.perspective, session_id=session_id,
+                             language=plan.language, source_name=parsed.source_name,
+                             source_sha256=parsed.sha256, source_encoding=parsed.encoding, text=parsed.text)
+            session.add(row)
+            session.flush()
+            session.add_all([_turn_row(row.id, turn) for turn in parsed.turns])
+            _add_attributes(session, "transcript", row.id, parsed.attributes, blinded=False)
+            _add_attributes(session, "transcript", row.id, parsed.blinded_attributes, blinded=True)
+            record(session, actor, "transcript.import", "transcript", row.id, key=parsed.key,
+                   source=parsed.source_name, sha256=parsed.sha256, encoding=parsed.encoding,
+                   turns=len(parsed.turns), replacements=len(plan.replacements))
+        progress(total, total, "stored")
+
+
+def _turn_row(transcript_id: int, turn: ParsedTurn) -> Turn:
+    return Turn(transcript_id=transcript_id, number=turn.number, speaker_role=turn.speaker_role,
+                speaker_label=turn.speaker_label[:120], start_time=turn.start_time, end_time=turn.end_time,
+                char_start=turn.text_start, char_end=turn.text_end, replayed=turn.replayed,
+                nonverbal=[list(r) for r in turn.nonverbal])
+
+
+def import_transcripts(workspace: Workspace, paths: Sequence[str], *, dry_run: bool = False,
+                       progress: Progress = _no_progress, **options) -> ImportReport:
+    report, register = plan_transcripts(workspace, paths, progress=progress, **options)
+    report.dry_run = dry_run
+    if not dry_run:
+        write_transcripts(workspace, report, register, progress)
+    return report
+
+
+# -- questionnaire scores ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MeasuresReport:
+    instrument: str
+    rows: int
+    sessions_created: int
+    dry_run: bool
+
+
+def import_measures(workspace: Workspace, path: str, instrument: str, *, respondent: str | None = None,
+                    columns: dict | None = None, create_sessions: bool = False, dry_run: bool = False,
+                    sheet: str | None = None) -> MeasuresReport:
+    """Questionnaire responses scored by the instrument's definition, matched to sessions by dyad and number."""
+    from analysis.scoring import load_instrument
+    from importers.measures_table import read_measures
+
+    _require_setup_rights(workspace)
+    definition = load_instrument(instrument)
+    # Stored as researchers write it (WAI-SR, BDI-II), whatever the definition file's case.
+    instrument_name = definition.id.upper()
+    kwargs = {"sheet": sheet} if sheet else {}
+    rows = read_measures(path, definition, respondent=respondent, columns=columns, **kwargs)
+    created: dict[str, int] = {}
+    with workspace.store.session() as session:
+        problems = []
+        for row in rows:
+            dyad_key = row.dyad if row.dyad is not None else row.client
+            dyad = session.scalar(select(Dyad).where(Dyad.key == str(dyad_key)))
+            therapy = None
+            if dyad is not None:
+                therapy = session.scalar(select(TherapySession).where(TherapySession.dyad_id == dyad.id,
+                                                                      TherapySession.number == row.session))
+            if therapy is None:
+                if not create_sessions:
+                    problems.append(f"row {row.row_number}: no session {dyad_key}:{row.session} in the study"
+                                    " (import its transcript first, or use --create-sessions)")
+                    continue
+                therapy = _session_row(session, str(dyad_key), row.session, created)
+            existing = session.scalar(select(QuestionnaireScore).where(
+                QuestionnaireScore.session_id == therapy.id, QuestionnaireScore.instrument == instrument_name,
+                QuestionnaireScore.respondent == row.respondent))
+            if existing is not None:
+                problems.append(f"row {row.row_number}: session {dyad_key}:{row.session} already has"
+                                f" {instrument_name} from the {row.respondent}")
+                continue
+            scored = row.scored
+            session.add(QuestionnaireScore(
+                session_id=therapy.id, instrument=instrument_name, respondent=row.respondent,
+                items={k: v for k, v in row.items.items()}, subscales=dict(scored.subscales or {}),
+                total=scored.total, band=scored.band, source_name=Path(path).name))
+        if problems:
+            shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+            raise InputError("; ".join(shown), path)
+        record(session, workspace.actor_label, "scores.import", "score", None, instrument=instrument_name,
+               rows=len(rows), source=Path(path).name)
+        if dry_run:
+            session.rollback()
+    return MeasuresReport(instrument=instrument_name, rows=len(rows), sessions_created=created.get("sessions", 0),
+                          dry_run=dry_run)
+
+
+# -- earlier codings --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CodingsReport:
+    codings: int
+    coders_created: tuple[str, ...]
+    codes_created: tuple[str, ...]
+    dry_run: bool
+
+
+def import_codings(workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False,
+                   dry_run: bool = False) -> CodingsReport:
+    """Codings from a spreadsheet: transcript, turn, coder, code, and optional group, start, end, memo."""
+    from importers.codings_table import read_codings
+
+    _require_setup_rights(workspace)
+    rows = read_codings(path)
+    settings = workspace.settings()
+    codebook_key = codebook or "imported"
+    with workspace.store.session() as session:
+        transcripts = {t.key: t for t in session.scalars(
+            select(Transcript).where(Transcript.key.in_({r.transcript for r in rows})))}
+        turn_rows = {}
+        for transcript in transcripts.values():
+            for turn in session.scalars(select(Turn).where(Turn.transcript_id == transcript.id)):
+                turn_rows[(transcript.key, turn.number)] = turn
+        problems, unknown_codes = [], {}
+        book = session.scalar(select(Codebook).where(Codebook.key == codebook_key))
+        live_codes = list(session.scalars(select(Code).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))))
+        by_name: dict[tuple[str | None, str], list[Code]] = {}
+        for code in live_codes:
+            by_name.setdefault((None, code.name.casefold()), []).append(code)
+        for row in rows:
+            if row.transcript not in transcripts:
+                problems.append(f"line {row.line}: no transcript {row.transcript!r} in the study")
+            elif (row.transcript, row.turn) not in turn_rows:
+                problems.append(f"line {row.line}: transcript {row.transcript!r} has no turn {row.turn}")
+            if not by_name.get((None, row.code.casefold())):
+                unknown_codes.setdefault(row.code, row)
+        if unknown_codes and not create_codes:
+            problems.append("unknown codes (use --create-codes to create them): "
+                            + ", ".join(sorted(unknown_codes)))
+        if problems:
+            shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+            raise InputError("; ".join(shown), path)
+        created_codes = []
+        if unknown_codes:
+            if book is None:
+                book = Codebook(key=codebook_key, title=f"Codes imported from {Path(path).name}", version="1",
+                                origin="codings-import")
+                session.add(book)
+                session.flush()
+            import uuid
+
+            groups: dict[str, Code] = {}
+            for name, row in sorted(unknown_codes.items()):
+                parent_id = None
+                if row.group:
+                    existing = by_name.get((None, row.group.casefold()))
+                    if existing:
+                        parent_id = existing[0].id
+                    else:
+                        if row.group not in groups:
+                            group = Code(codebook_id=book.id, guid=str(uuid.uuid4()), name=row.group,
+                                         origin="deductive", position=len(groups))
+                            session.add(group)
+                            session.flush()
+                            groups[row.group] = group
+                            by_name[(None, row.group.casefold())] = [group]
+                            created_codes.append(row.group)
+                        parent_id = groups[row.group].id
+                code = Code(codebook_id=book.id, parent_id=parent_id, guid=str(uuid.uuid4()), name=name,
+                            origin="deductive", position=len(created_codes))
+                session.add(code)
+                session.flush()
+                by_name[(None, name.casefold())] = [code]
+                created_codes.append(name)
+        coders_before = set()
+        from storage.models import Coder
+
+        coders_before = set(session.scalars(select(Coder.name)))
+        created_coders = []
+        count = 0
+        for row in rows:
+            coder = ensure_coder(session, row.coder, workspace.actor_label)
+            if row.coder not in coders_before and row.coder not in created_coders:
+                created_coders.append(row.coder)
+            candidates = by_name[(None, row.code.casefold())]
+            if len(candidates) > 1 and row.group:
+                candidates = [c for c in candidates if c.parent_id and session.get(Code, c.parent_id).name == row.group] or candidates
+            code = candidates[0]
+            turn = turn_rows[(row.transcript, row.turn)]
+            start = turn.char_start + (row.start or 0)
+            end = turn.char_start + row.end if row.end is not None else turn.char_end
+            if not (turn.char_start <= start < end <= turn.char_end):
+                raise InputError(f"start/end {row.start}-{row.end} fall outside turn {row.turn}"
+                                 f" ({turn.char_end - turn.char_start} characters)", path, row.line)
+            session.add(Coding(coder_id=coder.id, transcript_id=turn.transcript_id, code_id=code.id,
+                               start_offset=start, end_offset=end, memo=row.memo or None, phase="independent",
+                               made_blind=settings.blind_now))
+            count += 1
+        record(session, workspace.actor_label, "codings.import", "coding", None, source=Path(path).name,
+               codings=count, codes_created=created_codes, coders_created=created_coders)
+        if dry_run:
+            session.rollback()
+    return CodingsReport(codings=count, coders_created=tuple(created_coders), codes_created=tuple(created_codes),
+                         dry_run=dry_run)
