@@ -131,6 +131,24 @@ def _check_not_in_study(workspace: Workspace, plans: Sequence[TranscriptPlan]) -
         seen[plan.parsed.key] = plan.parsed.source_name
 
 
+def _session_from_attributes(plan: TranscriptPlan) -> TranscriptPlan:
+    """A turn table's "dyad" and "session" attribute columns link each transcript to its session."""
+    if plan.dyad is not None:
+        return plan
+    attributes = dict(plan.parsed.attributes)
+    keys = {name.casefold(): name for name in attributes}
+    if "dyad" not in keys or "session" not in keys:
+        return plan
+    dyad = attributes.pop(keys["dyad"]).strip()
+    number = attributes.pop(keys["session"]).strip()
+    try:
+        session_number = int(float(number))
+    except ValueError:
+        raise InputError(f"transcript {plan.parsed.key!r}: session {number!r} is not a number",
+                         plan.parsed.source_name) from None
+    return replace(plan, dyad=dyad, session=session_number, parsed=replace(plan.parsed, attributes=attributes))
+
+
 def _role_label_ranges(parsed: ParsedTranscript) -> list[tuple[int, int]]:
     """Ranges of speaker labels that are role words (T:, Therapist:), which pseudonymising must not touch."""
     from importers.speakers import DEFAULT_LABEL_ROLES
@@ -215,6 +233,7 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
                                        attributes=attributes, blinded=blinded):
             plans.append(TranscriptPlan(parsed=parsed, kind=kind, perspective=perspective, dyad=dyad,
                                         session=number, language=study_language))
+    plans = [_session_from_attributes(plan) for plan in plans]
     for plan in plans:
         if plan.kind == "ipr" and plan.perspective is None:
             raise InputError("an IPR interview needs a perspective (client or therapist)", plan.parsed.source_name)

@@ -155,6 +155,36 @@ def test_codings_import_creates_coders_and_refuses_unknown_codes(study, tmp_path
     assert spans[1][:2] == (detail.turns[1].char_start, detail.turns[1].char_end)
 
 
+def _truncated_docx(path):
+    from docx import Document
+
+    Document().save(path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+BAD_FILES = {
+    "truncated.docx": _truncated_docx,
+    "garbage.txt": lambda p: p.write_bytes(bytes(range(256)) * 8),
+    "empty.txt": lambda p: p.write_bytes(b""),
+    "mixed.txt": lambda p: p.write_bytes("T: Hej Åsa\n".encode() + "P: Vi ses på måndag\n".encode("cp1252")),
+    "speakers.txt": lambda p: p.write_text("T: Hello\nZed: who?\n"),
+    "timestamps.txt": lambda p: p.write_text("[00:75:99] T: Hello\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_files_give_a_clear_error_and_leave_the_study_unchanged(study, tmp_path, name):
+    good = tmp_path / "good.txt"
+    good.write_text(SESSION)
+    bad = tmp_path / name
+    BAD_FILES[name](bad)
+    before = _counts(study)
+    with pytest.raises(InputError) as error:
+        import_transcripts(study, [str(good), str(bad)], pseudonymize=False)
+    assert name in str(error.value)
+    assert _counts(study) == before
+
+
 def test_import_cli_reports_and_errors(tmp_path):
     study = tmp_path / "s.concord"
     runner = CliRunner()
@@ -171,18 +201,50 @@ def test_import_cli_reports_and_errors(tmp_path):
     assert failed.exit_code == 2 and "empty.txt" in failed.stderr and "empty file" in failed.stderr
 
 
+CARE = """\
+id: care
+title: CARE
+citation: CARE measure as collected in the MIBot data (Mahmood et al., 2025)
+status: user
+respondent: client
+items: [CAREQ1, CAREQ2, CAREQ3, CAREQ4, CAREQ5, CAREQ6, CAREQ7, CAREQ8, CAREQ9, CAREQ10]
+scale: {min: 1, max: 5}
+missing_values: [0]
+scoring: sum
+"""
+
+
 @pytest.mark.skipif(mibot_missing_reason() is not None, reason=mibot_missing_reason() or "")
-def test_real_mibot_conversations_import_with_exact_turn_counts(tmp_path):
+def test_real_mibot_conversations_import_with_exact_turn_counts_and_care_scores(tmp_path):
+    import csv
+
+    from tests.mibot import mibot_dir
+
+    raw = tmp_path / "mibot-raw.csv"
+    expected = write_mibot_turn_table(raw)
     table = tmp_path / "mibot.csv"
-    expected = write_mibot_turn_table(table)
+    with raw.open(newline="", encoding="utf-8") as source, table.open("w", newline="", encoding="utf-8") as out:
+        reader = csv.DictReader(source)
+        writer = csv.DictWriter(out, fieldnames=[*reader.fieldnames, "dyad", "session"])
+        writer.writeheader()
+        for row in reader:
+            writer.writerow({**row, "dyad": row["transcript"], "session": 1})
     workspace = as_person(make_study(str(tmp_path / "m.concord"), blind=False), "sue")
     try:
-        report = import_transcripts(workspace, [str(table)], pseudonymize=False)
+        report = import_transcripts(workspace, [str(table)], pseudonymize=False, attributes=("dyad", "session"))
         assert len(report.transcripts) == 106
         with workspace.store.reader() as session:
             counts = dict(session.execute(select(Transcript.key, func.count(Turn.id))
                                           .join(Turn, Turn.transcript_id == Transcript.id)
                                           .group_by(Transcript.key)).all())
         assert {k: counts[k] for k in expected} == expected
+        care = tmp_path / "care.yaml"
+        care.write_text(CARE)
+        scores = import_measures(workspace, str(mibot_dir() / "data.csv"), str(care), respondent="client",
+                                 columns={"dyad": "ParticipantID", "session": "=1"})
+        assert scores.rows == 106 and scores.sessions_created == 0
+        some = next(iter(expected))
+        detail = transcripts.get_transcript(workspace, some)
+        assert detail.scores[0].instrument == "CARE" and detail.scores[0].total is not None
     finally:
         workspace.close()
