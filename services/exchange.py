@@ -1,0 +1,1187 @@
+"""Exchanging a whole study as a REFI-QDA project (.qdpx): export it, or import one all or nothing.
+
+Export: the study's transcripts become text sources, its codebooks one CodeBook (stable GUIDs),
+each coder a User with their codings, dyads and sessions Cases whose variables are the attributes,
+memos Notes. Consensus codings belong to a User named "Consensus". The export holds everyone's
+work and blinded attributes, so while a study is blind only supervisors and admins may export.
+
+What the schema cannot carry travels in Concord blocks inside Description elements (see
+exporters/qdpx.py): a transcript's key, kind, session and turns; a session's dyad and number; a
+coder's role; which codebook a code belongs to and who made it. A Concord export therefore comes
+back complete. A foreign project comes in as it can: text sources become session transcripts whose
+turns are rebuilt from speaker prefixes, users become coders, codings go to the independent phase,
+notes become memos; everything else is listed in the data-loss report.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from lxml import etree
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from codebooks.qdc import read_qdc, stable_guid
+from codebooks.spec import CodebookSpec, CodeSpec
+from exporters.qdpx import (
+    ATTRIBUTE_MARKER,
+    CODE_CREATOR_MARKER,
+    CODEBOOK_MARKER,
+    DYAD_MARKER,
+    MEMO_MARKER,
+    SESSION_MARKER,
+    STUDY_MARKER,
+    TRANSCRIPT_MARKER,
+    ExportCase,
+    ExportCoding,
+    ExportNote,
+    ExportProject,
+    ExportSelection,
+    ExportSet,
+    ExportSource,
+    ExportUser,
+    ExportValue,
+    ExportVariable,
+    concord_block,
+    exchange_guid,
+    selection_name,
+    write_qdpx,
+    xml_datetime,
+)
+from importers.qdpx import (
+    ATLAS_TI_SYSTEM_USER,
+    ParsedCoding,
+    ParsedProject,
+    ParsedSelection,
+    ParsedSource,
+    ParsedValue,
+    canonical_guid,
+    concord_fields,
+    read_qdpx,
+    turns_from_text,
+    unique_names,
+)
+from services.audit import record
+from services.codebooks import _snapshot, codebook_spec
+from services.study import _require_setup_rights, ensure_coder
+from services.workspace import Workspace
+from storage.errors import ConcordError, InputError, PermissionDenied
+from storage.models import (
+    SPEAKER_ROLES,
+    TRANSCRIPT_KINDS,
+    TRANSCRIPT_PHASES,
+    Attribute,
+    Code,
+    Codebook,
+    Coder,
+    Coding,
+    ConsensusDecision,
+    Dyad,
+    Memo,
+    Participant,
+    QuestionnaireScore,
+    Study,
+    TherapySession,
+    Transcript,
+    Turn,
+)
+
+CONSENSUS_USER_NAME = "Consensus"
+CONSENSUS_USER_GUID = exchange_guid("consensus layer")
+IMPORTED_CODER = "(imported)"
+_VARIABLE_KINDS = {"text": "Text", "number": "Float", "date": "Date", "boolean": "Boolean"}
+_VALUE_TYPES = {"text": "text", "boolean": "boolean", "integer": "number", "float": "number", "date": "date",
+                "datetime": "text"}
+_ATLAS_VARIABLE_SET = re.compile(r"^\s*([^:]+?)\s*:\s*(.+?)\s*$")
+
+
+@dataclass(frozen=True)
+class DataLossReport:
+    """What a file held that Concord could not keep, what had to be adjusted, and plain remarks."""
+
+    lost: tuple[str, ...] = ()
+    adjusted: tuple[str, ...] = ()
+    remarks: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.lost or self.adjusted)
+
+    def render(self, title: str) -> str:
+        lines = [title]
+        if self.empty:
+            lines.append("Nothing was lost.")
+        for heading, items in (("Not kept", self.lost), ("Adjusted", self.adjusted), ("Notes", self.remarks)):
+            if items:
+                lines.append(f"{heading}:")
+                lines.extend(f"  - {item}" for item in items)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class QdpxExportResult:
+    path: Path
+    transcripts: int
+    codes: int
+    codings: int
+    memos: int
+    users: int
+    report: DataLossReport
+
+
+@dataclass(frozen=True)
+class QdpxImportResult:
+    source: str
+    origin: str | None
+    offset_model: str
+    concord_file: bool
+    transcripts: tuple[str, ...]
+    turns: int
+    codebooks: tuple[str, ...]
+    codes_created: int
+    codes_matched: int
+    codings: int
+    memos: int
+    attributes: int
+    coders_created: tuple[str, ...]
+    dry_run: bool
+    report: DataLossReport
+
+
+# ==================================================================================================
+# Export
+
+
+def export_qdpx(workspace: Workspace, out: str | Path) -> QdpxExportResult:
+    """Write the whole study as a .qdpx archive; refused to a coder while the study is blind."""
+    if workspace.blind_for_actor():
+        raise PermissionDenied("the study is blind: a project export holds everyone's codings and blinded "
+                               "attributes, so it takes a supervisor or admin (--as), or an unblinded study")
+    out = Path(out)
+    if out.suffix.lower() != ".qdpx":
+        raise ConcordError(f"{out}: a REFI-QDA project file ends in .qdpx")
+    with workspace.store.reader() as session:
+        book_keys = list(session.scalars(select(Codebook.key).order_by(Codebook.key)))
+    specs = [codebook_spec(workspace, key) for key in book_keys]
+    with workspace.store.reader() as session:
+        builder = _ExportBuilder(session, workspace, specs)
+        project = builder.build()
+    data = write_qdpx(project)
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    tmp.replace(out)
+    with workspace.store.session() as session:
+        record(session, workspace.actor_label, "qdpx.export", "study", 1, file=str(out),
+               transcripts=len(project.sources), codings=builder.coding_count, memos=builder.memo_count)
+    return QdpxExportResult(path=out, transcripts=len(project.sources),
+                            codes=sum(spec.code_count() for spec in specs), codings=builder.coding_count,
+                            memos=builder.memo_count, users=len(project.users), report=builder.report())
+
+
+def _user_guid(name: str) -> str:
+    return exchange_guid("coder", name)
+
+
+def _yes(value: bool | None) -> str | None:
+    return None if value is None else ("yes" if value else "no")
+
+
+class _ExportBuilder:
+    def __init__(self, session: Session, workspace: Workspace, specs: list[CodebookSpec]):
+        self.session = session
+        self.workspace = workspace
+        self.specs = specs
+        self.lost: list[str] = []
+        self.remarks: list[str] = []
+        self.notes: list[ExportNote] = []
+        self.coding_count = 0
+        self.memo_count = 0
+
+    def report(self) -> DataLossReport:
+        return DataLossReport(lost=tuple(self.lost), remarks=tuple(self.remarks))
+
+    def build(self) -> ExportProject:
+        session = self.session
+        study = session.get(Study, 1)
+        coders = {row.id: row for row in session.scalars(select(Coder))}
+        self.coder_names = {cid: row.name for cid, row in coders.items()}
+        users = [ExportUser(guid=_user_guid(row.name), name=row.name)
+                 for row in sorted(coders.values(), key=lambda r: r.name)]
+        codes = {row.id: row for row in session.scalars(select(Code))}
+        exported_guids = {code.guid for spec in self.specs for _path, code in spec.walk()}
+        self.code_guid = {cid: row.guid for cid, row in codes.items() if row.guid in exported_guids}
+        for cid, row in codes.items():
+            target, seen = row, set()
+            while target.merged_into_id and target.id not in seen:
+                seen.add(target.id)
+                target = codes.get(target.merged_into_id, target)
+            if cid not in self.code_guid and target.guid in exported_guids:
+                self.code_guid[cid] = target.guid
+
+        transcripts = list(session.scalars(select(Transcript).order_by(Transcript.key)))
+        self.transcript_key = {t.id: t.key for t in transcripts}
+        turns = defaultdict(list)
+        for turn in session.scalars(select(Turn).order_by(Turn.transcript_id, Turn.number)):
+            turns[turn.transcript_id].append(turn)
+        self.turns = turns
+        self.turn_place = {turn.id: (turn.transcript_id, turn) for rows in turns.values() for turn in rows}
+
+        consensus_used = False
+        codings = defaultdict(list)
+        for row in session.scalars(select(Coding).where(Coding.deleted_at.is_(None))
+                                   .order_by(Coding.transcript_id, Coding.start_offset, Coding.end_offset, Coding.id)):
+            if row.code_id not in self.code_guid:
+                self.lost.append(f"a coding on a retired code (id {row.code_id}) in {self.transcript_key[row.transcript_id]!r}")
+                continue
+            codings[row.transcript_id].append(row)
+            consensus_used |= row.phase == "consensus"
+        if consensus_used:
+            users.append(ExportUser(guid=CONSENSUS_USER_GUID, name=CONSENSUS_USER_NAME))
+
+        memos = defaultdict(list)
+        for memo in session.scalars(select(Memo).where(Memo.deleted_at.is_(None)).order_by(Memo.id)):
+            memos[memo.target_kind].append(memo)
+
+        sources, source_refs = self._sources(transcripts, codings, memos)
+        variables, cases, source_values = self._attributes_and_cases(sources, source_refs)
+        sources = [replace(source, values=source_values.get(source.guid, ())) for source in sources]
+        code_notes = self._code_notes(memos.get("code", []), codes)
+        project_notes = tuple(self._memo_note(memo, "study", "study") for memo in memos.get("study", []))
+
+        actor = self.workspace.actor
+        coder_lines = "\n".join(f"{row.name}={row.role}" + ("" if row.active else " (inactive)")
+                                for row in sorted(coders.values(), key=lambda r: r.name))
+        description = concord_block(STUDY_MARKER, [
+            ("Title", study.title), ("Language", study.language), ("Blind", _yes(study.blind)),
+            ("Unblinded at", study.unblinded_at.isoformat() if study.unblinded_at else None),
+            ("Unblinded by", study.unblinded_by), ("Anonymous consensus", _yes(study.anonymous_consensus)),
+            ("Coders", "\n" + coder_lines if coder_lines else None),
+            ("Consensus user", CONSENSUS_USER_GUID if consensus_used else None),
+        ])
+        self._remarks(study, session, transcripts)
+        return ExportProject(
+            name=study.title, creating_user=_user_guid(actor.name) if actor else None, created=study.created_at,
+            users=tuple(users), codebooks=tuple(self.specs), code_notes=code_notes, variables=tuple(variables),
+            cases=tuple(cases), sources=tuple(sources), notes=tuple(self.notes), sets=tuple(self._sets(codes)),
+            description=description, note_refs=project_notes)
+
+    # -- sources, selections, codings ---------------------------------------------------------------
+
+    def _sources(self, transcripts, codings, memos) -> tuple[list[ExportSource], dict[int, list[str]]]:
+        sessions = {row.id: row for row in self.session.scalars(select(TherapySession))}
+        dyads = {row.id: row for row in self.session.scalars(select(Dyad))}
+        transcript_memos = defaultdict(list)
+        for memo in memos.get("transcript", []):
+            transcript_memos[memo.target_id].append(memo)
+        turn_memos = defaultdict(list)
+        for memo in memos.get("turn", []):
+            if memo.target_id in self.turn_place:
+                transcript_id, turn = self.turn_place[memo.target_id]
+                turn_memos[transcript_id].append((turn, memo))
+            else:
+                self.lost.append(f"a memo by {self.coder_names.get(memo.coder_id)} on a turn that no longer exists")
+        coding_memos = defaultdict(list)
+        for memo in memos.get("coding", []):
+            coding_memos[memo.target_id].append(memo)
+
+        exported_codings = {row.id for rows in codings.values() for row in rows}
+        for coding_id, rows in coding_memos.items():
+            if coding_id not in exported_codings:
+                self.lost.append(f"{len(rows)} memo(s) on removed codings")
+
+        sources = []
+        session_sources: dict[int, list[str]] = defaultdict(list)
+        for transcript in transcripts:
+            guid = exchange_guid("transcript", transcript.key)
+            place = None
+            if transcript.session_id is not None and transcript.session_id in sessions:
+                therapy = sessions[transcript.session_id]
+                place = f"{dyads[therapy.dyad_id].key}:{therapy.number}"
+                session_sources[therapy.id].append(guid)
+            turn_lines = "\n".join(json.dumps(
+                [t.number, t.speaker_role, t.speaker_label, t.char_start, t.char_end, t.start_time, t.end_time,
+                 bool(t.replayed), [list(r) for r in (t.nonverbal or [])]], ensure_ascii=False)
+                for t in self.turns.get(transcript.id, []))
+            description = concord_block(TRANSCRIPT_MARKER, [
+                ("Key", transcript.key), ("Kind", transcript.kind), ("Perspective", transcript.perspective),
+                ("Language", transcript.language), ("Phase", transcript.phase), ("Session", place),
+                ("Source name", transcript.source_name), ("Source encoding", transcript.source_encoding),
+                ("Source sha256", transcript.source_sha256), ("Turns", "\n" + turn_lines if turn_lines else None),
+            ])
+            selections = self._selections(transcript, codings.get(transcript.id, []), coding_memos,
+                                          turn_memos.get(transcript.id, []))
+            note_refs = tuple(self._memo_note(memo, "transcript", transcript.key)
+                              for memo in transcript_memos.get(transcript.id, []))
+            sources.append(ExportSource(guid=guid, name=transcript.key, text=transcript.text, description=description,
+                                        created=transcript.imported_at, selections=selections, note_refs=note_refs))
+        self.session_sources = session_sources
+        return sources, session_sources
+
+    def _selections(self, transcript, rows, coding_memos, turn_memos) -> tuple[ExportSelection, ...]:
+        groups: dict[tuple[int, int], dict] = {}
+        ordinals: dict[tuple, int] = defaultdict(int)
+        key = transcript.key
+        for row in rows:
+            span = (row.start_offset, row.end_offset)
+            group = groups.setdefault(span, {"codings": [], "notes": [], "memo_texts": []})
+            user = CONSENSUS_USER_GUID if row.phase == "consensus" else _user_guid(self.coder_names[row.coder_id])
+            identity = (key, *span, self.code_guid[row.code_id], user)
+            ordinals[identity] += 1
+            guid = exchange_guid("coding", *identity, ordinals[identity])
+            note_refs = []
+            if row.memo:
+                note = ExportNote(
+                    guid=exchange_guid("coding memo", guid), name=f"Coding memo by {self.coder_names[row.coder_id]}",
+                    text=row.memo, creating_user=_user_guid(self.coder_names[row.coder_id]), created=row.created_at,
+                    modified=row.changed_at,
+                    description=concord_block(MEMO_MARKER, [("On", "coding"), ("Inline", "yes")]))
+                self.notes.append(note)
+                note_refs.append(note.guid)
+                group["memo_texts"].append(row.memo)
+            for memo in coding_memos.get(row.id, []):
+                note_refs.append(self._memo_note(memo, "coding", guid))
+            group["codings"].append((row, ExportCoding(guid=guid, code_guid=self.code_guid[row.code_id],
+                                                       creating_user=user, created=row.created_at,
+                                                       note_refs=tuple(note_refs))))
+            self.coding_count += 1
+        for turn, memo in turn_memos:
+            span = (turn.char_start, turn.char_end)
+            group = groups.setdefault(span, {"codings": [], "notes": [], "memo_texts": []})
+            group["notes"].append(self._memo_note(memo, "turn", f"{key}#{turn.number}"))
+        selections = []
+        for span in sorted(groups):
+            group = groups[span]
+            rows_here = [row for row, _ in group["codings"]]
+            first = min(rows_here, key=lambda r: (r.created_at, r.id)) if rows_here else None
+            creator = None
+            if first is not None:
+                creator = (CONSENSUS_USER_GUID if first.phase == "consensus"
+                           else _user_guid(self.coder_names[first.coder_id]))
+            selections.append(ExportSelection(
+                guid=exchange_guid("selection", key, *span), start=span[0], end=span[1],
+                name=selection_name(transcript.text[span[0]:span[1]]),
+                # The widest-supported place for a segment memo, when it is unambiguous.
+                description=group["memo_texts"][0] if len(group["memo_texts"]) == 1 and len(rows_here) == 1 else None,
+                creating_user=creator, created=first.created_at if first else None,
+                codings=tuple(coding for _, coding in group["codings"]), note_refs=tuple(group["notes"])))
+        return tuple(selections)
+
+    def _memo_note(self, memo: Memo, on: str, target: str) -> str:
+        coder = self.coder_names.get(memo.coder_id, "?")
+        guid = exchange_guid("memo", coder, on, target, xml_datetime(memo.created_at))
+        self.notes.append(ExportNote(
+            guid=guid, name=f"Memo by {coder}", text=memo.text, creating_user=_user_guid(coder),
+            created=memo.created_at, modified=memo.changed_at,
+            description=concord_block(MEMO_MARKER, [("On", on), ("Made blind", _yes(memo.made_blind))])))
+        self.memo_count += 1
+        return guid
+
+    def _code_notes(self, memos: list[Memo], codes: dict[int, Code]) -> dict[str, tuple[str, ...]]:
+        found: dict[str, list[str]] = defaultdict(list)
+        for memo in memos:
+            guid = self.code_guid.get(memo.target_id)
+            if guid is None:
+                self.lost.append(f"a memo by {self.coder_names.get(memo.coder_id)} on a retired or removed code")
+                continue
+            found[guid].append(self._memo_note(memo, "code", guid))
+        return {guid: tuple(notes) for guid, notes in found.items()}
+
+    # -- attributes, dyads, sessions ---------------------------------------------------------------
+
+    def _attributes_and_cases(self, sources, session_sources):
+        session = self.session
+        blind = self.workspace.blind_for_actor()
+        attributes = [row for row in session.scalars(select(Attribute).order_by(Attribute.id))
+                      if not (blind and row.blinded)]
+        by_variable: dict[tuple, list[Attribute]] = defaultdict(list)
+        for row in attributes:
+            by_variable[(row.target_kind, row.name, row.value_type, bool(row.blinded))].append(row)
+        keys = sorted(by_variable)
+        kinds_per_name = defaultdict(set)
+        for kind, name, _type, _blinded in keys:
+            kinds_per_name[name].add(kind)
+        shown = unique_names(name if len(kinds_per_name[name]) == 1 else f"{name} ({kind})"
+                             for kind, name, _type, _blinded in keys)
+        variables, variable_of = [], {}
+        for (kind, name, value_type, blinded), display in zip(keys, shown):
+            guid = exchange_guid("attribute", kind, name, value_type, blinded)
+            refi_kind = _VARIABLE_KINDS.get(value_type, "Text")
+            if refi_kind == "Float" and all(_is_integer(row.value) for row in by_variable[(kind, name, value_type, blinded)]):
+                refi_kind = "Integer"
+            variables.append(ExportVariable(guid=guid, name=display, kind=refi_kind, description=concord_block(
+                ATTRIBUTE_MARKER, [("Name", name), ("Applies to", kind), ("Type", value_type),
+                                   ("Blinded", _yes(blinded))])))
+            variable_of[(kind, name, value_type, blinded)] = (guid, refi_kind)
+
+        values: dict[tuple[str, int], list[ExportValue]] = defaultdict(list)
+        for row in attributes:
+            guid, refi_kind = variable_of[(row.target_kind, row.name, row.value_type, bool(row.blinded))]
+            values[(row.target_kind, row.target_id)].append(ExportValue(guid, refi_kind, row.value))
+
+        participants = {row.id: row for row in session.scalars(select(Participant))}
+        dyads = list(session.scalars(select(Dyad).order_by(Dyad.key)))
+        therapy_sessions = defaultdict(list)
+        for row in session.scalars(select(TherapySession).order_by(TherapySession.number)):
+            therapy_sessions[row.dyad_id].append(row)
+        cases = []
+        for dyad in dyads:
+            dyad_sources = [guid for therapy in therapy_sessions[dyad.id] for guid in session_sources.get(therapy.id, [])]
+            client = participants.get(dyad.client_id)
+            therapist = participants.get(dyad.therapist_id)
+            cases.append(ExportCase(
+                guid=exchange_guid("dyad", dyad.key), name=f"Dyad {dyad.key}",
+                description=concord_block(DYAD_MARKER, [("Dyad", dyad.key),
+                                                        ("Client", client.pseudonym if client else None),
+                                                        ("Therapist", therapist.pseudonym if therapist else None)]),
+                values=tuple(values.get(("dyad", dyad.id), ())), source_refs=tuple(dyad_sources)))
+            for therapy in therapy_sessions[dyad.id]:
+                cases.append(ExportCase(
+                    guid=exchange_guid("session", dyad.key, therapy.number),
+                    name=f"Dyad {dyad.key} session {therapy.number}",
+                    description=concord_block(SESSION_MARKER, [
+                        ("Dyad", dyad.key), ("Session", str(therapy.number)),
+                        ("Held on", therapy.held_on.isoformat() if therapy.held_on else None),
+                        ("Modality", therapy.modality)]),
+                    values=tuple(values.get(("session", therapy.id), ())),
+                    source_refs=tuple(session_sources.get(therapy.id, ()))))
+        guid_of_transcript = {exchange_guid("transcript", key): tid for tid, key in self.transcript_key.items()}
+        source_values = {guid: tuple(values.get(("transcript", tid), ())) for guid, tid in guid_of_transcript.items()}
+        return variables, cases, source_values
+
+    def _sets(self, codes: dict[int, Code]) -> list[ExportSet]:
+        session = self.session
+        books = {row.key: row for row in session.scalars(select(Codebook))}
+        sets = []
+        for spec in self.specs:
+            book = books[spec.id]
+            sets.append(ExportSet(
+                guid=exchange_guid("codebook", spec.id), name=spec.title,
+                description=concord_block(CODEBOOK_MARKER, [("Id", spec.id), ("Version", spec.version),
+                                                            ("Source", spec.source), ("Description", spec.description),
+                                                            ("Origin", book.origin)]),
+                member_codes=tuple(code.guid for _path, code in spec.walk())))
+        exported = {code.guid for spec in self.specs for _path, code in spec.walk()}
+        makers: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+        for row in sorted(codes.values(), key=lambda r: r.id):
+            if row.guid not in exported or (row.creator_id is None and row.origin == "deductive"):
+                continue
+            makers[(self.coder_names.get(row.creator_id), row.origin)].append(row.guid)
+        for (coder, origin), members in sorted(makers.items(), key=lambda item: (item[0][0] or "", item[0][1])):
+            label = f"{'Inductive codes' if origin == 'inductive' else 'Codes'}" + (f" of {coder}" if coder else "")
+            sets.append(ExportSet(guid=exchange_guid("code creator", coder or "", origin), name=label,
+                                  description=concord_block(CODE_CREATOR_MARKER, [("Coder", coder), ("Origin", origin)]),
+                                  member_codes=tuple(members)))
+        return sets
+
+    def _remarks(self, study: Study, session: Session, transcripts: list[Transcript]) -> None:
+        scores = session.scalar(select(func.count()).select_from(QuestionnaireScore)) or 0
+        if scores:
+            self.lost.append(f"{scores} questionnaire score(s): REFI-QDA has no place for them")
+        decisions = session.scalar(select(func.count()).select_from(ConsensusDecision)) or 0
+        if decisions:
+            self.lost.append(f"{decisions} consensus decision(s) and the links from consensus codings to the "
+                             "independent codings they came from")
+        self.lost.append("each coding's last-changed time and blind flag, undo history, reading progress, code "
+                         "histories, codebook versions and the audit log (they stay in the study)")
+        astral = [t.key for t in transcripts if any(ord(ch) > 0xFFFF for ch in t.text)]
+        if astral:
+            self.remarks.append(f"transcripts with characters beyond U+FFFF (emoji): {', '.join(astral[:10])}; "
+                                "NVivo counts such characters twice and may place codings after them too late")
+        self.remarks.append("turns, sessions, coder roles and codebook membership travel in Concord blocks inside "
+                            "Description elements: other tools show them as text, Concord reads them back")
+
+
+def _is_integer(value: str | None) -> bool:
+    if value is None:
+        return True
+    try:
+        return float(value).is_integer() and "." not in value and "e" not in value.lower()
+    except ValueError:
+        return False
+
+
+# ==================================================================================================
+# Import
+
+
+def import_qdpx(workspace: Workspace, path: str | Path, *, dry_run: bool = False) -> QdpxImportResult:
+    """Bring a .qdpx project into the study in one unit of work: everything, or nothing on any error."""
+    _require_setup_rights(workspace)
+    project = read_qdpx(path)
+    with workspace.store.session() as session:
+        importer = _Importer(session, workspace, project, str(path))
+        result = importer.run(dry_run)
+        if dry_run:
+            session.rollback()
+    return result
+
+
+@dataclass
+class _Counts:
+    codes_created: int = 0
+    codes_matched: int = 0
+    codings: int = 0
+    memos: int = 0
+    attributes: int = 0
+    turns: int = 0
+    transcripts: list[str] = field(default_factory=list)
+    codebooks: list[str] = field(default_factory=list)
+    coders_created: list[str] = field(default_factory=list)
+
+
+class _Importer:
+    def __init__(self, session: Session, workspace: Workspace, project: ParsedProject, path: str):
+        self.session = session
+        self.workspace = workspace
+        self.project = project
+        self.path = path
+        self.actor = workspace.actor_label
+        self.study_block = concord_fields(project.description, STUDY_MARKER)
+        self.ours = self.study_block is not None
+        self.lost = list(project.lost)
+        self.adjusted = list(project.adjusted) if not self.ours else [
+            line for line in project.adjusted if line not in project.codebook_warnings]
+        self.remarks = list(project.remarks)
+        self.counts = _Counts()
+        self.note_uses: dict[str, int] = defaultdict(int)
+        self.consensus_user = canonical_guid(self.study_block[1].get("Consensus user")) if self.ours else None
+
+    def run(self, dry_run: bool) -> QdpxImportResult:
+        self._coders()
+        self._codebooks()
+        self._structure()
+        self._transcripts()
+        self._attributes()
+        self._codings()
+        self._notes()
+        self._sets_and_links()
+        counts = self.counts
+        record(self.session, self.actor, "qdpx.import", "study", 1, file=Path(self.path).name,
+               origin=self.project.origin, offset_model=self.project.offset_model,
+               transcripts=len(counts.transcripts), codes_created=counts.codes_created, codings=counts.codings,
+               memos=counts.memos, attributes=counts.attributes, coders_created=counts.coders_created,
+               lost=len(self.lost))
+        if self.ours:
+            self.remarks.append("a Concord export: transcripts, turns, sessions and codebooks restored as they were")
+        return QdpxImportResult(
+            source=self.path, origin=self.project.origin, offset_model=self.project.offset_model,
+            concord_file=self.ours, transcripts=tuple(counts.transcripts), turns=counts.turns,
+            codebooks=tuple(counts.codebooks), codes_created=counts.codes_created, codes_matched=counts.codes_matched,
+            codings=counts.codings, memos=counts.memos, attributes=counts.attributes,
+            coders_created=tuple(counts.coders_created), dry_run=dry_run,
+            report=DataLossReport(lost=tuple(self.lost), adjusted=tuple(self.adjusted), remarks=tuple(self.remarks)))
+
+    # -- people ------------------------------------------------------------------------------------
+
+    def _coders(self) -> None:
+        session = self.session
+        project = self.project
+        roles = {}
+        if self.ours:
+            for line in (self.study_block[1].get("Coders") or "").split("\n"):
+                name, sep, role = line.partition("=")
+                role = role.replace("(inactive)", "").strip()
+                if sep and role in ("coder", "supervisor", "admin"):
+                    roles[name.strip()] = role
+        existing = set(session.scalars(select(Coder.name)))
+        used_users = self._referenced_users()
+        self.coder_of: dict[str, Coder] = {}
+        skipped = []
+        for key, user in project.users.items():
+            if key == self.consensus_user:
+                continue
+            if key == ATLAS_TI_SYSTEM_USER and key not in used_users:
+                skipped.append(user.name or "ATLAS.ti")
+                continue
+            name = (user.name or user.id or f"user {user.guid.strip('{}')[:8]}").strip()[:120]
+            coder = ensure_coder(session, name, self.actor, roles.get(name, "coder") if name not in existing else "coder")
+            if name not in existing and name not in self.counts.coders_created:
+                self.counts.coders_created.append(name)
+                existing.add(name)
+            self.coder_of[key] = coder
+        if skipped:
+            self.remarks.append(f"ATLAS.ti's built-in user ({', '.join(skipped)}) coded nothing and was not added as a coder")
+        unknown = sorted(used_users - set(project.users) - {self.consensus_user})
+        if unknown:
+            self.adjusted.append(f"{len(unknown)} creating user(s) missing from <Users>; their work was attributed "
+                                 "to the project's creator or to the person importing")
+        self._fallback: Coder | None = None
+
+    def _referenced_users(self) -> set[str]:
+        used = set()
+        for source in self.project.sources:
+            for selection in source.selections:
+                used.update(c.creating_user for c in selection.codings if c.creating_user)
+                if selection.creating_user and selection.codings:
+                    used.add(selection.creating_user)
+        used.update(note.creating_user for note in self.project.notes.values() if note.creating_user)
+        return used
+
+    def fallback_coder(self) -> Coder:
+        """Who gets work the file attributes to nobody: the project's creator, else the importer."""
+        if self._fallback is None:
+            creator = self.coder_of.get(self.project.creating_user or "")
+            if creator is not None:
+                self._fallback = creator
+            else:
+                name = self.workspace.actor.name if self.workspace.actor else IMPORTED_CODER
+                self._fallback = ensure_coder(self.session, name, self.actor)
+                if name == IMPORTED_CODER and name not in self.counts.coders_created:
+                    self.counts.coders_created.append(name)
+        return self._fallback
+
+    def coder_for(self, *user_keys: str | None) -> Coder:
+        for key in user_keys:
+            if key and key in self.coder_of:
+                return self.coder_of[key]
+        return self.fallback_coder()
+
+    # -- codebooks ---------------------------------------------------------------------------------
+
+    def _codebooks(self) -> None:
+        session = self.session
+        project = self.project
+        self.code_ids: dict[str, int] = {}
+        self.existing_codes = {canonical_guid(guid): cid for cid, guid in session.execute(select(Code.id, Code.guid))}
+        self.existing_codes.pop(None, None)
+        creators = {}
+        parts: list[tuple[CodebookSpec, dict[str, str]]] = []
+        placed: set[str] = set()
+        if self.ours:
+            for code_set in project.sets:
+                block = concord_fields(code_set.description, CODE_CREATOR_MARKER)
+                if block is not None:
+                    for member in code_set.member_codes:
+                        creators[member] = (block[1].get("Coder"), block[1].get("Origin") or "deductive")
+            for code_set in project.sets:
+                block = concord_fields(code_set.description, CODEBOOK_MARKER)
+                if block is None:
+                    continue
+                fields = block[1]
+                members = set(code_set.member_codes)
+                tops = [key for key, _element in project.top_codes if key in members]
+                placed.update(tops)
+                part = self._read_part(tops, code_set.name or fields.get("Id") or "codebook")
+                spec = CodebookSpec(id=fields.get("Id") or _slug(code_set.name), title=code_set.name or fields.get("Id"),
+                                    version=fields.get("Version") or "1", source=fields.get("Source"),
+                                    description=fields.get("Description"), codes=part.codes)
+                parts.append((spec, fields))
+        rest = [key for key, _element in project.top_codes if key not in placed]
+        if rest or (not self.ours and project.codebook.codes):
+            if self.ours:
+                codes = self._read_part(rest, project.name).codes
+            else:
+                codes = tuple(code for code in project.codebook.codes)
+            taken = set(session.scalars(select(Codebook.key)))
+            base = _slug(project.name)
+            key, number = base, 1
+            while key in taken:
+                number += 1
+                key = f"{base}-{number}"
+            spec = CodebookSpec(id=key, title=project.name, version="1",
+                                source=f"REFI-QDA project from {project.origin or 'an unknown tool'}",
+                                description=None, codes=codes)
+            parts.append((spec, {"Origin": "qdpx"}))
+        for spec, fields in parts:
+            self._add_codebook(spec, fields.get("Origin") or "qdpx", creators)
+
+    def _read_part(self, top_keys: list[str], title: str) -> CodebookSpec:
+        """Read some top-level codes on their own, so hotkeys are checked per codebook, not across all."""
+        elements = dict(self.project.top_codes)
+        root = etree.Element("Project", name=title)
+        codes = etree.SubElement(etree.SubElement(root, "CodeBook"), "Codes")
+        for key in top_keys:
+            codes.append(_copy(elements[key]))
+        result = read_qdc(etree.tostring(root), self.project.where)
+        self.adjusted.extend(result.warnings)
+        return result.spec
+
+    def _add_codebook(self, spec: CodebookSpec, origin: str, creators: dict) -> None:
+        session = self.session
+        book = session.scalar(select(Codebook).where(Codebook.key == spec.id))
+        created_book = book is None
+        if created_book:
+            book = Codebook(key=spec.id, title=spec.title, version=spec.version, source=spec.source,
+                            description=spec.description, origin=origin)
+            session.add(book)
+            session.flush()
+        hotkeys = set(session.scalars(select(Code.hotkey).where(Code.codebook_id == book.id, Code.hotkey.is_not(None))))
+        before = self.counts.codes_created
+        next_position = (session.scalar(select(func.max(Code.position)).where(Code.codebook_id == book.id)) or 0) + 1
+        self._insert(book, spec.codes, None, (), creators, hotkeys, 0 if created_book else next_position)
+        if created_book or self.counts.codes_created > before:
+            _snapshot(session, book, self.actor, f"imported from {Path(self.path).name}")
+            self.counts.codebooks.append(book.key)
+
+    def _insert(self, book: Codebook, codes: tuple[CodeSpec, ...], parent_id: int | None, path: tuple[str, ...],
+                creators: dict, hotkeys: set[str], first_position: int) -> None:
+        for position, spec in enumerate(codes, first_position):
+            node_path = (*path, spec.name)
+            key = canonical_guid(spec.guid)
+            if key is not None and key in self.existing_codes:
+                code_id = self.existing_codes[key]
+                self.counts.codes_matched += 1
+            else:
+                guid = spec.guid.strip() if key is not None else stable_guid(book.key, node_path)
+                if key is None:
+                    key = canonical_guid(guid)
+                    if key in self.existing_codes:
+                        guid = stable_guid(f"{book.key}#{book.id}", node_path)
+                        key = canonical_guid(guid)
+                hotkey = spec.hotkey
+                if hotkey and hotkey in hotkeys:
+                    self.adjusted.append(f"code {spec.name!r} lost its hotkey {hotkey!r}: codebook {book.key!r} "
+                                         "already uses it")
+                    hotkey = None
+                if hotkey:
+                    hotkeys.add(hotkey)
+                coder_name, origin = creators.get(key, (None, "deductive"))
+                creator = self.coder_of_name(coder_name) if coder_name else None
+                name = spec.name if len(spec.name) <= 300 else spec.name[:299] + "…"
+                if name != spec.name:
+                    self.adjusted.append(f"a code name longer than 300 characters was shortened: {name!r}")
+                row = Code(codebook_id=book.id, parent_id=parent_id, guid=guid, name=name, label=spec.label,
+                           definition=spec.definition, inclusion=spec.inclusion, exclusion=spec.exclusion,
+                           example=spec.example, pole=spec.pole, high_pole=spec.high_pole, hotkey=hotkey,
+                           colour=spec.colour, origin=origin if origin in ("deductive", "inductive") else "deductive",
+                           creator_id=creator.id if creator else None, position=position)
+                self.session.add(row)
+                self.session.flush()
+                code_id = row.id
+                self.existing_codes[key] = code_id
+                self.counts.codes_created += 1
+            # Codings refer to codes by the GUID the file gave them.
+            original = canonical_guid(spec.guid)
+            if original is not None:
+                self.code_ids[original] = code_id
+            self._insert(book, spec.children, code_id, node_path, creators, hotkeys, 0)
+
+    def coder_of_name(self, name: str) -> Coder:
+        for coder in self.coder_of.values():
+            if coder.name == name:
+                return coder
+        return ensure_coder(self.session, name, self.actor)
+
+    # -- dyads and sessions (Concord files) ----------------------------------------------------------
+
+    def _structure(self) -> None:
+        self.case_target: dict[str, tuple[str, int]] = {}
+        self.sessions_by_place: dict[tuple[str, int], TherapySession] = {}
+        if not self.ours:
+            return
+        for case in self.project.cases:
+            dyad_block = concord_fields(case.description, DYAD_MARKER)
+            if dyad_block is not None and dyad_block[1].get("Dyad"):
+                fields = dyad_block[1]
+                dyad = self._dyad(fields["Dyad"])
+                if dyad.client_id is None and fields.get("Client"):
+                    dyad.client_id = self._participant(fields["Client"], "client").id
+                if dyad.therapist_id is None and fields.get("Therapist"):
+                    dyad.therapist_id = self._participant(fields["Therapist"], "therapist").id
+                self.case_target[case.key] = ("dyad", dyad.id)
+                continue
+            session_block = concord_fields(case.description, SESSION_MARKER)
+            if session_block is not None:
+                fields = session_block[1]
+                try:
+                    number = int(fields.get("Session", ""))
+                except ValueError:
+                    self.adjusted.append(f"case {case.name!r} names no usable session number; read as a plain case")
+                    continue
+                therapy = self._therapy(fields.get("Dyad") or "", number)
+                if therapy.held_on is None and fields.get("Held on"):
+                    try:
+                        therapy.held_on = date.fromisoformat(fields["Held on"])
+                    except ValueError:
+                        self.adjusted.append(f"session {fields.get('Dyad')}:{number}: unreadable date {fields['Held on']!r}")
+                if therapy.modality is None and fields.get("Modality"):
+                    therapy.modality = fields["Modality"][:32]
+                self.case_target[case.key] = ("session", therapy.id)
+
+    def _participant(self, pseudonym: str, role: str) -> Participant:
+        row = self.session.scalar(select(Participant).where(Participant.pseudonym == pseudonym))
+        if row is None:
+            row = Participant(pseudonym=pseudonym, role=role)
+            self.session.add(row)
+            self.session.flush()
+        return row
+
+    def _dyad(self, key: str) -> Dyad:
+        row = self.session.scalar(select(Dyad).where(Dyad.key == key))
+        if row is None:
+            row = Dyad(key=key)
+            self.session.add(row)
+            self.session.flush()
+        return row
+
+    def _therapy(self, dyad_key: str, number: int) -> TherapySession:
+        place = (dyad_key, number)
+        if place not in self.sessions_by_place:
+            dyad = self._dyad(dyad_key)
+            row = self.session.scalar(select(TherapySession).where(TherapySession.dyad_id == dyad.id,
+                                                                   TherapySession.number == number))
+            if row is None:
+                row = TherapySession(dyad_id=dyad.id, number=number)
+                self.session.add(row)
+                self.session.flush()
+            self.sessions_by_place[place] = row
+        return self.sessions_by_place[place]
+
+    # -- transcripts and turns ---------------------------------------------------------------------
+
+    def _transcripts(self) -> None:
+        session = self.session
+        project = self.project
+        language = session.get(Study, 1).language
+        blocks = {source.key: concord_fields(source.description, TRANSCRIPT_MARKER) for source in project.sources}
+        wanted = [((blocks[s.key] or (None, {}))[1].get("Key") or s.label)[:200] for s in project.sources]
+        keys = unique_names(wanted)
+        renamed = [f"{old!r} -> {new!r}" for old, new in zip(wanted, keys) if old != new]
+        if renamed:
+            self.adjusted.append(f"sources with repeated names were renamed: {', '.join(renamed[:10])}")
+        taken = set(session.scalars(select(Transcript.key).where(Transcript.key.in_(keys))))
+        if taken:
+            raise InputError(f"the study already has transcript(s) {', '.join(sorted(taken))}; nothing was imported",
+                             self.path)
+        hashes_taken = set(session.scalars(select(Transcript.source_sha256).where(Transcript.source_sha256.is_not(None))))
+        self.transcript_of: dict[str, Transcript] = {}
+        self.turns_of: dict[str, list[Turn]] = {}
+        file_name = Path(self.path).name
+        for source, key in zip(project.sources, keys):
+            fields = (blocks[source.key] or (None, {}))[1]
+            kind = fields.get("Kind") if fields.get("Kind") in TRANSCRIPT_KINDS else "session"
+            perspective = fields.get("Perspective") if fields.get("Perspective") in ("client", "therapist") else None
+            phase = fields.get("Phase") if fields.get("Phase") in TRANSCRIPT_PHASES else "independent"
+            session_id = None
+            if fields.get("Session"):
+                dyad_key, _sep, number = fields["Session"].rpartition(":")
+                if dyad_key and number.isdigit():
+                    session_id = self._therapy(dyad_key, int(number)).id
+            sha = fields.get("Source sha256")
+            if sha in hashes_taken or not sha:
+                sha = None
+            else:
+                hashes_taken.add(sha)
+            row = Transcript(key=key, kind=kind, perspective=perspective, session_id=session_id,
+                             language=(fields.get("Language") or language)[:16], phase=phase,
+                             source_name=fields.get("Source name") if self.ours else f"{file_name}!{source.label}",
+                             source_sha256=sha, source_encoding=(fields.get("Source encoding") if self.ours else source.encoding),
+                             text=source.text)
+            if self.ours and source.created is not None:
+                row.imported_at = source.created
+            session.add(row)
+            session.flush()
+            turns = self._turns(source, fields, row)
+            session.add_all(turns)
+            session.flush()
+            self.transcript_of[source.key] = row
+            self.turns_of[source.key] = sorted(turns, key=lambda t: t.char_start)
+            self.counts.transcripts.append(key)
+            self.counts.turns += len(turns)
+            record(session, self.actor, "transcript.import", "transcript", row.id, key=key,
+                   source=row.source_name, turns=len(turns), format="qdpx")
+
+    def _turns(self, source: ParsedSource, fields: dict[str, str], transcript: Transcript) -> list[Turn]:
+        length = len(source.text)
+        if fields.get("Turns"):
+            try:
+                turns = []
+                for line in fields["Turns"].split("\n"):
+                    if not line.strip():
+                        continue
+                    number, role, label, start, end, start_time, end_time, replayed, nonverbal = json.loads(line)
+                    if role not in SPEAKER_ROLES or not 0 <= start <= end <= length:
+                        raise ValueError(f"turn {number} does not fit the text")
+                    turns.append(Turn(transcript_id=transcript.id, number=int(number), speaker_role=role,
+                                      speaker_label=str(label)[:120], start_time=start_time, end_time=end_time,
+                                      char_start=start, char_end=end, replayed=bool(replayed),
+                                      nonverbal=[list(r) for r in nonverbal]))
+                return turns
+            except (ValueError, TypeError) as error:
+                self.adjusted.append(f"transcript {transcript.key!r}: its Concord turn list was unreadable ({error}); "
+                                     "turns were rebuilt from the text")
+        rebuilt = turns_from_text(source.text)
+        return [Turn(transcript_id=transcript.id, number=t.number, speaker_role=t.speaker_role,
+                     speaker_label=t.speaker_label, char_start=t.char_start, char_end=t.char_end, nonverbal=[])
+                for t in rebuilt]
+
+    def turn_at(self, source_key: str, offset: int) -> Turn | None:
+        """The turn that starts at or before the offset (the last such one), None before the first turn."""
+        turns = self.turns_of.get(source_key, [])
+        at = bisect.bisect_right([turn.char_start for turn in turns], offset) - 1
+        return turns[at] if at >= 0 else None
+
+    # -- attributes ----------------------------------------------------------------------------------
+
+    def _attributes(self) -> None:
+        project = self.project
+        self.attribute_seen: set[tuple[str, int, str]] = set()
+        for source in project.sources:
+            transcript = self.transcript_of[source.key]
+            for value in source.values:
+                self._attribute(value, "transcript", transcript.id, transcript.key)
+        for case in project.cases:
+            target = self.case_target.get(case.key)
+            if case.selection_refs or case.code_refs:
+                self.lost.append(f"case {case.name or case.guid!r}: {case.selection_refs} text-range and "
+                                 f"{case.code_refs} code reference(s); Concord attributes apply to whole transcripts")
+            if target is not None:
+                for value in case.values:
+                    self._attribute(value, target[0], target[1], case.name or case.guid)
+                continue
+            transcripts = [self.transcript_of[key] for key in case.source_refs if key in self.transcript_of]
+            if not transcripts:
+                if case.values:
+                    self.lost.append(f"case {case.name or case.guid!r} with {len(case.values)} variable value(s) "
+                                     "but no text source Concord imported")
+                continue
+            if case.values:
+                self.adjusted.append(f"case {case.name or case.guid!r}: its variables became attributes of "
+                                     f"{len(transcripts)} transcript(s)")
+            for transcript in transcripts:
+                for value in case.values:
+                    self._attribute(value, "transcript", transcript.id, transcript.key)
+
+    def _attribute(self, value: ParsedValue, target_kind: str, target_id: int, owner: str) -> None:
+        variable = self.project.variables.get(value.variable_key or "")
+        if variable is None:
+            self.lost.append(f"a value for an undeclared variable on {owner!r}")
+            return
+        block = concord_fields(variable.description, ATTRIBUTE_MARKER) if self.ours else None
+        if block is not None:
+            fields = block[1]
+            name = fields.get("Name") or variable.name
+            value_type = fields.get("Type") if fields.get("Type") in _VARIABLE_KINDS else "text"
+            blinded = fields.get("Blinded") == "yes"
+        else:
+            name = variable.name
+            value_type = _VALUE_TYPES.get(variable.kind.lower(), "text")
+            blinded = False
+            if variable.kind.lower() == "datetime":
+                self.adjusted.append(f"variable {name!r} (date and time) was kept as text")
+        text = value.value
+        if value.kind == "Boolean" and text is not None:
+            text = "true" if text.strip().lower() in ("true", "1") else "false"
+        self._store_attribute(target_kind, target_id, name[:120], value_type, text, blinded, owner)
+
+    def _store_attribute(self, target_kind: str, target_id: int, name: str, value_type: str, value: str | None,
+                         blinded: bool, owner: str) -> None:
+        identity = (target_kind, target_id, name)
+        existing = self.session.scalar(select(Attribute).where(
+            Attribute.target_kind == target_kind, Attribute.target_id == target_id, Attribute.name == name))
+        if identity in self.attribute_seen or existing is not None:
+            if existing is not None and existing.value != value:
+                self.adjusted.append(f"{target_kind} {owner!r} already has {name!r} = {existing.value!r}; "
+                                     f"the file's {value!r} was not used")
+            return
+        self.attribute_seen.add(identity)
+        self.session.add(Attribute(target_kind=target_kind, target_id=target_id, name=name, value_type=value_type,
+                                   value=value, blinded=blinded))
+        self.counts.attributes += 1
+
+    # -- codings and their memos ---------------------------------------------------------------------
+
+    def _note_block(self, note_key: str) -> dict[str, str]:
+        note = self.project.notes.get(note_key)
+        block = concord_fields(note.description, MEMO_MARKER) if note is not None and self.ours else None
+        return block[1] if block else {}
+
+    def _codings(self) -> None:
+        seen: set[tuple] = set()
+        problems = defaultdict(int)
+        self.pending_memos: list[tuple[str, str, int, Coder | None]] = []  # (note key, kind, target id, default coder)
+        for source in self.project.sources:
+            transcript = self.transcript_of[source.key]
+            length = len(source.text)
+            for coding in source.whole_codings:
+                self._coding(source, transcript, None, coding, 0, length, seen, problems)
+            if source.whole_codings:
+                self.adjusted.append(f"{len(source.whole_codings)} coding(s) of the whole source "
+                                     f"{transcript.key!r} became codings of its whole text")
+            for selection in source.selections:
+                if selection.start is None:
+                    problems["selections that lie outside their source's text"] += 1
+                    continue
+                if selection.clamped:
+                    problems["selections that ran past the end of their text (cut at the end)"] += 1
+                made = [self._coding(source, transcript, selection, coding, selection.start, selection.end, seen,
+                                     problems) for coding in selection.codings]
+                made = [row for row in made if row is not None]
+                self._selection_notes(source, transcript, selection, made)
+        messages = {
+            "zero": "zero-length selections with codings (Concord codings span at least one character)",
+            "code": "codings of codes the project does not define",
+            "duplicate": "codings repeated exactly (same coder, code and span), kept once",
+        }
+        for problem, count in problems.items():
+            text = f"{count} {messages.get(problem, problem)}"
+            (self.adjusted if problem in ("duplicate",) or "cut at the end" in problem else self.lost).append(text)
+
+    def _coding(self, source, transcript, selection: ParsedSelection | None, coding: ParsedCoding, start: int, end: int,
+                seen: set, problems: dict) -> Coding | None:
+        code_id = self.code_ids.get(coding.code_key or "")
+        if code_id is None:
+            problems["code"] += 1
+            return None
+        if end <= start:
+            problems["zero"] += 1
+            return None
+        selection_user = selection.creating_user if selection is not None else None
+        phase = "independent"
+        if self.consensus_user and coding.creating_user == self.consensus_user:
+            phase = "consensus"
+            coder = self.fallback_coder() if self.workspace.actor is None else self.coder_of_name(self.workspace.actor.name)
+        else:
+            coder = self.coder_for(coding.creating_user, selection_user, self.project.creating_user)
+        identity = (coder.id, code_id, start, end, phase)
+        if identity in seen:
+            problems["duplicate"] += 1
+            return None
+        seen.add(identity)
+        created = coding.created or (selection.created if selection is not None else None) or datetime.now(timezone.utc)
+        inline = None
+        other_notes = []
+        for note_key in coding.note_refs:
+            fields = self._note_block(note_key)
+            note = self.project.notes.get(note_key)
+            if fields.get("Inline") == "yes" and inline is None and note is not None:
+                inline = note.text
+                self.note_uses[note_key] += 1
+            else:
+                other_notes.append(note_key)
+        if inline is None and not self.ours and selection is not None and selection.description:
+            inline = selection.description
+        row = Coding(coder_id=coder.id, transcript_id=transcript.id, code_id=code_id, start_offset=start,
+                     end_offset=end, memo=inline or None, phase=phase, made_blind=False, created_at=created,
+                     changed_at=created)
+        self.session.add(row)
+        self.session.flush()
+        self.counts.codings += 1
+        for note_key in other_notes:
+            self.pending_memos.append((note_key, "coding", row.id, coder))
+        return row
+
+    def _selection_notes(self, source: ParsedSource, transcript: Transcript, selection: ParsedSelection,
+                         made: list[Coding]) -> None:
+        notes = list(selection.note_refs)
+        notes.extend(link.origin for link in self.project.links
+                     if link.target == selection.key and link.origin in self.project.notes)
+        if not made and selection.description and not self.ours:
+            turn = self.turn_at(source.key, selection.start)
+            coder = self.coder_for(selection.creating_user)
+            self._add_memo(coder, "turn" if turn else "transcript", turn.id if turn else transcript.id,
+                           selection.description, selection.created, None, False)
+            self.adjusted.append(f"a memo on uncoded text in {transcript.key!r} was attached to "
+                                 + (f"turn {turn.number}" if turn else "the transcript"))
+        for note_key in notes:
+            if made and self._note_block(note_key).get("On") != "turn":
+                note = self.project.notes.get(note_key)
+                author = self.coder_of.get(note.creating_user or "") if note else None
+                targets = [row for row in made if author is not None and row.coder_id == author.id] or made[:1]
+                for row in targets:
+                    self.pending_memos.append((note_key, "coding", row.id, None))
+                continue
+            turn = self.turn_at(source.key, selection.start)
+            if self.ours and turn is not None and (turn.char_start, turn.char_end) != (selection.start, selection.end):
+                turn = next((t for t in self.turns_of[source.key]
+                             if (t.char_start, t.char_end) == (selection.start, selection.end)), turn)
+            if turn is not None:
+                self.pending_memos.append((note_key, "turn", turn.id, None))
+            else:
+                self.pending_memos.append((note_key, "transcript", transcript.id, None))
+
+    # -- notes ---------------------------------------------------------------------------------------
+
+    def _notes(self) -> None:
+        project = self.project
+        for note_key in project.note_refs:
+            self.pending_memos.append((note_key, "study", None, None))
+        for source in project.sources:
+            for note_key in source.note_refs:
+                self.pending_memos.append((note_key, "transcript", self.transcript_of[source.key].id, None))
+        for code_key, note_keys in project.code_notes.items():
+            code_id = self.code_ids.get(code_key)
+            for note_key in note_keys:
+                self.pending_memos.append((note_key, "code", code_id, None) if code_id else (note_key, "study", None, None))
+        transcripts_by_key = {key: self.transcript_of[key] for key in self.transcript_of}
+        for link in project.links:
+            if link.origin in project.notes and link.target in transcripts_by_key:
+                self.pending_memos.append((link.origin, "transcript", transcripts_by_key[link.target].id, None))
+            elif link.origin in project.notes and link.target in self.code_ids:
+                self.pending_memos.append((link.origin, "code", self.code_ids[link.target], None))
+        missing = 0
+        for note_key, kind, target_id, coder in self.pending_memos:
+            note = project.notes.get(note_key)
+            if note is None:
+                missing += 1
+                continue
+            self.note_uses[note_key] += 1
+            author = self.coder_for(note.creating_user) if note.creating_user or coder is None else coder
+            fields = self._note_block(note_key)
+            text = note.text if fields else (note.text.strip() or (note.description or "").strip())
+            if not text:
+                self.lost.append(f"note {note.name or note.guid!r} is empty")
+                continue
+            self._add_memo(author, kind, target_id, text, note.created, note.modified, fields.get("Made blind") == "yes")
+        if missing:
+            self.adjusted.append(f"{missing} reference(s) to notes the project does not contain were ignored")
+        orphans = [note for key, note in project.notes.items() if not self.note_uses.get(key)]
+        for note in orphans:
+            if note.text.strip():
+                self._add_memo(self.coder_for(note.creating_user), "study", None, note.text, note.created,
+                               note.modified, False)
+        if orphans:
+            self.adjusted.append(f"{len(orphans)} note(s) attached to nothing became study memos")
+
+    def _add_memo(self, coder: Coder, kind: str, target_id: int | None, text: str, created: datetime | None,
+                  modified: datetime | None, made_blind: bool) -> None:
+        created = created or datetime.now(timezone.utc)
+        self.session.add(Memo(coder_id=coder.id, target_kind=kind, target_id=target_id, text=text,
+                              made_blind=made_blind, created_at=created, changed_at=modified or created))
+        self.counts.memos += 1
+
+    # -- sets and links Concord has no place for -------------------------------------------------------
+
+    def _sets_and_links(self) -> None:
+        project = self.project
+        for code_set in project.sets:
+            if self.ours and (concord_fields(code_set.description, CODEBOOK_MARKER)
+                              or concord_fields(code_set.description, CODE_CREATOR_MARKER)):
+                continue
+            match = _ATLAS_VARIABLE_SET.match(code_set.name)
+            if (match and code_set.member_sources and not code_set.member_codes and not code_set.member_notes
+                    and all(key in self.transcript_of for key in code_set.member_sources)):
+                name, value = match.group(1), match.group(2)
+                for key in code_set.member_sources:
+                    transcript = self.transcript_of[key]
+                    self._store_attribute("transcript", transcript.id, name[:120], "text", value, False, transcript.key)
+                self.adjusted.append(f"set {code_set.name!r} was read as the attribute {name!r} = {value!r} of its "
+                                     f"{len(code_set.member_sources)} transcript(s)")
+                continue
+            members = []
+            for count, what in ((len(code_set.member_codes), "code"), (len(code_set.member_sources), "source"),
+                                (len(code_set.member_notes), "note")):
+                if count:
+                    members.append(f"{count} {what}(s)")
+            self.lost.append(f"set {code_set.name!r} ({', '.join(members) or 'empty'}): Concord has no sets")
+        kept_links = sum(1 for link in project.links if link.origin in project.notes)
+        other_links = len(project.links) - kept_links
+        if other_links:
+            self.lost.append(f"{other_links} link(s) between codes, sources or selections: Concord has no links")
+
+
+def _copy(element: etree._Element) -> etree._Element:
+    from copy import deepcopy
+
+    return deepcopy(element)
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", (text or "").lower()).strip("-")
+    return slug[:100] or "imported-project"
