@@ -1,0 +1,1 @@
+"""Data files and generators that tests (and benchmarks) build their inputs from."""

@@ -1,0 +1,1 @@
+"""Planted-name transcripts for the pseudonymisation tests and benchmark."""
