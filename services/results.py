@@ -1,0 +1,417 @@
+"""What the tables and reports of a study are made from, gathered under the blind rule.
+
+The rules applied here (the exporters only count and format what they are given):
+
+* Layer: the consensus layer by default, or one coder's independent codings
+  (``layer=NAME``). While the study is blind, a coder or a caller without a name
+  may read only their own layer: the consensus layer and other coders' layers are
+  refused with PermissionDenied, as in ``services.coding.list_codings``.
+* Scores, dyads, session numbers and blinded attributes (the high/low group) are
+  handed out only when the actor may see them: a supervisor or admin, or anyone
+  after unblinding. Otherwise ``blind`` is True, the scores table is empty, the
+  dyad and session columns are empty and the blinded attributes are left out.
+* Codes: the live codes (not merged away, not retired) the actor may see. A coding
+  on a code that was merged counts for the code it was merged into; a coding on a
+  retired code is left out.
+
+Everything is read with a handful of set-based queries (one per table), never one
+per transcript, so a study of a thousand sessions is read in well under a second.
+Turns and transcript text are read only when the export needs them (words and turns
+counts, excerpts), and then only for the transcripts that have codings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from itertools import chain
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.orm import Session
+
+from services.audit import record
+from services.workspace import Workspace
+from storage.errors import ConcordError, NotFound, PermissionDenied
+from storage.models import (
+    Attribute,
+    Code,
+    Codebook,
+    Coder,
+    Coding,
+    Dyad,
+    Memo,
+    QuestionnaireScore,
+    Study,
+    TherapySession,
+    Transcript,
+    Turn,
+)
+
+CONSENSUS = "consensus"
+TURN_DETAIL = ("none", "bounds", "text")
+TURN_COLUMNS = ["turn_id", "transcript_id", "char_start", "char_end", "nonverbal"]
+LEVELS = ("theme", "subtheme", "code")
+
+
+@dataclass(frozen=True)
+class CodeNode:
+    """A theme, sub-theme or code. ``level`` follows the depth in its codebook's tree:
+    0 = theme, 1 = sub-theme, 2 and deeper = code."""
+
+    id: int
+    codebook: str
+    parent_id: int | None
+    name: str
+    label: str
+    path: tuple[str, ...]
+    depth: int
+    definition: str | None
+    pole: str | None
+    high_pole: bool | None
+
+    @property
+    def level(self) -> str:
+        return LEVELS[min(self.depth, 2)]
+
+    @property
+    def path_name(self) -> str:
+        """The column name: the labels from the theme down, e.g. "Therapeutic direction > Moving forward"."""
+        return " > ".join(self.path)
+
+
+@dataclass(frozen=True)
+class MemoNote:
+    coder: str
+    target_kind: str
+    target_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class ResultsData:
+    """Plain records for the exporters.
+
+    units: one row per transcript: transcript_id, transcript, kind, perspective,
+        session_id, dyad_id, dyad, session (number). The session and dyad columns are
+        empty when ``blind``.
+    codings: coding_id, transcript_id, code_id (the live code), start, end, coder and memo
+        (a note kept on the coding itself; read with ``with_memos`` only), and with ``spans``
+        text (the coded span).
+    turns: turn_id, transcript_id, char_start, char_end, nonverbal (a list of [start, end]
+        or None), and with turns="text" also number, speaker_role, speaker_label and text;
+        the turns of the transcripts that have codings, or none (see ``gather``).
+    scores: session_id, dyad_id, session (number), instrument, respondent, total,
+        subscales (dict). Holds every session of the study, not only those with
+        transcripts, so within-dyad statistics see the whole therapy. Empty when blind.
+    attributes: target_kind, target_id, name, value, value_type, blinded; the
+        blinded ones only when the actor may see them.
+    """
+
+    title: str
+    layer: str
+    actor: str
+    blind: bool
+    codes: tuple[CodeNode, ...]
+    units: pd.DataFrame
+    codings: pd.DataFrame
+    turns: pd.DataFrame
+    scores: pd.DataFrame
+    attributes: pd.DataFrame
+    memos: tuple[MemoNote, ...] = field(default=())
+    # Ancestors kept only so a report selected with --codes keeps its outline: no codings counted for them.
+    outline_only: frozenset[int] = frozenset()
+
+    @property
+    def codes_by_id(self) -> dict[int, CodeNode]:
+        return {node.id: node for node in self.codes}
+
+
+def check_layer(workspace: Workspace, layer: str, blind: bool) -> str:
+    """The layer name to read, or PermissionDenied under the blind."""
+    layer = (layer or CONSENSUS).strip()
+    actor = workspace.actor
+    if blind and not (actor is not None and layer == actor.name):
+        who = actor.name if actor else "a caller without --as"
+        what = "the consensus layer" if layer == CONSENSUS else f"{layer!r}'s codings"
+        raise PermissionDenied(f"the study is blind: {who} may not export {what} "
+                               "(a supervisor can, or anyone after unblinding)")
+    return layer
+
+
+def _code_nodes(session: Session, workspace: Workspace, blind: bool,
+                codebooks: Iterable[str] | None) -> tuple[list[CodeNode], dict[int, int]]:
+    """The live codes in tree order, and a map from every code id to the live code its codings count for."""
+    books = dict(session.execute(select(Codebook.id, Codebook.key)).all())
+    wanted = None
+    if codebooks:
+        wanted = {key.strip() for key in codebooks if key.strip()}
+        missing = wanted - set(books.values())
+        if missing:
+            raise NotFound(f"no codebook {', '.join(sorted(missing))} in this study")
+    actor = workspace.actor
+    rows = session.execute(select(
+        Code.id, Code.codebook_id, Code.parent_id, Code.name, Code.label, Code.definition, Code.pole,
+        Code.high_pole, Code.origin, Code.creator_id, Code.position, Code.merged_into_id, Code.retired_at,
+    )).all()
+    merged_into = {r.id: r.merged_into_id for r in rows if r.merged_into_id}
+    live = {
+        r.id: r for r in rows
+        if r.merged_into_id is None and r.retired_at is None
+        and (wanted is None or books[r.codebook_id] in wanted)
+        and (not blind or r.origin == "deductive" or (actor is not None and r.creator_id == actor.id))
+    }
+    children: dict[int | None, list] = {}
+    for row in live.values():
+        parent = row.parent_id if row.parent_id in live else None
+        children.setdefault(parent, []).append(row)
+    for siblings in children.values():
+        siblings.sort(key=lambda r: (r.codebook_id, r.position, r.id))
+
+    nodes: list[CodeNode] = []
+
+    def walk(parent: int | None, path: tuple[str, ...], depth: int) -> None:
+        for row in children.get(parent, ()):
+            label = " ".join((row.label or row.name).split())
+            node_path = path + (label,)
+            nodes.append(CodeNode(id=row.id, codebook=books[row.codebook_id], parent_id=parent, name=row.name,
+                                  label=label, path=node_path, depth=depth, definition=row.definition,
+                                  pole=row.pole, high_pole=row.high_pole))
+            walk(row.id, node_path, depth + 1)
+
+    walk(None, (), 0)
+
+    resolved: dict[int, int] = {}
+    for code_id in (r.id for r in rows):
+        seen, current = set(), code_id
+        while current in merged_into and current not in seen:
+            seen.add(current)
+            current = merged_into[current]
+        if current in live:
+            resolved[code_id] = current
+    return nodes, resolved
+
+
+def _units(session: Session, blind: bool) -> pd.DataFrame:
+    query = (select(Transcript.id, Transcript.key, Transcript.kind, Transcript.perspective, Transcript.session_id,
+                    TherapySession.dyad_id, Dyad.key, TherapySession.number)
+             .outerjoin(TherapySession, TherapySession.id == Transcript.session_id)
+             .outerjoin(Dyad, Dyad.id == TherapySession.dyad_id)
+             .order_by(Transcript.key))
+    frame = _frame(session, query, ["transcript_id", "transcript", "kind", "perspective", "session_id",
+                                    "dyad_id", "dyad", "session"])
+    frame["transcript_id"] = frame["transcript_id"].astype("int64")
+    if blind:
+        for column in ("session_id", "dyad_id", "dyad", "session"):
+            frame[column] = None
+    for column in ("session_id", "dyad_id", "session"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _frame(session: Session, query, names: list[str]) -> pd.DataFrame:
+    """A query's rows as a DataFrame, column by column (much faster than row objects through the ORM)."""
+    rows = session.connection().execute(query).fetchall()
+    if not rows:
+        return pd.DataFrame({name: pd.Series([], dtype=object) for name in names})
+    return pd.DataFrame(dict(zip(names, zip(*rows))))
+
+
+def _texts(session: Session, transcript_ids: list[int]) -> dict[int, str]:
+    query = select(Transcript.id, Transcript.text)
+    if len(transcript_ids) <= 500:
+        query = query.where(Transcript.id.in_(transcript_ids))
+    wanted = set(transcript_ids)
+    return {tid: text for tid, text in session.connection().execute(query) if tid in wanted}
+
+
+def _int_frame(session: Session, query, names: list[str]) -> pd.DataFrame:
+    """An all-integer query as a DataFrame, read straight into one array."""
+    rows = session.connection().execute(query).fetchall()
+    values = np.fromiter(chain.from_iterable(rows), dtype=np.int64, count=len(names) * len(rows))
+    return pd.DataFrame(values.reshape(-1, len(names)), columns=names)
+
+
+def _codings(session: Session, layer: str, resolved: dict[int, int], with_memos: bool) -> pd.DataFrame:
+    query = (select(Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
+             .where(Coding.deleted_at.is_(None)))
+    if layer == CONSENSUS:
+        query = query.where(Coding.phase == "consensus")
+    else:
+        layer_coder = select(Coder.id).where(Coder.name == layer).scalar_subquery()
+        query = query.where(Coding.phase == "independent", Coding.coder_id == layer_coder)
+    frame = _int_frame(session, query.order_by(Coding.transcript_id, Coding.start_offset, Coding.id),
+                       ["coding_id", "transcript_id", "code_id", "start", "end"])
+    frame["code_id"] = frame["code_id"].map(resolved)
+    frame = frame[frame["code_id"].notna()].reset_index(drop=True)
+    frame["code_id"] = frame["code_id"].astype("int64")
+    frame["coder"] = None
+    frame["memo"] = None
+    if with_memos and len(frame):
+        # The note a coder may keep on a coding itself, with who wrote it; few codings have one.
+        notes = session.connection().execute(
+            select(Coding.id, Coder.name, Coding.memo).join(Coder, Coder.id == Coding.coder_id)
+            .where(Coding.memo.is_not(None), Coding.deleted_at.is_(None))).fetchall()
+        by_id = {coding_id: (coder, memo) for coding_id, coder, memo in notes}
+        found = [by_id.get(c, (None, None)) for c in frame["coding_id"].tolist()]
+        frame["coder"] = [coder for coder, _ in found]
+        frame["memo"] = [memo for _, memo in found]
+    return frame
+
+
+def _turns(session: Session, transcript_ids: list[int], texts: dict[int, str] | None) -> pd.DataFrame:
+    """Turn boundaries of the given transcripts; with ``texts`` also their numbers, speakers and text.
+
+    Counting needs only the boundaries, read as one integer array (the fast path for
+    a hundred thousand turns); excerpts need the rest for far fewer transcripts.
+    """
+    wanted = set(transcript_ids)
+    annotated = select(Turn.id, Turn.nonverbal).where(func.length(cast(Turn.nonverbal, String)) > 2)
+    if texts is None:
+        query = select(Turn.id, Turn.transcript_id, Turn.char_start, Turn.char_end)
+        if len(transcript_ids) <= 500:
+            query = query.where(Turn.transcript_id.in_(transcript_ids))
+            annotated = annotated.where(Turn.transcript_id.in_(transcript_ids))
+        frame = _int_frame(session, query.order_by(Turn.transcript_id, Turn.char_start),
+                           ["turn_id", "transcript_id", "char_start", "char_end"])
+    else:
+        names = ["turn_id", "transcript_id", "number", "speaker_role", "speaker_label", "char_start", "char_end"]
+        query = select(Turn.id, Turn.transcript_id, Turn.number, Turn.speaker_role, Turn.speaker_label,
+                       Turn.char_start, Turn.char_end)
+        if len(transcript_ids) <= 500:
+            query = query.where(Turn.transcript_id.in_(transcript_ids))
+            annotated = annotated.where(Turn.transcript_id.in_(transcript_ids))
+        frame = _frame(session, query.order_by(Turn.transcript_id, Turn.char_start), names)
+        for column in ("turn_id", "transcript_id", "number", "char_start", "char_end"):
+            frame[column] = frame[column].astype("int64")
+    frame = frame[frame["transcript_id"].isin(wanted)].reset_index(drop=True)
+    # Most turns carry no non-verbal annotation: only the ones that do are read and decoded.
+    nonverbal = {turn_id: ranges for turn_id, ranges in session.connection().execute(annotated) if ranges}
+    frame["nonverbal"] = frame["turn_id"].map(nonverbal) if nonverbal else None
+    if texts is not None:
+        frame["text"] = [texts[t][a:b] for t, a, b in zip(frame["transcript_id"], frame["char_start"],
+                                                           frame["char_end"])]
+    return frame
+
+
+SCORE_COLUMNS = ["session_id", "dyad_id", "session", "instrument", "respondent", "total", "subscales"]
+
+
+def _scores(session: Session | None) -> pd.DataFrame:
+    if session is None:
+        return pd.DataFrame([], columns=SCORE_COLUMNS)
+    query = (select(QuestionnaireScore.session_id, TherapySession.dyad_id, TherapySession.number,
+                    QuestionnaireScore.instrument, QuestionnaireScore.respondent, QuestionnaireScore.total,
+                    QuestionnaireScore.subscales)
+             .join(TherapySession, TherapySession.id == QuestionnaireScore.session_id)
+             .order_by(QuestionnaireScore.instrument, QuestionnaireScore.respondent, QuestionnaireScore.session_id))
+    return _frame(session, query, SCORE_COLUMNS)
+
+
+def _attributes(session: Session, hide_blinded: bool) -> pd.DataFrame:
+    query = select(Attribute.target_kind, Attribute.target_id, Attribute.name, Attribute.value,
+                   Attribute.value_type, Attribute.blinded)
+    if hide_blinded:
+        query = query.where(Attribute.blinded.is_(False))
+    return _frame(session, query.order_by(Attribute.name),
+                  ["target_kind", "target_id", "name", "value", "value_type", "blinded"])
+
+
+def _memos(session: Session, workspace: Workspace, blind: bool, codings: pd.DataFrame,
+           node_ids: list[int]) -> tuple[MemoNote, ...]:
+    """Memos on the exported codings and codes: everyone's, or only the actor's own while blind."""
+    actor = workspace.actor
+    if blind and actor is None:
+        return ()
+    query = (select(Coder.name, Memo.target_kind, Memo.target_id, Memo.text)
+             .join(Coder, Coder.id == Memo.coder_id)
+             .where(Memo.deleted_at.is_(None), Memo.target_kind.in_(("coding", "code"))))
+    if blind:
+        query = query.where(Memo.coder_id == actor.id)
+    coding_ids = set(int(i) for i in codings["coding_id"])
+    codes = set(node_ids)
+    notes = []
+    for coder, kind, target, text in session.execute(query.order_by(Memo.id)):
+        if (kind == "coding" and target in coding_ids) or (kind == "code" and target in codes):
+            notes.append(MemoNote(coder=coder, target_kind=kind, target_id=int(target), text=text))
+    return tuple(notes)
+
+
+def gather(workspace: Workspace, *, layer: str = CONSENSUS, codebooks: Iterable[str] | None = None,
+           codes: Iterable[str] | None = None, spans: bool = False, turns: str = "none",
+           with_memos: bool = False, purpose: str = "export") -> ResultsData:
+    """Everything a frequency table, representativeness table or excerpt report needs, and no more.
+
+    ``codes`` keeps only the named codes (name, label or id) and their descendants.
+    ``spans`` adds the coded text of each coding (column ``text``; needed to count words).
+    ``turns``: "none", "bounds" (the turns of the coded transcripts, to count turns and to
+    leave out non-verbal annotations) or "text" (also each turn's text, for excerpts).
+    """
+    if turns not in TURN_DETAIL:
+        raise ValueError(f"turns must be one of {', '.join(TURN_DETAIL)}")
+    settings = workspace.settings()
+    blind = workspace.blind_for_actor(settings)
+    layer = check_layer(workspace, layer, blind)
+    with workspace.store.reader() as session:
+        title = session.get(Study, 1).title
+        if layer != CONSENSUS and session.scalar(select(Coder.id).where(Coder.name == layer)) is None:
+            raise NotFound(f"no layer {layer!r}: give 'consensus' or a coder's name (see: concord coder list)")
+        nodes, resolved = _code_nodes(session, workspace, blind, codebooks)
+        outline_only: frozenset[int] = frozenset()
+        if codes:
+            nodes, outline_only = select_codes(nodes, codes)
+        kept = {node.id for node in nodes} - outline_only
+        resolved = {code_id: live for code_id, live in resolved.items() if live in kept}
+        units = _units(session, blind)
+        codings = _codings(session, layer, resolved, with_memos)
+        coded = sorted(set(codings["transcript_id"].tolist()))
+        texts = _texts(session, coded) if spans or turns == "text" else None
+        if spans:
+            codings["text"] = [texts[t][a:b] for t, a, b in zip(codings["transcript_id"], codings["start"],
+                                                                 codings["end"])]
+        turn_frame = (_turns(session, coded, texts if turns == "text" else None) if turns != "none"
+                      else pd.DataFrame(columns=TURN_COLUMNS))
+        scores = _scores(None if blind else session)
+        attributes = _attributes(session, hide_blinded=blind)
+        memos = _memos(session, workspace, blind, codings, [n.id for n in nodes]) if with_memos else ()
+    with workspace.store.session() as session:
+        # Who exported which layer, and whether the blind applied, belongs in the blinding audit.
+        record(session, workspace.actor_label, f"export.{purpose}", "study", 1, layer=layer, blind=blind)
+    return ResultsData(title=title, layer=layer, actor=workspace.actor_label, blind=blind, codes=tuple(nodes),
+                       units=units, codings=codings, turns=turn_frame, scores=scores, attributes=attributes,
+                       memos=memos, outline_only=outline_only)
+
+
+def select_codes(nodes: list[CodeNode], wanted: Iterable[str]) -> tuple[list[CodeNode], frozenset[int]]:
+    """The named codes (by name, label, path "A > B" or id) with their descendants, plus their
+    ancestors as an outline only (returned apart), so a report keeps theme -> sub-theme -> code."""
+    wanted = [w.strip() for w in wanted if w and w.strip()]
+    chosen: set[int] = set()
+    for text in wanted:
+        folded = text.casefold()
+        hits = [n for n in nodes if str(n.id) == text or n.name.casefold() == folded
+                or n.label.casefold() == folded or n.path_name.casefold() == folded]
+        if not hits:
+            raise NotFound(f"no code named {text!r} among the codes you can see")
+        chosen.update(n.id for n in hits)
+    by_id = {n.id: n for n in nodes}
+    keep = set()
+    for node in nodes:
+        current, line = node, []
+        while current is not None:
+            line.append(current.id)
+            if current.id in chosen:
+                keep.update(line)
+                break
+            current = by_id.get(current.parent_id) if current.parent_id else None
+    outline = set()
+    for node_id in keep:
+        current = by_id[node_id]
+        while current.parent_id in by_id:
+            if current.parent_id not in keep:
+                outline.add(current.parent_id)
+            current = by_id[current.parent_id]
+    if not keep:
+        raise ConcordError("no codes selected")
+    return [n for n in nodes if n.id in keep or n.id in outline], frozenset(outline)
