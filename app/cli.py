@@ -7,8 +7,15 @@ import sys
 import click
 
 from app.commands import study as study_commands
+from app.commands.agreement import agreement
+from app.commands.code import code
 from app.commands.codebook import codebook
+from app.commands.consensus import consensus, unblind
+from app.commands.demo import demo
+from app.commands.export import export
 from app.commands.importing import import_
+from app.commands.qdpx import qdpx_export, qdpx_import
+from app.commands.select import select_sessions
 from storage.errors import ConcordError
 
 
@@ -33,13 +40,26 @@ def main():
     """
 
 
-main.add_command(study_commands.init)
-main.add_command(study_commands.coder)
-main.add_command(study_commands.status)
-main.add_command(study_commands.backup)
-main.add_command(study_commands.audit)
-main.add_command(codebook)
-main.add_command(import_)
+for command in (
+    study_commands.init,
+    study_commands.coder,
+    study_commands.status,
+    study_commands.backup,
+    study_commands.audit,
+    codebook,
+    import_,
+    export,
+    code,
+    agreement,
+    consensus,
+    unblind,
+    select_sessions,
+    demo,
+):
+    main.add_command(command)
+
+export.add_command(qdpx_export)
+import_.add_command(qdpx_import)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sys
+
 import click
 
 from services.workspace import Workspace
@@ -34,5 +36,4 @@ def opened(study: str, actor: str | None = None) -> Iterator[Workspace]:
 
 def progress_bar(total: int, label: str):
     """A progress bar on stderr, so it never mixes with data printed on stdout."""
-    return click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
-                             show_pos=True)
+    return click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True)

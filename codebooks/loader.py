@@ -60,6 +60,21 @@ RESERVED_HOTKEYS: dict[str, str] = {
     "end": "end of transcript",
     "backspace": "remove the last coding",
     "delete": "remove the coding under the cursor",
+    # The coding workbench's own keys (app/tui); tests/test_tui_pilot.py keeps the two in step.
+    "w": "next word",
+    "b": "previous word",
+    "t": "select the turn",
+    "(": "previous sentence",
+    ")": "next sentence",
+    "c": "code picker",
+    "i": "in vivo code",
+    "e": "change the coding",
+    "x": "remove the coding",
+    "f": "find",
+    "d": "mark done",
+    "o": "overlay",
+    "[": "previous coding of the code",
+    "]": "next coding of the code",
 }
 
 # Colour names a codebook may use instead of #RRGGBB, with the CSS value each stands for.

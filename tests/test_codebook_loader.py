@@ -115,7 +115,7 @@ def test_alliance_ruptures_codebook_structure():
     assert (strengthens.high_pole, damages.high_pole) == (True, False)
     assert len(strengthens.children) == len(damages.children) == 4
     assert spec.find("what the therapist does to the alliance", "damages the alliance", "unrepaired rupture")
-    assert spec.hotkeys()["w"] == ("rupture markers", "withdrawal")
+    assert spec.hotkeys()["5"] == ("rupture markers", "withdrawal")
 
 
 def test_inductive_codebook_is_empty():

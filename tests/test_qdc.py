@@ -42,7 +42,7 @@ def _inductive_with_codes() -> CodebookSpec:
         spec,
         codes=(
             CodeSpec(name="worry about work", colour="orange", children=(CodeSpec(name="night-time rumination"),)),
-            CodeSpec(name="laughter", hotkey="x"),
+            CodeSpec(name="laughter", hotkey="z"),
         ),
     )
 

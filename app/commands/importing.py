@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from app.cli_common import as_option, opened, study_argument
@@ -36,7 +38,7 @@ class _StderrProgress:
         if total <= 1:
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, file=click.get_text_stream("stderr"), show_pos=True,
+            self.bar = click.progressbar(length=total, file=sys.stderr, show_pos=True,
                                          item_show_func=lambda _: None)
             self.bar.__enter__()
         self.bar.label = label[:40].ljust(40)

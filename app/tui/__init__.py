@@ -1,0 +1,1 @@
+"""Concord's terminal user interface (Textual): the coding workbench and its screens."""

@@ -1,0 +1,31 @@
+"""Messages the workbench's widgets send up to their screens and to the app."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from services.dto import TranscriptSummary
+
+
+class OpenTranscript(Message):
+    """The coder chose a transcript in the overview."""
+
+    def __init__(self, summary: TranscriptSummary) -> None:
+        super().__init__()
+        self.summary = summary
+
+
+class CodeChosen(Message):
+    """A code was chosen in the codebook panel: apply it at the cursor."""
+
+    def __init__(self, code_id: int) -> None:
+        super().__init__()
+        self.code_id = code_id
+
+
+class CodeHighlighted(Message):
+    """The codebook panel's highlight moved to a code (or off codes, None)."""
+
+    def __init__(self, code_id: int | None) -> None:
+        super().__init__()
+        self.code_id = code_id

@@ -1,0 +1,47 @@
+"""Every action of the screen underneath with its keys and the id to remap it by."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
+
+from app.tui.keymap import KeyRow
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,question_mark,q", "close", "Close help", id="help.close"),
+    ]
+
+    def __init__(self, rows: Sequence[KeyRow], keymap_file: Path) -> None:
+        super().__init__()
+        self.rows = list(rows)
+        self.keymap_file = keymap_file
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help-dialog", classes="dialog"):
+            yield Static(Text("Keys", style="bold"), classes="dialog-title")
+            yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
+            hint = Text("Remap a key by its id in ", style="dim")
+            hint.append(str(self.keymap_file), style="dim italic")
+            hint.append(' (e.g. "transcript.undo" = "z") · ctrl+p lists these as commands · esc closes',
+                        style="dim")
+            yield Static(hint, classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("Key", "Action", "Id (for remapping)", "Where")
+        for row in self.rows:
+            table.add_row(Text(row.keys_text, style="bold"), Text(row.description),
+                          Text(row.binding_id or "", style="dim"), Text(row.where))
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

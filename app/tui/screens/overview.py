@@ -1,0 +1,222 @@
+"""The study overview: the transcripts with the coder's progress, filterable and sortable.
+
+What a row shows comes from services.transcripts.list_transcripts, which already
+applies the blind: a coder in a blind study gets neutral keys and their own
+progress only, so the columns for dyads, phases and other coders stay empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from app.tui.messages import OpenTranscript
+from services import transcripts as transcript_service
+from services.dto import ProgressInfo, StudySettings, TranscriptSummary
+
+if TYPE_CHECKING:
+    from app.tui.app import ConcordApp
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    cell: Callable[[TranscriptSummary], str]
+    sort_key: Callable[[TranscriptSummary], Any]
+    open_only: bool = False
+
+
+def _own(summary: TranscriptSummary) -> ProgressInfo:
+    return summary.progress or ProgressInfo(coder="", turns_reviewed=0, codings=0, done=False)
+
+
+def _progress_text(progress: ProgressInfo, turns: int) -> str:
+    return f"{progress.coder} {progress.turns_reviewed}/{turns}{' ✓' if progress.done else ''}"
+
+
+def _kind(summary: TranscriptSummary) -> str:
+    return f"{summary.kind} ({summary.perspective})" if summary.perspective else summary.kind
+
+
+COLUMNS = (
+    Column("key", "Transcript", lambda s: s.key, lambda s: s.key.casefold()),
+    Column("kind", "Kind", _kind, _kind),
+    Column("dyad", "Dyad", lambda s: s.dyad or "", lambda s: s.dyad or "", open_only=True),
+    Column("session", "Session", lambda s: "" if s.session_number is None else str(s.session_number),
+           lambda s: s.session_number if s.session_number is not None else -1, open_only=True),
+    Column("turns", "Turns", lambda s: str(s.turns), lambda s: s.turns),
+    Column("reviewed", "Reviewed", lambda s: f"{_own(s).turns_reviewed}/{s.turns}",
+           lambda s: _own(s).turns_reviewed / s.turns if s.turns else 0),
+    Column("codings", "Codings", lambda s: str(_own(s).codings), lambda s: _own(s).codings),
+    Column("done", "Done", lambda s: "✓" if _own(s).done else "", lambda s: _own(s).done),
+    Column("phase", "Phase", lambda s: s.phase.replace("_", " "), lambda s: s.phase, open_only=True),
+    Column("coders", "Coders", lambda s: ", ".join(_progress_text(p, s.turns) for p in s.others),
+           lambda s: sum(p.done for p in s.others), open_only=True),
+    Column("attributes", "Attributes", lambda s: ", ".join(f"{a.name}={a.value or ''}" for a in s.attributes),
+           lambda s: tuple((a.name, a.value or "") for a in s.attributes), open_only=True),
+)
+
+
+@dataclass(frozen=True)
+class OverviewData:
+    transcripts: list[TranscriptSummary]
+    settings: StudySettings
+    blind: bool
+
+
+def load_overview(app: ConcordApp) -> OverviewData:
+    settings = app.workspace.settings()
+    return OverviewData(transcript_service.list_transcripts(app.workspace), settings,
+                        app.workspace.blind_for_actor(settings))
+
+
+class OverviewScreen(Screen[None]):
+    """Enter opens the highlighted transcript; / filters; s and r sort."""
+
+    app: ConcordApp
+    BINDINGS = [
+        Binding("slash", "focus_filter", "Filter", id="overview.filter"),
+        Binding("s", "sort_next", "Sort", id="overview.sort"),
+        Binding("r", "reverse", "Reverse", id="overview.reverse"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="overview.clear-filter"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: OverviewData | None = None
+        self.columns: tuple[Column, ...] = ()
+        self.sort_column = "key"
+        self.sort_reverse = False
+        self._loader: Worker | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title-bar")
+        yield Input(placeholder="Filter transcripts (press / to filter, esc to clear)", id="filter")
+        yield DataTable(id="transcripts", cursor_type="row", zebra_stripes=True)
+        yield Static(id="overview-status", classes="status-line")
+        yield Footer()
+
+    def key_nodes(self):
+        return [(self, "Overview"), (self.app, "Everywhere")]
+
+    @property
+    def table(self) -> DataTable:
+        return self.query_one("#transcripts", DataTable)
+
+    def on_mount(self) -> None:
+        self.table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def reload(self) -> None:
+        """Fetch the transcripts again (progress changes while coding)."""
+        self._loader = self.run_worker(partial(load_overview, self.app), thread=True, exclusive=True, group="overview",
+                                       exit_on_error=False, name="overview-load")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is not self._loader:
+            return
+        if event.state == WorkerState.SUCCESS:
+            self._show(event.worker.result)
+        elif event.state == WorkerState.ERROR:
+            self.notify(str(event.worker.error), title="Could not list the transcripts", severity="error",
+                        markup=False)
+
+    def _show(self, data: OverviewData) -> None:
+        self.data = data
+        self.columns = tuple(column for column in COLUMNS if not (column.open_only and data.blind))
+        actor = self.app.actor
+        title = Text(data.settings.title, style="bold")
+        title.append(f"  ·  {actor.name} ({actor.role})  ·  ")
+        if data.blind:
+            title.append("blind", style="bold")
+        elif data.settings.blind:
+            title.append("open (you see through the blind)" if data.settings.blind_now else "unblinded")
+        else:
+            title.append("open study")
+        self.query_one("#title-bar", Static).update(title)
+        table = self.table
+        if [key.value for key in table.columns] != [column.key for column in self.columns]:
+            table.clear(columns=True)
+            for column in self.columns:
+                table.add_column(column.label, key=column.key)
+        self._fill()
+
+    def visible_rows(self) -> list[TranscriptSummary]:
+        if self.data is None:
+            return []
+        needle = self.query_one("#filter", Input).value.strip().casefold()
+        rows = [summary for summary in self.data.transcripts
+                if not needle or any(needle in column.cell(summary).casefold() for column in self.columns)]
+        column = next((c for c in self.columns if c.key == self.sort_column), self.columns[0])
+        return sorted(rows, key=column.sort_key, reverse=self.sort_reverse)
+
+    def _fill(self) -> None:
+        """Refill the rows in filter and sort order, keeping the highlighted transcript."""
+        table = self.table
+        highlighted = None
+        if table.row_count and table.cursor_row is not None:
+            highlighted = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        table.clear()
+        rows = self.visible_rows()
+        for summary in rows:
+            table.add_row(*(Text(column.cell(summary)) for column in self.columns), key=str(summary.id))
+        if highlighted is not None and any(str(s.id) == highlighted for s in rows):
+            table.move_cursor(row=table.get_row_index(highlighted))
+        label = next(c.label for c in self.columns if c.key == self.sort_column)
+        total = len(self.data.transcripts) if self.data else 0
+        status = Text(f"{len(rows)} of {total} transcripts · sorted by {label} {'↓' if self.sort_reverse else '↑'}")
+        if not total:
+            status.append(" · no transcripts yet (import some with the concord CLI)", style="dim")
+        self.query_one("#overview-status", Static).update(status)
+
+    def summary(self, transcript_id: int) -> TranscriptSummary:
+        return next(s for s in self.data.transcripts if s.id == transcript_id)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.post_message(OpenTranscript(self.summary(int(event.row_key.value))))
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        key = str(event.column_key.value)
+        self.sort_reverse = not self.sort_reverse if key == self.sort_column else False
+        self.sort_column = key
+        self._fill()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        event.stop()
+        self._fill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.table.focus()
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.table.focus()
+
+    def action_sort_next(self) -> None:
+        keys = [column.key for column in self.columns]
+        if keys:
+            self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)] if self.sort_column in keys else keys[0]
+            self.sort_reverse = False
+            self._fill()
+
+    def action_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self._fill()
