@@ -13,12 +13,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from services.audit import record
-from services.codes import visible_code_ids
 from services.dto import CodingInfo, MemoInfo
-from services.transcripts import find_transcript
-from services.workspace import Workspace
+from services.workspace import Workspace, settings_of
 from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import Coder, Coding, EditStep, Memo
+from storage.models import Code, Coder, Coding, EditStep, Memo, Study, Transcript
 
 CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
 
@@ -97,24 +95,40 @@ def _snapshot(row: Coding) -> dict:
     return {name: getattr(row, name) for name in CODING_FIELDS}
 
 
+def _text_length(session: Session, transcript_id: int) -> int:
+    length = session.scalar(select(func.length(Transcript.text)).where(Transcript.id == transcript_id))
+    if length is None:
+        raise NotFound(f"no transcript {transcript_id!r} in this study")
+    return length
+
+
+def _usable_code(session: Session, workspace: Workspace, code_id: int, blind: bool) -> None:
+    """The code exists, is live, and (while blind) is deductive or the actor's own."""
+    row = session.execute(select(Code.origin, Code.creator_id, Code.merged_into_id, Code.retired_at)
+                          .where(Code.id == code_id)).first()
+    actor = workspace.actor
+    if (row is None or row.merged_into_id is not None or row.retired_at is not None
+            or (blind and row.origin != "deductive" and not (actor and row.creator_id == actor.id))):
+        raise NotFound(f"no code {code_id} that you can use")
+
+
 def apply_code(workspace: Workspace, transcript_id: int, code_id: int, start: int, end: int,
                memo: str | None = None) -> CodingInfo:
     actor = workspace.require_actor()
-    settings = workspace.settings()
-    blind = workspace.blind_for_actor(settings)
+    # One unit of work, a handful of single-row statements: this runs on every keypress that codes.
     with workspace.store.session() as session:
-        transcript = find_transcript(session, transcript_id)
-        _check_span(len(transcript.text), start, end)
-        if code_id not in visible_code_ids(session, workspace, blind):
-            raise NotFound(f"no code {code_id} that you can use")
+        settings = settings_of(session.get(Study, 1))
+        blind = settings.blind_now and not actor.supervises
+        _check_span(_text_length(session, transcript_id), start, end)
+        _usable_code(session, workspace, code_id, blind)
         now = _now()
-        row = Coding(coder_id=actor.id, transcript_id=transcript.id, code_id=code_id, start_offset=start,
+        row = Coding(coder_id=actor.id, transcript_id=transcript_id, code_id=code_id, start_offset=start,
                      end_offset=end, memo=memo or None, phase="independent", made_blind=settings.blind_now,
                      created_at=now, changed_at=now)
         session.add(row)
         session.flush()
-        _push_step(session, actor.id, transcript.id, "apply", {"coding_id": row.id})
-        record(session, actor.name, "coding.apply", "coding", row.id, transcript=transcript.key,
+        _push_step(session, actor.id, transcript_id, "apply", {"coding_id": row.id})
+        record(session, actor.name, "coding.apply", "coding", row.id, transcript_id=transcript_id,
                code_id=code_id, start=start, end=end)
         return coding_info(row, actor.name)
 
@@ -135,14 +149,12 @@ def change_coding(workspace: Workspace, coding_id: int, *, code_id: int | None =
         row = _own_coding(session, workspace, coding_id)
         before = _snapshot(row)
         if code_id is not None:
-            if code_id not in visible_code_ids(session, workspace, blind):
-                raise NotFound(f"no code {code_id} that you can use")
+            _usable_code(session, workspace, code_id, blind)
             row.code_id = code_id
         new_start = row.start_offset if start is None else start
         new_end = row.end_offset if end is None else end
         if start is not None or end is not None:
-            transcript = find_transcript(session, row.transcript_id)
-            _check_span(len(transcript.text), new_start, new_end)
+            _check_span(_text_length(session, row.transcript_id), new_start, new_end)
             row.start_offset, row.end_offset = new_start, new_end
         if memo is not None:
             row.memo = memo or None
