@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from services.dto import AuditInfo
 from services.workspace import Workspace
-from storage.models import AuditEvent
+from storage.models import AuditEvent, Coder
 
 
 def record(session: Session, actor: str, action: str, entity: str | None = None,
@@ -27,8 +27,9 @@ def list_events(workspace: Workspace, *, limit: int | None = None, action: str |
     """The audit trail, oldest first.
 
     While the study is blind, a coder (or a command run without --as) sees the
-    study's setup events and their own work, never events about other coders'
-    codings, memos, consensus, scores or attributes.
+    study's setup events and their own work: nothing another coder did (their
+    codings, inductive codes, memos, progress), and no event about consensus,
+    scores or attributes.
     """
     blind = workspace.blind_for_actor()
     own_name = workspace.actor.name if workspace.actor else None
@@ -38,7 +39,9 @@ def list_events(workspace: Workspace, *, limit: int | None = None, action: str |
             query = query.where(AuditEvent.action == action)
         rows = session.scalars(query).all()
         if blind:
-            rows = [r for r in rows if r.entity not in BLINDED_ENTITIES or r.actor == own_name]
+            coders = set(session.scalars(select(Coder.name).where(Coder.role == "coder")))
+            rows = [r for r in rows if r.actor == own_name
+                    or (r.actor not in coders and r.entity not in BLINDED_ENTITIES)]
         if limit:
             rows = rows[-limit:]
         return [AuditInfo(id=r.id, at=r.at, actor=r.actor, action=r.action, entity=r.entity,

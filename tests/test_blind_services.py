@@ -42,7 +42,11 @@ def test_coder_in_blind_study_sees_no_group_scores_or_others_codes(blind_study):
         with pytest.raises(PermissionDenied):
             coding.list_codings(ann, detail.id, layer=layer)
     assert study_status(ann)["codings"] == {"ann": 1}
-    assert all(e.actor != "bob" for e in list_events(ann) if e.entity == "coding")
+    transcripts.set_done(bob, detail.id)
+    codes.create_inductive_code(bob, "bob's secret idea")
+    assert not [e for e in list_events(ann) if e.actor == "bob"]
+    assert {e.action for e in list_events(as_person(blind_study, "sue")) if e.actor == "bob"} == {
+        "coding.apply", "transcript.done", "code.create"}
 
 
 def test_supervisor_sees_everything_in_blind_study(blind_study):
