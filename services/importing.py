@@ -184,6 +184,17 @@ def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register) -> Par
     return replace(parsed, text=new_text, turns=tuple(turns))
 
 
+_PIPELINES: dict[tuple[str | None, str], tuple] = {}
+
+
+def _pipeline(name: str | None, language: str, load_pipeline) -> tuple:
+    """Loading a spaCy pipeline takes seconds: a long-lived process (the TUI, a batch) loads each once."""
+    key = (name, language)
+    if key not in _PIPELINES:
+        _PIPELINES[key] = load_pipeline(name, language)
+    return _PIPELINES[key]
+
+
 def default_register_path(workspace: Workspace) -> Path:
     """Outside the study: in the user's data folder, named after the study."""
     import platformdirs
@@ -250,14 +261,11 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
         register = NameRegister.load(path, create=True)
         report.register_path = str(register.path)
         before = len(register)
-        pipelines: dict[str, tuple] = {}
         pipeline_name = nlp_name or settings.nlp_pipeline
         done = []
         for index, plan in enumerate(plans):
             progress(index, len(plans), f"pseudonymising {plan.parsed.key}")
-            if plan.language not in pipelines:
-                pipelines[plan.language] = load_pipeline(pipeline_name, plan.language)
-            nlp, has_ner = pipelines[plan.language]
+            nlp, has_ner = _pipeline(pipeline_name, plan.language, load_pipeline)
             result = run_pseudonymizer(plan.parsed.text, register=register, nlp=nlp, has_ner=has_ner,
                                        language=plan.language, protected=_role_label_ranges(plan.parsed))
             parsed = _remap(plan.parsed, result.text, result.offset_map, register)
