@@ -1,4 +1,5 @@
-"""Consensus mode and the agreement screen, driven by keys in a headless app."""
+"""Consensus mode and the agreement screen of the workbench app (opened straight in consensus mode, as
+`concord consensus` does), driven by keys in a headless app."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static
 
-from app.tui.consensus_app import ConsensusApp
+from app.tui.app import make_app
 from app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
-from app.tui.screens.consensus import CodeChoiceDialog, ConsensusScreen, RationaleDialog, SpanDialog
+from app.tui.screens.consensus import CodeChoiceDialog, ConsensusScreen, ConsensusSetup, RationaleDialog, SpanDialog
+from app.tui.screens.overview import OverviewScreen
 from services import consensus, transcripts
 from services.study import update_settings
 from storage.errors import PermissionDenied
@@ -29,6 +31,11 @@ def decisions(workspace):
     return {(i.turn, i.status): i.decision for i in consensus.consensus_queue(workspace, include_settled=True)}
 
 
+def consensus_app(workspace, name: str = "sue", **setup):
+    """The workbench for NAME, opened in consensus mode as `concord consensus STUDY --as NAME` opens it."""
+    return make_app(workspace.store.target, name, start="consensus", consensus=ConsensusSetup(**setup))
+
+
 def rendered(widget: Static) -> str:
     """What a Static shows, as plain text (a rich Table included)."""
     console = Console(width=140, record=True, file=io.StringIO())
@@ -39,7 +46,7 @@ def rendered(widget: Static) -> str:
 async def test_deciding_with_keys_asks_a_rationale_when_no_coder_matches(study):
     detail, ids, made = coded(study)
     sue = as_person(study, "sue")
-    app = ConsensusApp(sue, present=("sue", "ann"))
+    app = consensus_app(sue, present=("sue", "ann"))
     async with app.run_test(size=(150, 45)) as pilot:
         await pilot.pause()
         screen = app.screen
@@ -85,7 +92,7 @@ async def test_revising_settled_units_none_all_span_and_anonymous_names(study):
     sue = as_person(study, "sue")
     update_settings(sue, anonymous_consensus=True)
     t = detail.turns
-    app = ConsensusApp(sue)
+    app = consensus_app(sue)
     async with app.run_test(size=(150, 45)) as pilot:
         await pilot.pause()
         screen = app.screen
@@ -125,7 +132,7 @@ async def test_revising_settled_units_none_all_span_and_anonymous_names(study):
 async def test_agreement_screen_worst_first_and_drill_down(study):
     coded(study)
     sue = as_person(study, "sue")
-    app = ConsensusApp(sue)
+    app = consensus_app(sue)
     async with app.run_test(size=(150, 45)) as pilot:
         await pilot.pause()
         await pilot.press("g")
@@ -148,8 +155,77 @@ async def test_agreement_screen_worst_first_and_drill_down(study):
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, ConsensusScreen)
+        await pilot.press("escape")  # consensus mode sits over the overview of the same app
+        await pilot.pause()
+        assert isinstance(app.screen, OverviewScreen)
 
 
-def test_consensus_app_is_for_supervisors(study):
+def test_consensus_mode_is_for_supervisors(study):
     with pytest.raises(PermissionDenied):
-        ConsensusApp(as_person(study, "ann"))
+        consensus_app(study, "ann")
+
+
+# -- reached from the overview of the one workbench app ------------------------------------------
+
+def overview_row(app) -> list[str]:
+    table = app.screen.query_one("#transcripts", DataTable)
+    return [str(cell) for cell in table.get_row_at(0)]
+
+
+async def settle(pilot) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def test_overview_to_consensus_decide_one_disagreement_and_back(study):
+    coded(study)
+    sue = as_person(study, "sue")
+    app = make_app(study.store.target, "sue")
+    async with app.run_test(size=(150, 45)) as pilot:
+        await settle(pilot)
+        overview = app.screen
+        assert isinstance(overview, OverviewScreen)
+        assert overview_row(app)[:3] == ["S-A", "session", "independent"]
+        await pilot.press("c")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ConsensusScreen)
+        assert [i.turn for i in screen.items] == [2, 4]
+        await pilot.press("1")  # turn 2: take Coder A (ann)
+        await settle(pilot)
+        assert [i.turn for i in screen.items] == [4]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is overview
+        # The overview reloads on return: one unit decided, one still open.
+        assert overview_row(app)[2] == "in consensus"
+        assert "1 in consensus" in str(overview.query_one("#overview-status", Static).render())
+    settled = decisions(sue)
+    assert settled[(2, "decided")].decision == "take" and settled[(2, "decided")].coder == "ann"
+    assert (4, "open") in settled
+
+
+async def test_overview_to_agreement_and_into_a_code(study):
+    coded(study)
+    app = make_app(study.store.target, "sue")
+    async with app.run_test(size=(150, 45)) as pilot:
+        await settle(pilot)
+        overview = app.screen
+        await pilot.press("g")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, AgreementScreen)
+        assert [s.name for s in screen.rows] == ["Stagnation", "Moving forward"]
+        await pilot.press("enter")  # Stagnation: turn 2, coded by ann only
+        await settle(pilot)
+        drill = app.screen
+        assert isinstance(drill, DisagreementsScreen)
+        assert [(u.turn, [r.category for r in u.ratings]) for u in drill.units] == [(2, ["present", "absent"])]
+        assert "I kept thinking about what Anna said" in rendered(drill.query_one("#disagreement-text", Static))
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is overview

@@ -691,3 +691,106 @@ def test_bundled_codebook_hotkeys_never_clash_with_workbench_keys():
     for book in bundled_ids():
         for key in load_bundled(book).hotkeys():
             assert key not in RESERVED_HOTKEYS, (book, key)
+
+
+# -- consensus, agreement and results from the overview ----------------------------------------
+
+SECTION_IDS = {"overview.consensus", "overview.agreement", "overview.results"}
+
+
+def section_rows(app) -> set[str]:
+    return {row.binding_id for row in app.key_rows_for(app.screen)} & SECTION_IDS
+
+
+async def test_a_blind_coder_cannot_reach_consensus_agreement_or_results(study):
+    from app.tui.prevalence import theme_prevalence
+    from services import consensus
+    from services.agreement import compute_agreement
+
+    app = make_app(study.store.target, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        overview = app.screen
+        assert isinstance(overview, OverviewScreen)
+        # No key, no help row, no palette command, no footer entry.
+        assert section_rows(app) == set()
+        assert [overview.check_action(name, ()) for name in ("consensus", "agreement", "results")] == [False] * 3
+        footer = screen_text(app).splitlines()[-1]
+        assert "Consensus" not in footer and "Results" not in footer and "Agreement" not in footer
+        for key in ("c", "g", "R"):
+            await pilot.press(key)
+            await settle(pilot)
+            assert app.screen is overview
+        assert not await app.run_action("screen.results")
+        # Asked directly, the app asks the services, which refuse: nothing opens.
+        for open_section in (app.open_consensus, app.open_agreement, app.open_results):
+            assert open_section() is False
+            await settle(pilot)
+            assert app.screen is overview
+    ann = as_person(study, "ann")
+    with pytest.raises(PermissionDenied):
+        consensus.consensus_queue(ann)
+    with pytest.raises(PermissionDenied):
+        compute_agreement(ann)
+    with pytest.raises(PermissionDenied):
+        theme_prevalence(ann, layer="ann")
+    for start in ("consensus", "agreement", "results"):
+        with pytest.raises(PermissionDenied):
+            make_app(study.store.target, "ann", start=start)
+    with pytest.raises(ConcordError, match="unknown start 'codebook'"):
+        make_app(study.store.target, "sue", start="codebook")
+
+
+async def test_after_unblinding_a_coder_gets_agreement_and_results_but_not_consensus(study):
+    from app.tui.screens.agreement import AgreementScreen
+    from app.tui.screens.results import ResultsScreen
+    from services.unblinding import unblind
+
+    app = make_app(study.store.target, "ann")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert section_rows(app) == set()
+        unblind(as_person(study, "sue"), force=True, reason="pilot test")
+        app.screen.reload()  # the overview notices the study is open now
+        await settle(pilot)
+        assert app.blind is False
+        assert section_rows(app) == {"overview.agreement", "overview.results"}
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, OverviewScreen)
+        await pilot.press("g")
+        await settle(pilot)
+        assert isinstance(app.screen, AgreementScreen)
+        await pilot.press("escape", "R")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen) and app.screen.prevalence is not None
+
+
+async def test_a_supervisor_finds_the_sections_in_help_and_the_palette(study):
+    from app.tui.screens.results import ResultsScreen
+
+    app = make_app(study.store.target, "sue")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert section_rows(app) == SECTION_IDS
+        await pilot.press("question_mark")
+        await pilot.pause()
+        rows = {row.binding_id: row for row in app.screen.rows}
+        assert (rows["overview.consensus"].keys, rows["overview.agreement"].keys, rows["overview.results"].keys) == (
+            ("c",), ("g",), ("R",))
+        assert rows["overview.results"].where == "Overview"
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("ctrl+p", *"results")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ResultsScreen)
+
+
+def test_code_command_can_start_in_a_section(study):
+    runner = CliRunner()
+    result = runner.invoke(code_command, ["--help"])
+    assert "--start" in result.output and "results" in result.output
+    result = runner.invoke(code_command, [study.store.target, "--as", "ann", "--start", "consensus"])
+    assert isinstance(result.exception, PermissionDenied)

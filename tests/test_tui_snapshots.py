@@ -14,6 +14,7 @@ from app.tui.screens.transcript import TranscriptScreen
 from services import codes as code_service
 from services import coding, transcripts
 from tests.factories import as_person, make_study
+from tests.test_results_tui import make_grouped_study
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((160, 48), id="160x48")]
 
@@ -76,3 +77,16 @@ def test_transcript_open_mode_with_overlay(snap_compare, study_file, size):
         await settle(pilot)
 
     assert snap_compare(quiet_app(study_file, "sue"), run_before=open_with_overlay, terminal_size=size)
+
+
+def test_results_supervisor_80x24(snap_compare, tmp_path):
+    """Theme prevalence by group (consensus layer, two high sessions and one low) as bars."""
+    target = str(tmp_path / "grouped.concord")
+    make_grouped_study(target).close()
+
+    async def open_results(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("R")
+        await settle(pilot)
+
+    assert snap_compare(quiet_app(target, "sue"), run_before=open_results, terminal_size=(80, 24))

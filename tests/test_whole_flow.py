@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from app.tui.consensus_app import ConsensusApp
-from app.tui.screens.consensus import ConsensusScreen, RationaleDialog
+from app.tui.app import make_app
+from app.tui.screens.consensus import ConsensusScreen, ConsensusSetup, RationaleDialog
 from services import coding, codes, consensus, transcripts
 from services.agreement import AgreementOptions, compute_agreement
 from services.unblinding import unblind
@@ -54,7 +54,7 @@ def presence(key, coder, code_name, turns):
 
 
 async def resolve_everything_in_the_tui(sue):
-    app = ConsensusApp(sue, present=("sue",))
+    app = make_app(sue.store.target, "sue", start="consensus", consensus=ConsensusSetup(present=("sue",)))
     pressed = []
     async with app.run_test(size=(150, 45)) as pilot:
         await pilot.pause()

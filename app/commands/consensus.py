@@ -6,6 +6,7 @@ import click
 
 from app.cli_common import as_option, opened, study_argument
 from app.commands.agreement import split_list
+from app.commands.code import keys_option, run_workbench, theme_option
 from app.output import emit_rows, format_option
 from services import consensus as consensus_service
 from services.unblinding import unblind as unblind_study
@@ -51,13 +52,17 @@ def _queue_json(items) -> list[dict]:
 @click.option("--list", "list_queue", is_flag=True, help="Print the queue of open disagreements.")
 @click.option("--all", "include_settled", is_flag=True, help="With --list: also decided and agreed units.")
 @format_option()
+@keys_option
+@theme_option
 def consensus(study, actor, present, unit, overlap, transcripts, accept_agreed, decisions_file, list_queue,
-              include_settled, output_format):
+              include_settled, output_format, config_path, theme):
     """Reconcile the coders' codings into the consensus layer (supervisors).
 
     Without --accept-agreed, --decisions or --list this opens the consensus screen: a queue of the units
     where coders differ, decided with one key each (1..9 take Coder A, B, ...; a all; 0/x none; c another
-    code; s adjust the span). A decision that matches no coder needs a rationale.
+    code; s adjust the span). A decision that matches no coder needs a rationale. It is the workbench
+    (concord code) opened in consensus mode: escape leads to the overview, and from there to agreement
+    (g), results (R) and the transcripts.
 
     \b
     Examples:
@@ -102,18 +107,21 @@ def consensus(study, actor, present, unit, overlap, transcripts, accept_agreed, 
                         click.echo(f"{row.transcript}: {row.phase} ({row.open} open, {row.decided} decided,"
                                    f" {row.agreed} agreed{waiting})")
             return
-        _run_screen(workspace, unit=unit, overlap=overlap, present=present_names, transcripts=keys)
+    _run_screen(study, actor, config_path=config_path, theme=theme, unit=unit, overlap=overlap,
+                present=tuple(present_names), transcripts=tuple(keys))
 
 
-def _run_screen(workspace, **options) -> None:
+def _run_screen(study, actor, *, config_path, theme, **setup) -> None:
+    """The workbench, opened in consensus mode (the study is opened again by the app, for as long as it runs)."""
     import sys
 
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise ConcordError("the consensus screen needs a terminal; use --list, --accept-agreed or --decisions"
                            " in scripts")
-    from app.tui.consensus_app import run_consensus
+    from app.tui.screens.consensus import ConsensusSetup
 
-    run_consensus(workspace, **options)
+    run_workbench(study, actor, config_path=config_path, theme=theme, start="consensus",
+                  consensus=ConsensusSetup(**setup))
 
 
 @click.command()

@@ -12,22 +12,38 @@ from textual.screen import Screen
 from app.tui.commands import ConcordCommands
 from app.tui.keymap import KeyRow, binding_ids, key_rows, keymap_path, load_keymap
 from app.tui.messages import OpenTranscript
+from app.tui.prevalence import require_results_rights
+from app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
 from app.tui.screens.code_picker import CodePicker
+from app.tui.screens.consensus import (
+    CodeChoiceDialog,
+    ConsensusScreen,
+    ConsensusSetup,
+    RationaleDialog,
+    SpanDialog,
+)
 from app.tui.screens.find import FindScreen
 from app.tui.screens.help import HelpScreen
 from app.tui.screens.memo import MemoScreen
 from app.tui.screens.overview import OverviewScreen
+from app.tui.screens.results import ResultsScreen
 from app.tui.screens.transcript import TranscriptScreen
 from app.tui.widgets.transcript_view import TranscriptView
+from services.agreement import AgreementOptions, require_agreement_rights
 from services.workspace import Workspace
-from storage.errors import ConcordError
+from storage.errors import ConcordError, PermissionDenied
+
+# Where the app can open: the overview, or straight in one of the sections it leads to.
+STARTS = ("overview", "consensus", "agreement", "results")
 
 
 class ConcordApp(App[None]):
-    """One coder (or supervisor) working in one study."""
+    """One person working in one study: coding from the overview, and for supervisors (or anyone once the
+    study is unblinded) consensus, agreement and results, each a screen pushed over the overview."""
 
     # All styles load once at start; a screen with its own CSS_PATH would re-parse them when pushed.
-    CSS_PATH = ["app.tcss", "screens/overview.tcss", "screens/transcript.tcss"]
+    CSS_PATH = ["app.tcss", "screens/overview.tcss", "screens/transcript.tcss", "screens/consensus.tcss",
+                "screens/agreement.tcss", "screens/results.tcss"]
     TITLE = "Concord"
     COMMANDS = App.COMMANDS | {ConcordCommands}
     BINDINGS = [
@@ -37,10 +53,19 @@ class ConcordApp(App[None]):
     ]
 
     def __init__(self, workspace: Workspace, *, keymap: dict[str, str] | None = None,
-                 keymap_file: Path | None = None, theme: str | None = None) -> None:
+                 keymap_file: Path | None = None, theme: str | None = None, start: str = "overview",
+                 consensus: ConsensusSetup | None = None) -> None:
         super().__init__()
         self.workspace = workspace
         self.actor = workspace.require_actor()
+        if start not in STARTS:
+            raise ConcordError(f"unknown start {start!r}; choose one of: {', '.join(STARTS)}")
+        self.start = start
+        self.consensus_setup = consensus or ConsensusSetup()
+        # Whether the blind hides groups and the others' work from this person; the overview refreshes it.
+        self.blind = workspace.blind_for_actor()
+        if start != "overview":
+            self.SECTION_RIGHTS[start](workspace)
         self.keymap = dict(keymap or {})
         self.keymap_file = keymap_file or keymap_path()
         self._reported_clashes: set[str] = set()
@@ -56,6 +81,8 @@ class ConcordApp(App[None]):
     def on_mount(self) -> None:
         if self.keymap:
             self.set_keymap(self.keymap)
+        if self.start != "overview":
+            self.open_section(self.start)
 
     def on_unmount(self) -> None:
         self.workspace.close()
@@ -63,6 +90,41 @@ class ConcordApp(App[None]):
     def on_open_transcript(self, message: OpenTranscript) -> None:
         open_mode = not self.workspace.blind_for_actor()
         self.push_screen(TranscriptScreen(message.summary, open_mode=open_mode))
+
+    # -- the sections beyond coding ----------------------------------------------------------------
+
+    # The services' own checks, asked before a section opens so a refusal is a message, not an empty screen.
+    SECTION_RIGHTS = {
+        "consensus": Workspace.require_supervisor,
+        "agreement": require_agreement_rights,
+        "results": require_results_rights,
+    }
+
+    def open_section(self, section: str, **options) -> bool:
+        """Push consensus, agreement or results over the current screen, if the services allow it."""
+        try:
+            self.SECTION_RIGHTS[section](self.workspace)
+        except PermissionDenied as exc:
+            self.notify(str(exc), title=f"No {section}", severity="error", markup=False)
+            return False
+        if section == "consensus":
+            screen = ConsensusScreen.from_setup(self.workspace, self.consensus_setup)
+        elif section == "agreement":
+            transcripts = options.get("transcripts", self.consensus_setup.transcripts)
+            screen = AgreementScreen(self.workspace, AgreementOptions(transcripts=tuple(transcripts)))
+        else:
+            screen = ResultsScreen(self.workspace)
+        self.push_screen(screen)
+        return True
+
+    def open_consensus(self) -> bool:
+        return self.open_section("consensus")
+
+    def open_agreement(self, transcripts: tuple[str, ...] | None = None) -> bool:
+        return self.open_section("agreement", **({} if transcripts is None else {"transcripts": transcripts}))
+
+    def open_results(self) -> bool:
+        return self.open_section("results")
 
     def key_rows_for(self, screen: Screen) -> list[KeyRow]:
         """Every action available on a screen, with its keys after the user's remapping."""
@@ -85,7 +147,8 @@ class ConcordApp(App[None]):
 
 # Every class whose bindings the user may remap by id.
 KEYED_CLASSES = (ConcordApp, OverviewScreen, TranscriptScreen, TranscriptView, CodePicker, MemoScreen, FindScreen,
-                 HelpScreen)
+                 HelpScreen, ConsensusScreen, RationaleDialog, CodeChoiceDialog, SpanDialog, AgreementScreen,
+                 DisagreementsScreen, ResultsScreen)
 
 
 def remappable_ids() -> set[str]:
@@ -93,13 +156,15 @@ def remappable_ids() -> set[str]:
 
 
 def make_app(study: str, actor: str | None, *, config_path: str | Path | None = None,
-             theme: str | None = None) -> ConcordApp:
-    """Open STUDY for ACTOR with their key file (or ``config_path``) and theme."""
+             theme: str | None = None, start: str = "overview", consensus: ConsensusSetup | None = None) -> ConcordApp:
+    """Open STUDY for ACTOR with their key file (or ``config_path``) and theme, on the overview or straight
+    in ``start`` (consensus, agreement or results; refused with PermissionDenied for who may not see it)."""
     keymap_file = Path(config_path) if config_path else keymap_path()
     keymap = load_keymap(Path(config_path) if config_path else None, known_ids=remappable_ids())
     workspace = Workspace.open(study, actor)
     try:
-        return ConcordApp(workspace, keymap=keymap, keymap_file=keymap_file, theme=theme)
+        return ConcordApp(workspace, keymap=keymap, keymap_file=keymap_file, theme=theme, start=start,
+                          consensus=consensus)
     except BaseException:
         workspace.close()
         raise

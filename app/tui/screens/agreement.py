@@ -39,7 +39,6 @@ def worst_first(summaries: tuple[VariableSummary, ...] | list[VariableSummary]) 
 class AgreementScreen(Screen[None]):
     """Per-code agreement, worst first; enter drills into a code's disagreements."""
 
-    CSS_PATH = "agreement.tcss"
     BINDINGS = [
         Binding("enter", "drill", "Disagreements", id="agreement.drill"),
         Binding("r", "reload", "Recompute", id="agreement.reload"),
@@ -117,7 +116,6 @@ class AgreementScreen(Screen[None]):
 class DisagreementsScreen(Screen[None]):
     """The units of one code or group where the coders differ: text and every coder's rating."""
 
-    CSS_PATH = "agreement.tcss"
     BINDINGS = [Binding("escape", "back", "Back", id="disagreements.back")]
 
     def __init__(self, workspace: Workspace, options: AgreementOptions, summary: VariableSummary) -> None:

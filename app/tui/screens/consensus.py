@@ -1,14 +1,15 @@
 """Consensus mode: the queue of disagreements, each unit's readings side by side, one key per decision.
 
 Keys: 1..9 take Coder A, B, ... · a all of them · 0 or x none · c another code (picker) · s adjust the span
-(start/end, prefilled with the whole turn) · v show or hide the units already settled (to review or revise).
+(start/end, prefilled with the whole turn) · v show or hide the units already settled (to review or revise)
+· g the agreement of these transcripts · escape back to the overview.
 A decision that matches no coder's reading asks for a rationale first. Every rule (who may decide, what
 matches, the consensus layer, the transcript phases) lives in services.consensus; this screen only asks.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from rich.table import Table
 from rich.text import Text
@@ -24,6 +25,16 @@ from services import consensus as consensus_service
 from services.consensus import DecisionRequest, QueueItem
 from services.workspace import Workspace
 from storage.errors import ConcordError
+
+@dataclass(frozen=True)
+class ConsensusSetup:
+    """How consensus mode opens: the unit to decide, the meeting, and which transcripts."""
+
+    unit: str = "turn"
+    overlap: float = 0.5
+    present: tuple[str, ...] = ()
+    transcripts: tuple[str, ...] = ()
+
 
 STATUS_LABELS = {"open": "open", "decided": "decided", "agreed": "agreed", "agreed-pending": "agreed (pending)"}
 
@@ -210,7 +221,6 @@ def context_text(item: QueueItem) -> Text:
 class ConsensusScreen(Screen[None]):
     """The disagreement queue of a study (or some transcripts), decided one key at a time."""
 
-    CSS_PATH = "consensus.tcss"
     BINDINGS = [
         Binding("1", "take(1)", "Take coder 1..9", id="consensus.take-1"),
         *[Binding(str(n), f"take({n})", f"Take coder {n}", show=False, id=f"consensus.take-{n}")
@@ -221,6 +231,7 @@ class ConsensusScreen(Screen[None]):
         Binding("c", "pick_code", "Other code", id="consensus.code"),
         Binding("s", "adjust_span", "Span", id="consensus.span"),
         Binding("v", "toggle_settled", "Show settled", id="consensus.settled"),
+        Binding("g", "agreement", "Agreement", id="consensus.agreement"),
         Binding("escape", "back", "Back", id="consensus.back"),
     ]
 
@@ -235,6 +246,11 @@ class ConsensusScreen(Screen[None]):
         self.show_settled = False
         self.items: list[QueueItem] = []
         self.keys: list[str] = []
+
+    @classmethod
+    def from_setup(cls, workspace: Workspace, setup: ConsensusSetup) -> ConsensusScreen:
+        return cls(workspace, unit=setup.unit, overlap=setup.overlap, present=setup.present,
+                   transcripts=setup.transcripts)
 
     def compose(self) -> ComposeResult:
         actor = self.workspace.actor_label
@@ -395,6 +411,10 @@ class ConsensusScreen(Screen[None]):
     def action_toggle_settled(self) -> None:
         self.show_settled = not self.show_settled
         self.reload()
+
+    def action_agreement(self) -> None:
+        """Agreement over the transcripts this queue covers."""
+        self.app.open_agreement(transcripts=self.transcripts)
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:

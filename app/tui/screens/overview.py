@@ -48,9 +48,20 @@ def _kind(summary: TranscriptSummary) -> str:
     return f"{summary.kind} ({summary.perspective})" if summary.perspective else summary.kind
 
 
+# A transcript's way from independent coding to a finished consensus (services.consensus moves it).
+PHASES = ("independent", "in_consensus", "consensus_done")
+
+
+def _phase(phase: str) -> str:
+    return phase.replace("_", " ")
+
+
 COLUMNS = (
     Column("key", "Transcript", lambda s: s.key, lambda s: s.key.casefold()),
     Column("kind", "Kind", _kind, _kind),
+    # Early, so a supervisor sees where each transcript stands even on a narrow terminal.
+    Column("phase", "Phase", lambda s: _phase(s.phase), lambda s: PHASES.index(s.phase) if s.phase in PHASES else -1,
+           open_only=True),
     Column("dyad", "Dyad", lambda s: s.dyad or "", lambda s: s.dyad or "", open_only=True),
     Column("session", "Session", lambda s: "" if s.session_number is None else str(s.session_number),
            lambda s: s.session_number if s.session_number is not None else -1, open_only=True),
@@ -59,7 +70,6 @@ COLUMNS = (
            lambda s: _own(s).turns_reviewed / s.turns if s.turns else 0),
     Column("codings", "Codings", lambda s: str(_own(s).codings), lambda s: _own(s).codings),
     Column("done", "Done", lambda s: "✓" if _own(s).done else "", lambda s: _own(s).done),
-    Column("phase", "Phase", lambda s: s.phase.replace("_", " "), lambda s: s.phase, open_only=True),
     Column("coders", "Coders", lambda s: ", ".join(_progress_text(p, s.turns) for p in s.others),
            lambda s: sum(p.done for p in s.others), open_only=True),
     Column("attributes", "Attributes", lambda s: ", ".join(f"{a.name}={a.value or ''}" for a in s.attributes),
@@ -81,7 +91,8 @@ def load_overview(app: ConcordApp) -> OverviewData:
 
 
 class OverviewScreen(Screen[None]):
-    """Enter opens the highlighted transcript; / filters; s and r sort."""
+    """Enter opens the highlighted transcript; / filters; s and r sort; c, g and R lead to consensus,
+    agreement and results for those who may see them."""
 
     app: ConcordApp
     BINDINGS = [
@@ -89,6 +100,9 @@ class OverviewScreen(Screen[None]):
         Binding("s", "sort_next", "Sort", id="overview.sort"),
         Binding("r", "reverse", "Reverse", id="overview.reverse"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="overview.clear-filter"),
+        Binding("c", "consensus", "Consensus", id="overview.consensus"),
+        Binding("g", "agreement", "Agreement", id="overview.agreement"),
+        Binding("R", "results", "Results", id="overview.results"),
     ]
 
     def __init__(self) -> None:
@@ -105,6 +119,24 @@ class OverviewScreen(Screen[None]):
         yield DataTable(id="transcripts", cursor_type="row", zebra_stripes=True)
         yield Static(id="overview-status", classes="status-line")
         yield Footer()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Consensus is the supervisors'; agreement and results compare coders and groups, so they stay hidden
+        while the blind applies to this person. (The services refuse them anyway.)"""
+        if action == "consensus":
+            return self.app.actor.supervises
+        if action in ("agreement", "results"):
+            return not self.app.blind
+        return True
+
+    def action_consensus(self) -> None:
+        self.app.open_consensus()
+
+    def action_agreement(self) -> None:
+        self.app.open_agreement()
+
+    def action_results(self) -> None:
+        self.app.open_results()
 
     def key_nodes(self):
         return [(self, "Overview"), (self.app, "Everywhere")]
@@ -135,6 +167,9 @@ class OverviewScreen(Screen[None]):
 
     def _show(self, data: OverviewData) -> None:
         self.data = data
+        if self.app.blind != data.blind:  # unblinded (or blinded again) since the app started
+            self.app.blind = data.blind
+            self.refresh_bindings()
         self.columns = tuple(column for column in COLUMNS if not (column.open_only and data.blind))
         actor = self.app.actor
         title = Text(data.settings.title, style="bold")
@@ -179,6 +214,10 @@ class OverviewScreen(Screen[None]):
         status = Text(f"{len(rows)} of {total} transcripts · sorted by {label} {'↓' if self.sort_reverse else '↑'}")
         if not total:
             status.append(" · no transcripts yet (import some with the concord CLI)", style="dim")
+        elif not self.data.blind:
+            phases = [s.phase for s in self.data.transcripts]
+            counts = [f"{phases.count(p)} {_phase(p)}" for p in PHASES if p in phases]
+            status.append(" · " + " · ".join(counts))
         self.query_one("#overview-status", Static).update(status)
 
     def summary(self, transcript_id: int) -> TranscriptSummary:

@@ -1,0 +1,123 @@
+"""Theme prevalence by group for the results screen: the share of sessions (or transcripts) in which each
+theme and sub-theme was coded, per group.
+
+The counting is the export's: ``services.results.gather`` reads the layer under the blind rule and
+``exporters.frequencies.frequency_table`` counts presence per unit and builds the group summary. This
+module only picks the rows (themes and sub-themes) and the columns (groups) to draw. No Textual here, so
+it runs in a thread worker and in tests without an app.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from exporters.frequencies import GATHER_FOR, frequency_table
+from services.results import CONSENSUS, gather
+from services.study import list_coders
+from services.workspace import Workspace
+from storage.errors import ConcordError, PermissionDenied
+
+MEASURE = "presence"
+# Themes and sub-themes: the codes below them count for them but get no row of their own.
+DEEPEST_ROW = 1
+# An attribute with more values than this is an identifier or a score, not a grouping.
+MOST_GROUPS = 12
+UNIT_NOUNS = {"session": "sessions", "transcript": "transcripts"}
+
+
+@dataclass(frozen=True)
+class PrevalenceRow:
+    label: str
+    path: str
+    depth: int
+    percent: tuple[float, ...]  # one per group, 0-100
+    present: tuple[int, ...]    # units with the theme, one per group
+
+
+@dataclass(frozen=True)
+class Prevalence:
+    title: str
+    layer: str
+    unit: str                   # "session" or "transcript"
+    group_attribute: str | None  # None: one bar, every unit together
+    groups: tuple[str, ...]
+    sizes: tuple[int, ...]
+    rows: tuple[PrevalenceRow, ...]
+    layers: tuple[str, ...]     # what the layer key cycles through
+    group_choices: tuple[str, ...]
+    notes: tuple[str, ...]
+
+    @property
+    def unit_noun(self) -> str:
+        return UNIT_NOUNS[self.unit]
+
+
+def require_results_rights(workspace: Workspace) -> None:
+    """Results compare groups: hidden from coders while the study is blind (the workspace's blind rule)."""
+    if workspace.blind_for_actor():
+        who = workspace.actor.name if workspace.actor else "a caller without --as"
+        raise PermissionDenied(f"the study is blind: results by group are for supervisors and admins until it is"
+                               f" unblinded ({who} may not see them)")
+
+
+def layer_names(workspace: Workspace) -> tuple[str, ...]:
+    """The consensus layer, then every coder's independent layer."""
+    return (CONSENSUS,) + tuple(coder.name for coder in list_coders(workspace))
+
+
+def theme_prevalence(workspace: Workspace, *, layer: str = CONSENSUS, unit: str | None = None,
+                     group_attribute: str | None = "group") -> Prevalence:
+    """Per theme and sub-theme, the % of units of each group with at least one coding of it (or below it).
+
+    ``unit`` is "session" or "transcript"; by default sessions when the transcripts belong to sessions.
+    ``group_attribute`` None, or one no unit carries, gives one bar per row for all units together.
+    """
+    require_results_rights(workspace)
+    if unit is not None and unit not in UNIT_NOUNS:
+        raise ConcordError(f"unknown unit {unit!r}; choose one of {', '.join(UNIT_NOUNS)}")
+    data = gather(workspace, layer=layer, purpose="results", **GATHER_FOR[MEASURE])
+    if data.blind:  # the study was made blind again since the check above
+        raise PermissionDenied("the study is blind: results by group are for supervisors and admins")
+    if unit is None:
+        unit = "session" if data.units["session_id"].notna().any() else "transcript"
+    probe = frequency_table(data, by=unit, measure=MEASURE, group_attribute=group_attribute or "group")
+    choices = tuple(name for name in probe.attribute_columns
+                    if 1 <= probe.wide[name].dropna().nunique() <= MOST_GROUPS)
+    if group_attribute not in choices:
+        group_attribute = None
+    tables = probe if group_attribute in (None, "group") else frequency_table(
+        data, by=unit, measure=MEASURE, group_attribute=group_attribute)
+    summary = tables.summary if group_attribute is not None else None
+    wide = tables.wide
+    notes = list(tables.notes)
+    if summary is not None:
+        ungrouped = int(wide[group_attribute].isna().sum())
+        if ungrouped:
+            notes.append(f"{ungrouped} {UNIT_NOUNS[unit]} with no {group_attribute!r} value are in no group.")
+        # The summary's own group order and sizes (its columns are "<group>: N", "<group>: n", "<group>: %").
+        groups = tuple(column[:-len(": N")] for column in summary.columns if column.endswith(": N"))
+        sizes = tuple(int(summary[f"{g}: N"].iloc[0]) if len(summary) else 0 for g in groups)
+    else:
+        groups, sizes = (f"all {UNIT_NOUNS[unit]}",), (len(wide),)
+    rows = []
+    for index, (node, column) in enumerate(zip(tables.codes, tables.code_columns)):
+        if node.depth > DEEPEST_ROW or node.id in data.outline_only:
+            continue
+        if summary is not None:
+            present = tuple(int(summary[f"{g}: n"].iat[index]) for g in groups)
+            percent = tuple(_percent(summary[f"{g}: %"].iat[index]) for g in groups)
+        else:
+            count = int((wide[column] > 0).sum())
+            present = (count,)
+            percent = (100.0 * count / len(wide) if len(wide) else 0.0,)
+        rows.append(PrevalenceRow(label=node.label, path=node.path_name, depth=node.depth, percent=percent,
+                                  present=present))
+    return Prevalence(title=data.title, layer=data.layer, unit=unit, group_attribute=group_attribute,
+                      groups=groups, sizes=sizes, rows=tuple(rows), layers=layer_names(workspace),
+                      group_choices=choices, notes=tuple(notes))
+
+
+def _percent(value) -> float:
+    value = float(value)
+    return 0.0 if math.isnan(value) else value
