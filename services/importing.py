@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from importers.parsed import ParsedTranscript, ParsedTurn
 from services.audit import record
@@ -168,6 +168,9 @@ def _role_label_ranges(parsed: ParsedTranscript) -> list[tuple[int, int]]:
 
 def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register) -> ParsedTranscript:
     from importers.pseudonymize import map_offset
+
+    if not offset_map.original_starts and not any(register.lookup(t.speaker_label) for t in parsed.turns):
+        return parsed
 
     def moved(offset: int) -> int:
         return map_offset(offset_map, offset)
@@ -345,7 +348,9 @@ def write_transcripts(workspace: Workspace, report: ImportReport, register=None,
                              source_sha256=parsed.sha256, source_encoding=parsed.encoding, text=parsed.text)
             session.add(row)
             session.flush()
-            session.add_all([_turn_row(row.id, turn) for turn in parsed.turns])
+            # Core executemany: a 2-hour interview has thousands of turns, and ORM objects cost more.
+            if parsed.turns:
+                session.execute(insert(Turn), [_turn_row(row.id, turn) for turn in parsed.turns])
             _add_attributes(session, "transcript", row.id, parsed.attributes, blinded=False)
             _add_attributes(session, "transcript", row.id, parsed.blinded_attributes, blinded=True)
             record(session, actor, "transcript.import", "transcript", row.id, key=parsed.key,
@@ -354,8 +359,8 @@ def write_transcripts(workspace: Workspace, report: ImportReport, register=None,
         progress(total, total, "stored")
 
 
-def _turn_row(transcript_id: int, turn: ParsedTurn) -> Turn:
-    return Turn(transcript_id=transcript_id, number=turn.number, speaker_role=turn.speaker_role,
+def _turn_row(transcript_id: int, turn: ParsedTurn) -> dict:
+    return dict(transcript_id=transcript_id, number=turn.number, speaker_role=turn.speaker_role,
                 speaker_label=turn.speaker_label[:120], start_time=turn.start_time, end_time=turn.end_time,
                 char_start=turn.text_start, char_end=turn.text_end, replayed=turn.replayed,
                 nonverbal=[list(r) for r in turn.nonverbal])
