@@ -28,7 +28,7 @@ import pandas as pd
 
 from storage.errors import ConcordError
 
-FORMATS = (".csv", ".xlsx", ".docx", ".json")
+from exporters.formats import FORMATS, format_of  # noqa: E402,F401  (re-exported)
 MAX_XLSX_WIDTH = 50
 TABLE_FONT_PT = 9
 
@@ -50,14 +50,6 @@ class TableSpec:
     notes: Sequence[str] = field(default_factory=tuple)
     print_limit: int | None = None
     primary: bool = False
-
-
-def format_of(path: str | os.PathLike, allowed: Sequence[str] = FORMATS) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in allowed:
-        raise ConcordError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-                           f"use one of {', '.join(allowed)}")
-    return suffix
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:

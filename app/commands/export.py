@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from app.cli_common import as_option, opened, progress_bar, study_argument
-from exporters.writers import FORMATS, format_of
+from exporters.formats import FORMATS, format_of
 
 # Tables this long show a progress bar on stderr while they are written.
 PROGRESS_FROM_ROWS = 200

@@ -10,7 +10,6 @@ import click
 
 from app.cli_common import as_option, opened, study_argument
 from app.output import emit_mapping, format_option
-from services.exchange import export_qdpx, import_qdpx
 
 
 @click.command("qdpx")
@@ -26,6 +25,8 @@ def qdpx_export(study, out, actor, output_format):
     supervisor or admin (--as).
     """
     with opened(study, actor) as workspace:
+        from services.exchange import export_qdpx
+
         result = export_qdpx(workspace, out)
     click.echo(result.report.render(f"Exported to {result.path}; what the file does not hold:"), err=True)
     emit_mapping({"file": str(result.path), "transcripts": result.transcripts, "codes": result.codes,
@@ -47,6 +48,8 @@ def qdpx_import(study, file, dry_run, actor, output_format):
     Concord cannot keep (PDF, picture and media sources, sets, links...) is listed on stderr.
     """
     with opened(study, actor) as workspace:
+        from services.exchange import import_qdpx
+
         result = import_qdpx(workspace, file, dry_run=dry_run)
     title = f"{'Checked (dry run, nothing stored)' if dry_run else 'Imported'} {file} from {result.origin or 'an unknown tool'}:"
     click.echo(result.report.render(title), err=True)
