@@ -11,22 +11,25 @@ import argparse
 import os
 import platform
 import sys
-import time
 from datetime import date
-from importlib.metadata import version
 from pathlib import Path
+from importlib.metadata import version
 
 import krippendorff
 import numpy as np
 
 from analysis.agreement_stats import MISSING, STATISTICS, bootstrap_ci, krippendorff_alpha
 
+# Run as a script from anywhere: the repository root holds the bench package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS, best_of, write_section  # noqa: E402
+
 CODERS, UNITS, CATEGORIES = 10, 100_000, 5
 MISSING_SHARE, FOLLOWS_TRUTH = 0.10, 0.7
 SEED = 20240601
 REPEATS = 3
+
 HEADING = "## Agreement: Krippendorff's alpha, 10 coders x 100,000 units"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 COMMAND = "/work/venv/bin/python bench/bench_agreement.py"
 
 
@@ -39,28 +42,8 @@ def make_ratings(rng: np.random.Generator) -> np.ndarray:
     return ratings
 
 
-def best_of(repeats: int, function) -> tuple[float, object]:
-    times, value = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = function()
-        times.append(time.perf_counter() - started)
-    return min(times), value
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving other sections alone."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    lines = existing.splitlines()
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = text.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
-    else:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += text.rstrip("\n").splitlines()
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -119,7 +102,7 @@ def main() -> int:
         ]
     )
     if not args.no_write:
-        write_section(section)
+        write_section(HEADING, section)
         print(f"updated {RESULTS}")
 
     if difference > 1e-9:

@@ -12,6 +12,7 @@ Exits 1 if the values differ by more than 1e-9 or if ours takes more CPU time th
 
 from __future__ import annotations
 
+from pathlib import Path
 import argparse
 import os
 import platform
@@ -19,7 +20,6 @@ import sys
 import time
 from datetime import date
 from importlib.metadata import version
-from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -27,14 +27,18 @@ import numpy as np
 from analysis.agreement_stats import krippendorff_alpha
 from analysis.agreement_units import CodingRecord, Group, TurnRecord, corpus_from_records, group_tables, make_corpus
 
+# Run as a script from anywhere: the repository root holds the bench package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS, best_of, write_section  # noqa: E402
+
 CODERS, TRANSCRIPTS, TURNS_PER_TRANSCRIPT, VALUES = 10, 100, 1_000, 5
 UNITS = TRANSCRIPTS * TURNS_PER_TRANSCRIPT
 FOLLOWS_TRUTH, CODES_A_TURN, RATES_A_TRANSCRIPT = 0.7, 0.9, 0.9
 TURN_LENGTH, GAP = 60, 3
 SEED = 20240602
 REPEATS = 15
+
 HEADING = "## Agreement through the units builder"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 COMMAND = "/work/venv/bin/python bench/bench_agreement_service.py"
 
 
@@ -70,28 +74,8 @@ def make_data(rng: np.random.Generator):
     return turns, codings, rates, matrix
 
 
-def best_of(repeats: int, function, clock=time.perf_counter) -> tuple[float, object]:
-    times, value = [], None
-    for _ in range(repeats):
-        started = clock()
-        value = function()
-        times.append(clock() - started)
-    return min(times), value
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving other sections alone."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    lines = existing.splitlines()
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = text.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
-    else:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += text.rstrip("\n").splitlines()
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -175,7 +159,7 @@ def main() -> int:
         f"Command (from the repository root): `{COMMAND}`",
     ])
     if not args.no_write:
-        write_section(section)
+        write_section(HEADING, section)
         print(f"updated {RESULTS}")
 
     if difference > 1e-9:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 # tests.factories builds the study; tests/ is not an installed package, so run from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import RESULTS, write_section  # noqa: E402
 
 from sqlalchemy import insert  # noqa: E402
 from textual import events  # noqa: E402
@@ -55,8 +56,8 @@ CODINGS_PER_TURN = 10
 TURNS = 1_000
 TARGET_P95_MS = 30.0
 SIZE = (120, 40)
+
 HEADING = "## TUI: keypress-to-committed coding latency"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 COMMAND = "/work/venv/bin/python bench/bench_coding_latency.py"
 UTTERANCES = (
     "How has the week been since we last met?",
@@ -158,19 +159,6 @@ async def measure(target: str) -> dict[str, list[float]]:
     return results
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving other sections alone."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    lines = existing.splitlines()
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = text.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
-    else:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += text.rstrip("\n").splitlines()
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -228,7 +216,7 @@ def main() -> int:
         f"Command (from the repository root): `{COMMAND}`",
     ])
     if not args.no_write:
-        write_section(section)
+        write_section(HEADING, section)
         print(f"updated {RESULTS}")
     return 0 if p95 <= TARGET_P95_MS else 1
 

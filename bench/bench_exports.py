@@ -46,6 +46,10 @@ from storage.models import (
     Turn,
 )
 
+# Run as a script from anywhere: the repository root holds the bench package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS, best_of, write_section  # noqa: E402
+
 SEED = 20240611
 REPEATS = 3
 DYADS, SESSIONS_PER_DYAD = 100, 10
@@ -53,8 +57,8 @@ THEMES, SUBTHEMES, CODES_PER_SUBTHEME = 5, 2, 4          # 40 codes under 10 sub
 TURNS, CODINGS_PER_TRANSCRIPT = 120, 30
 REPORT_TRANSCRIPTS, REPORT_CODINGS = 200, 25             # 5,000 excerpts
 FREQUENCY_LIMIT, REPORT_LIMIT = 1.0, 15.0
+
 HEADING = "## Exports"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 COMMAND = "/work/venv/bin/python bench/bench_exports.py"
 WORDS = ("the week was hard and I kept thinking about what she said it never ends but I did the homework "
          "some of it we talked about goals what would you like to focus on today tell me more").split()
@@ -154,28 +158,8 @@ def build_study(target: str, *, dyads: int, sessions: int, codings: int, seed: i
     return workspace
 
 
-def best_of(repeats: int, function) -> tuple[float, object]:
-    times, value = [], None
-    for _ in range(repeats):
-        started = time.perf_counter()
-        value = function()
-        times.append(time.perf_counter() - started)
-    return min(times), value
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving other sections alone."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    lines = existing.splitlines()
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = text.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
-    else:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += text.rstrip("\n").splitlines()
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main() -> int:
@@ -286,7 +270,7 @@ def main() -> int:
         f"Command (from the repository root): `{COMMAND}`",
     ]
     if not args.no_write:
-        write_section("\n".join(lines))
+        write_section(HEADING, "\n".join(lines))
         print(f"updated {RESULTS}")
     failed = [suffix for suffix, ours, _, _ in rows if ours > FREQUENCY_LIMIT]
     if failed:

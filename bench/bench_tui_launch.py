@@ -19,6 +19,7 @@ pilot waiting for frames) and the time spent inside ``render_line``.
 
 from __future__ import annotations
 
+from pathlib import Path
 import argparse
 import asyncio
 import os
@@ -29,7 +30,6 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from importlib.metadata import version
-from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.strip import Strip
@@ -39,6 +39,10 @@ from app.tui.layout import LayoutSource, TranscriptLayout
 from app.tui.widgets.transcript_view import GUTTER_WIDTH, TranscriptView
 from services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInfo
 
+# Run as a script from anywhere: the repository root holds the bench package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS, write_section  # noqa: E402
+
 TURNS = 20_000
 CODINGS = 2_000
 SEED = 20240611
@@ -47,8 +51,8 @@ PAGES = 100
 RELAYOUT_WIDTHS = (80, 118, 200)
 SIZE = (120, 40)
 TARGET_RATIO = 1.5
+
 HEADING = "## TUI: launch to an interactive 20,000-turn transcript"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 COMMAND = "/work/venv/bin/python bench/bench_tui_launch.py"
 
 WORDS = (
@@ -291,7 +295,7 @@ def main() -> int:
         f"Command (from the repository root): `{COMMAND}`",
     ])
     if not args.no_write:
-        write_section(section)
+        write_section(HEADING, section)
         print(f"updated {RESULTS}")
     if ratio > TARGET_RATIO:
         print(f"FAIL: launch takes {ratio:.2f}x the floor (target <= {TARGET_RATIO}x)", file=sys.stderr)
@@ -299,19 +303,6 @@ def main() -> int:
     return 0
 
 
-def write_section(text: str) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving other sections alone."""
-    existing = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    lines = existing.splitlines()
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = text.rstrip("\n").splitlines() + ([""] if end < len(lines) else [])
-    else:
-        if lines and lines[-1].strip():
-            lines.append("")
-        lines += text.rstrip("\n").splitlines()
-    RESULTS.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
