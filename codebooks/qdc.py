@@ -201,7 +201,7 @@ def read_qdc(
     With split_flattened_names, names that other tools flattened into one ("a::b", "a\\b") become
     a parent "a" with a child "b".
     """
-    data, where = _read_input(path_or_bytes, source_name)
+    data, where = read_input(path_or_bytes, source_name)
     warnings: list[str] = []
     if data[:4] == b"PK\x03\x04":
         data, where = _project_xml_from_archive(data, where)
@@ -246,15 +246,19 @@ def read_qdc(
     return QdcImport(spec=spec, warnings=tuple(warnings))
 
 
-def _read_input(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | None) -> tuple[bytes, str]:
+def read_input(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | None,
+               kind: str = "qdc") -> tuple[bytes, str]:
+    """The bytes of a REFI-QDA file (or the bytes given) and the name errors should show."""
     if isinstance(path_or_bytes, bytes | bytearray):
-        return bytes(path_or_bytes), source_name or "<qdc data>"
+        return bytes(path_or_bytes), source_name or f"<{kind} data>"
     path = Path(path_or_bytes)
     where = source_name or str(path)
     try:
         return path.read_bytes(), where
     except FileNotFoundError:
         raise InputError("no such file", where) from None
+    except IsADirectoryError:
+        raise InputError(f"is a folder, not a .{kind} file", where) from None
     except OSError as error:
         raise InputError(f"cannot read the file: {error.strerror}", where) from None
 

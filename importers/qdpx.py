@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from codebooks.qdc import read_qdc
+from codebooks.qdc import read_input, read_qdc
 from codebooks.spec import CodebookSpec
 from storage.errors import InputError
 
@@ -245,7 +245,7 @@ class ParsedProject:
 
 def read_qdpx(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | None = None) -> ParsedProject:
     """Parse a .qdpx archive (or a bare .qde) into a ParsedProject with canonical offsets."""
-    data, where = _read_input(path_or_bytes, source_name)
+    data, where = read_input(path_or_bytes, source_name, "qdpx")
     archive: _Archive | None = None
     if data[:4] == b"PK\x03\x04":
         archive = _Archive(data, where)
@@ -271,21 +271,6 @@ def read_qdpx(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | 
     reader.read(root)
     choose_offset_model(project)
     return project
-
-
-def _read_input(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | None) -> tuple[bytes, str]:
-    if isinstance(path_or_bytes, bytes | bytearray):
-        return bytes(path_or_bytes), source_name or "<qdpx data>"
-    path = Path(path_or_bytes)
-    where = source_name or str(path)
-    try:
-        return path.read_bytes(), where
-    except FileNotFoundError:
-        raise InputError("no such file", where) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a .qdpx file", where) from None
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror}", where) from None
 
 
 class _Archive:
