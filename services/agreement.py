@@ -382,7 +382,7 @@ def describe_unit(options: AgreementOptions) -> str:
 
 def _groups(session: Session, loaded: LoadedCorpus, names: tuple[str, ...]) -> list[Group]:
     children_of: dict[int | None, list[int]] = {}
-    live = set(session.scalars(select(Code.id).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))))
+    live = set(session.scalars(select(Code.id).where(Code.live())))
     for code_id in loaded.code_ids:
         children_of.setdefault(loaded.code_parent[code_id], []).append(code_id)
     groups = []

@@ -73,7 +73,7 @@ def list_codebooks(workspace: Workspace) -> list[CodebookInfo]:
     with workspace.store.reader() as session:
         rows = session.scalars(select(Codebook).order_by(Codebook.key)).all()
         counts = dict(session.execute(
-            select(Code.codebook_id, func.count()).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+            select(Code.codebook_id, func.count()).where(Code.live())
             .group_by(Code.codebook_id)).all())
         versions = dict(session.execute(
             select(CodebookVersion.codebook_id, func.count()).group_by(CodebookVersion.codebook_id)).all())
@@ -117,7 +117,7 @@ def _spec_from_rows(book: Codebook, rows: list[Code]) -> CodebookSpec:
 
 def _live_rows(session: Session, book: Codebook) -> list[Code]:
     return list(session.scalars(select(Code).where(
-        Code.codebook_id == book.id, Code.merged_into_id.is_(None), Code.retired_at.is_(None))))
+        Code.codebook_id == book.id, Code.live())))
 
 
 def codebook_spec(workspace: Workspace, key: str) -> CodebookSpec:
@@ -291,7 +291,7 @@ def edit_code(workspace: Workspace, code: str | int, **changes) -> CodeInfo:
             # Hotkeys are unique within a codebook; the workbench uses the active codebook's keys.
             clash = session.scalar(select(Code.name).where(
                 Code.hotkey == changes["hotkey"], Code.id != row.id, Code.codebook_id == row.codebook_id,
-                Code.merged_into_id.is_(None), Code.retired_at.is_(None)))
+                Code.live()))
             if clash:
                 raise ConcordError(f"hotkey {changes['hotkey']!r} is taken by {clash!r}")
         changed = []
@@ -413,7 +413,7 @@ def merge_suggestions(workspace: Workspace, threshold: float | None = None) -> l
     with workspace.store.reader() as session:
         rows = session.execute(
             select(Code.id, Code.name, Coder.name).join(Coder, Coder.id == Code.creator_id, isouter=True)
-            .where(Code.origin == "inductive", Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+            .where(Code.origin == "inductive", Code.live())
             .order_by(Code.id)).all()
     kwargs = {} if threshold is None else {"threshold": threshold}
     groups = suggest_merges([(cid, name, creator or "") for cid, name, creator in rows], **kwargs)

@@ -31,7 +31,7 @@ def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str
 
 def _live_codes(session: Session) -> list[Code]:
     return list(session.scalars(
-        select(Code).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+        select(Code).where(Code.live())
         .order_by(Code.codebook_id, Code.position, Code.id)
     ))
 
@@ -68,8 +68,7 @@ def visible_codes(workspace: Workspace) -> list[CodeInfo]:
 
 def visible_code_ids(session: Session, workspace: Workspace, blind: bool) -> set[int]:
     actor = workspace.actor
-    query = select(Code.id, Code.origin, Code.creator_id).where(Code.merged_into_id.is_(None),
-                                                               Code.retired_at.is_(None))
+    query = select(Code.id, Code.origin, Code.creator_id).where(Code.live())
     return {cid for cid, origin, creator in session.execute(query)
             if not blind or origin == "deductive" or (actor and creator == actor.id)}
 
@@ -98,7 +97,7 @@ def create_inductive_code(workspace: Workspace, name: str, definition: str | Non
         book = inductive_codebook(session)
         existing = session.scalar(select(Code).where(
             Code.codebook_id == book.id, Code.name == name, Code.creator_id == actor.id,
-            Code.merged_into_id.is_(None), Code.retired_at.is_(None)))
+            Code.live()))
         if existing is not None:
             return code_infos(session, [existing])[0]
         if parent_id is not None:
@@ -127,7 +126,7 @@ def find_code(session: Session, name_or_id: str | int, codebook_key: str | None 
     text = str(name_or_id)
     if codebook_key is None and "/" in text:
         codebook_key, text = text.split("/", 1)
-    query = select(Code).where(Code.name == text, Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+    query = select(Code).where(Code.name == text, Code.live())
     if codebook_key:
         query = query.join(Codebook, Codebook.id == Code.codebook_id).where(Codebook.key == codebook_key)
     rows = session.scalars(query).all()

@@ -465,7 +465,7 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
                 turn_rows[(transcript.key, turn.number)] = turn
         problems, unknown_codes = [], {}
         book = session.scalar(select(Codebook).where(Codebook.key == codebook_key))
-        live_codes = list(session.scalars(select(Code).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))))
+        live_codes = list(session.scalars(select(Code).where(Code.live())))
         by_name: dict[tuple[str | None, str], list[Code]] = {}
         for code in live_codes:
             by_name.setdefault((None, code.name.casefold()), []).append(code)

@@ -133,7 +133,7 @@ def study_status(workspace: Workspace) -> dict:
         transcripts = session.scalar(select(func.count()).select_from(Transcript)) or 0
         turns = session.scalar(select(func.count()).select_from(Turn)) or 0
         codes = session.scalar(
-            select(func.count()).select_from(Code).where(Code.merged_into_id.is_(None), Code.retired_at.is_(None))
+            select(func.count()).select_from(Code).where(Code.live())
         ) or 0
         per_coder = dict(
             session.execute(

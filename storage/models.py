@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    and_,
     Boolean,
     CheckConstraint,
     Date,
@@ -286,6 +287,11 @@ class Code(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("codes.id"))
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @classmethod
+    def live(cls):
+        """The SQL condition for codes still in use: neither merged into another nor retired."""
+        return and_(cls.merged_into_id.is_(None), cls.retired_at.is_(None))
 
 
 class CodeChange(Base):
