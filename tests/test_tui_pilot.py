@@ -9,6 +9,7 @@ from rich.text import Text
 from sqlalchemy import update
 from textual.widgets import DataTable, Input, OptionList, RadioSet, TextArea
 
+from app.cli import main as concord_cli
 from app.commands.code import code as code_command
 from app.tui.app import ConcordApp, make_app
 from app.tui.keymap import load_keymap
@@ -636,11 +637,17 @@ def test_make_app_refuses_unknown_people_themes_and_key_ids(study, tmp_path):
     app.workspace.close()
 
 
+def run_code_command(runner: CliRunner, args: list[str]):
+    """`concord code ARGS` with the context settings `concord` gives it: click caches a command's help
+    option on first use, so a bare invocation would leave `code` without -h for the command reference."""
+    return runner.invoke(code_command, args, **concord_cli.context_settings)
+
+
 def test_code_command_reports_errors_and_has_help(study):
     runner = CliRunner()
-    result = runner.invoke(code_command, ["--help"])
+    result = run_code_command(runner, ["--help"])
     assert result.exit_code == 0 and "--as NAME" in result.output and "--theme" in result.output
-    result = runner.invoke(code_command, [study.store.target, "--as", "zed"])
+    result = run_code_command(runner, [study.store.target, "--as", "zed"])
     assert isinstance(result.exception, NotFound)
 
 
@@ -790,7 +797,7 @@ async def test_a_supervisor_finds_the_sections_in_help_and_the_palette(study):
 
 def test_code_command_can_start_in_a_section(study):
     runner = CliRunner()
-    result = runner.invoke(code_command, ["--help"])
+    result = run_code_command(runner, ["--help"])
     assert "--start" in result.output and "results" in result.output
-    result = runner.invoke(code_command, [study.store.target, "--as", "ann", "--start", "consensus"])
+    result = run_code_command(runner, [study.store.target, "--as", "ann", "--start", "consensus"])
     assert isinstance(result.exception, PermissionDenied)

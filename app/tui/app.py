@@ -27,9 +27,19 @@ from app.tui.screens.help import HelpScreen
 from app.tui.screens.memo import MemoScreen
 from app.tui.screens.overview import OverviewScreen
 from app.tui.screens.results import ResultsScreen
+from app.tui.screens.search import SearchScreen
+from app.tui.screens.themes import (
+    Confirm,
+    DefinitionEditor,
+    SuggestionsScreen,
+    TargetPicker,
+    TextPrompt,
+    ThemesScreen,
+)
 from app.tui.screens.transcript import TranscriptScreen
 from app.tui.widgets.transcript_view import TranscriptView
 from services.agreement import AgreementOptions, require_agreement_rights
+from services.dto import TranscriptSummary
 from services.workspace import Workspace
 from storage.errors import ConcordError, PermissionDenied
 
@@ -43,7 +53,7 @@ class ConcordApp(App[None]):
 
     # All styles load once at start; a screen with its own CSS_PATH would re-parse them when pushed.
     CSS_PATH = ["app.tcss", "screens/overview.tcss", "screens/transcript.tcss", "screens/consensus.tcss",
-                "screens/agreement.tcss", "screens/results.tcss"]
+                "screens/agreement.tcss", "screens/results.tcss", "screens/themes.tcss"]
     TITLE = "Concord"
     COMMANDS = App.COMMANDS | {ConcordCommands}
     BINDINGS = [
@@ -88,8 +98,12 @@ class ConcordApp(App[None]):
         self.workspace.close()
 
     def on_open_transcript(self, message: OpenTranscript) -> None:
+        self.open_transcript(message.summary)
+
+    def open_transcript(self, summary: TranscriptSummary, *, at: tuple[int, int] | None = None) -> None:
+        """Push the coding screen for a transcript, at the coder's last place or with the span ``at`` selected."""
         open_mode = not self.workspace.blind_for_actor()
-        self.push_screen(TranscriptScreen(message.summary, open_mode=open_mode))
+        self.push_screen(TranscriptScreen(summary, open_mode=open_mode, at=at))
 
     # -- the sections beyond coding ----------------------------------------------------------------
 
@@ -98,10 +112,12 @@ class ConcordApp(App[None]):
         "consensus": Workspace.require_supervisor,
         "agreement": require_agreement_rights,
         "results": require_results_rights,
+        "themes": Workspace.require_supervisor,
     }
 
     def open_section(self, section: str, **options) -> bool:
-        """Push consensus, agreement or results over the current screen, if the services allow it."""
+        """Push consensus, agreement, results or theme development over the current screen, if the services
+        allow it."""
         try:
             self.SECTION_RIGHTS[section](self.workspace)
         except PermissionDenied as exc:
@@ -112,6 +128,8 @@ class ConcordApp(App[None]):
         elif section == "agreement":
             transcripts = options.get("transcripts", self.consensus_setup.transcripts)
             screen = AgreementScreen(self.workspace, AgreementOptions(transcripts=tuple(transcripts)))
+        elif section == "themes":
+            screen = ThemesScreen(self.workspace)
         else:
             screen = ResultsScreen(self.workspace)
         self.push_screen(screen)
@@ -125,6 +143,12 @@ class ConcordApp(App[None]):
 
     def open_results(self) -> bool:
         return self.open_section("results")
+
+    def open_themes(self) -> bool:
+        return self.open_section("themes")
+
+    def open_search(self) -> None:
+        self.push_screen(SearchScreen(self.workspace))
 
     def key_rows_for(self, screen: Screen) -> list[KeyRow]:
         """Every action available on a screen, with its keys after the user's remapping."""
@@ -148,7 +172,8 @@ class ConcordApp(App[None]):
 # Every class whose bindings the user may remap by id.
 KEYED_CLASSES = (ConcordApp, OverviewScreen, TranscriptScreen, TranscriptView, CodePicker, MemoScreen, FindScreen,
                  HelpScreen, ConsensusScreen, RationaleDialog, CodeChoiceDialog, SpanDialog, AgreementScreen,
-                 DisagreementsScreen, ResultsScreen)
+                 DisagreementsScreen, ResultsScreen, ThemesScreen, TextPrompt, DefinitionEditor, Confirm,
+                 TargetPicker, SuggestionsScreen, SearchScreen)
 
 
 def remappable_ids() -> set[str]:

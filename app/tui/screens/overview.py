@@ -91,8 +91,8 @@ def load_overview(app: ConcordApp) -> OverviewData:
 
 
 class OverviewScreen(Screen[None]):
-    """Enter opens the highlighted transcript; / filters; s and r sort; c, g and R lead to consensus,
-    agreement and results for those who may see them."""
+    """Enter opens the highlighted transcript; / filters; s and r sort; F searches every transcript; c, g, R
+    and T lead to consensus, agreement, results and theme development for those who may see them."""
 
     app: ConcordApp
     BINDINGS = [
@@ -103,6 +103,8 @@ class OverviewScreen(Screen[None]):
         Binding("c", "consensus", "Consensus", id="overview.consensus"),
         Binding("g", "agreement", "Agreement", id="overview.agreement"),
         Binding("R", "results", "Results", id="overview.results"),
+        Binding("T", "themes", "Themes", id="overview.themes"),
+        Binding("F", "search", "Search all", id="overview.search"),
     ]
 
     def __init__(self) -> None:
@@ -121,9 +123,9 @@ class OverviewScreen(Screen[None]):
         yield Footer()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Consensus is the supervisors'; agreement and results compare coders and groups, so they stay hidden
-        while the blind applies to this person. (The services refuse them anyway.)"""
-        if action == "consensus":
+        """Consensus and theme development are the supervisors'; agreement and results compare coders and
+        groups, so they stay hidden while the blind applies to this person. (The services refuse them anyway.)"""
+        if action in ("consensus", "themes"):
             return self.app.actor.supervises
         if action in ("agreement", "results"):
             return not self.app.blind
@@ -137,6 +139,12 @@ class OverviewScreen(Screen[None]):
 
     def action_results(self) -> None:
         self.app.open_results()
+
+    def action_themes(self) -> None:
+        self.app.open_themes()
+
+    def action_search(self) -> None:
+        self.app.open_search()
 
     def key_nodes(self):
         return [(self, "Overview"), (self.app, "Everywhere")]

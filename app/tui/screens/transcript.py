@@ -139,9 +139,11 @@ class TranscriptScreen(Screen[None]):
         Binding("ctrl+b", "cycle_hotkey_book", "Hotkeys: next codebook", id="transcript.hotkey-codebook"),
     ]
 
-    def __init__(self, summary: TranscriptSummary, *, open_mode: bool) -> None:
+    def __init__(self, summary: TranscriptSummary, *, open_mode: bool, at: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.summary = summary
+        # A span to open on, selected (a search hit), instead of the place the coder left off.
+        self.open_at = at
         self.transcript_id = summary.id
         self.open_mode = open_mode
         self.done = bool(summary.progress and summary.progress.done)
@@ -216,6 +218,8 @@ class TranscriptScreen(Screen[None]):
         self.memos = loaded.memos
         view = self.view
         view.load(loaded.detail, self.codes, self._shown(self.own), overlay=(), cursor=loaded.cursor)
+        if self.open_at is not None:
+            view.jump_to(*self.open_at)
         view.loading = False
         view.focus()
         self.panel.set_codes(loaded.codes, self._own_counts())
