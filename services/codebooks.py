@@ -69,12 +69,18 @@ def _now() -> datetime:
 # -- reading ------------------------------------------------------------------------------------
 
 def list_codebooks(workspace: Workspace) -> list[CodebookInfo]:
-    """The bundled codebooks and the study's own, one row each."""
+    """The bundled codebooks and the study's own, one row each.
+
+    While blind, a coder's counts include only the codes they can see.
+    """
+    blind = workspace.blind_for_actor()
+    actor = workspace.actor
     with workspace.store.reader() as session:
         rows = session.scalars(select(Codebook).order_by(Codebook.key)).all()
-        counts = dict(session.execute(
-            select(Code.codebook_id, func.count()).where(Code.live())
-            .group_by(Code.codebook_id)).all())
+        counted = select(Code.codebook_id, func.count()).where(Code.live())
+        if blind:
+            counted = counted.where((Code.origin == "deductive") | (Code.creator_id == (actor.id if actor else -1)))
+        counts = dict(session.execute(counted.group_by(Code.codebook_id)).all())
         versions = dict(session.execute(
             select(CodebookVersion.codebook_id, func.count()).group_by(CodebookVersion.codebook_id)).all())
     bundled = set(bundled_ids())
@@ -143,9 +149,19 @@ def codebook_tree(workspace: Workspace, key: str) -> list[CodeInfo]:
         return code_infos(session, rows)
 
 
+def _require_unblinded_or_supervisor(workspace: Workspace) -> None:
+    """Snapshots and histories name every coder's inductive codes: behind the blind for coders."""
+    if workspace.blind_for_actor():
+        workspace.require_supervisor()
+
+
 def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
     with workspace.store.reader() as session:
         row = find_code(session, code)
+        if row.origin == "inductive" and workspace.blind_for_actor():
+            actor = workspace.actor
+            if actor is None or (row.creator_id != actor.id and not actor.supervises):
+                raise NotFound(f"no code {code!r} that you can see")
         changes = session.scalars(select(CodeChange).where(CodeChange.code_id == row.id).order_by(CodeChange.id))
         return [CodeChangeInfo(code_id=c.code_id, field=c.field, old_value=c.old_value, new_value=c.new_value,
                                changed_by=c.changed_by, changed_at=c.changed_at) for c in changes]
@@ -153,6 +169,7 @@ def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
 
 def codebook_versions(workspace: Workspace, key: str) -> list[tuple[int, datetime, str | None, str | None]]:
     """(number, when, by whom, why) of every kept version of a codebook."""
+    _require_unblinded_or_supervisor(workspace)
     with workspace.store.reader() as session:
         book = _book(session, key)
         return [(v.number, v.created_at, v.created_by, v.reason) for v in session.scalars(
@@ -160,6 +177,7 @@ def codebook_versions(workspace: Workspace, key: str) -> list[tuple[int, datetim
 
 
 def codebook_version_text(workspace: Workspace, key: str, number: int) -> str:
+    _require_unblinded_or_supervisor(workspace)
     with workspace.store.reader() as session:
         book = _book(session, key)
         row = session.scalar(select(CodebookVersion).where(CodebookVersion.codebook_id == book.id,

@@ -10,7 +10,7 @@ from codebooks.loader import dump_codebook, load_bundled, load_codebook
 from codebooks.qdc import import_qdc
 from services import codebooks, coding, codes, transcripts
 from services.audit import list_events
-from storage.errors import ConcordError, PermissionDenied
+from storage.errors import ConcordError, NotFound, PermissionDenied
 from tests.factories import as_person, make_study
 
 
@@ -97,6 +97,13 @@ def test_blind_coder_sees_only_own_inductive_codes_in_the_codebook(study):
     codes.create_inductive_code(bob, "bob's idea")
     names = [c.name for c in codebooks.codebook_spec(ann, "inductive").codes]
     assert names == ["ann's idea"]
+    bobs = next(c for c in codes.visible_codes(as_person(study, "sue")) if c.name == "bob's idea")
+    with pytest.raises(NotFound):
+        codebooks.code_history(ann, bobs.id)
+    with pytest.raises(PermissionDenied):
+        codebooks.codebook_version_text(ann, "inductive", 1)
+    with pytest.raises(PermissionDenied):
+        codebooks.codebook_versions(ann, "cbt-alliance-themes")
 
 
 def test_cli_codebook_commands(tmp_path):
