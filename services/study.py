@@ -132,9 +132,12 @@ def study_status(workspace: Workspace) -> dict:
     with workspace.store.reader() as session:
         transcripts = session.scalar(select(func.count()).select_from(Transcript)) or 0
         turns = session.scalar(select(func.count()).select_from(Turn)) or 0
-        codes = session.scalar(
-            select(func.count()).select_from(Code).where(Code.live())
-        ) or 0
+        code_count = select(func.count()).select_from(Code).where(Code.live())
+        if blind:
+            # Other coders' inductive codes are their work: a coder counts only what they can see.
+            code_count = code_count.where((Code.origin == "deductive")
+                                          | (Code.creator_id == (actor.id if actor else -1)))
+        codes = session.scalar(code_count) or 0
         per_coder = dict(
             session.execute(
                 select(Coder.name, func.count(Coding.id))
