@@ -302,3 +302,19 @@ async def test_alex_opens_the_first_demo_transcript_in_the_workbench(built, tmp_
         assert screen.detail.text == (MATERIAL / "IPR-A-client.txt").read_text(encoding="utf-8")
         assert str(screen.query_one("#status").render()).startswith("turn 1/31 I")
         assert not screen.query("#session-info")
+
+
+async def test_the_demo_opens_straight_on_a_half_coded_transcript(built, tmp_path):
+    from app.demo.build import FIRST_TRANSCRIPT
+    from app.tui.app import make_app
+
+    target = copy_of(built, tmp_path)
+    app = make_app(str(target), "alex", transcript=FIRST_TRANSCRIPT)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: getattr(app.screen, "detail", None) is not None)
+        screen = app.screen
+        assert screen.detail.key == FIRST_TRANSCRIPT == "S02"
+        assert len(screen.own) == 31  # alex's blind codings so far
+        await pilot.press("q")
+        await wait_until(pilot, lambda: getattr(app.screen, "table", None) is not None)
+        assert app.screen.table.row_count == 8

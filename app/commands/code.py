@@ -38,7 +38,8 @@ def run_workbench(study, actor, **options) -> None:
 @click.option("--start", type=click.Choice(["overview", "consensus", "agreement", "results"]), default="overview",
               show_default=True, help="Open straight in a section (consensus is for supervisors; agreement and"
                                       " results too while the study is blind).")
-def code(study, actor, config_path, theme, start):
+@click.option("--transcript", "transcript_key", metavar="KEY", help="Open this transcript for coding straight away.")
+def code(study, actor, config_path, theme, start, transcript_key):
     """Open the coding workbench on STUDY for the person --as NAME.
 
     Coders see their own work; in a blind study no groups, scores or other
@@ -50,9 +51,10 @@ def code(study, actor, config_path, theme, start):
     \b
     Examples:
       concord code pilot.concord --as ann
+      concord code pilot.concord --as ann --transcript S-A
       concord code pilot.concord --as sue --start results
     """
-    run_workbench(study, actor, config_path=config_path, theme=theme, start=start)
+    run_workbench(study, actor, config_path=config_path, theme=theme, start=start, transcript=transcript_key)
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m app.commands.code STUDY --as NAME`

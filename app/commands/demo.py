@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.demo.build import SUPERVISOR, TUI_CODER, DemoResult, demo_path, ensure_demo
+from app.demo.build import FIRST_TRANSCRIPT, SUPERVISOR, TUI_CODER, DemoResult, demo_path, ensure_demo
 
 
 def _quoted(path: Path) -> str:
@@ -118,7 +118,7 @@ def demo(directory, no_tui, rebuild):
         for line in next_steps(result.path):
             click.echo(line)
         return
-    app = make_app(str(result.path), TUI_CODER)
+    app = make_app(str(result.path), TUI_CODER, transcript=FIRST_TRANSCRIPT)
     app.run()
     for line in next_steps(result.path):
         click.echo(line)

@@ -26,6 +26,8 @@ CODEBOOKS = ("cbt-alliance-themes", "ipr-relationship-formation", "alliance-rupt
 MEASURES = (("wai-sr.csv", "wai-sr"), ("wai-s-demo.csv", "wai-s-demo.yaml"), ("bdi-ii.csv", "bdi-ii"))
 SUPERVISOR = "sam"
 TUI_CODER = "alex"
+# The demo opens on a session the coder has half coded, so a newcomer lands in the work itself.
+FIRST_TRANSCRIPT = "S02"
 _BUILDING_SUFFIX = ".building"
 # A leftover build file this old belongs to no running build (a build takes seconds).
 _STALE_SECONDS = 600

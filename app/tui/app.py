@@ -64,13 +64,14 @@ class ConcordApp(App[None]):
 
     def __init__(self, workspace: Workspace, *, keymap: dict[str, str] | None = None,
                  keymap_file: Path | None = None, theme: str | None = None, start: str = "overview",
-                 consensus: ConsensusSetup | None = None) -> None:
+                 consensus: ConsensusSetup | None = None, transcript: str | None = None) -> None:
         super().__init__()
         self.workspace = workspace
         self.actor = workspace.require_actor()
         if start not in STARTS:
             raise ConcordError(f"unknown start {start!r}; choose one of: {', '.join(STARTS)}")
         self.start = start
+        self.first_transcript = transcript
         self.consensus_setup = consensus or ConsensusSetup()
         # Whether the blind hides groups and the others' work from this person; the overview refreshes it.
         self.blind = workspace.blind_for_actor()
@@ -93,6 +94,17 @@ class ConcordApp(App[None]):
             self.set_keymap(self.keymap)
         if self.start != "overview":
             self.open_section(self.start)
+        elif self.first_transcript:
+            self._open_first_transcript(self.first_transcript)
+
+    def _open_first_transcript(self, key: str) -> None:
+        from services.transcripts import list_transcripts
+
+        summary = next((s for s in list_transcripts(self.workspace) if s.key == key), None)
+        if summary is None:
+            self.notify(f"No transcript {key!r} in this study", severity="error", markup=False)
+            return
+        self.open_transcript(summary)
 
     def on_unmount(self) -> None:
         self.workspace.close()
@@ -181,15 +193,17 @@ def remappable_ids() -> set[str]:
 
 
 def make_app(study: str, actor: str | None, *, config_path: str | Path | None = None,
-             theme: str | None = None, start: str = "overview", consensus: ConsensusSetup | None = None) -> ConcordApp:
+             theme: str | None = None, start: str = "overview", consensus: ConsensusSetup | None = None,
+             transcript: str | None = None) -> ConcordApp:
     """Open STUDY for ACTOR with their key file (or ``config_path``) and theme, on the overview or straight
-    in ``start`` (consensus, agreement or results; refused with PermissionDenied for who may not see it)."""
+    in ``start`` (consensus, agreement or results; refused with PermissionDenied for who may not see it),
+    or with ``transcript`` (a key) open for coding."""
     keymap_file = Path(config_path) if config_path else keymap_path()
     keymap = load_keymap(Path(config_path) if config_path else None, known_ids=remappable_ids())
     workspace = Workspace.open(study, actor)
     try:
         return ConcordApp(workspace, keymap=keymap, keymap_file=keymap_file, theme=theme, start=start,
-                          consensus=consensus)
+                          consensus=consensus, transcript=transcript)
     except BaseException:
         workspace.close()
         raise
