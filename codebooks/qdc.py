@@ -205,7 +205,7 @@ def read_qdc(
     warnings: list[str] = []
     if data[:4] == b"PK\x03\x04":
         data, where = _project_xml_from_archive(data, where)
-    root = _parse_xml(data, where)
+    root = parse_xml(data, where)
     kind = etree.QName(root).localname
     if kind == "CodeBook":
         codebook = root
@@ -284,8 +284,12 @@ def _project_xml_from_archive(data: bytes, where: str) -> tuple[bytes, str]:
         return archive.read(info), f"{where}!{info.filename}"
 
 
-def _parse_xml(data: bytes, where: str) -> etree._Element:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+def parse_xml(data: bytes, where: str, *, huge_tree: bool = False) -> etree._Element:
+    """Parse a REFI-QDA XML document safely (no entities, no network, no DTD); errors name file and line.
+
+    Whole projects may be large, so the .qdpx importer passes ``huge_tree=True``.
+    """
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=huge_tree)
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:

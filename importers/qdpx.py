@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from codebooks.qdc import read_input, read_qdc
+from codebooks.qdc import parse_xml, read_input, read_qdc
 from codebooks.spec import CodebookSpec
 from storage.errors import InputError
 
@@ -253,7 +253,7 @@ def read_qdpx(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | 
         xml_where = f"{where}!{xml_name}"
     else:
         xml, xml_where = data, where
-    root = _parse_xml(xml, xml_where)
+    root = parse_xml(xml, xml_where, huge_tree=True)
     if _local(root) != "Project":
         raise InputError(f"expected a REFI-QDA <Project>, found <{_local(root)}>", xml_where, root.sourceline)
     codebook = read_qdc(xml, xml_where)
@@ -326,17 +326,6 @@ def _archive_candidates(path: str) -> list[str]:
         return [f"sources/{rest.lstrip('/')}", rest.lstrip("/"), f"sources/{name}"]
     # absolute:// and relative:// name files outside the archive; some tools still pack them inside.
     return [f"sources/{name}", name]
-
-
-def _parse_xml(data: bytes, where: str) -> etree._Element:
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as error:
-        raise InputError(f"not well-formed XML: {error.msg}", where, error.lineno) from None
-    if root is None:
-        raise InputError("the file holds no XML element", where)
-    return root
 
 
 def _local(element: etree._Element) -> str:

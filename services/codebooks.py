@@ -23,7 +23,7 @@ from codebooks.spec import CodebookSpec, CodeSpec
 from services.audit import record
 from services.codes import code_infos, find_code
 from services.dto import CodeInfo
-from services.study import _require_setup_rights
+from services.study import require_setup_rights
 from services.workspace import Workspace
 from storage.errors import ConcordError, InputError, NotFound
 from storage.models import Code, CodeChange, Codebook, CodebookVersion, Coder, Coding
@@ -222,7 +222,7 @@ def _insert_tree(session: Session, book: Codebook, codes: tuple[CodeSpec, ...], 
     return count
 
 
-def _snapshot(session: Session, book: Codebook, actor: str, reason: str) -> None:
+def snapshot_codebook(session: Session, book: Codebook, actor: str, reason: str) -> None:
     spec = _spec_from_rows(book, _live_rows(session, book))
     number = (session.scalar(select(func.max(CodebookVersion.number))
                              .where(CodebookVersion.codebook_id == book.id)) or 0) + 1
@@ -231,7 +231,7 @@ def _snapshot(session: Session, book: Codebook, actor: str, reason: str) -> None
 
 
 def add_codebook_spec(workspace: Workspace, spec: CodebookSpec, *, origin: str = "file") -> CodebookInfo:
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     with workspace.store.session() as session:
         if session.scalar(select(Codebook.id).where(Codebook.key == spec.id)) is not None:
             raise ConcordError(f"the study already has a codebook {spec.id!r}")
@@ -240,7 +240,7 @@ def add_codebook_spec(workspace: Workspace, spec: CodebookSpec, *, origin: str =
         session.add(book)
         session.flush()
         count = _insert_tree(session, book, spec.codes, None, (), "deductive", None)
-        _snapshot(session, book, workspace.actor_label, f"added from {origin}")
+        snapshot_codebook(session, book, workspace.actor_label, f"added from {origin}")
         record(session, workspace.actor_label, "codebook.add", "codebook", book.id, key=spec.id, codes=count,
                origin=origin)
         return CodebookInfo(key=book.key, title=book.title, version=book.version, source=book.source,
@@ -321,7 +321,7 @@ def edit_code(workspace: Workspace, code: str | int, **changes) -> CodeInfo:
                 changed.append(field)
         if changed:
             book = session.get(Codebook, row.codebook_id)
-            _snapshot(session, book, actor.name, f"edited {row.name!r}: {', '.join(changed)}")
+            snapshot_codebook(session, book, actor.name, f"edited {row.name!r}: {', '.join(changed)}")
             record(session, actor.name, "code.edit", "code", row.id, fields=changed)
         return code_infos(session, [row])[0]
 
@@ -344,7 +344,7 @@ def move_code(workspace: Workspace, code: str | int, new_parent: str | int | Non
             Code.parent_id == row.parent_id, Code.codebook_id == row.codebook_id)) or 0) + 1
         _change(session, row, "parent", old_parent, row.parent_id, actor.name)
         book = session.get(Codebook, row.codebook_id)
-        _snapshot(session, book, actor.name, f"moved {row.name!r}")
+        snapshot_codebook(session, book, actor.name, f"moved {row.name!r}")
         record(session, actor.name, "code.move", "code", row.id, old_parent=old_parent, new_parent=row.parent_id)
         return code_infos(session, [row])[0]
 
@@ -372,7 +372,7 @@ def create_category(workspace: Workspace, codebook_key: str, name: str, parent: 
         session.add(row)
         session.flush()
         _change(session, row, "created", None, name, actor.name)
-        _snapshot(session, book, actor.name, f"new category {name!r}")
+        snapshot_codebook(session, book, actor.name, f"new category {name!r}")
         record(session, actor.name, "code.create", "code", row.id, name=name, origin="deductive")
         return code_infos(session, [row])[0]
 
@@ -394,7 +394,7 @@ def merge_codes(workspace: Workspace, source: str | int, target: str | int) -> C
         src.hotkey = None
         _change(session, src, "merged_into", None, dst.name, actor.name)
         _change(session, dst, "merged_from", None, src.name, actor.name)
-        _snapshot(session, session.get(Codebook, dst.codebook_id), actor.name, f"merged {src.name!r} into {dst.name!r}")
+        snapshot_codebook(session, session.get(Codebook, dst.codebook_id), actor.name, f"merged {src.name!r} into {dst.name!r}")
         record(session, actor.name, "code.merge", "code", dst.id, source_id=src.id, source=src.name,
                target=dst.name, codings_moved=moved)
         return code_infos(session, [dst])[0]
@@ -420,7 +420,7 @@ def split_code(workspace: Workspace, code: str | int, into: list[str]) -> list[C
             _change(session, new, "split_from", None, row.name, actor.name)
             made.append(new)
         _change(session, row, "split_into", None, ", ".join(names), actor.name)
-        _snapshot(session, book, actor.name, f"split {row.name!r} into {', '.join(names)}")
+        snapshot_codebook(session, book, actor.name, f"split {row.name!r} into {', '.join(names)}")
         record(session, actor.name, "code.split", "code", row.id, into=names)
         return code_infos(session, made)
 

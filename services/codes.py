@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from services.audit import record
 from services.dto import CodeInfo
 from services.workspace import Workspace
-from storage.errors import ConcordError, NotFound, PermissionDenied
+from storage.errors import ConcordError, NotFound
 from storage.models import Code, Codebook, Coder
 
 INDUCTIVE_CODEBOOK = "inductive"
@@ -66,11 +66,14 @@ def visible_codes(workspace: Workspace) -> list[CodeInfo]:
         return code_infos(session, rows)
 
 
-def visible_code_ids(session: Session, workspace: Workspace, blind: bool) -> set[int]:
+def usable_code(session: Session, workspace: Workspace, code_id: int, blind: bool) -> None:
+    """The code exists, is live, and (while blind) is deductive or the actor's own."""
+    row = session.execute(select(Code.origin, Code.creator_id, Code.merged_into_id, Code.retired_at)
+                          .where(Code.id == code_id)).first()
     actor = workspace.actor
-    query = select(Code.id, Code.origin, Code.creator_id).where(Code.live())
-    return {cid for cid, origin, creator in session.execute(query)
-            if not blind or origin == "deductive" or (actor and creator == actor.id)}
+    if (row is None or row.merged_into_id is not None or row.retired_at is not None
+            or (blind and row.origin != "deductive" and not (actor and row.creator_id == actor.id))):
+        raise NotFound(f"no code {code_id} that you can use")
 
 
 def inductive_codebook(session: Session) -> Codebook:
@@ -101,11 +104,7 @@ def create_inductive_code(workspace: Workspace, name: str, definition: str | Non
         if existing is not None:
             return code_infos(session, [existing])[0]
         if parent_id is not None:
-            parent = session.get(Code, parent_id)
-            if parent is None:
-                raise NotFound(f"no code with id {parent_id}")
-            if parent_id not in visible_code_ids(session, workspace, blind):
-                raise PermissionDenied("that parent code is not yours to see")
+            usable_code(session, workspace, parent_id, blind)
         position = len(session.scalars(select(Code.id).where(Code.codebook_id == book.id)).all())
         row = Code(codebook_id=book.id, parent_id=parent_id if parent_id else None, guid=str(uuid.uuid4()),
                    name=name, definition=definition or None, origin="inductive", creator_id=actor.id,

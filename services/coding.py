@@ -13,10 +13,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from services.audit import record
+from services.codes import usable_code
 from services.dto import CodingInfo, MemoInfo
 from services.workspace import Workspace, settings_of
 from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import Code, Coder, Coding, EditStep, Memo, Study, Transcript
+from storage.models import Coder, Coding, EditStep, Memo, Study, Transcript
 
 CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
 
@@ -102,16 +103,6 @@ def _text_length(session: Session, transcript_id: int) -> int:
     return length
 
 
-def _usable_code(session: Session, workspace: Workspace, code_id: int, blind: bool) -> None:
-    """The code exists, is live, and (while blind) is deductive or the actor's own."""
-    row = session.execute(select(Code.origin, Code.creator_id, Code.merged_into_id, Code.retired_at)
-                          .where(Code.id == code_id)).first()
-    actor = workspace.actor
-    if (row is None or row.merged_into_id is not None or row.retired_at is not None
-            or (blind and row.origin != "deductive" and not (actor and row.creator_id == actor.id))):
-        raise NotFound(f"no code {code_id} that you can use")
-
-
 def apply_code(workspace: Workspace, transcript_id: int, code_id: int, start: int, end: int,
                memo: str | None = None) -> CodingInfo:
     actor = workspace.require_actor()
@@ -120,7 +111,7 @@ def apply_code(workspace: Workspace, transcript_id: int, code_id: int, start: in
         settings = settings_of(session.get(Study, 1))
         blind = settings.blind_now and not actor.supervises
         _check_span(_text_length(session, transcript_id), start, end)
-        _usable_code(session, workspace, code_id, blind)
+        usable_code(session, workspace, code_id, blind)
         now = _now()
         row = Coding(coder_id=actor.id, transcript_id=transcript_id, code_id=code_id, start_offset=start,
                      end_offset=end, memo=memo or None, phase="independent", made_blind=settings.blind_now,
@@ -149,7 +140,7 @@ def change_coding(workspace: Workspace, coding_id: int, *, code_id: int | None =
         row = _own_coding(session, workspace, coding_id)
         before = _snapshot(row)
         if code_id is not None:
-            _usable_code(session, workspace, code_id, blind)
+            usable_code(session, workspace, code_id, blind)
             row.code_id = code_id
         new_start = row.start_offset if start is None else start
         new_end = row.end_offset if end is None else end

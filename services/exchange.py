@@ -68,8 +68,8 @@ from importers.qdpx import (
     unique_names,
 )
 from services.audit import record
-from services.codebooks import _snapshot, codebook_spec
-from services.study import _require_setup_rights, ensure_coder
+from services.codebooks import codebook_spec, snapshot_codebook
+from services.study import require_setup_rights, ensure_coder
 from services.workspace import Workspace
 from storage.errors import ConcordError, InputError, PermissionDenied
 from storage.models import (
@@ -512,7 +512,7 @@ def _is_integer(value: str | None) -> bool:
 
 def import_qdpx(workspace: Workspace, path: str | Path, *, dry_run: bool = False) -> QdpxImportResult:
     """Bring a .qdpx project into the study in one unit of work: everything, or nothing on any error."""
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     project = read_qdpx(path)
     with workspace.store.session() as session:
         importer = _Importer(session, workspace, project, str(path))
@@ -716,7 +716,7 @@ class _Importer:
         next_position = (session.scalar(select(func.max(Code.position)).where(Code.codebook_id == book.id)) or 0) + 1
         self._insert(book, spec.codes, None, (), creators, hotkeys, 0 if created_book else next_position)
         if created_book or self.counts.codes_created > before:
-            _snapshot(session, book, self.actor, f"imported from {Path(self.path).name}")
+            snapshot_codebook(session, book, self.actor, f"imported from {Path(self.path).name}")
             self.counts.codebooks.append(book.key)
 
     def _insert(self, book: Codebook, codes: tuple[CodeSpec, ...], parent_id: int | None, path: tuple[str, ...],

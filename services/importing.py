@@ -18,13 +18,14 @@ from sqlalchemy import insert, select
 
 from importers.parsed import ParsedTranscript, ParsedTurn
 from services.audit import record
-from services.study import _require_setup_rights, ensure_coder
+from services.study import require_setup_rights, ensure_coder
 from services.workspace import Workspace
 from storage.errors import ConcordError, InputError
 from storage.models import (
     Attribute,
     Code,
     Codebook,
+    Coder,
     Coding,
     Dyad,
     Participant,
@@ -222,7 +223,7 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
         raise ConcordError("an IPR interview needs --perspective client|therapist")
     if perspective is not None and kind != "ipr":
         raise ConcordError("--perspective is for IPR interviews (--kind ipr)")
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     settings = workspace.settings()
     study_language = language or settings.language
     dyad, number = parse_session_ref(session)
@@ -392,7 +393,7 @@ def import_measures(workspace: Workspace, path: str, instrument: str, *, respond
     from analysis.scoring import load_instrument
     from importers.measures_table import read_measures
 
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     definition = load_instrument(instrument)
     # Stored as researchers write it (WAI-SR, BDI-II), whatever the definition file's case.
     instrument_name = definition.id.upper()
@@ -452,7 +453,7 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
     """Codings from a spreadsheet: transcript, turn, coder, code, and optional group, start, end, memo."""
     from importers.codings_table import read_codings
 
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     rows = read_codings(path)
     settings = workspace.settings()
     codebook_key = codebook or "imported"
@@ -514,9 +515,6 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
                 session.flush()
                 by_name[(None, name.casefold())] = [code]
                 created_codes.append(name)
-        coders_before = set()
-        from storage.models import Coder
-
         coders_before = set(session.scalars(select(Coder.name)))
         created_coders = []
         count = 0

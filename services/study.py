@@ -11,7 +11,7 @@ from services.dto import CoderInfo, StudySettings
 from services.workspace import Workspace, settings_of
 from storage.db import backup_study, create_study_store, discard_new_study
 from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import CODER_ROLES, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
+from storage.models import CODER_ROLES, Code, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
 
 
 def init_study(target: str, *, title: str | None = None, blind: bool = True, language: str = "en",
@@ -46,7 +46,7 @@ def update_settings(workspace: Workspace, **changes) -> StudySettings:
     unknown = set(changes) - allowed
     if unknown:
         raise ConcordError(f"unknown study setting(s): {', '.join(sorted(unknown))}")
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     with workspace.store.session() as session:
         row = session.get(Study, 1)
         old = {name: getattr(row, name) for name in changes}
@@ -57,7 +57,7 @@ def update_settings(workspace: Workspace, **changes) -> StudySettings:
         return settings_of(row)
 
 
-def _require_setup_rights(workspace: Workspace) -> None:
+def require_setup_rights(workspace: Workspace) -> None:
     """Setting up people and settings is open until the study has a supervisor or admin;
     from then on it takes one of them (--as)."""
     with workspace.store.reader() as session:
@@ -76,7 +76,7 @@ def add_coder(workspace: Workspace, name: str, role: str = "coder") -> CoderInfo
         raise ConcordError("a coder needs a name")
     if role not in CODER_ROLES:
         raise ConcordError(f"unknown role {role!r}; choose one of {', '.join(CODER_ROLES)}")
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     with workspace.store.session() as session:
         if session.scalar(select(Coder).where(Coder.name == name)):
             raise ConcordError(f"a coder named {name!r} already exists")
@@ -107,7 +107,7 @@ def list_coders(workspace: Workspace) -> list[CoderInfo]:
 def set_coder_role(workspace: Workspace, name: str, role: str) -> CoderInfo:
     if role not in CODER_ROLES:
         raise ConcordError(f"unknown role {role!r}; choose one of {', '.join(CODER_ROLES)}")
-    _require_setup_rights(workspace)
+    require_setup_rights(workspace)
     with workspace.store.session() as session:
         coder = session.scalar(select(Coder).where(Coder.name == name))
         if coder is None:
@@ -124,8 +124,6 @@ def study_status(workspace: Workspace) -> dict:
     While the study is blind a coder sees only their own coding count; the counts
     of others are their progress, which the blind hides.
     """
-    from storage.models import Code
-
     settings = workspace.settings()
     blind = workspace.blind_for_actor(settings)
     actor = workspace.actor
