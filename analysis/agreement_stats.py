@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from storage.errors import InputError
+from concord.storage.errors import InputError
 
 MISSING = -1
 

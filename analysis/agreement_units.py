@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from analysis.agreement_stats import MISSING
-from storage.errors import InputError
+from concord.analysis.agreement_stats import MISSING
+from concord.storage.errors import InputError
 
 UNIT_KINDS = ("turn", "span", "transcript")
 UNCODED_CHOICES = ("exclude", "category")

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from storage.errors import InputError, NotFound
+from concord.storage.errors import InputError, NotFound
+from concord.storage.resources import package_path
 
-BUNDLED_DIRECTORY = Path(__file__).with_name("instruments")
+BUNDLED_DIRECTORY = package_path("concord.analysis.instruments")
 
 STATUSES = ("confirmed", "template", "user")
 RESPONDENTS = ("client", "therapist", "either")

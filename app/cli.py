@@ -6,17 +6,17 @@ import sys
 
 import click
 
-from app.commands import study as study_commands
-from app.commands.agreement import agreement
-from app.commands.code import code
-from app.commands.codebook import codebook
-from app.commands.consensus import consensus, unblind
-from app.commands.demo import demo
-from app.commands.export import export
-from app.commands.importing import import_
-from app.commands.qdpx import qdpx_export, qdpx_import
-from app.commands.select import select_sessions
-from storage.errors import ConcordError
+from concord.app.commands import study as study_commands
+from concord.app.commands.agreement import agreement
+from concord.app.commands.code import code
+from concord.app.commands.codebook import codebook
+from concord.app.commands.consensus import consensus, unblind
+from concord.app.commands.demo import demo
+from concord.app.commands.export import export
+from concord.app.commands.importing import import_
+from concord.app.commands.qdpx import qdpx_export, qdpx_import
+from concord.app.commands.select import select_sessions
+from concord.storage.errors import ConcordError
 
 
 class ConcordGroup(click.Group):

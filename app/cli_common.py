@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from services.workspace import Workspace
+from concord.services.workspace import Workspace
 
 STUDY_HELP = "STUDY is a study file (*.concord) or a postgresql+psycopg:// URL."
 

@@ -18,7 +18,7 @@ from importlib.metadata import version
 import krippendorff
 import numpy as np
 
-from analysis.agreement_stats import MISSING, STATISTICS, bootstrap_ci, krippendorff_alpha
+from concord.analysis.agreement_stats import MISSING, STATISTICS, bootstrap_ci, krippendorff_alpha
 
 # Run as a script from anywhere: the repository root holds the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -24,8 +24,8 @@ from importlib.metadata import version
 import krippendorff
 import numpy as np
 
-from analysis.agreement_stats import krippendorff_alpha
-from analysis.agreement_units import CodingRecord, Group, TurnRecord, corpus_from_records, group_tables, make_corpus
+from concord.analysis.agreement_stats import krippendorff_alpha
+from concord.analysis.agreement_units import CodingRecord, Group, TurnRecord, corpus_from_records, group_tables, make_corpus
 
 # Run as a script from anywhere: the repository root holds the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -44,11 +44,11 @@ from bench.common import RESULTS, write_section  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 from textual import events  # noqa: E402
 
-from app.tui.app import make_app  # noqa: E402
-from app.tui.screens.transcript import TranscriptScreen  # noqa: E402
-from services import coding as coding_service  # noqa: E402
-from storage.db import open_study  # noqa: E402
-from storage.models import Coding, Transcript, Turn  # noqa: E402
+from concord.app.tui.app import make_app  # noqa: E402
+from concord.app.tui.screens.transcript import TranscriptScreen  # noqa: E402
+from concord.services import coding as coding_service  # noqa: E402
+from concord.storage.db import open_study  # noqa: E402
+from concord.storage.models import Coding, Transcript, Turn  # noqa: E402
 from tests.factories import build_transcript_text, make_study  # noqa: E402
 
 APPLICATIONS = 1_000

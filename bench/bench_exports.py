@@ -27,13 +27,13 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import insert, select
 
-from exporters.excerpts import build_report, write_report
-from exporters.frequencies import GATHER_FOR, frequency_specs, frequency_table
-from exporters.writers import write_tables
-from services.results import gather
-from services.study import add_coder, init_study
-from services.workspace import Workspace
-from storage.models import (
+from concord.exporters.excerpts import build_report, write_report
+from concord.exporters.frequencies import GATHER_FOR, frequency_specs, frequency_table
+from concord.exporters.writers import write_tables
+from concord.services.results import gather
+from concord.services.study import add_coder, init_study
+from concord.services.workspace import Workspace
+from concord.storage.models import (
     Attribute,
     Code,
     Codebook,

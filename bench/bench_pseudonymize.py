@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from importers.name_register import NameRegister  # noqa: E402
-from importers.pseudonymize import (  # noqa: E402
+from concord.importers.name_register import NameRegister  # noqa: E402
+from concord.importers.pseudonymize import (  # noqa: E402
     PIPE_BATCH_SIZE,
     RULER_NAME,
     load_pipeline,

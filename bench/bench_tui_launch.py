@@ -35,9 +35,9 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import Log
 
-from app.tui.layout import LayoutSource, TranscriptLayout
-from app.tui.widgets.transcript_view import GUTTER_WIDTH, TranscriptView
-from services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInfo
+from concord.app.tui.layout import LayoutSource, TranscriptLayout
+from concord.app.tui.widgets.transcript_view import GUTTER_WIDTH, TranscriptView
+from concord.services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInfo
 
 # Run as a script from anywhere: the repository root holds the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

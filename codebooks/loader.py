@@ -16,8 +16,8 @@ from typing import Any
 import yaml
 from rapidfuzz import process
 
-from codebooks.spec import CODE_TEXT_FIELDS, CodebookSpec, CodeSpec
-from storage.errors import InputError, NotFound
+from concord.codebooks.spec import CODE_TEXT_FIELDS, CodebookSpec, CodeSpec
+from concord.storage.errors import InputError, NotFound
 
 CODEBOOK_FIELDS: tuple[str, ...] = ("id", "title", "version", "source", "description", "codes")
 CODE_FIELDS: tuple[str, ...] = ("name", *CODE_TEXT_FIELDS[:6], "high_pole", *CODE_TEXT_FIELDS[6:], "children")
@@ -190,7 +190,7 @@ def dump_codebook(spec: CodebookSpec) -> str:
 
 
 def _bundled_dir():
-    return resources.files("codebooks") / "bundled"
+    return resources.files("concord.codebooks") / "bundled"
 
 
 def _read_source(path_or_text: str | os.PathLike[str], source_name: str | None) -> tuple[str, str]:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from lxml import etree
 
-from codebooks.loader import NAMED_COLOURS, colour_hex, hotkey_problem
-from codebooks.spec import CodebookSpec, CodeSpec
-from storage.errors import ConcordError, InputError
+from concord.codebooks.loader import NAMED_COLOURS, colour_hex, hotkey_problem
+from concord.codebooks.spec import CodebookSpec, CodeSpec
+from concord.storage.errors import ConcordError, InputError
 
 CODEBOOK_NAMESPACE = "urn:QDA-XML:codebook:1.0"
 CODE_FIELDS_MARKER = "-- Concord code fields --"

@@ -28,11 +28,11 @@ from xml.sax.saxutils import escape as xml_escape
 import numpy as np
 import pandas as pd
 
-from exporters.frequencies import attribute_columns, code_counts, coding_turns, natural_key
-from exporters.writers import add_caption, atomic_write, format_of, new_document
+from concord.exporters.frequencies import attribute_columns, code_counts, coding_turns, natural_key
+from concord.exporters.writers import add_caption, atomic_write, format_of, new_document
 
 if TYPE_CHECKING:
-    from services.results import CodeNode, ResultsData
+    from concord.services.results import CodeNode, ResultsData
 
 REPORT_FORMATS = (".docx", ".md", ".html")
 CONTEXT_GREY = (0x6B, 0x6B, 0x6B)

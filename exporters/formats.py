@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from storage.errors import ConcordError
+from concord.storage.errors import ConcordError
 
 FORMATS = (".csv", ".xlsx", ".docx", ".json")
 

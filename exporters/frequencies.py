@@ -48,12 +48,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analysis.scoring import squash
-from exporters.writers import TableSpec
-from storage.errors import ConcordError, PermissionDenied
+from concord.analysis.scoring import squash
+from concord.exporters.writers import TableSpec
+from concord.storage.errors import ConcordError, PermissionDenied
 
 if TYPE_CHECKING:
-    from services.results import CodeNode, ResultsData
+    from concord.services.results import CodeNode, ResultsData
 
 COUNTS = ("segments", "turns", "words", "presence")
 UNITS = ("transcript", "session", "dyad", "group")

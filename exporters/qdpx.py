@@ -25,9 +25,9 @@ from importlib import metadata
 
 from lxml import etree
 
-from codebooks.qdc import project_code_elements
-from codebooks.spec import CodebookSpec
-from storage.errors import ConcordError
+from concord.codebooks.qdc import project_code_elements
+from concord.codebooks.spec import CodebookSpec
+from concord.storage.errors import ConcordError
 
 PROJECT_NAMESPACE = "urn:QDA-XML:project:1.0"
 XSI_NAMESPACE = "http://www.w3.org/2001/XMLSchema-instance"

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from storage.errors import ConcordError
+from concord.storage.errors import ConcordError
 
-from exporters.formats import FORMATS, format_of  # noqa: E402,F401  (re-exported)
+from concord.exporters.formats import FORMATS, format_of  # noqa: E402,F401  (re-exported)
 MAX_XLSX_WIDTH = 50
 TABLE_FONT_PT = 9
 

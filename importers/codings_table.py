@@ -12,8 +12,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from importers.encoding import read_text_file
-from storage.errors import InputError
+from concord.importers.encoding import read_text_file
+from concord.storage.errors import InputError
 
 REQUIRED = ("transcript", "turn", "coder", "code")
 OPTIONAL = ("group", "start", "end", "memo")

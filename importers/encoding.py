@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.errors import InputError
+from concord.storage.errors import InputError
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),

@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from importers.encoding import decode_bytes, read_bytes
-from importers.parsed import ParsedTranscript
-from importers.transcript_formats import KINDS, parse_transcript
-from storage.errors import InputError
+from concord.importers.encoding import decode_bytes, read_bytes
+from concord.importers.parsed import ParsedTranscript
+from concord.importers.transcript_formats import KINDS, parse_transcript
+from concord.storage.errors import InputError
 
 RESERVED_COLUMNS = ("file", "key", "kind", "dyad", "session", "perspective", "language")
 PERSPECTIVES = ("client", "therapist")

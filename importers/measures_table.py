@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.scoring import (
+from concord.analysis.scoring import (
     BLANK_MARKERS,
     Instrument,
     Scored,
@@ -30,8 +30,8 @@ from analysis.scoring import (
     squash,
     template_message,
 )
-from importers.encoding import read_text_file
-from storage.errors import InputError
+from concord.importers.encoding import read_text_file
+from concord.storage.errors import InputError
 
 MAX_LISTED = 20
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import yaml
 
-from storage.errors import ConcordError, InputError
+from concord.storage.errors import ConcordError, InputError
 
 KINDS = ("person", "place", "organisation")
 _KIND_SYNONYMS = {

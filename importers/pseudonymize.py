@@ -62,8 +62,8 @@ import spacy
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
-from importers.name_register import Entry, NameRegister
-from storage.errors import ConcordError, InputError
+from concord.importers.name_register import Entry, NameRegister
+from concord.storage.errors import ConcordError, InputError
 
 RULER_NAME = "name_register"
 NER_LABEL_KINDS = {
@@ -318,7 +318,7 @@ class _Lexicon:
 
 
 def _read_word_list(filename: str) -> frozenset[str]:
-    resource = importlib.resources.files("importers.wordlists").joinpath(filename)
+    resource = importlib.resources.files("concord.importers.wordlists").joinpath(filename)
     if not resource.is_file():
         return frozenset()
     words: set[str] = set()

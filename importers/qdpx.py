@@ -33,9 +33,9 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from codebooks.qdc import parse_xml, read_input, read_qdc
-from codebooks.spec import CodebookSpec
-from storage.errors import InputError
+from concord.codebooks.qdc import parse_xml, read_input, read_qdc
+from concord.codebooks.spec import CodebookSpec
+from concord.storage.errors import InputError
 
 MAX_XML_BYTES = 512 * 1024 * 1024
 MAX_SOURCE_BYTES = 256 * 1024 * 1024
@@ -755,7 +755,7 @@ def turns_from_text(text: str) -> list[RebuiltTurn]:
     """One turn per non-empty line, or per speaker: "T: ..." starts a turn of that speaker, and the
     lines under it (up to a blank line or the next speaker) continue it. Unlabelled lines are turns of
     role "other" with no label. Turn ranges exclude the speaker prefix and surrounding blanks."""
-    from importers.speakers import MalformedTimestamp, SpeakerLine, SpeakerRoles, match_speaker_line
+    from concord.importers.speakers import MalformedTimestamp, SpeakerLine, SpeakerRoles, match_speaker_line
 
     roles = SpeakerRoles()
     turns: list[list] = []  # [role, label, start, end, has_speaker]

@@ -12,8 +12,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from importers.parsed import SPEAKER_ROLES
-from storage.errors import InputError
+from concord.importers.parsed import SPEAKER_ROLES
+from concord.storage.errors import InputError
 
 DEFAULT_LABEL_ROLES: dict[str, str] = {
     # therapist

@@ -20,9 +20,9 @@ from pathlib import Path
 import docx  # python-docx
 import openpyxl
 
-from importers.encoding import DecodedText, decode_bytes, read_bytes
-from importers.parsed import ParsedTranscript, ParsedTurn
-from importers.speakers import (
+from concord.importers.encoding import DecodedText, decode_bytes, read_bytes
+from concord.importers.parsed import ParsedTranscript, ParsedTurn
+from concord.importers.speakers import (
     MalformedTimestamp,
     SpeakerLine,
     SpeakerRoles,
@@ -32,7 +32,7 @@ from importers.speakers import (
     parse_time_value,
     parse_timestamp_token,
 )
-from storage.errors import InputError
+from concord.storage.errors import InputError
 
 FORMATS = ("txt", "md", "docx", "vtt", "srt", "csv", "xlsx")
 KINDS = ("session", "ipr")

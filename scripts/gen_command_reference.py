@@ -71,7 +71,7 @@ def anchor(title: str) -> str:
 
 
 def render() -> str:
-    from app.cli import main
+    from concord.app.cli import main
 
     entries = list(walk(main, ("concord",)))
     lines = [INTRO, "## Contents", ""]

@@ -32,8 +32,8 @@ async def _settle(pilot) -> None:
 
 async def screenshot_svg(study: Path) -> str:
     """The SVG of the coding screen on TRANSCRIPT, with a few words selected in a coded turn."""
-    from app.tui.app import make_app
-    from app.tui.screens.transcript import TranscriptScreen
+    from concord.app.tui.app import make_app
+    from concord.app.tui.screens.transcript import TranscriptScreen
 
     app = make_app(str(study), CODER)
     async with app.run_test(size=SIZE) as pilot:
@@ -51,7 +51,7 @@ async def screenshot_svg(study: Path) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from app.demo.build import ensure_demo
+    from concord.app.demo.build import ensure_demo
 
     out = Path(argv[0]) if argv else DEFAULT_OUT
     with tempfile.TemporaryDirectory() as folder:

@@ -31,8 +31,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analysis.agreement_stats import MISSING, RatingsError, compute
-from analysis.agreement_units import (
+from concord.analysis.agreement_stats import MISSING, RatingsError, compute
+from concord.analysis.agreement_units import (
     UNCODED_CHOICES,
     UNIT_KINDS,
     Corpus,
@@ -45,10 +45,10 @@ from analysis.agreement_units import (
     presence_tables,
     stack,
 )
-from services.codes import find_code
-from services.workspace import Workspace
-from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import (
+from concord.services.codes import find_code
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.models import (
     SPEAKER_ROLES,
     Code,
     Codebook,

@@ -7,9 +7,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.dto import AuditInfo
-from services.workspace import Workspace
-from storage.models import AuditEvent, Coder
+from concord.services.dto import AuditInfo
+from concord.services.workspace import Workspace
+from concord.storage.models import AuditEvent, Coder
 
 
 def record(session: Session, actor: str, action: str, entity: str | None = None,

@@ -16,17 +16,17 @@ from pathlib import Path
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from codebooks.loader import bundled_ids, dump_codebook, load_bundled, load_codebook
-from codebooks.merge import suggest_merges
-from codebooks.qdc import export_qdc, read_qdc, stable_guid
-from codebooks.spec import CodebookSpec, CodeSpec
-from services.audit import record
-from services.codes import code_infos, find_code
-from services.dto import CodeInfo
-from services.study import require_setup_rights
-from services.workspace import Workspace
-from storage.errors import ConcordError, InputError, NotFound
-from storage.models import Code, CodeChange, Codebook, CodebookVersion, Coder, Coding
+from concord.codebooks.loader import bundled_ids, dump_codebook, load_bundled, load_codebook
+from concord.codebooks.merge import suggest_merges
+from concord.codebooks.qdc import export_qdc, read_qdc, stable_guid
+from concord.codebooks.spec import CodebookSpec, CodeSpec
+from concord.services.audit import record
+from concord.services.codes import code_infos, find_code
+from concord.services.dto import CodeInfo
+from concord.services.study import require_setup_rights
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, InputError, NotFound
+from concord.storage.models import Code, CodeChange, Codebook, CodebookVersion, Coder, Coding
 
 EDITABLE_FIELDS = ("name", "label", "definition", "inclusion", "exclusion", "example", "pole", "high_pole",
                    "hotkey", "colour")

@@ -11,11 +11,11 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.audit import record
-from services.dto import CodeInfo
-from services.workspace import Workspace
-from storage.errors import ConcordError, NotFound
-from storage.models import Code, Codebook, Coder
+from concord.services.audit import record
+from concord.services.dto import CodeInfo
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, NotFound
+from concord.storage.models import Code, Codebook, Coder
 
 INDUCTIVE_CODEBOOK = "inductive"
 

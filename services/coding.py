@@ -12,12 +12,12 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from services.audit import record
-from services.codes import usable_code
-from services.dto import CodingInfo, MemoInfo
-from services.workspace import Workspace, settings_of
-from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import Coder, Coding, EditStep, Memo, Study, Transcript
+from concord.services.audit import record
+from concord.services.codes import usable_code
+from concord.services.dto import CodingInfo, MemoInfo
+from concord.services.workspace import Workspace, settings_of
+from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.models import Coder, Coding, EditStep, Memo, Study, Transcript
 
 CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
 
@@ -252,7 +252,7 @@ def list_memos(workspace: Workspace, *, target_kind: str | None = None, target_i
 
     With ``transcript_id``: the memos on that transcript, its turns and its codings.
     """
-    from storage.models import Turn
+    from concord.storage.models import Turn
 
     blind = workspace.blind_for_actor()
     actor = workspace.actor

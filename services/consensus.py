@@ -36,14 +36,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from analysis.agreement_units import Corpus, ReviewUnit, UnitsError, check_overlap, review_units
-from services.agreement import LoadedCorpus, load_corpus
-from services.audit import record
-from services.codes import find_code
-from services.transcripts import find_transcript
-from services.workspace import Workspace
-from storage.errors import ConcordError, InputError, NotFound
-from storage.models import (
+from concord.analysis.agreement_units import Corpus, ReviewUnit, UnitsError, check_overlap, review_units
+from concord.services.agreement import LoadedCorpus, load_corpus
+from concord.services.audit import record
+from concord.services.codes import find_code
+from concord.services.transcripts import find_transcript
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, InputError, NotFound
+from concord.storage.models import (
     Code,
     Coder,
     Coding,

@@ -27,9 +27,9 @@ from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from codebooks.qdc import read_qdc, stable_guid
-from codebooks.spec import CodebookSpec, CodeSpec
-from exporters.qdpx import (
+from concord.codebooks.qdc import read_qdc, stable_guid
+from concord.codebooks.spec import CodebookSpec, CodeSpec
+from concord.exporters.qdpx import (
     ATTRIBUTE_MARKER,
     CODE_CREATOR_MARKER,
     CODEBOOK_MARKER,
@@ -54,7 +54,7 @@ from exporters.qdpx import (
     write_qdpx,
     xml_datetime,
 )
-from importers.qdpx import (
+from concord.importers.qdpx import (
     ATLAS_TI_SYSTEM_USER,
     ParsedCoding,
     ParsedProject,
@@ -67,12 +67,12 @@ from importers.qdpx import (
     turns_from_text,
     unique_names,
 )
-from services.audit import record
-from services.codebooks import codebook_spec, snapshot_codebook
-from services.study import require_setup_rights, ensure_coder
-from services.workspace import Workspace
-from storage.errors import ConcordError, InputError, PermissionDenied
-from storage.models import (
+from concord.services.audit import record
+from concord.services.codebooks import codebook_spec, snapshot_codebook
+from concord.services.study import require_setup_rights, ensure_coder
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, InputError, PermissionDenied
+from concord.storage.models import (
     SPEAKER_ROLES,
     TRANSCRIPT_KINDS,
     TRANSCRIPT_PHASES,

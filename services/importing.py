@@ -16,12 +16,12 @@ from pathlib import Path
 
 from sqlalchemy import insert, select
 
-from importers.parsed import ParsedTranscript, ParsedTurn
-from services.audit import record
-from services.study import require_setup_rights, ensure_coder
-from services.workspace import Workspace
-from storage.errors import ConcordError, InputError
-from storage.models import (
+from concord.importers.parsed import ParsedTranscript, ParsedTurn
+from concord.services.audit import record
+from concord.services.study import require_setup_rights, ensure_coder
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, InputError
+from concord.storage.models import (
     Attribute,
     Code,
     Codebook,
@@ -152,7 +152,7 @@ def _session_from_attributes(plan: TranscriptPlan) -> TranscriptPlan:
 
 def _role_label_ranges(parsed: ParsedTranscript) -> list[tuple[int, int]]:
     """Ranges of speaker labels that are role words (T:, Therapist:), which pseudonymising must not touch."""
-    from importers.speakers import DEFAULT_LABEL_ROLES
+    from concord.importers.speakers import DEFAULT_LABEL_ROLES
 
     ranges = []
     text = parsed.text
@@ -168,7 +168,7 @@ def _role_label_ranges(parsed: ParsedTranscript) -> list[tuple[int, int]]:
 
 
 def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register) -> ParsedTranscript:
-    from importers.pseudonymize import map_offset
+    from concord.importers.pseudonymize import map_offset
 
     if not offset_map.original_starts and not any(register.lookup(t.speaker_label) for t in parsed.turns):
         return parsed
@@ -216,8 +216,8 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
                      pseudonymize: bool = True, nlp_name: str | None = None, register_path: str | None = None,
                      progress: Progress = _no_progress) -> tuple[ImportReport, object]:
     """Parse, check and pseudonymise; nothing is written. Returns the report and the name register."""
-    from importers.manifest import parse_manifest_transcripts, read_manifest
-    from importers.transcript_formats import parse_transcript
+    from concord.importers.manifest import parse_manifest_transcripts, read_manifest
+    from concord.importers.transcript_formats import parse_transcript
 
     if kind == "ipr" and perspective is None and manifest is None:
         raise ConcordError("an IPR interview needs --perspective client|therapist")
@@ -257,9 +257,9 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
     report = ImportReport()
     register = None
     if pseudonymize:
-        from importers.name_register import NameRegister
-        from importers.pseudonymize import format_report, load_pipeline
-        from importers.pseudonymize import pseudonymize as run_pseudonymizer
+        from concord.importers.name_register import NameRegister
+        from concord.importers.pseudonymize import format_report, load_pipeline
+        from concord.importers.pseudonymize import pseudonymize as run_pseudonymizer
 
         path = register_path or settings.pseudonym_register or str(default_register_path(workspace))
         register = NameRegister.load(path, create=True)
@@ -390,8 +390,8 @@ def import_measures(workspace: Workspace, path: str, instrument: str, *, respond
                     columns: dict | None = None, create_sessions: bool = False, dry_run: bool = False,
                     sheet: str | None = None) -> MeasuresReport:
     """Questionnaire responses scored by the instrument's definition, matched to sessions by dyad and number."""
-    from analysis.scoring import load_instrument
-    from importers.measures_table import read_measures
+    from concord.analysis.scoring import load_instrument
+    from concord.importers.measures_table import read_measures
 
     require_setup_rights(workspace)
     definition = load_instrument(instrument)
@@ -451,7 +451,7 @@ class CodingsReport:
 def import_codings(workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False,
                    dry_run: bool = False) -> CodingsReport:
     """Codings from a spreadsheet: transcript, turn, coder, code, and optional group, start, end, memo."""
-    from importers.codings_table import read_codings
+    from concord.importers.codings_table import read_codings
 
     require_setup_rights(workspace)
     rows = read_codings(path)

@@ -31,10 +31,10 @@ import pandas as pd
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from services.audit import record
-from services.workspace import Workspace
-from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import (
+from concord.services.audit import record
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.models import (
     Attribute,
     Code,
     Codebook,

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import select
 
-from analysis.session_selection import SelectionResult, SessionAlliance, select_sessions as run_selection
-from analysis.session_selection import session_alliance, session_table
-from services.audit import record
-from services.workspace import Workspace
-from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import Attribute, Dyad, QuestionnaireScore, TherapySession
+from concord.analysis.session_selection import SelectionResult, SessionAlliance, select_sessions as run_selection
+from concord.analysis.session_selection import session_alliance, session_table
+from concord.services.audit import record
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.models import Attribute, Dyad, QuestionnaireScore, TherapySession
 
 
 @dataclass(frozen=True)

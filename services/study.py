@@ -6,12 +6,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from services.audit import record
-from services.dto import CoderInfo, StudySettings
-from services.workspace import Workspace, settings_of
-from storage.db import backup_study, create_study_store, discard_new_study
-from storage.errors import ConcordError, NotFound, PermissionDenied
-from storage.models import CODER_ROLES, Code, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
+from concord.services.audit import record
+from concord.services.dto import CoderInfo, StudySettings
+from concord.services.workspace import Workspace, settings_of
+from concord.storage.db import backup_study, create_study_store, discard_new_study
+from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.models import CODER_ROLES, Code, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
 
 
 def init_study(target: str, *, title: str | None = None, blind: bool = True, language: str = "en",
@@ -21,7 +21,7 @@ def init_study(target: str, *, title: str | None = None, blind: bool = True, lan
     Codebooks are read and validated before anything is created, so a bad one
     leaves no half-made study behind.
     """
-    from services.codebooks import add_codebook_spec, resolve_codebook
+    from concord.services.codebooks import add_codebook_spec, resolve_codebook
 
     specs = [resolve_codebook(name) for name in codebooks]
     store = create_study_store(target)

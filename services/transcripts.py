@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.audit import record
-from services.dto import (
+from concord.services.audit import record
+from concord.services.dto import (
     AttributeInfo,
     ProgressInfo,
     ScoreInfo,
@@ -20,9 +20,9 @@ from services.dto import (
     TranscriptSummary,
     TurnInfo,
 )
-from services.workspace import Workspace
-from storage.errors import NotFound
-from storage.models import (
+from concord.services.workspace import Workspace
+from concord.storage.errors import NotFound
+from concord.storage.models import (
     Attribute,
     Coder,
     Coding,

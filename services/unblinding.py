@@ -14,10 +14,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import select
 
-from services.audit import record
-from services.workspace import Workspace
-from storage.errors import ConcordError
-from storage.models import Study, Transcript
+from concord.services.audit import record
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError
+from concord.storage.models import Study, Transcript
 
 
 @dataclass(frozen=True)

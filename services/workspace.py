@@ -7,10 +7,10 @@ import os
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.dto import Actor, StudySettings
-from storage.db import StudyStore, open_study
-from storage.errors import NotFound, PermissionDenied
-from storage.models import Coder, Study
+from concord.services.dto import Actor, StudySettings
+from concord.storage.db import StudyStore, open_study
+from concord.storage.errors import NotFound, PermissionDenied
+from concord.storage.models import Coder, Study
 
 
 def settings_of(row: Study) -> StudySettings:

@@ -24,10 +24,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from storage.errors import ConcordError
-from storage.models import Base
+from concord.storage.errors import ConcordError
+from concord.storage.models import Base
+from concord.storage.resources import package_path
 
-MIGRATIONS = Path(__file__).with_name("migrations")
+MIGRATIONS = package_path("concord.storage.migrations")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 STUDY_SUFFIX = ".concord"
 

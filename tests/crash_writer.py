@@ -2,8 +2,8 @@
 
 import sys
 
-from services import codes, coding, transcripts
-from services.workspace import Workspace
+from concord.services import codes, coding, transcripts
+from concord.services.workspace import Workspace
 
 workspace = Workspace.open(sys.argv[1], "ann")
 detail = transcripts.get_transcript(workspace, "S-A")

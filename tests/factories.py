@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from services.study import add_coder, init_study
-from services.workspace import Workspace
-from storage.models import (
+from concord.services.study import add_coder, init_study
+from concord.services.workspace import Workspace
+from concord.storage.models import (
     Attribute,
     Code,
     Codebook,

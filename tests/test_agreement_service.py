@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
-from app.cli import main
-from services.agreement import AgreementOptions, compute_agreement, disagreement_units
-from services.study import add_coder
-from storage.errors import ConcordError, PermissionDenied
-from storage.models import Code, Codebook, Coder, Coding, Transcript, Turn
+from concord.app.cli import main
+from concord.services.agreement import AgreementOptions, compute_agreement, disagreement_units
+from concord.services.study import add_coder
+from concord.storage.errors import ConcordError, PermissionDenied
+from concord.storage.models import Code, Codebook, Coder, Coding, Transcript, Turn
 from tests.factories import as_person, make_study
 
 nan = np.nan

@@ -21,7 +21,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from analysis.agreement_stats import (
+from concord.analysis.agreement_stats import (
     MISSING,
     NOTE_NO_PAIRABLE_UNIT,
     NOTE_NO_SHARED_UNIT,
@@ -40,7 +40,7 @@ from analysis.agreement_stats import (
     krippendorff_alpha,
     percent_agreement,
 )
-from storage.errors import InputError
+from concord.storage.errors import InputError
 
 _ = None  # missing rating in the fixtures below
 

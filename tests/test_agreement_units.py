@@ -6,8 +6,8 @@ import krippendorff
 import numpy as np
 import pytest
 
-from analysis.agreement_stats import MISSING, krippendorff_alpha
-from analysis.agreement_units import (
+from concord.analysis.agreement_stats import MISSING, krippendorff_alpha
+from concord.analysis.agreement_units import (
     CodingRecord,
     Group,
     TurnRecord,

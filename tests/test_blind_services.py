@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services import coding, codes, transcripts
-from services.study import study_status
-from services.audit import list_events
-from storage.errors import PermissionDenied
+from concord.services import coding, codes, transcripts
+from concord.services.study import study_status
+from concord.services.audit import list_events
+from concord.storage.errors import PermissionDenied
 from tests.factories import as_person, make_study
 
 

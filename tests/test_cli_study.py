@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from app.cli import main
+from concord.app.cli import main
 
 
 def run(*args, env=None):

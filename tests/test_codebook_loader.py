@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from codebooks.loader import (
+from concord.codebooks.loader import (
     NAMED_COLOURS,
     RESERVED_HOTKEYS,
     bundled_ids,
@@ -17,8 +17,8 @@ from codebooks.loader import (
     load_bundled,
     load_codebook,
 )
-from codebooks.spec import CodebookSpec, CodeSpec
-from storage.errors import InputError, NotFound
+from concord.codebooks.spec import CodebookSpec, CodeSpec
+from concord.storage.errors import InputError, NotFound
 
 REPO = Path(__file__).resolve().parents[1]
 HEX = re.compile(r"^#[0-9A-Fa-f]{6}$")
@@ -446,7 +446,7 @@ def test_duplicate_guid_names_both_lines():
 
 
 def test_format_document_covers_every_field_reserved_key_and_colour_name():
-    from codebooks.loader import CODE_FIELDS, CODEBOOK_FIELDS
+    from concord.codebooks.loader import CODE_FIELDS, CODEBOOK_FIELDS
 
     document = (REPO / "docs" / "codebook-format.md").read_text(encoding="utf-8")
     for field in (*CODEBOOK_FIELDS, *CODE_FIELDS, "codes"):

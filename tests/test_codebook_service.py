@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
-from codebooks.loader import dump_codebook, load_bundled, load_codebook
-from codebooks.qdc import import_qdc
-from services import codebooks, coding, codes, transcripts
-from services.audit import list_events
-from storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.app.cli import main
+from concord.codebooks.loader import dump_codebook, load_bundled, load_codebook
+from concord.codebooks.qdc import import_qdc
+from concord.services import codebooks, coding, codes, transcripts
+from concord.services.audit import list_events
+from concord.storage.errors import ConcordError, NotFound, PermissionDenied
 from tests.factories import as_person, make_study
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services import coding, codes, transcripts
-from services.workspace import Workspace
-from storage.db import open_study
-from storage.errors import ConcordError, PermissionDenied
+from concord.services import coding, codes, transcripts
+from concord.services.workspace import Workspace
+from concord.storage.db import open_study
+from concord.storage.errors import ConcordError, PermissionDenied
 from tests.factories import as_person, make_study
 
 

@@ -7,14 +7,14 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
-from services import coding, codes, consensus, transcripts
-from services.audit import list_events
-from services.consensus import DecisionRequest, RationaleRequired
-from services.study import update_settings
-from services.unblinding import unblind
-from storage.errors import ConcordError, InputError, PermissionDenied
-from storage.models import Coding, ConsensusDecision, ConsensusSource
+from concord.app.cli import main
+from concord.services import coding, codes, consensus, transcripts
+from concord.services.audit import list_events
+from concord.services.consensus import DecisionRequest, RationaleRequired
+from concord.services.study import update_settings
+from concord.services.unblinding import unblind
+from concord.storage.errors import ConcordError, InputError, PermissionDenied
+from concord.storage.models import Coding, ConsensusDecision, ConsensusSource
 from tests.factories import as_person, make_study
 
 

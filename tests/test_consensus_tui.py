@@ -9,13 +9,13 @@ import pytest
 from rich.console import Console
 from textual.widgets import DataTable, Input, Static
 
-from app.tui.app import make_app
-from app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
-from app.tui.screens.consensus import CodeChoiceDialog, ConsensusScreen, ConsensusSetup, RationaleDialog, SpanDialog
-from app.tui.screens.overview import OverviewScreen
-from services import consensus, transcripts
-from services.study import update_settings
-from storage.errors import PermissionDenied
+from concord.app.tui.app import make_app
+from concord.app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
+from concord.app.tui.screens.consensus import CodeChoiceDialog, ConsensusScreen, ConsensusSetup, RationaleDialog, SpanDialog
+from concord.app.tui.screens.overview import OverviewScreen
+from concord.services import consensus, transcripts
+from concord.services.study import update_settings
+from concord.storage.errors import PermissionDenied
 from tests.factories import as_person, make_study
 from tests.test_consensus import coded
 

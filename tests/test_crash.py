@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
-from storage.db import open_study
-from storage.models import AuditEvent, Coding
+from concord.storage.db import open_study
+from concord.storage.models import AuditEvent, Coding
 from tests.factories import make_study
 
 ROOT = Path(__file__).resolve().parents[1]

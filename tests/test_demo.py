@@ -10,16 +10,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main
-from app.demo import build as demo_build
-from app.demo.build import DEMO_FILENAME, DEMO_TITLE, MATERIAL, demo_path, ensure_demo
-from services.audit import list_events
-from services.coding import apply_code, list_codings
-from services.codes import visible_codes
-from services.study import add_coder, init_study, study_status
-from services.transcripts import get_transcript, list_transcripts
-from services.workspace import Workspace
-from storage.errors import ConcordError, PermissionDenied
+from concord.app.cli import main
+from concord.app.demo import build as demo_build
+from concord.app.demo.build import DEMO_FILENAME, DEMO_TITLE, MATERIAL, demo_path, ensure_demo
+from concord.services.audit import list_events
+from concord.services.coding import apply_code, list_codings
+from concord.services.codes import visible_codes
+from concord.services.study import add_coder, init_study, study_status
+from concord.services.transcripts import get_transcript, list_transcripts
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, PermissionDenied
 
 SESSION_KEYS = ("S01", "S02", "S03", "S04", "S05", "S06")
 IPR_KEYS = ("IPR-A-client", "IPR-A-therapist")
@@ -188,7 +188,7 @@ def test_the_ipr_interviews_hold_replayed_stretches_of_their_session(built):
 
 
 def test_the_demo_instrument_is_a_total_only_user_definition():
-    from analysis.scoring import load_instrument
+    from concord.analysis.scoring import load_instrument
 
     definition = load_instrument(str(MATERIAL / "wai-s-demo.yaml"))
     assert (definition.status, definition.respondent, len(definition.items)) == ("user", "therapist", 12)
@@ -286,7 +286,7 @@ async def wait_until(pilot, condition, tries: int = 200) -> None:
 @pytest.mark.skipif(not (Path(__file__).parents[1] / "app" / "tui" / "app.py").exists(),
                     reason="the workbench is not in this tree")
 async def test_alex_opens_the_first_demo_transcript_in_the_workbench(built, tmp_path):
-    from app.tui.app import make_app
+    from concord.app.tui.app import make_app
 
     target = copy_of(built, tmp_path)
     app = make_app(str(target), "alex")
@@ -305,8 +305,8 @@ async def test_alex_opens_the_first_demo_transcript_in_the_workbench(built, tmp_
 
 
 async def test_the_demo_opens_straight_on_a_half_coded_transcript(built, tmp_path):
-    from app.demo.build import FIRST_TRANSCRIPT
-    from app.tui.app import make_app
+    from concord.app.demo.build import FIRST_TRANSCRIPT
+    from concord.app.tui.app import make_app
 
     target = copy_of(built, tmp_path)
     app = make_app(str(target), "alex", transcript=FIRST_TRANSCRIPT)

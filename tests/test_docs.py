@@ -41,7 +41,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from app.cli import main as concord_cli
+from concord.app.cli import main as concord_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -235,8 +235,8 @@ class PageRun:
         assert result.exit_code == 0 and "Usage:" in result.output, f"{step.where}: --help failed: {result.output}"
         keys = context.params.get("config_path")
         if keys:
-            from app.tui.app import remappable_ids
-            from app.tui.keymap import load_keymap
+            from concord.app.tui.app import remappable_ids
+            from concord.app.tui.keymap import load_keymap
 
             load_keymap(self.folder / keys, known_ids=remappable_ids())
         self.checked.append(step.text)
@@ -272,7 +272,7 @@ class PageRun:
 
 @pytest.fixture(scope="module")
 def demo_study(tmp_path_factory) -> Path:
-    from app.demo.build import ensure_demo
+    from concord.app.demo.build import ensure_demo
 
     return ensure_demo(tmp_path_factory.mktemp("demo")).path
 
@@ -317,14 +317,14 @@ def test_readme_runs(page_folder):
 
 
 def _as(folder: Path, study: str, person: str):
-    from services.workspace import Workspace
+    from concord.services.workspace import Workspace
 
     return Workspace.open(str(folder / study), person)
 
 
 def after_coder_guide(folder: Path) -> None:
     """The coder's guide only looks: alex's work is as the demo left it."""
-    from services.study import study_status
+    from concord.services.study import study_status
 
     with _as(folder, "study.concord", "sam") as sam:
         assert study_status(sam)["codings"] == {"alex": 98, "kim": 98, "sam": 0}
@@ -332,8 +332,8 @@ def after_coder_guide(folder: Path) -> None:
 
 def after_supervisor_guide(folder: Path) -> None:
     """S01 reconciled from the decisions file, the themes reshaped, the study unblinded."""
-    from services.codebooks import codebook_spec
-    from services.consensus import consensus_overview
+    from concord.services.codebooks import codebook_spec
+    from concord.services.consensus import consensus_overview
 
     with _as(folder, "study.concord", "sam") as sam:
         phases = {row.transcript: row.phase for row in consensus_overview(sam)}
@@ -348,7 +348,7 @@ def after_supervisor_guide(folder: Path) -> None:
 
 def after_researcher_guide(folder: Path) -> None:
     """Names replaced from the register, the blinded group kept, scores and codings in, exports written."""
-    from services.transcripts import get_transcript
+    from concord.services.transcripts import get_transcript
 
     with _as(folder, "pilot.concord", "sue") as sue:
         text = get_transcript(sue, "session-12-05").text
@@ -366,7 +366,7 @@ def after_researcher_guide(folder: Path) -> None:
 
 
 def after_admin_guide(folder: Path) -> None:
-    from services.study import list_coders, study_status
+    from concord.services.study import list_coders, study_status
 
     with _as(folder, "backups/study-2025-06-01.concord", "sam") as sam:
         assert study_status(sam)["codings"]["alex"] == 98
@@ -496,8 +496,8 @@ def _textual_key(written: str) -> str:
 def all_bindings() -> dict[str, list[str]]:
     from textual.binding import Binding
 
-    from app.tui.app import KEYED_CLASSES
-    from app.tui.keymap import declared_bindings
+    from concord.app.tui.app import KEYED_CLASSES
+    from concord.app.tui.keymap import declared_bindings
 
     keys: dict[str, list[str]] = {}
     for cls in KEYED_CLASSES:
@@ -524,9 +524,9 @@ def test_every_key_the_guides_list_does_what_they_say(name):
 
 def test_the_coder_guide_lists_every_coding_key():
     """Every described key of the coding screen and its text is in the coder's guide."""
-    from app.tui.keymap import declared_bindings
-    from app.tui.screens.transcript import TranscriptScreen
-    from app.tui.widgets.transcript_view import TranscriptView
+    from concord.app.tui.keymap import declared_bindings
+    from concord.app.tui.screens.transcript import TranscriptScreen
+    from concord.app.tui.widgets.transcript_view import TranscriptView
 
     listed = {binding_id for binding_id, _, _ in documented_keys(DOCS / "coder-guide.md")}
     apply_keys = {f"transcript.apply-{n}" for n in range(10)}
@@ -574,11 +574,11 @@ def sql_blocks(path: Path) -> dict[str, str]:
 def test_admin_guide_row_level_security_keeps_the_blind_in_the_database(monkeypatch):
     from sqlalchemy import create_engine, text
 
-    from app.demo.build import build_study
-    from services import codes, coding, transcripts
-    from services.study import study_status
-    from services.unblinding import unblind
-    from services.workspace import Workspace
+    from concord.app.demo.build import build_study
+    from concord.services import codes, coding, transcripts
+    from concord.services.study import study_status
+    from concord.services.unblinding import unblind
+    from concord.services.workspace import Workspace
     from tests.conftest import _pg_admin_engine, drop_pg_database, fresh_pg_url
 
     blocks = sql_blocks(DOCS / "admin-guide.md")

@@ -6,8 +6,8 @@ import codecs
 
 import pytest
 
-from importers.encoding import decode_bytes, normalise_line_endings, read_text_file
-from storage.errors import InputError
+from concord.importers.encoding import decode_bytes, normalise_line_endings, read_text_file
+from concord.storage.errors import InputError
 
 NORDIC = "T: Hur mår du? Bra, æ ø å ä ö, ÅÄÖØÆ.\nP: (skrattar) Um-hm, /.../ det är svårt.\n"
 

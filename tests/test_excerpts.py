@@ -8,9 +8,9 @@ import subprocess
 import pytest
 from docx import Document
 
-from exporters.excerpts import Fragment, build_report, md_escape, prevalence_png, write_report
-from services.results import gather
-from storage.errors import PermissionDenied
+from concord.exporters.excerpts import Fragment, build_report, md_escape, prevalence_png, write_report
+from concord.services.results import gather
+from concord.storage.errors import PermissionDenied
 from tests.factories import as_person
 from tests.test_frequencies import build_ipr_study, shared_study  # noqa: F401
 

@@ -11,9 +11,9 @@ from docx import Document
 from docx.oxml.ns import qn
 from openpyxl import load_workbook
 
-import app.commands.export as export_module
-import exporters.writers as writers
-from app.cli import main
+import concord.app.commands.export as export_module
+import concord.exporters.writers as writers
+from concord.app.cli import main
 from tests.test_frequencies import ALLIANCE, ER, GOALS, MF, ST, TD, build_ipr_study, shared_study  # noqa: F401
 
 

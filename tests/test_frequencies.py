@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import pytest
 from sqlalchemy import select
 
-from analysis.scoring import load_instrument, score
-from exporters.frequencies import (
+from concord.analysis.scoring import load_instrument, score
+from concord.exporters.frequencies import (
     GATHER_FOR,
     ALLIANCE,
     ALLIANCE_Z,
@@ -22,10 +22,10 @@ from exporters.frequencies import (
     frequency_table,
     representativeness_table,
 )
-from services.results import gather
-from services.study import add_coder, init_study
-from storage.errors import PermissionDenied
-from storage.models import (
+from concord.services.results import gather
+from concord.services.study import add_coder, init_study
+from concord.storage.errors import PermissionDenied
+from concord.storage.models import (
     Attribute,
     Code,
     Codebook,

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from app.cli import main
-from services import coding, transcripts
-from services.importing import import_codings, import_measures, import_transcripts
-from storage.errors import ConcordError, InputError
-from storage.models import Attribute, Coding, QuestionnaireScore, TherapySession, Transcript, Turn
+from concord.app.cli import main
+from concord.services import coding, transcripts
+from concord.services.importing import import_codings, import_measures, import_transcripts
+from concord.storage.errors import ConcordError, InputError
+from concord.storage.models import Attribute, Coding, QuestionnaireScore, TherapySession, Transcript, Turn
 from tests.factories import as_person, make_study
 from tests.mibot import mibot_missing_reason, write_mibot_turn_table
 

@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from importers.manifest import parse_manifest_transcripts, read_manifest
-from storage.errors import InputError
+from concord.importers.manifest import parse_manifest_transcripts, read_manifest
+from concord.storage.errors import InputError
 
 
 def write_csv(path, rows, delimiter=",", encoding="utf-8"):

@@ -10,9 +10,9 @@ from pathlib import Path
 import openpyxl
 import pytest
 
-from analysis.scoring import load_instrument
-from importers.measures_table import read_measures
-from storage.errors import InputError
+from concord.analysis.scoring import load_instrument
+from concord.importers.measures_table import read_measures
+from concord.storage.errors import InputError
 
 MIBOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mibot" / "data.csv"
 

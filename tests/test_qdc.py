@@ -10,10 +10,10 @@ import pytest
 import xmlschema
 from lxml import etree
 
-from codebooks.loader import load_bundled, load_codebook
-from codebooks.qdc import CODE_FIELDS_MARKER, export_qdc, import_qdc, read_qdc, stable_guid
-from codebooks.spec import CodebookSpec, CodeSpec
-from storage.errors import ConcordError, InputError
+from concord.codebooks.loader import load_bundled, load_codebook
+from concord.codebooks.qdc import CODE_FIELDS_MARKER, export_qdc, import_qdc, read_qdc, stable_guid
+from concord.codebooks.spec import CodebookSpec, CodeSpec
+from concord.storage.errors import ConcordError, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 NS = {"c": "urn:QDA-XML:codebook:1.0"}
@@ -133,7 +133,7 @@ def test_multi_line_text_and_a_code_without_definition_survive():
 
 
 def test_the_yaml_qdc_yaml_chain_is_stable_for_a_file(tmp_path):
-    from codebooks.loader import dump_codebook
+    from concord.codebooks.loader import dump_codebook
 
     spec = load_bundled("alliance-ruptures")
     path = tmp_path / "ruptures.qdc"

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from lxml import etree
 from sqlalchemy import func, select
 
-from app.cli import ConcordGroup
-from app.commands.qdpx import qdpx_export, qdpx_import
-from importers.qdpx import (
+from concord.app.cli import ConcordGroup
+from concord.app.commands.qdpx import qdpx_export, qdpx_import
+from concord.importers.qdpx import (
     CODE_POINTS,
     CODE_POINTS_LF,
     UTF16,
@@ -25,14 +25,14 @@ from importers.qdpx import (
     read_qdpx,
     turns_from_text,
 )
-from services.coding import add_memo, apply_code
-from services.codes import create_inductive_code, visible_codes
-from services.exchange import export_qdpx, import_qdpx
-from services.study import add_coder, init_study
-from services.transcripts import get_transcript
-from services.workspace import Workspace
-from storage.errors import InputError, PermissionDenied
-from storage.models import (
+from concord.services.coding import add_memo, apply_code
+from concord.services.codes import create_inductive_code, visible_codes
+from concord.services.exchange import export_qdpx, import_qdpx
+from concord.services.study import add_coder, init_study
+from concord.services.transcripts import get_transcript
+from concord.services.workspace import Workspace
+from concord.storage.errors import InputError, PermissionDenied
+from concord.storage.models import (
     Attribute,
     Code,
     Codebook,

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from app.tui.app import make_app
-from app.tui.prevalence import theme_prevalence
-from app.tui.screens.overview import OverviewScreen
-from app.tui.screens.results import ResultsScreen
-from app.tui.widgets.prevalence_chart import bar, chart_lines
-from services import codes as code_service
-from services import consensus, transcripts
-from services.results import gather
-from services.unblinding import unblind
-from storage.errors import ConcordError, PermissionDenied
-from storage.models import Attribute, Dyad, Participant, TherapySession
+from concord.app.tui.app import make_app
+from concord.app.tui.prevalence import theme_prevalence
+from concord.app.tui.screens.overview import OverviewScreen
+from concord.app.tui.screens.results import ResultsScreen
+from concord.app.tui.widgets.prevalence_chart import bar, chart_lines
+from concord.services import codes as code_service
+from concord.services import consensus, transcripts
+from concord.services.results import gather
+from concord.services.unblinding import unblind
+from concord.storage.errors import ConcordError, PermissionDenied
+from concord.storage.models import Attribute, Dyad, Participant, TherapySession
 from tests.factories import as_person, make_study
 from tests.test_agreement_service import add_codings, add_transcript
 
@@ -35,7 +35,7 @@ def add_session_transcript(workspace, key: str, dyad_key: str, group: str) -> li
         therapy = TherapySession(dyad_id=dyad.id, number=3, modality="online")
         session.add(therapy)
         session.flush()
-        from storage.models import Transcript
+        from concord.storage.models import Transcript
 
         session.query(Transcript).filter(Transcript.key == key).update({"session_id": therapy.id})
         session.add(Attribute(target_kind="session", target_id=therapy.id, name="group", value=group, blinded=True))

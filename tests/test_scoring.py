@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.scoring import Instrument, list_instruments, load_instrument, score
-from storage.errors import InputError, NotFound
+from concord.analysis.scoring import Instrument, list_instruments, load_instrument, score
+from concord.storage.errors import InputError, NotFound
 
 
 def write(directory: Path, name: str, text: str) -> Path:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from textual.widgets import OptionList
 
-from app.tui.app import make_app
-from app.tui.screens.overview import OverviewScreen
-from app.tui.screens.search import SearchScreen, load_corpus, search_corpus
-from app.tui.screens.transcript import TranscriptScreen
-from services import transcripts
-from storage.models import Transcript, Turn
+from concord.app.tui.app import make_app
+from concord.app.tui.screens.overview import OverviewScreen
+from concord.app.tui.screens.search import SearchScreen, load_corpus, search_corpus
+from concord.app.tui.screens.transcript import TranscriptScreen
+from concord.services import transcripts
+from concord.storage.models import Transcript, Turn
 from tests.factories import as_person, build_transcript_text, make_study
 from tests.test_tui_pilot import screen_text, settle
 

@@ -12,14 +12,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from analysis.session_selection import select_sessions, session_alliance, session_table
-from app.cli import main
-from services.audit import list_events
-from services.selection import select_sessions as select_in_study
-from services.study import add_coder, init_study
-from services.workspace import Workspace
-from storage.errors import NotFound, PermissionDenied
-from storage.models import Attribute, Dyad, QuestionnaireScore, Study, TherapySession
+from concord.analysis.session_selection import select_sessions, session_alliance, session_table
+from concord.app.cli import main
+from concord.services.audit import list_events
+from concord.services.selection import select_sessions as select_in_study
+from concord.services.study import add_coder, init_study
+from concord.services.workspace import Workspace
+from concord.storage.errors import NotFound, PermissionDenied
+from concord.storage.models import Attribute, Dyad, QuestionnaireScore, Study, TherapySession
 
 COLUMNS = ["therapy", "session", "alliance", "outcome"]
 

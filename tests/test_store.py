@@ -10,10 +10,10 @@ import threading
 import pytest
 from sqlalchemy import func, select, text
 
-from services.study import add_coder, init_study, list_coders
-from services.workspace import Workspace
-from storage.db import StudyOpenError, backup_study, create_study_store, head_revision, open_study
-from storage.models import AuditEvent, Coder, Study
+from concord.services.study import add_coder, init_study, list_coders
+from concord.services.workspace import Workspace
+from concord.storage.db import StudyOpenError, backup_study, create_study_store, head_revision, open_study
+from concord.storage.models import AuditEvent, Coder, Study
 
 
 def test_init_creates_current_schema_with_settings(study_target, backend):

@@ -7,12 +7,12 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Static, Tree
 
-from app.tui.app import make_app
-from app.tui.screens.overview import OverviewScreen
-from app.tui.screens.themes import Confirm, DefinitionEditor, SuggestionsScreen, TargetPicker, TextPrompt, ThemesScreen
-from services import codebooks, coding, transcripts
-from services import codes as code_service
-from storage.errors import PermissionDenied
+from concord.app.tui.app import make_app
+from concord.app.tui.screens.overview import OverviewScreen
+from concord.app.tui.screens.themes import Confirm, DefinitionEditor, SuggestionsScreen, TargetPicker, TextPrompt, ThemesScreen
+from concord.services import codebooks, coding, transcripts
+from concord.services import codes as code_service
+from concord.storage.errors import PermissionDenied
 from tests.factories import as_person, make_study
 from tests.test_tui_pilot import screen_text, settle
 

@@ -12,10 +12,10 @@ import pytest
 from docx.oxml import parse_xml
 from docx.oxml.ns import nsdecls
 
-from importers.parsed import ParsedTranscript, word_count
-from importers.speakers import SpeakerRoles, parse_clock, parse_speaker_map
-from importers.transcript_formats import detect_format, parse_transcript
-from storage.errors import InputError
+from concord.importers.parsed import ParsedTranscript, word_count
+from concord.importers.speakers import SpeakerRoles, parse_clock, parse_speaker_map
+from concord.importers.transcript_formats import detect_format, parse_transcript
+from concord.storage.errors import InputError
 from tests.mibot import mibot_missing_reason, mibot_transcripts_dir, read_mibot_utterances, write_mibot_turn_table
 
 

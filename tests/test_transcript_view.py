@@ -10,8 +10,8 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.color import Color
 
-from app.tui.widgets.transcript_view import CODE_TINT, GUTTER_WIDTH, TranscriptView
-from services.dto import CodeInfo, CodingInfo, TranscriptDetail
+from concord.app.tui.widgets.transcript_view import CODE_TINT, GUTTER_WIDTH, TranscriptView
+from concord.services.dto import CodeInfo, CodingInfo, TranscriptDetail
 from tests.test_tui_layout import build_turns
 
 UTTERANCES = [

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.tui.layout import (
+from concord.app.tui.layout import (
     ONE_CELL_BLOCKS,
     LayoutSource,
     SpanIndex,
@@ -16,7 +16,7 @@ from app.tui.layout import (
     cell_width,
     format_time,
 )
-from services.dto import TurnInfo
+from concord.services.dto import TurnInfo
 
 
 def build_turns(

@@ -9,20 +9,20 @@ from rich.text import Text
 from sqlalchemy import update
 from textual.widgets import DataTable, Input, OptionList, RadioSet, TextArea
 
-from app.cli import main as concord_cli
-from app.commands.code import code as code_command
-from app.tui.app import ConcordApp, make_app
-from app.tui.keymap import load_keymap
-from app.tui.screens.code_picker import CodePicker, rank_codes
-from app.tui.screens.find import FindScreen, find_fuzzy, find_plain, kwic
-from app.tui.screens.help import HelpScreen
-from app.tui.screens.memo import MemoScreen
-from app.tui.screens.overview import OverviewScreen
-from app.tui.screens.transcript import TranscriptScreen
-from services import codes as code_service
-from services import coding, transcripts
-from storage.errors import ConcordError, InputError, NotFound, PermissionDenied
-from storage.models import Code
+from concord.app.cli import main as concord_cli
+from concord.app.commands.code import code as code_command
+from concord.app.tui.app import ConcordApp, make_app
+from concord.app.tui.keymap import load_keymap
+from concord.app.tui.screens.code_picker import CodePicker, rank_codes
+from concord.app.tui.screens.find import FindScreen, find_fuzzy, find_plain, kwic
+from concord.app.tui.screens.help import HelpScreen
+from concord.app.tui.screens.memo import MemoScreen
+from concord.app.tui.screens.overview import OverviewScreen
+from concord.app.tui.screens.transcript import TranscriptScreen
+from concord.services import codes as code_service
+from concord.services import coding, transcripts
+from concord.storage.errors import ConcordError, InputError, NotFound, PermissionDenied
+from concord.storage.models import Code
 from tests.factories import as_person, make_study
 
 SIZE = (120, 36)
@@ -110,7 +110,7 @@ async def test_overview_lists_own_progress_and_opens_a_transcript(study):
 
 async def test_overview_filter_and_sort(study):
     with study.store.session() as session:
-        from storage.models import Transcript, Turn
+        from concord.storage.models import Transcript, Turn
         for key in ("S-C", "S-B"):
             row = Transcript(key=key, kind="session", language="en", text="T: hello")
             session.add(row)
@@ -376,7 +376,7 @@ async def test_find_plain_and_fuzzy_jumps_to_the_hit(study):
 
 def test_find_functions_and_kwic():
     text = "T: Ab ab AB\nP: nothing [laughs] here"
-    from services.dto import TurnInfo
+    from concord.services.dto import TurnInfo
     turns = (TurnInfo(1, 1, "therapist", "T", None, None, 3, 11, False, ()),
              TurnInfo(2, 2, "client", "P", None, None, 15, 35, False, ()))
     assert [(h.start, h.end, h.turn_number) for h in find_plain(text, turns, "ab")] == [
@@ -667,7 +667,7 @@ async def test_user_text_is_never_read_as_markup(study):
 
 
 async def test_hotkeys_apply_within_one_codebook_and_ctrl_b_switches(study):
-    from services.codebooks import add_codebook
+    from concord.services.codebooks import add_codebook
 
     add_codebook(as_person(study, "sue"), "cbt-alliance-themes")
     ann = as_person(study, "ann")
@@ -686,8 +686,8 @@ async def test_hotkeys_apply_within_one_codebook_and_ctrl_b_switches(study):
 
 
 def test_bundled_codebook_hotkeys_never_clash_with_workbench_keys():
-    from codebooks.loader import RESERVED_HOTKEYS, bundled_ids, load_bundled
-    from app.tui.widgets.transcript_view import TranscriptView
+    from concord.codebooks.loader import RESERVED_HOTKEYS, bundled_ids, load_bundled
+    from concord.app.tui.widgets.transcript_view import TranscriptView
 
     bound = {key for widget in (TranscriptView, TranscriptScreen) for binding in widget.BINDINGS
              for key in binding.key.split(",")}
@@ -710,9 +710,9 @@ def section_rows(app) -> set[str]:
 
 
 async def test_a_blind_coder_cannot_reach_consensus_agreement_or_results(study):
-    from app.tui.prevalence import theme_prevalence
-    from services import consensus
-    from services.agreement import compute_agreement
+    from concord.app.tui.prevalence import theme_prevalence
+    from concord.services import consensus
+    from concord.services.agreement import compute_agreement
 
     app = make_app(study.store.target, "ann")
     async with app.run_test(size=SIZE) as pilot:
@@ -749,9 +749,9 @@ async def test_a_blind_coder_cannot_reach_consensus_agreement_or_results(study):
 
 
 async def test_after_unblinding_a_coder_gets_agreement_and_results_but_not_consensus(study):
-    from app.tui.screens.agreement import AgreementScreen
-    from app.tui.screens.results import ResultsScreen
-    from services.unblinding import unblind
+    from concord.app.tui.screens.agreement import AgreementScreen
+    from concord.app.tui.screens.results import ResultsScreen
+    from concord.services.unblinding import unblind
 
     app = make_app(study.store.target, "ann")
     async with app.run_test(size=SIZE) as pilot:
@@ -774,7 +774,7 @@ async def test_after_unblinding_a_coder_gets_agreement_and_results_but_not_conse
 
 
 async def test_a_supervisor_finds_the_sections_in_help_and_the_palette(study):
-    from app.tui.screens.results import ResultsScreen
+    from concord.app.tui.screens.results import ResultsScreen
 
     app = make_app(study.store.target, "sue")
     async with app.run_test(size=SIZE) as pilot:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from app.tui.app import make_app
-from app.tui.screens.transcript import TranscriptScreen
-from services import codes as code_service
-from services import coding, transcripts
+from concord.app.tui.app import make_app
+from concord.app.tui.screens.transcript import TranscriptScreen
+from concord.services import codes as code_service
+from concord.services import coding, transcripts
 from tests.factories import as_person, make_study
 from tests.test_results_tui import make_grouped_study
 

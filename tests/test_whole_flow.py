@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from app.tui.app import make_app
-from app.tui.screens.consensus import ConsensusScreen, ConsensusSetup, RationaleDialog
-from services import coding, codes, consensus, transcripts
-from services.agreement import AgreementOptions, compute_agreement
-from services.unblinding import unblind
-from storage.errors import ConcordError, PermissionDenied
-from storage.models import Coding, ConsensusSource
+from concord.app.tui.app import make_app
+from concord.app.tui.screens.consensus import ConsensusScreen, ConsensusSetup, RationaleDialog
+from concord.services import coding, codes, consensus, transcripts
+from concord.services.agreement import AgreementOptions, compute_agreement
+from concord.services.unblinding import unblind
+from concord.storage.errors import ConcordError, PermissionDenied
+from concord.storage.models import Coding, ConsensusSource
 from tests.factories import as_person, make_study
 from tests.test_agreement_service import add_transcript
 

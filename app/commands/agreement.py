@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from analysis.agreement_units import UNCODED_CHOICES, UNIT_KINDS
-from app.cli_common import as_option, opened, study_argument
-from app.output import emit_rows, format_option
-from services.agreement import (
+from concord.analysis.agreement_units import UNCODED_CHOICES, UNIT_KINDS
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.output import emit_rows, format_option
+from concord.services.agreement import (
     PHASES,
     STATISTIC_CHOICES,
     STATISTIC_NAMES,
@@ -15,7 +15,7 @@ from services.agreement import (
     AgreementReport,
     compute_agreement,
 )
-from storage.models import SPEAKER_ROLES
+from concord.storage.models import SPEAKER_ROLES
 
 SHORT_NAMES = {full: short for short, full in STATISTIC_NAMES.items()}
 JSON_FIELDS = ("scope", "statistic", "value", "units", "coders", "ci_low", "ci_high", "unit", "units_total",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from app.cli_common import as_option, study_argument
+from concord.app.cli_common import as_option, study_argument
 
 
 def keys_option(func):
@@ -22,7 +22,7 @@ def theme_option(func):
 def run_workbench(study, actor, **options) -> None:
     """Build the workbench app and run it in this terminal."""
     # Textual is imported only here, so the other commands start without it.
-    from app.tui.app import make_app
+    from concord.app.tui.app import make_app
 
     app = make_app(study, actor, **options)
     app.run()

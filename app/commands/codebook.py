@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from app.cli_common import as_option, opened, study_argument
-from app.output import emit_rows, format_option, to_json
-from services import codebooks as service
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.output import emit_rows, format_option, to_json
+from concord.services import codebooks as service
 
 
 @click.group()
@@ -45,8 +45,8 @@ def _print_tree(codes, indent=0, show_definitions=True):
 @format_option(choices=("table", "json"))
 def show(study, codebook_id, brief, actor, output_format):
     """The tree of CODEBOOK_ID with definitions (a study codebook, else the bundled one)."""
-    from codebooks.loader import bundled_ids, load_bundled
-    from storage.errors import NotFound
+    from concord.codebooks.loader import bundled_ids, load_bundled
+    from concord.storage.errors import NotFound
 
     with opened(study, actor) as workspace:
         try:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from app.cli_common import as_option, opened, study_argument
-from app.commands.agreement import split_list
-from app.commands.code import keys_option, run_workbench, theme_option
-from app.output import emit_rows, format_option
-from services import consensus as consensus_service
-from services.unblinding import unblind as unblind_study
-from storage.errors import ConcordError
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.commands.agreement import split_list
+from concord.app.commands.code import keys_option, run_workbench, theme_option
+from concord.app.output import emit_rows, format_option
+from concord.services import consensus as consensus_service
+from concord.services.unblinding import unblind as unblind_study
+from concord.storage.errors import ConcordError
 
 
 def _queue_rows(items) -> list[dict]:
@@ -118,7 +118,7 @@ def _run_screen(study, actor, *, config_path, theme, **setup) -> None:
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise ConcordError("the consensus screen needs a terminal; use --list, --accept-agreed or --decisions"
                            " in scripts")
-    from app.tui.screens.consensus import ConsensusSetup
+    from concord.app.tui.screens.consensus import ConsensusSetup
 
     run_workbench(study, actor, config_path=config_path, theme=theme, start="consensus",
                   consensus=ConsensusSetup(**setup))

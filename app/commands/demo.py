@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from app.demo.build import FIRST_TRANSCRIPT, SUPERVISOR, TUI_CODER, DemoResult, demo_path, ensure_demo
+from concord.app.demo.build import FIRST_TRANSCRIPT, SUPERVISOR, TUI_CODER, DemoResult, demo_path, ensure_demo
 
 
 def _quoted(path: Path) -> str:
@@ -111,7 +111,7 @@ def demo(directory, no_tui, rebuild):
         return
     try:
         # Textual is imported only here, so building the demo works without it.
-        from app.tui.app import make_app
+        from concord.app.tui.app import make_app
     except ImportError as exc:
         click.echo("")
         click.echo(f"The coding workbench cannot be loaded in this installation ({exc}).")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from app.cli_common import as_option, opened, progress_bar, study_argument
-from exporters.formats import FORMATS, format_of
+from concord.app.cli_common import as_option, opened, progress_bar, study_argument
+from concord.exporters.formats import FORMATS, format_of
 
 # Tables this long show a progress bar on stderr while they are written.
 PROGRESS_FROM_ROWS = 200
@@ -31,7 +31,7 @@ def _meta(data, **more) -> dict:
 
 
 def _write(out: str, specs, *, wide: bool, meta: dict, rows: int) -> list[Path]:
-    from exporters.writers import write_tables
+    from concord.exporters.writers import write_tables
 
     if rows < PROGRESS_FROM_ROWS:
         return write_tables(out, specs, wide=wide, meta=meta)
@@ -77,8 +77,8 @@ def frequencies(study, out, layer, by, measure, measures, group_attribute, codeb
     and the therapist's WAI totals) and its z-score within the dyad, and the group
     attributes -- scores, dyads and blinded groups only for a supervisor or after unblinding.
     """
-    from exporters.frequencies import GATHER_FOR, frequency_specs, frequency_table
-    from services.results import gather
+    from concord.exporters.frequencies import GATHER_FOR, frequency_specs, frequency_table
+    from concord.services.results import gather
 
     format_of(out)
     with opened(study, actor) as workspace:
@@ -111,8 +111,8 @@ def representativeness(study, out, layer, level, group_attribute, codebooks, wid
     Built from IPR interviews (transcripts of kind ipr with a client or therapist
     perspective, linked to a session of the dyad); totals per theme and per group.
     """
-    from exporters.frequencies import representativeness_specs, representativeness_table
-    from services.results import gather
+    from concord.exporters.frequencies import representativeness_specs, representativeness_table
+    from concord.services.results import gather
 
     format_of(out)
     with opened(study, actor) as workspace:
@@ -148,8 +148,8 @@ def excerpts(study, out, layer, codes, memos, context, group_attribute, group_la
     interviews and "(Session E, high alliance)" for sessions; groups appear only for a
     supervisor or after unblinding. Includes a chart of theme prevalence by group.
     """
-    from exporters.excerpts import REPORT_FORMATS, build_report, write_report
-    from services.results import gather
+    from concord.exporters.excerpts import REPORT_FORMATS, build_report, write_report
+    from concord.services.results import gather
 
     format_of(out, REPORT_FORMATS)
     if "{value}" not in group_label:

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from app.cli_common import as_option, opened, study_argument
-from app.output import to_json
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.output import to_json
 
 
 def _mapping(text: str | None, option: str) -> dict | None:
@@ -101,7 +101,7 @@ def transcripts(study, paths, manifest, format_, key, kind, perspective, session
       concord import transcripts s.concord ipr-c.txt --kind ipr --perspective client --session 12:5
       concord import transcripts s.concord --manifest files.csv --dry-run
     """
-    from services.importing import import_transcripts
+    from concord.services.importing import import_transcripts
 
     progress = _StderrProgress()
     with opened(study, actor) as workspace:
@@ -161,7 +161,7 @@ def measures(study, file, instrument, respondent, columns, sheet, create_session
     Rows match sessions by dyad (or client id) and session number; out-of-range
     values, unknown sessions and duplicate rows refuse the whole file.
     """
-    from services.importing import import_measures
+    from concord.services.importing import import_measures
 
     with opened(study, actor) as workspace:
         report = import_measures(workspace, file, instrument, respondent=respondent,
@@ -185,7 +185,7 @@ def codings(study, file, codebook, create_codes, dry_run, actor):
     Columns: transcript, turn, coder, code, and optional group, start, end
     (offsets inside the turn), memo. Unknown coders are created.
     """
-    from services.importing import import_codings
+    from concord.services.importing import import_codings
 
     with opened(study, actor) as workspace:
         report = import_codings(workspace, file, codebook=codebook, create_codes=create_codes, dry_run=dry_run)

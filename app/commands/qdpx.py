@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import click
 
-from app.cli_common import as_option, opened, study_argument
-from app.output import emit_mapping, format_option
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.output import emit_mapping, format_option
 
 
 @click.command("qdpx")
@@ -25,7 +25,7 @@ def qdpx_export(study, out, actor, output_format):
     supervisor or admin (--as).
     """
     with opened(study, actor) as workspace:
-        from services.exchange import export_qdpx
+        from concord.services.exchange import export_qdpx
 
         result = export_qdpx(workspace, out)
     click.echo(result.report.render(f"Exported to {result.path}; what the file does not hold:"), err=True)
@@ -48,7 +48,7 @@ def qdpx_import(study, file, dry_run, actor, output_format):
     Concord cannot keep (PDF, picture and media sources, sets, links...) is listed on stderr.
     """
     with opened(study, actor) as workspace:
-        from services.exchange import import_qdpx
+        from concord.services.exchange import import_qdpx
 
         result = import_qdpx(workspace, file, dry_run=dry_run)
     title = f"{'Checked (dry run, nothing stored)' if dry_run else 'Imported'} {file} from {result.origin or 'an unknown tool'}:"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from app.cli_common import as_option, opened, study_argument
-from app.output import emit_rows, to_json
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.output import emit_rows, to_json
 
 FIT_COLUMNS = ["therapy", "sessions", "pairs", "slope", "p_value", "sign", "kept", "reason"]
 CANDIDATE_COLUMNS = ["therapy", "pole", "rank", "session", "alliance", "alliance_z", "outcome", "next_session",
@@ -42,7 +42,7 @@ def select_sessions(study, alliance, outcome, detrend, alpha, apply_attribute, a
     a rise.
     """
     with opened(study, actor) as workspace:
-        from services.selection import select_sessions as run_selection
+        from concord.services.selection import select_sessions as run_selection
 
         selection = run_selection(workspace, alliance=_instruments(alliance), outcome=outcome, alpha=alpha,
                                   detrend=detrend, apply=apply_attribute)

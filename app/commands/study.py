@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from app.cli_common import as_option, opened, study_argument
-from app.output import emit_mapping, emit_rows, format_option
-from services import audit as audit_service
-from services import study as study_service
+from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.output import emit_mapping, emit_rows, format_option
+from concord.services import audit as audit_service
+from concord.services import study as study_service
 
 
 @click.command()

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from storage.errors import ConcordError, InputError
+from concord.storage.errors import ConcordError, InputError
+from concord.storage.resources import package_path
 
-MATERIAL = Path(__file__).with_name("material")
+MATERIAL = package_path("concord.app.demo", "material")
 DEMO_FILENAME = "demo.concord"
 DEMO_TITLE = "Concord demo: working alliance in CBT sessions"
 CODEBOOKS = ("cbt-alliance-themes", "ipr-relationship-formation", "alliance-ruptures", "inductive")
@@ -87,10 +88,10 @@ def _instrument(reference: str) -> str:
 
 @lru_cache(maxsize=1)
 def material_counts() -> MaterialCounts:
-    from analysis.scoring import load_instrument
-    from importers.codings_table import read_codings
-    from importers.manifest import parse_manifest_transcripts, read_manifest
-    from importers.measures_table import read_measures
+    from concord.analysis.scoring import load_instrument
+    from concord.importers.codings_table import read_codings
+    from concord.importers.manifest import parse_manifest_transcripts, read_manifest
+    from concord.importers.measures_table import read_measures
 
     parsed = parse_manifest_transcripts(read_manifest(MATERIAL / "manifest.csv"))
     turns = {transcript.key: len(transcript.turns) for _, transcript in parsed}
@@ -120,9 +121,9 @@ def build_study(target: str | Path, progress: Progress = _quiet) -> None:
 
     Every step goes through the services and importers, as the CLI's commands would.
     """
-    from services.importing import import_codings, import_measures, import_transcripts
-    from services.study import add_coder, init_study
-    from services.workspace import Workspace
+    from concord.services.importing import import_codings, import_measures, import_transcripts
+    from concord.services.study import add_coder, init_study
+    from concord.services.workspace import Workspace
 
     progress("creating the study with the bundled codebooks")
     setup = init_study(str(target), title=DEMO_TITLE, blind=True, language="en", codebooks=CODEBOOKS)
@@ -145,12 +146,12 @@ def build_study(target: str | Path, progress: Progress = _quiet) -> None:
 
 def _coders_own_work(store) -> None:
     """Inductive codes, memos and reading progress: made as each coder, as in the workbench."""
-    from importers.codings_table import read_codings
-    from services.codes import create_inductive_code
-    from services.coding import add_memo, apply_code
-    from services.dto import TranscriptDetail, TurnInfo
-    from services.transcripts import get_transcript, record_progress, set_done
-    from services.workspace import Workspace
+    from concord.importers.codings_table import read_codings
+    from concord.services.codes import create_inductive_code
+    from concord.services.coding import add_memo, apply_code
+    from concord.services.dto import TranscriptDetail, TurnInfo
+    from concord.services.transcripts import get_transcript, record_progress, set_done
+    from concord.services.workspace import Workspace
 
     workspaces: dict[str, Workspace] = {}
     details: dict[tuple[str, str], TranscriptDetail] = {}
@@ -215,7 +216,7 @@ class DemoSummary:
 
 
 def _open_as_supervisor(path: Path):
-    from services.workspace import Workspace
+    from concord.services.workspace import Workspace
 
     return Workspace.open(str(path), SUPERVISOR)
 
@@ -225,9 +226,9 @@ def incomplete_reason(path: Path) -> str | None:
 
     Raises ConcordError when the file there is not the demo at all, which must not be replaced.
     """
-    from services.study import list_coders
-    from services.transcripts import list_transcripts
-    from storage.errors import NotFound
+    from concord.services.study import list_coders
+    from concord.services.transcripts import list_transcripts
+    from concord.storage.errors import NotFound
 
     if path.stat().st_size == 0:
         return "the study file is empty"
@@ -259,9 +260,9 @@ def incomplete_reason(path: Path) -> str | None:
 
 def describe(path: Path) -> DemoSummary:
     """What the demo study holds, as its supervisor sees it."""
-    from services.coding import list_memos
-    from services.study import list_coders, study_status
-    from services.transcripts import get_transcript, list_transcripts
+    from concord.services.coding import list_memos
+    from concord.services.study import list_coders, study_status
+    from concord.services.transcripts import get_transcript, list_transcripts
 
     expected = material_counts()
     with _open_as_supervisor(path) as workspace:

@@ -9,26 +9,26 @@ from textual.binding import Binding
 from textual.dom import DOMNode
 from textual.screen import Screen
 
-from app.tui.commands import ConcordCommands
-from app.tui.keymap import KeyRow, binding_ids, key_rows, keymap_path, load_keymap
-from app.tui.messages import OpenTranscript
-from app.tui.prevalence import require_results_rights
-from app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
-from app.tui.screens.code_picker import CodePicker
-from app.tui.screens.consensus import (
+from concord.app.tui.commands import ConcordCommands
+from concord.app.tui.keymap import KeyRow, binding_ids, key_rows, keymap_path, load_keymap
+from concord.app.tui.messages import OpenTranscript
+from concord.app.tui.prevalence import require_results_rights
+from concord.app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
+from concord.app.tui.screens.code_picker import CodePicker
+from concord.app.tui.screens.consensus import (
     CodeChoiceDialog,
     ConsensusScreen,
     ConsensusSetup,
     RationaleDialog,
     SpanDialog,
 )
-from app.tui.screens.find import FindScreen
-from app.tui.screens.help import HelpScreen
-from app.tui.screens.memo import MemoScreen
-from app.tui.screens.overview import OverviewScreen
-from app.tui.screens.results import ResultsScreen
-from app.tui.screens.search import SearchScreen
-from app.tui.screens.themes import (
+from concord.app.tui.screens.find import FindScreen
+from concord.app.tui.screens.help import HelpScreen
+from concord.app.tui.screens.memo import MemoScreen
+from concord.app.tui.screens.overview import OverviewScreen
+from concord.app.tui.screens.results import ResultsScreen
+from concord.app.tui.screens.search import SearchScreen
+from concord.app.tui.screens.themes import (
     Confirm,
     DefinitionEditor,
     SuggestionsScreen,
@@ -36,12 +36,12 @@ from app.tui.screens.themes import (
     TextPrompt,
     ThemesScreen,
 )
-from app.tui.screens.transcript import TranscriptScreen
-from app.tui.widgets.transcript_view import TranscriptView
-from services.agreement import AgreementOptions, require_agreement_rights
-from services.dto import TranscriptSummary
-from services.workspace import Workspace
-from storage.errors import ConcordError, PermissionDenied
+from concord.app.tui.screens.transcript import TranscriptScreen
+from concord.app.tui.widgets.transcript_view import TranscriptView
+from concord.services.agreement import AgreementOptions, require_agreement_rights
+from concord.services.dto import TranscriptSummary
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, PermissionDenied
 
 # Where the app can open: the overview, or straight in one of the sections it leads to.
 STARTS = ("overview", "consensus", "agreement", "results")
@@ -98,7 +98,7 @@ class ConcordApp(App[None]):
             self._open_first_transcript(self.first_transcript)
 
     def _open_first_transcript(self, key: str) -> None:
-        from services.transcripts import list_transcripts
+        from concord.services.transcripts import list_transcripts
 
         summary = next((s for s in list_transcripts(self.workspace) if s.key == key), None)
         if summary is None:

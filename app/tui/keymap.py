@@ -27,7 +27,7 @@ from textual.actions import parse as parse_action
 from textual.binding import Binding
 from textual.dom import DOMNode
 
-from storage.errors import InputError
+from concord.storage.errors import InputError
 
 KEYMAP_ENV = "CONCORD_KEYMAP"
 KEYMAP_FILE = "keys.toml"

@@ -31,7 +31,7 @@ from typing import Generic, Protocol, TypeVar
 
 from rich.cells import get_character_cell_size
 
-from services.dto import TurnInfo
+from concord.services.dto import TurnInfo
 
 LABEL_MAX_CELLS = 12
 MIN_TEXT_WIDTH = 10

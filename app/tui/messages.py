@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from services.dto import TranscriptSummary
+from concord.services.dto import TranscriptSummary
 
 
 class OpenTranscript(Message):

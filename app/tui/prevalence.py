@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from exporters.frequencies import GATHER_FOR, frequency_table
-from services.results import CONSENSUS, gather
-from services.study import list_coders
-from services.workspace import Workspace
-from storage.errors import ConcordError, PermissionDenied
+from concord.exporters.frequencies import GATHER_FOR, frequency_table
+from concord.services.results import CONSENSUS, gather
+from concord.services.study import list_coders
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError, PermissionDenied
 
 MEASURE = "presence"
 # Themes and sub-themes: the codes below them count for them but get no row of their own.

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from storage.models import Base
+from concord.storage.models import Base
 
 config = context.config
 connection = config.attributes.get("connection")

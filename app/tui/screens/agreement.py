@@ -15,10 +15,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
-from services import agreement as agreement_service
-from services.agreement import AgreementOptions, AgreementReport, DisagreementUnit, VariableSummary
-from services.workspace import Workspace
-from storage.errors import ConcordError
+from concord.services import agreement as agreement_service
+from concord.services.agreement import AgreementOptions, AgreementReport, DisagreementUnit, VariableSummary
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError
 
 KAPPA_LABELS = {"cohen_kappa": "Cohen κ", "fleiss_kappa": "Fleiss κ"}
 

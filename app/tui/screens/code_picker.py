@@ -15,8 +15,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from app.tui.widgets.codebook_panel import code_description
-from services.dto import CodeInfo
+from concord.app.tui.widgets.codebook_panel import code_description
+from concord.services.dto import CodeInfo
 
 CREATE_ID = "create"
 MIN_SCORE = 60.0

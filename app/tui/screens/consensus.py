@@ -20,11 +20,11 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from services import codes as code_service
-from services import consensus as consensus_service
-from services.consensus import DecisionRequest, QueueItem
-from services.workspace import Workspace
-from storage.errors import ConcordError
+from concord.services import codes as code_service
+from concord.services import consensus as consensus_service
+from concord.services.consensus import DecisionRequest, QueueItem
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError
 
 @dataclass(frozen=True)
 class ConsensusSetup:

@@ -22,7 +22,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from services.dto import TurnInfo
+from concord.services.dto import TurnInfo
 
 HIT_LIMIT = 500
 FUZZY_CUTOFF = 75.0

@@ -12,7 +12,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
-from app.tui.keymap import KeyRow
+from concord.app.tui.keymap import KeyRow
 
 
 class HelpScreen(ModalScreen[None]):

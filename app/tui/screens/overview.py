@@ -19,12 +19,12 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
-from app.tui.messages import OpenTranscript
-from services import transcripts as transcript_service
-from services.dto import ProgressInfo, StudySettings, TranscriptSummary
+from concord.app.tui.messages import OpenTranscript
+from concord.services import transcripts as transcript_service
+from concord.services.dto import ProgressInfo, StudySettings, TranscriptSummary
 
 if TYPE_CHECKING:
-    from app.tui.app import ConcordApp
+    from concord.app.tui.app import ConcordApp
 
 
 @dataclass(frozen=True)

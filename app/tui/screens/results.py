@@ -18,9 +18,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from app.tui.prevalence import CONSENSUS, Prevalence, theme_prevalence
-from app.tui.widgets.prevalence_chart import PrevalenceChart, group_label
-from services.workspace import Workspace
+from concord.app.tui.prevalence import CONSENSUS, Prevalence, theme_prevalence
+from concord.app.tui.widgets.prevalence_chart import PrevalenceChart, group_label
+from concord.services.workspace import Workspace
 
 UNITS = ("session", "transcript")
 

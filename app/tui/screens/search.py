@@ -20,13 +20,13 @@ from textual.widgets import Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from app.tui.screens.find import HIT_LIMIT, FindHit, find_fuzzy, find_plain, kwic
-from services import transcripts as transcript_service
-from services.dto import TranscriptDetail, TranscriptSummary
-from services.workspace import Workspace
+from concord.app.tui.screens.find import HIT_LIMIT, FindHit, find_fuzzy, find_plain, kwic
+from concord.services import transcripts as transcript_service
+from concord.services.dto import TranscriptDetail, TranscriptSummary
+from concord.services.workspace import Workspace
 
 if TYPE_CHECKING:
-    from app.tui.app import ConcordApp
+    from concord.app.tui.app import ConcordApp
 
 KEY_WIDTH = 12
 SPEAKER_WIDTH = 4

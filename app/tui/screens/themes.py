@@ -22,15 +22,15 @@ from textual.widgets import Footer, Input, OptionList, Static, TextArea, Tree
 from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
-from app.tui.screens.code_picker import code_prompt, rank_codes
-from services import codebooks as codebook_service
-from services.codebooks import CodeChangeInfo, MergeSuggestion
-from services.dto import CodeInfo
-from services.workspace import Workspace
-from storage.errors import ConcordError
+from concord.app.tui.screens.code_picker import code_prompt, rank_codes
+from concord.services import codebooks as codebook_service
+from concord.services.codebooks import CodeChangeInfo, MergeSuggestion
+from concord.services.dto import CodeInfo
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError
 
 if TYPE_CHECKING:
-    from app.tui.app import ConcordApp
+    from concord.app.tui.app import ConcordApp
 
 TOP_LEVEL = "top"
 

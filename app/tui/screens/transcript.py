@@ -23,23 +23,23 @@ from textual.screen import Screen
 from textual.widgets import Static
 from textual.worker import Worker, WorkerState
 
-from app.tui.commands import PaletteCommand
-from app.tui.keymap import declared_bindings, effective_keys, hint_line
-from app.tui.messages import CodeChosen, CodeHighlighted
-from app.tui.screens.code_picker import CodePicker, Picked
-from app.tui.screens.find import FindOutcome, FindScreen
-from app.tui.screens.memo import MemoEdit, MemoScreen, MemoTarget
-from app.tui.widgets.codebook_panel import CodebookPanel
-from app.tui.widgets.transcript_view import TranscriptView
-from services import codes as code_service
-from services import coding as coding_service
-from services import transcripts as transcript_service
-from services.dto import CodeInfo, CodingInfo, MemoInfo, TranscriptDetail, TranscriptSummary
-from services.workspace import Workspace
-from storage.errors import ConcordError
+from concord.app.tui.commands import PaletteCommand
+from concord.app.tui.keymap import declared_bindings, effective_keys, hint_line
+from concord.app.tui.messages import CodeChosen, CodeHighlighted
+from concord.app.tui.screens.code_picker import CodePicker, Picked
+from concord.app.tui.screens.find import FindOutcome, FindScreen
+from concord.app.tui.screens.memo import MemoEdit, MemoScreen, MemoTarget
+from concord.app.tui.widgets.codebook_panel import CodebookPanel
+from concord.app.tui.widgets.transcript_view import TranscriptView
+from concord.services import codes as code_service
+from concord.services import coding as coding_service
+from concord.services import transcripts as transcript_service
+from concord.services.dto import CodeInfo, CodingInfo, MemoInfo, TranscriptDetail, TranscriptSummary
+from concord.services.workspace import Workspace
+from concord.storage.errors import ConcordError
 
 if TYPE_CHECKING:
-    from app.tui.app import ConcordApp
+    from concord.app.tui.app import ConcordApp
 
 PROGRESS_DELAY = 0.5
 IN_VIVO_MAX = 120

@@ -1,5 +1,5 @@
 """Widgets of the Concord TUI."""
 
-from app.tui.widgets.transcript_view import TranscriptView
+from concord.app.tui.widgets.transcript_view import TranscriptView
 
 __all__ = ["TranscriptView"]

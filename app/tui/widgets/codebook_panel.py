@@ -14,8 +14,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
-from app.tui.messages import CodeChosen, CodeHighlighted
-from services.dto import CodeInfo, CodingInfo
+from concord.app.tui.messages import CodeChosen, CodeHighlighted
+from concord.services.dto import CodeInfo, CodingInfo
 
 
 def _swatch(colour: str | None) -> Text:

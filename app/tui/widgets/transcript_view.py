@@ -25,9 +25,9 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from app.tui.layout import CONTROL_TO_SPACE, LayoutSource, SpanIndex, TranscriptLayout
-from codebooks.loader import colour_hex
-from services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInfo
+from concord.app.tui.layout import CONTROL_TO_SPACE, LayoutSource, SpanIndex, TranscriptLayout
+from concord.codebooks.loader import colour_hex
+from concord.services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInfo
 
 # Code markers in the gutter: up to this many one-cell blocks, then "+N" for the rest.
 GUTTER_SLOTS = 4
