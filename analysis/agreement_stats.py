@@ -414,9 +414,7 @@ def _statistic_function(statistic: str | Callable[..., float]) -> Callable[..., 
         try:
             return _FUNCTIONS[statistic]
         except KeyError:
-            raise RatingsError(
-                f"unknown statistic {statistic!r}; choose one of {', '.join(STATISTICS)}"
-            ) from None
+            raise RatingsError(f"unknown statistic {statistic!r}; choose one of {', '.join(STATISTICS)}") from None
     if not callable(statistic):
         raise RatingsError(f"statistic must be a name or a function, got {statistic!r}")
     return statistic

@@ -163,8 +163,12 @@ def make_corpus(
     if not (c_co.size == c_tr.size == c_cd.size == c_s.size == c_e.size == c_id.size):
         raise UnitsError("the coding columns differ in length")
 
-    for column, limit, what in ((t_tr, n_transcripts, "turn transcript"), (c_tr, n_transcripts, "coding transcript"),
-                                (c_co, n_coders, "coding coder"), (c_cd, n_codes, "coding code")):
+    for column, limit, what in (
+        (t_tr, n_transcripts, "turn transcript"),
+        (c_tr, n_transcripts, "coding transcript"),
+        (c_co, n_coders, "coding coder"),
+        (c_cd, n_codes, "coding code"),
+    ):
         # As unsigned numbers, negative indices are huge: one comparison checks both ends.
         if column.size and (column.view(np.uint64) >= limit).any():
             row = int(np.flatnonzero((column < 0) | (column >= limit))[0])
@@ -193,8 +197,10 @@ def make_corpus(
             f" and {int(t_no[row + 1])} ({int(t_s[row + 1])}-{int(t_e[row + 1])}) overlap"
         )
 
-    coded = np.bincount(c_co * n_transcripts + c_tr, minlength=n_coders * n_transcripts).reshape(
-        n_coders, n_transcripts) > 0
+    coded = (
+        np.bincount(c_co * n_transcripts + c_tr, minlength=n_coders * n_transcripts).reshape(n_coders, n_transcripts)
+        > 0
+    )
     if raters is None:
         rated = coded
     else:
@@ -202,8 +208,23 @@ def make_corpus(
         if rated.shape != (n_coders, n_transcripts):
             raise UnitsError(f"raters must be coders x transcripts {(n_coders, n_transcripts)}, got {rated.shape}")
         rated = rated | coded
-    return Corpus(tuple(transcripts), tuple(coders), tuple(codes), t_tr, t_no, t_s, t_e, t_sp,
-                  c_co, c_tr, c_cd, c_s, c_e, c_id, rated)
+    return Corpus(
+        tuple(transcripts),
+        tuple(coders),
+        tuple(codes),
+        t_tr,
+        t_no,
+        t_s,
+        t_e,
+        t_sp,
+        c_co,
+        c_tr,
+        c_cd,
+        c_s,
+        c_e,
+        c_id,
+        rated,
+    )
 
 
 def corpus_from_records(
@@ -247,7 +268,9 @@ def corpus_from_records(
     for position, (coder, transcript) in enumerate(raters):
         rated[look("coder", coder, f"rater {position}"), look("transcript", transcript, f"rater {position}")] = True
     return make_corpus(
-        transcript_names, coder_names, code_names,
+        transcript_names,
+        coder_names,
+        code_names,
         turn_transcript=[look("transcript", t.transcript, f"turn record {i}") for i, t in enumerate(turns)],
         turn_number=[t.number for t in turns],
         turn_start=[t.start for t in turns],
@@ -562,8 +585,9 @@ class _Units:
 
 def _turn_units(corpus: Corpus, rows: np.ndarray | None) -> _Units:
     coding_rows, turn_rows, one_each = _turn_hits(corpus, rows)
-    return _Units(corpus.turn_transcript, corpus.turn_start, corpus.turn_end, corpus.turn_number,
-                  coding_rows, turn_rows, one_each)
+    return _Units(
+        corpus.turn_transcript, corpus.turn_start, corpus.turn_end, corpus.turn_number, coding_rows, turn_rows, one_each
+    )
 
 
 def _transcript_units(corpus: Corpus, rows: np.ndarray) -> _Units:
@@ -572,8 +596,14 @@ def _transcript_units(corpus: Corpus, rows: np.ndarray) -> _Units:
     ends = np.zeros(n, dtype=np.int64)
     np.maximum.at(ends, corpus.turn_transcript, corpus.turn_end)
     np.maximum.at(ends, corpus.coding_transcript[rows], corpus.coding_end[rows])
-    return _Units(np.arange(n, dtype=np.int64), np.zeros(n, dtype=np.int64), ends, np.full(n, -1, dtype=np.int64),
-                  rows, corpus.coding_transcript[rows])
+    return _Units(
+        np.arange(n, dtype=np.int64),
+        np.zeros(n, dtype=np.int64),
+        ends,
+        np.full(n, -1, dtype=np.int64),
+        rows,
+        corpus.coding_transcript[rows],
+    )
 
 
 def _span_units(corpus: Corpus, rows: np.ndarray, overlap: float) -> _Units:
@@ -582,8 +612,9 @@ def _span_units(corpus: Corpus, rows: np.ndarray, overlap: float) -> _Units:
     if order.size:
         boundaries = np.flatnonzero(np.diff(corpus.coding_transcript[order])) + 1
         for group in np.split(order, boundaries):
-            labels = align_spans(corpus.coding_coder[group], corpus.coding_start[group],
-                                 corpus.coding_end[group], overlap)
+            labels = align_spans(
+                corpus.coding_coder[group], corpus.coding_start[group], corpus.coding_end[group], overlap
+            )
             offset = len(starts)
             n_units = int(labels.max()) + 1
             unit_start = np.full(n_units, np.iinfo(np.int64).max)
@@ -596,9 +627,14 @@ def _span_units(corpus: Corpus, rows: np.ndarray, overlap: float) -> _Units:
             hit_coding.append(group)
             hit_unit.append(labels + offset)
     as_array = lambda values: np.asarray(values, dtype=np.int64)  # noqa: E731
-    return _Units(as_array(transcripts), as_array(starts), as_array(ends), np.full(len(starts), -1, dtype=np.int64),
-                  np.concatenate(hit_coding) if hit_coding else as_array([]),
-                  np.concatenate(hit_unit) if hit_unit else as_array([]))
+    return _Units(
+        as_array(transcripts),
+        as_array(starts),
+        as_array(ends),
+        np.full(len(starts), -1, dtype=np.int64),
+        np.concatenate(hit_coding) if hit_coding else as_array([]),
+        np.concatenate(hit_unit) if hit_unit else as_array([]),
+    )
 
 
 def _units_for(corpus: Corpus, unit: str, rows: np.ndarray | None, overlap: float) -> _Units:
@@ -615,7 +651,11 @@ def _units_for(corpus: Corpus, unit: str, rows: np.ndarray | None, overlap: floa
 
 
 def _categories_of(
-    corpus: Corpus, units: _Units, value_of_coding: np.ndarray, value_names: Sequence[str], empty_label: str,
+    corpus: Corpus,
+    units: _Units,
+    value_of_coding: np.ndarray,
+    value_names: Sequence[str],
+    empty_label: str,
     every_hit_has_a_value: bool = False,
 ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray | None]:
     """coders x units ratings: each value, then the empty label, then observed combinations, or ``MISSING``
@@ -652,9 +692,7 @@ def _categories_of(
     return np.where(rated, categories_of, MISSING), categories, useful
 
 
-def _categorise(
-    masks: np.ndarray, value_names: Sequence[str], empty_label: str
-) -> tuple[np.ndarray, tuple[str, ...]]:
+def _categorise(masks: np.ndarray, value_names: Sequence[str], empty_label: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Turn bit masks into category indices: each value, then the empty label, then observed combinations."""
     n_values = len(value_names)
     categories = list(value_names) + [empty_label]
@@ -692,15 +730,28 @@ def _table(
     empty_label: str,
     every_hit_has_a_value: bool = False,
 ) -> RatingTable:
-    ratings, categories, useful = _categories_of(corpus, units, value_of_coding, value_names, empty_label,
-                                                 every_hit_has_a_value)
-    hit_unit, hit_coding = (units.hit_unit, units.hit_coding) if useful is None else \
-        (units.hit_unit[useful], units.hit_coding[useful])
+    ratings, categories, useful = _categories_of(
+        corpus, units, value_of_coding, value_names, empty_label, every_hit_has_a_value
+    )
+    hit_unit, hit_coding = (
+        (units.hit_unit, units.hit_coding) if useful is None else (units.hit_unit[useful], units.hit_coding[useful])
+    )
     return RatingTable(
-        variable=variable, reading=reading, unit=unit, coders=corpus.coders, categories=categories,
-        ratings=ratings, unit_transcript=units.transcript, unit_start=units.start, unit_end=units.end,
-        unit_turn=units.turn, source_unit=hit_unit, source_coding=hit_coding, coding_coder=corpus.coding_coder,
-        coder_row=np.arange(len(corpus.coders), dtype=np.int64), variables=(variable,),
+        variable=variable,
+        reading=reading,
+        unit=unit,
+        coders=corpus.coders,
+        categories=categories,
+        ratings=ratings,
+        unit_transcript=units.transcript,
+        unit_start=units.start,
+        unit_end=units.end,
+        unit_turn=units.turn,
+        source_unit=hit_unit,
+        source_coding=hit_coding,
+        coding_coder=corpus.coding_coder,
+        coder_row=np.arange(len(corpus.coders), dtype=np.int64),
+        variables=(variable,),
     )
 
 
@@ -860,8 +911,9 @@ def review_units(corpus: Corpus, transcript: int, unit: str = "turn", overlap: f
         keys = [(int(corpus.turn_start[t]), int(corpus.turn_end[t]), int(corpus.turn_number[t])) for t in turn_rows]
         member_rows = coding_rows.tolist()
     else:
-        labels = align_spans(corpus.coding_coder[rows], corpus.coding_start[rows], corpus.coding_end[rows],
-                             overlap, one_per_coder=False)
+        labels = align_spans(
+            corpus.coding_coder[rows], corpus.coding_start[rows], corpus.coding_end[rows], overlap, one_per_coder=False
+        )
         extent: dict[int, list[int]] = {}
         for label, row in zip(labels.tolist(), rows.tolist()):
             low, high = extent.setdefault(label, [int(corpus.coding_start[row]), int(corpus.coding_end[row])])

@@ -36,14 +36,38 @@ SCORINGS = ("sum", "mean")
 MISSING_RULES = ("refuse", "prorate")
 
 FIELDS = (
-    "id", "title", "citation", "status", "respondent", "items", "scale", "scoring", "reverse",
-    "subscales", "missing", "missing_values", "variants", "bands", "review_items",
-    "column_prefixes", "to_complete", "notes", "extends",
+    "id",
+    "title",
+    "citation",
+    "status",
+    "respondent",
+    "items",
+    "scale",
+    "scoring",
+    "reverse",
+    "subscales",
+    "missing",
+    "missing_values",
+    "variants",
+    "bands",
+    "review_items",
+    "column_prefixes",
+    "to_complete",
+    "notes",
+    "extends",
 )
 # Fields a template may leave for the user to fill in from a licensed scoring sheet.
 COMPLETABLE = (
-    "respondent", "scale", "scoring", "reverse", "subscales", "missing", "missing_values",
-    "variants", "bands", "review_items",
+    "respondent",
+    "scale",
+    "scoring",
+    "reverse",
+    "subscales",
+    "missing",
+    "missing_values",
+    "variants",
+    "bands",
+    "review_items",
 )
 # Belong to one file only: a definition that extends another does not inherit them.
 NOT_INHERITED = ("status", "to_complete", "extends")
@@ -256,7 +280,7 @@ def score(instrument: Instrument, responses: Mapping[str, float | None]) -> Scor
     """Score one completed form. Unknown items and answers off the scale raise ValueError."""
     _require_complete(instrument)
     assert instrument.scale is not None and instrument.scoring is not None
-    values: dict[str, float | None] = {item: None for item in instrument.items}
+    values: dict[str, float | None] = dict.fromkeys(instrument.items)
     for key, raw in responses.items():
         item = instrument.item_id(key)
         values[item] = instrument.parse_response(item, raw)
@@ -275,7 +299,8 @@ def score(instrument: Instrument, responses: Mapping[str, float | None]) -> Scor
         subscales[subscale.name], subscale_prorated = _combine(instrument, subscale.items, keyed, per_subscale)
         prorated = prorated or subscale_prorated
     review = [
-        item for item in instrument.review_items
+        item
+        for item in instrument.review_items
         if values[item] is not None and values[item] > instrument.scale.min + TOLERANCE
     ]
     return Scored(
@@ -288,8 +313,9 @@ def score(instrument: Instrument, responses: Mapping[str, float | None]) -> Scor
     )
 
 
-def _combine(instrument: Instrument, items: tuple[str, ...], keyed: dict[str, float],
-             allowed_missing: int) -> tuple[float | None, bool]:
+def _combine(
+    instrument: Instrument, items: tuple[str, ...], keyed: dict[str, float], allowed_missing: int
+) -> tuple[float | None, bool]:
     answered = [keyed[item] for item in items if item in keyed]
     missing_count = len(items) - len(answered)
     if not answered:
@@ -316,8 +342,11 @@ def band_for(instrument: Instrument, total: float | None) -> str | None:
         if band.min - TOLERANCE <= total <= band.max + TOLERANCE:
             return band.name
         following = bands[index + 1] if index + 1 < len(bands) else None
-        if (following is not None and band.max < total < following.min
-                and following.min - band.max <= instrument.scale.step + TOLERANCE):
+        if (
+            following is not None
+            and band.max < total < following.min
+            and following.min - band.max <= instrument.scale.step + TOLERANCE
+        ):
             return band.name
     return None
 
@@ -378,10 +407,7 @@ def _load_directory(directory: Path) -> list[Instrument]:
 def _locate(id_or_path: str | os.PathLike[str]) -> Path:
     text = os.fspath(id_or_path)
     looks_like_path = (
-        not isinstance(id_or_path, str)
-        or text.lower().endswith((".yaml", ".yml"))
-        or os.sep in text
-        or "/" in text
+        not isinstance(id_or_path, str) or text.lower().endswith((".yaml", ".yml")) or os.sep in text or "/" in text
     )
     if looks_like_path:
         path = Path(text).expanduser()
@@ -480,8 +506,11 @@ def _read_definition(path: Path, problems: _Problems, chain: tuple[Path, ...]) -
     if root is None:
         raise InputError("empty instrument definition", path=where, line=1)
     if not isinstance(root, yaml.MappingNode):
-        raise InputError("an instrument definition is a mapping of fields (id:, items:, scale: ...)",
-                         path=where, line=root.start_mark.line + 1)
+        raise InputError(
+            "an instrument definition is a mapping of fields (id:, items:, scale: ...)",
+            path=where,
+            line=root.start_mark.line + 1,
+        )
 
     fields: dict[str, _Field] = {}
     for key_node, value_node in root.value:
@@ -490,12 +519,17 @@ def _read_definition(path: Path, problems: _Problems, chain: tuple[Path, ...]) -
             continue
         name = str(_python(key_node))
         if name in fields:
-            problems.add(where, key_node, f"duplicate field {name!r} (first at line {fields[name].key.start_mark.line + 1})")
+            problems.add(
+                where, key_node, f"duplicate field {name!r} (first at line {fields[name].key.start_mark.line + 1})"
+            )
             continue
         if name not in FIELDS:
             close = difflib.get_close_matches(name, FIELDS, n=2)
-            hint = (f"; did you mean {' or '.join(repr(option) for option in close)}?" if close
-                    else f"; known fields: {', '.join(FIELDS)}")
+            hint = (
+                f"; did you mean {' or '.join(repr(option) for option in close)}?"
+                if close
+                else f"; known fields: {', '.join(FIELDS)}"
+            )
             problems.add(where, key_node, f"unknown field {name!r}{hint}")
             continue
         fields[name] = _Field(where, key_node, value_node)
@@ -635,7 +669,9 @@ class _Builder:
             return None
         key = _canonical_item(value)
         if key not in items:
-            self.report((item.path, node), f"{what} names item {key}, which is not among the items ({describe_items(items)})")
+            self.report(
+                (item.path, node), f"{what} names item {key}, which is not among the items ({describe_items(items)})"
+            )
             return None
         return key
 
@@ -664,10 +700,24 @@ class _Builder:
         if identifier is None or not items:
             return None
         return Instrument(
-            id=identifier, title=title, citation=citation, status=status, respondent=respondent,
-            items=items, scale=scale, scoring=scoring, reverse=reverse, subscales=subscales,
-            missing=missing, missing_values=missing_values, variants=variants, bands=bands,
-            review_items=review, column_prefixes=prefixes, to_complete=to_complete, notes=notes,
+            id=identifier,
+            title=title,
+            citation=citation,
+            status=status,
+            respondent=respondent,
+            items=items,
+            scale=scale,
+            scoring=scoring,
+            reverse=reverse,
+            subscales=subscales,
+            missing=missing,
+            missing_values=missing_values,
+            variants=variants,
+            bands=bands,
+            review_items=review,
+            column_prefixes=prefixes,
+            to_complete=to_complete,
+            notes=notes,
             source=self.definition.path,
         )
 
@@ -684,8 +734,10 @@ class _Builder:
         for node in self.sequence(item, item.value, "to_complete"):
             name = _python(node)
             if name not in COMPLETABLE:
-                self.report((item.path, node), f"to_complete: {name!r} is not a field a user can complete "
-                                               f"({', '.join(COMPLETABLE)})")
+                self.report(
+                    (item.path, node),
+                    f"to_complete: {name!r} is not a field a user can complete ({', '.join(COMPLETABLE)})",
+                )
             elif name in self.fields:
                 self.report((item.path, node), f"to_complete lists {name!r}, but the template gives it")
             elif name not in names:
@@ -701,8 +753,11 @@ class _Builder:
         base_id, names, extends = base
         open_fields = [name for name in names if name not in self.fields]
         if open_fields and status != "template":
-            self.report(extends, f"extends the template {base_id!r} but does not complete "
-                                 f"{', '.join(open_fields)} (take them from your licensed scoring sheet)")
+            self.report(
+                extends,
+                f"extends the template {base_id!r} but does not complete "
+                f"{', '.join(open_fields)} (take them from your licensed scoring sheet)",
+            )
 
     def items(self) -> tuple[str, ...]:
         item = self.fields.get("items")
@@ -763,8 +818,11 @@ class _Builder:
             self.report(item, f"scale step must be above 0, not {format_number(step)}")
             return None
         if not Scale(low, high, step).on_grid(high):
-            self.report(item, f"scale max {format_number(high)} is not a whole number of steps "
-                              f"of {format_number(step)} above min {format_number(low)}")
+            self.report(
+                item,
+                f"scale max {format_number(high)} is not a whole number of steps "
+                f"of {format_number(step)} above min {format_number(low)}",
+            )
             return None
         return Scale(low, high, step)
 
@@ -804,14 +862,18 @@ class _Builder:
         nodes: dict[str, yaml.Node] = {}
         for key, key_node, value_node in self.mapping(item, item.value, "missing"):
             if key not in ("rule", "max_missing", "max_missing_per_subscale"):
-                self.report((item.path, key_node), f"unknown field {key!r} in missing "
-                                                   "(rule, max_missing, max_missing_per_subscale)")
+                self.report(
+                    (item.path, key_node),
+                    f"unknown field {key!r} in missing (rule, max_missing, max_missing_per_subscale)",
+                )
                 continue
             settings[key] = _python(value_node)
             nodes[key] = value_node
         rule = settings.get("rule", "refuse")
         if rule not in MISSING_RULES:
-            self.report((item.path, nodes.get("rule", item.value)), f"missing rule must be refuse or prorate, not {rule!r}")
+            self.report(
+                (item.path, nodes.get("rule", item.value)), f"missing rule must be refuse or prorate, not {rule!r}"
+            )
             return MissingRule()
         if rule == "refuse":
             for key in ("max_missing", "max_missing_per_subscale"):
@@ -826,13 +888,17 @@ class _Builder:
             if key == "rule":
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                self.report((item.path, nodes[key]), f"{key} must be a whole number of items (0 or more), not {value!r}")
+                self.report(
+                    (item.path, nodes[key]), f"{key} must be a whole number of items (0 or more), not {value!r}"
+                )
                 return MissingRule()
             limits[key] = value
         if limits["max_missing"] >= len(items) and items:
-            self.report((item.path, nodes["max_missing"]),
-                        f"max_missing {limits['max_missing']} would allow a form with no answer "
-                        f"({len(items)} items); it must be below {len(items)}")
+            self.report(
+                (item.path, nodes["max_missing"]),
+                f"max_missing {limits['max_missing']} would allow a form with no answer "
+                f"({len(items)} items); it must be below {len(items)}",
+            )
         per_subscale = limits.get("max_missing_per_subscale")
         if per_subscale is not None:
             where = (item.path, nodes["max_missing_per_subscale"])
@@ -841,8 +907,11 @@ class _Builder:
                     self.report(where, "max_missing_per_subscale needs subscales")
             elif per_subscale >= min(len(subscale.items) for subscale in subscales):
                 smallest = min(len(subscale.items) for subscale in subscales)
-                self.report(where, f"max_missing_per_subscale {per_subscale} would allow a subscale with no "
-                                   f"answer (the smallest has {smallest} items)")
+                self.report(
+                    where,
+                    f"max_missing_per_subscale {per_subscale} would allow a subscale with no "
+                    f"answer (the smallest has {smallest} items)",
+                )
         return MissingRule("prorate", limits["max_missing"], per_subscale)
 
     def missing_values(self, scale: Scale | None) -> tuple[float, ...]:
@@ -855,8 +924,11 @@ class _Builder:
             if code is None:
                 continue
             if scale is not None and scale.contains(code) and scale.on_grid(code):
-                self.report((item.path, node), f"missing value {format_number(code)} is also an answer on the "
-                                               f"scale {scale.describe()}; use a code outside the scale")
+                self.report(
+                    (item.path, node),
+                    f"missing value {format_number(code)} is also an answer on the "
+                    f"scale {scale.describe()}; use a code outside the scale",
+                )
                 continue
             codes.append(code)
         return tuple(codes)
@@ -907,7 +979,9 @@ class _Builder:
             if not isinstance(low, float) or not isinstance(high, float):
                 continue
             if low > high:
-                self.report((item.path, node), f"band {name!r}: min {format_number(low)} is above max {format_number(high)}")
+                self.report(
+                    (item.path, node), f"band {name!r}: min {format_number(low)} is above max {format_number(high)}"
+                )
                 continue
             bands.append((Band(name.strip(), low, high), node))
         names: set[str] = set()
@@ -917,16 +991,22 @@ class _Builder:
             names.add(band.name.lower())
             if index and band.min <= bands[index - 1][0].max:
                 previous = bands[index - 1][0]
-                self.report((item.path, node), f"band {band.name!r} starts at {format_number(band.min)}, not above "
-                                               f"the end of {previous.name!r} ({format_number(previous.max)}); "
-                                               "list bands from low to high without overlap")
+                self.report(
+                    (item.path, node),
+                    f"band {band.name!r} starts at {format_number(band.min)}, not above "
+                    f"the end of {previous.name!r} ({format_number(previous.max)}); "
+                    "list bands from low to high without overlap",
+                )
         if scale is not None and scoring is not None and count:
             low, high = (scale.min, scale.max) if scoring == "mean" else (scale.min * count, scale.max * count)
             for band, node in bands:
                 if band.min < low - TOLERANCE or band.max > high + TOLERANCE:
-                    self.report((item.path, node), f"band {band.name!r} ({format_number(band.min)}–"
-                                                   f"{format_number(band.max)}) lies outside the possible totals "
-                                                   f"{format_number(low)}–{format_number(high)}")
+                    self.report(
+                        (item.path, node),
+                        f"band {band.name!r} ({format_number(band.min)}–"
+                        f"{format_number(band.max)}) lies outside the possible totals "
+                        f"{format_number(low)}–{format_number(high)}",
+                    )
         return tuple(band for band, _ in bands)
 
     def prefixes(self) -> tuple[str, ...]:

@@ -120,8 +120,11 @@ def session_alliance(scores: pd.DataFrame) -> list[SessionAlliance]:
     per_respondent = usable.groupby(["therapy", "session", "respondent"], sort=True)["total"].mean()
     for (therapy, session), group in per_respondent.groupby(level=[0, 1], sort=True):
         respondents = tuple(sorted(group.index.get_level_values(2), key=_respondent_order))
-        found.append(SessionAlliance(therapy=str(therapy), session=int(session), alliance=float(group.mean()),
-                                     respondents=respondents))
+        found.append(
+            SessionAlliance(
+                therapy=str(therapy), session=int(session), alliance=float(group.mean()), respondents=respondents
+            )
+        )
     return found
 
 
@@ -161,8 +164,9 @@ def select_sessions(data: pd.DataFrame, *, alpha: float = 0.05, detrend: bool = 
             candidates.extend(tried)
             if why_none:
                 unfilled.append((str(therapy), pole, why_none))
-    return SelectionResult(fits=tuple(fits), candidates=tuple(candidates), unfilled=tuple(unfilled), alpha=alpha,
-                           detrended=detrend)
+    return SelectionResult(
+        fits=tuple(fits), candidates=tuple(candidates), unfilled=tuple(unfilled), alpha=alpha, detrended=detrend
+    )
 
 
 def _residuals(numbers: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -187,8 +191,17 @@ def _fit_therapy(therapy: str, rows: pd.DataFrame, alpha: float, detrend: bool) 
     prepared["next_outcome"] = prepared["outcome"].shift(-1)
 
     def excluded(reason: str, pairs: int = 0) -> tuple[TherapyFit, pd.DataFrame]:
-        return TherapyFit(therapy=therapy, sessions=len(rows), pairs=pairs, slope=None, intercept=None, p_value=None,
-                          r_squared=None, kept=False, reason=reason), prepared
+        return TherapyFit(
+            therapy=therapy,
+            sessions=len(rows),
+            pairs=pairs,
+            slope=None,
+            intercept=None,
+            p_value=None,
+            r_squared=None,
+            kept=False,
+            reason=reason,
+        ), prepared
 
     alliance = prepared["alliance"].astype(float)
     outcome = prepared["outcome"].astype(float)
@@ -226,12 +239,23 @@ def _fit_therapy(therapy: str, rows: pd.DataFrame, alpha: float, detrend: bool) 
         p_value = 0.0 if r_squared > 1 - 1e-12 else 1.0
     kept = p_value < alpha
     sign = "negative" if slope < 0 else "positive"
-    reason = (f"next-session outcome on alliance: slope {slope:+.3f} ({sign}), p = {p_value:.3g} "
-              f"{'<' if kept else '>='} {alpha} over {len(pairs)} pairs")
+    reason = (
+        f"next-session outcome on alliance: slope {slope:+.3f} ({sign}), p = {p_value:.3g} "
+        f"{'<' if kept else '>='} {alpha} over {len(pairs)} pairs"
+    )
     if kept and slope > 0:
         reason += "; a positive slope means more symptoms after better alliance: check the data"
-    return TherapyFit(therapy=therapy, sessions=len(rows), pairs=len(pairs), slope=slope, intercept=intercept,
-                      p_value=p_value, r_squared=r_squared, kept=kept, reason=reason), prepared
+    return TherapyFit(
+        therapy=therapy,
+        sessions=len(rows),
+        pairs=len(pairs),
+        slope=slope,
+        intercept=intercept,
+        p_value=p_value,
+        r_squared=r_squared,
+        kept=kept,
+        reason=reason,
+    ), prepared
 
 
 def _choose(therapy: str, prepared: pd.DataFrame, pole: str) -> tuple[list[Candidate], str | None]:
@@ -247,8 +271,7 @@ def _choose(therapy: str, prepared: pd.DataFrame, pole: str) -> tuple[list[Candi
         outcome = None if pd.isna(row.outcome) else float(row.outcome)
         next_outcome = None if pd.isna(row.next_outcome) else float(row.next_outcome)
         place = f"{'highest' if pole == 'high' else 'lowest'} alliance" + (f" no. {rank}" if rank > 1 else "")
-        replaces = (f"; replaces session{'s' if len(passed) > 1 else ''} {', '.join(map(str, passed))}"
-                    if passed else "")
+        replaces = f"; replaces session{'s' if len(passed) > 1 else ''} {', '.join(map(str, passed))}" if passed else ""
         chosen = False
         if next_session is None:
             reason = f"{place}, but the final session (no next session)"
@@ -263,9 +286,21 @@ def _choose(therapy: str, prepared: pd.DataFrame, pole: str) -> tuple[list[Candi
                 reason = f"{place}; {change} ({wanted}s as required){replaces}"
             else:
                 reason = f"{place}, but the outcome does not {wanted}: {change}"
-        tried.append(Candidate(therapy=therapy, pole=pole, rank=rank, session=session, alliance=float(row.alliance),
-                               alliance_score=float(row.alliance_z), outcome=outcome, next_session=next_session,
-                               next_outcome=next_outcome, chosen=chosen, reason=reason))
+        tried.append(
+            Candidate(
+                therapy=therapy,
+                pole=pole,
+                rank=rank,
+                session=session,
+                alliance=float(row.alliance),
+                alliance_score=float(row.alliance_z),
+                outcome=outcome,
+                next_session=next_session,
+                next_outcome=next_outcome,
+                chosen=chosen,
+                reason=reason,
+            )
+        )
         if chosen:
             return tried, None
         passed.append(session)
@@ -276,14 +311,20 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def session_table(alliance: Iterable[SessionAlliance], outcome: pd.DataFrame,
-                  sessions: Sequence[tuple[str, int]] = ()) -> pd.DataFrame:
+def session_table(
+    alliance: Iterable[SessionAlliance], outcome: pd.DataFrame, sessions: Sequence[tuple[str, int]] = ()
+) -> pd.DataFrame:
     """Rows (therapy, session, alliance, outcome) from alliance per session and outcome rows
     (therapy, session, total); sessions without either still appear when listed in ``sessions``."""
-    frame = pd.DataFrame([(a.therapy, a.session, a.alliance) for a in alliance],
-                         columns=["therapy", "session", "alliance"])
-    outcome_means = (outcome.dropna(subset=["total"]).groupby(["therapy", "session"], as_index=False)["total"].mean()
-                     .rename(columns={"total": "outcome"}))
+    frame = pd.DataFrame(
+        [(a.therapy, a.session, a.alliance) for a in alliance], columns=["therapy", "session", "alliance"]
+    )
+    outcome_means = (
+        outcome.dropna(subset=["total"])
+        .groupby(["therapy", "session"], as_index=False)["total"]
+        .mean()
+        .rename(columns={"total": "outcome"})
+    )
     outcome_means["therapy"] = outcome_means["therapy"].astype(str)
     merged = frame.merge(outcome_means, on=["therapy", "session"], how="outer")
     if sessions:

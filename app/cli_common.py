@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-import sys
 
 import click
 
@@ -20,7 +19,10 @@ def study_argument(func):
 
 def as_option(func):
     return click.option(
-        "--as", "actor", envvar="CONCORD_CODER", metavar="NAME",
+        "--as",
+        "actor",
+        envvar="CONCORD_CODER",
+        metavar="NAME",
         help="The person acting (default: $CONCORD_CODER).",
     )(func)
 

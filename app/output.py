@@ -17,8 +17,14 @@ FORMATS = ("table", "json", "csv")
 
 
 def format_option(default: str = "table", choices: Sequence[str] = FORMATS):
-    return click.option("--format", "output_format", type=click.Choice(choices), default=default,
-                        show_default=True, help="How to print the result.")
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default=default,
+        show_default=True,
+        help="How to print the result.",
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -12,8 +12,8 @@ import os
 import platform
 import sys
 from datetime import date
-from pathlib import Path
 from importlib.metadata import version
+from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -22,7 +22,7 @@ from concord.analysis.agreement_stats import MISSING, STATISTICS, bootstrap_ci, 
 
 # Run as a script from anywhere: the repository root holds the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, best_of, write_section  # noqa: E402
+from bench.common import RESULTS, best_of, write_section
 
 CODERS, UNITS, CATEGORIES = 10, 100_000, 5
 MISSING_SHARE, FOLLOWS_TRUTH = 0.10, 0.7
@@ -40,10 +40,6 @@ def make_ratings(rng: np.random.Generator) -> np.ndarray:
     ratings = np.where(rng.random((CODERS, UNITS)) < FOLLOWS_TRUTH, truth, guesses)
     ratings[rng.random((CODERS, UNITS)) < MISSING_SHARE] = MISSING
     return ratings
-
-
-
-
 
 
 def main() -> int:

@@ -33,23 +33,22 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from importlib.metadata import version
 from pathlib import Path
 
 # tests.factories builds the study; tests/ is not an installed package, so run from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.common import RESULTS, write_section  # noqa: E402
+from sqlalchemy import insert
+from textual import events
 
-from sqlalchemy import insert  # noqa: E402
-from textual import events  # noqa: E402
-
-from concord.app.tui.app import make_app  # noqa: E402
-from concord.app.tui.screens.transcript import TranscriptScreen  # noqa: E402
-from concord.services import coding as coding_service  # noqa: E402
-from concord.storage.db import open_study  # noqa: E402
-from concord.storage.models import Coding, Transcript, Turn  # noqa: E402
-from tests.factories import build_transcript_text, make_study  # noqa: E402
+from bench.common import RESULTS, write_section
+from concord.app.tui.app import make_app
+from concord.app.tui.screens.transcript import TranscriptScreen
+from concord.services import coding as coding_service
+from concord.storage.db import open_study
+from concord.storage.models import Coding, Transcript, Turn
+from tests.factories import build_transcript_text, make_study
 
 APPLICATIONS = 1_000
 CODINGS_PER_TURN = 10
@@ -70,16 +69,27 @@ UTTERANCES = (
 def build_study(target: str) -> None:
     """The test study plus a long session transcript, "BIG" (sorted first in the overview)."""
     workspace = make_study(target, blind=True)
-    turns = [("T", "therapist", UTTERANCES[i % 4]) if i % 2 == 0 else ("P", "client", UTTERANCES[i % 4])
-             for i in range(TURNS)]
+    turns = [
+        ("T", "therapist", UTTERANCES[i % 4]) if i % 2 == 0 else ("P", "client", UTTERANCES[i % 4])
+        for i in range(TURNS)
+    ]
     text, spans = build_transcript_text(turns)
     with workspace.store.session() as session:
         row = Transcript(key="BIG", kind="session", language="en", text=text, source_name="big.txt")
         session.add(row)
         session.flush()
-        session.add_all(Turn(transcript_id=row.id, number=number, speaker_role=role, speaker_label=label,
-                             char_start=start, char_end=end, nonverbal=[])
-                        for number, (label, role, start, end) in enumerate(spans, 1))
+        session.add_all(
+            Turn(
+                transcript_id=row.id,
+                number=number,
+                speaker_role=role,
+                speaker_label=label,
+                char_start=start,
+                char_end=end,
+                nonverbal=[],
+            )
+            for number, (label, role, start, end) in enumerate(spans, 1)
+        )
     workspace.close()
 
 
@@ -114,12 +124,22 @@ async def measure(target: str) -> dict[str, list[float]]:
 
     def floor_insert() -> float:
         # bob's (coder 2) rows in S-A (transcript 1): never among the codings ann's screen shows.
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         started = time.perf_counter()
         with floor_store.engine.begin() as conn:
-            conn.execute(insert(codings).values(coder_id=2, transcript_id=1, code_id=2, start_offset=0,
-                                                end_offset=5, phase="independent", made_blind=True,
-                                                created_at=now, changed_at=now))
+            conn.execute(
+                insert(codings).values(
+                    coder_id=2,
+                    transcript_id=1,
+                    code_id=2,
+                    start_offset=0,
+                    end_offset=5,
+                    phase="independent",
+                    made_blind=True,
+                    created_at=now,
+                    changed_at=now,
+                )
+            )
         return time.perf_counter() - started
 
     coding_service.apply_code = timed_apply
@@ -159,8 +179,6 @@ async def measure(target: str) -> dict[str, list[float]]:
     return results
 
 
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md as it is")
@@ -175,46 +193,50 @@ def main() -> int:
 
     ms = {name: [value * 1000 for value in values] for name, values in results.items()}
     rows = []
-    for name, label in (("floor", "floor: bare insert, committed"),
-                        ("dispatch", "keypress → apply_code called (key dispatch)"),
-                        ("service", "apply_code call → returned (its commit)"),
-                        ("committed", "keypress → committed (apply_code returned)"),
-                        ("shown", "keypress → screen updated")):
+    for name, label in (
+        ("floor", "floor: bare insert, committed"),
+        ("dispatch", "keypress → apply_code called (key dispatch)"),
+        ("service", "apply_code call → returned (its commit)"),
+        ("committed", "keypress → committed (apply_code returned)"),
+        ("shown", "keypress → screen updated"),
+    ):
         values = ms[name]
-        rows.append((label, percentile(values, 0.5), percentile(values, 0.95), max(values),
-                     statistics.mean(values)))
+        rows.append((label, percentile(values, 0.5), percentile(values, 0.95), max(values), statistics.mean(values)))
     p95 = percentile(ms["committed"], 0.95)
     ratio = p95 / percentile(ms["floor"], 0.95)
     for label, p50, p95_value, worst, mean in rows:
         print(f"{label:45} p50 {p50:7.2f} ms  p95 {p95_value:7.2f} ms  max {worst:7.2f} ms  mean {mean:7.2f} ms")
     print(f"p95 keypress→committed / p95 floor = {ratio:.2f}x; target p95 <= {TARGET_P95_MS:.0f} ms")
 
-    table = "\n".join(f"| {label} | {p50:.2f} ms | {p95_value:.2f} ms | {worst:.2f} ms |"
-                      for label, p50, p95_value, worst, _ in rows)
-    section = "\n".join([
-        HEADING,
-        "",
-        f"Measured {date.today().isoformat()} on {os.cpu_count()} cores (load average {load_before:.1f} before,"
-        f" {load_after:.1f} after), Python {platform.python_version()}, textual {version('textual')},"
-        f" SQLAlchemy {version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}.",
-        f"{APPLICATIONS:,} applications of code 1 by its hotkey in a headless pilot (120x40) on a"
-        f" {TURNS:,}-turn transcript, {CODINGS_PER_TURN} per turn (the view ends up holding"
-        f" {APPLICATIONS:,} codings); each key is posted to the app as a terminal's would be, once the"
-        " previous key's frame is drawn. Floor: a bare"
-        " SQLAlchemy Core insert of one codings row per transaction, committed, same engine settings"
-        " (WAL, synchronous=FULL, BEGIN IMMEDIATE), interleaved with the key presses.",
-        "",
-        "| step | p50 | p95 | max |",
-        "|---|---|---|---|",
-        table,
-        "",
-        f"p95 keypress → committed: **{p95:.2f} ms** (target <= {TARGET_P95_MS:.0f} ms);"
-        f" {ratio:.2f}x the floor's p95. Key dispatch is the small part; the rest is"
-        " services.coding.apply_code's own work in its one commit (a settings read, the transcript"
-        " row for the span check, the visible-code check, the undo step, the audit entry).",
-        "",
-        f"Command (from the repository root): `{COMMAND}`",
-    ])
+    table = "\n".join(
+        f"| {label} | {p50:.2f} ms | {p95_value:.2f} ms | {worst:.2f} ms |" for label, p50, p95_value, worst, _ in rows
+    )
+    section = "\n".join(
+        [
+            HEADING,
+            "",
+            f"Measured {date.today().isoformat()} on {os.cpu_count()} cores (load average {load_before:.1f} before,"
+            f" {load_after:.1f} after), Python {platform.python_version()}, textual {version('textual')},"
+            f" SQLAlchemy {version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}.",
+            f"{APPLICATIONS:,} applications of code 1 by its hotkey in a headless pilot (120x40) on a"
+            f" {TURNS:,}-turn transcript, {CODINGS_PER_TURN} per turn (the view ends up holding"
+            f" {APPLICATIONS:,} codings); each key is posted to the app as a terminal's would be, once the"
+            " previous key's frame is drawn. Floor: a bare"
+            " SQLAlchemy Core insert of one codings row per transaction, committed, same engine settings"
+            " (WAL, synchronous=FULL, BEGIN IMMEDIATE), interleaved with the key presses.",
+            "",
+            "| step | p50 | p95 | max |",
+            "|---|---|---|---|",
+            table,
+            "",
+            f"p95 keypress → committed: **{p95:.2f} ms** (target <= {TARGET_P95_MS:.0f} ms);"
+            f" {ratio:.2f}x the floor's p95. Key dispatch is the small part; the rest is"
+            " services.coding.apply_code's own work in its one commit (a settings read, the transcript"
+            " row for the span check, the visible-code check, the undo step, the audit entry).",
+            "",
+            f"Command (from the repository root): `{COMMAND}`",
+        ]
+    )
     if not args.no_write:
         write_section(HEADING, section)
         print(f"updated {RESULTS}")

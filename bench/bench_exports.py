@@ -48,20 +48,58 @@ from concord.storage.models import (
 
 # Run as a script from anywhere: the repository root holds the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, best_of, write_section  # noqa: E402
+from bench.common import RESULTS, best_of, write_section
 
 SEED = 20240611
 REPEATS = 3
 DYADS, SESSIONS_PER_DYAD = 100, 10
-THEMES, SUBTHEMES, CODES_PER_SUBTHEME = 5, 2, 4          # 40 codes under 10 sub-themes under 5 themes
+THEMES, SUBTHEMES, CODES_PER_SUBTHEME = 5, 2, 4  # 40 codes under 10 sub-themes under 5 themes
 TURNS, CODINGS_PER_TRANSCRIPT = 120, 30
-REPORT_TRANSCRIPTS, REPORT_CODINGS = 200, 25             # 5,000 excerpts
+REPORT_TRANSCRIPTS, REPORT_CODINGS = 200, 25  # 5,000 excerpts
 FREQUENCY_LIMIT, REPORT_LIMIT = 1.0, 15.0
 
 HEADING = "## Exports"
 COMMAND = "/work/venv/bin/python bench/bench_exports.py"
-WORDS = ("the week was hard and I kept thinking about what she said it never ends but I did the homework "
-         "some of it we talked about goals what would you like to focus on today tell me more").split()
+WORDS = [
+    "the",
+    "week",
+    "was",
+    "hard",
+    "and",
+    "I",
+    "kept",
+    "thinking",
+    "about",
+    "what",
+    "she",
+    "said",
+    "it",
+    "never",
+    "ends",
+    "but",
+    "I",
+    "did",
+    "the",
+    "homework",
+    "some",
+    "of",
+    "it",
+    "we",
+    "talked",
+    "about",
+    "goals",
+    "what",
+    "would",
+    "you",
+    "like",
+    "to",
+    "focus",
+    "on",
+    "today",
+    "tell",
+    "me",
+    "more",
+]
 
 
 def _utterance(rng: random.Random) -> tuple[str, list[tuple[int, int]]]:
@@ -90,26 +128,42 @@ def build_study(target: str, *, dyads: int, sessions: int, codings: int, seed: i
         session.flush()
         leaves = []
         for t in range(THEMES):
-            theme = Code(codebook_id=book.id, guid=str(uuid.uuid4()), name=f"theme {t + 1}", position=t,
-                         definition=f"What theme {t + 1} is about.")
+            theme = Code(
+                codebook_id=book.id,
+                guid=str(uuid.uuid4()),
+                name=f"theme {t + 1}",
+                position=t,
+                definition=f"What theme {t + 1} is about.",
+            )
             session.add(theme)
             session.flush()
             for s in range(SUBTHEMES):
-                sub = Code(codebook_id=book.id, parent_id=theme.id, guid=str(uuid.uuid4()),
-                           name=f"pole {t + 1}.{s + 1}", position=s)
+                sub = Code(
+                    codebook_id=book.id,
+                    parent_id=theme.id,
+                    guid=str(uuid.uuid4()),
+                    name=f"pole {t + 1}.{s + 1}",
+                    position=s,
+                )
                 session.add(sub)
                 session.flush()
                 for c in range(CODES_PER_SUBTHEME):
-                    leaf = Code(codebook_id=book.id, parent_id=sub.id, guid=str(uuid.uuid4()),
-                                name=f"code {t + 1}.{s + 1}.{c + 1}", position=c,
-                                definition="A generated code.")
+                    leaf = Code(
+                        codebook_id=book.id,
+                        parent_id=sub.id,
+                        guid=str(uuid.uuid4()),
+                        name=f"code {t + 1}.{s + 1}.{c + 1}",
+                        position=c,
+                        definition="A generated code.",
+                    )
                     session.add(leaf)
                     session.flush()
                     leaves.append(leaf.id)
         session.execute(insert(Dyad), [{"key": str(d + 1)} for d in range(dyads)])
         dyad_ids = list(session.scalars(select(Dyad.id).order_by(Dyad.id)))
-        session.execute(insert(TherapySession), [{"dyad_id": d, "number": n + 1}
-                                                 for d in dyad_ids for n in range(sessions)])
+        session.execute(
+            insert(TherapySession), [{"dyad_id": d, "number": n + 1} for d in dyad_ids for n in range(sessions)]
+        )
         session_ids = list(session.scalars(select(TherapySession.id).order_by(TherapySession.id)))
         transcripts, turn_rows, plans = [], [], []
         for index, session_id in enumerate(session_ids):
@@ -119,47 +173,92 @@ def build_study(target: str, *, dyads: int, sessions: int, codings: int, seed: i
                 utterance, marks = _utterance(rng)
                 start = offset + len(label) + 2
                 parts.append(f"{label}: {utterance}")
-                spans.append((number + 1, role, label, start, start + len(utterance),
-                              [[start + a, start + b] for a, b in marks]))
+                spans.append(
+                    (number + 1, role, label, start, start + len(utterance), [[start + a, start + b] for a, b in marks])
+                )
                 offset += len(parts[-1]) + 1
-            transcripts.append({"key": f"S{index + 1:04d}", "kind": "session", "session_id": session_id,
-                                "language": "en", "text": "\n".join(parts), "phase": "consensus_done"})
+            transcripts.append(
+                {
+                    "key": f"S{index + 1:04d}",
+                    "kind": "session",
+                    "session_id": session_id,
+                    "language": "en",
+                    "text": "\n".join(parts),
+                    "phase": "consensus_done",
+                }
+            )
             plans.append(spans)
         session.execute(insert(Transcript), transcripts)
         transcript_ids = list(session.scalars(select(Transcript.id).order_by(Transcript.id)))
         coding_rows = []
         for transcript_id, spans in zip(transcript_ids, plans):
             for number, role, label, start, end, marks in spans:
-                turn_rows.append({"transcript_id": transcript_id, "number": number, "speaker_role": role,
-                                  "speaker_label": label, "char_start": start, "char_end": end,
-                                  "replayed": False, "nonverbal": marks})
+                turn_rows.append(
+                    {
+                        "transcript_id": transcript_id,
+                        "number": number,
+                        "speaker_role": role,
+                        "speaker_label": label,
+                        "char_start": start,
+                        "char_end": end,
+                        "replayed": False,
+                        "nonverbal": marks,
+                    }
+                )
             for _ in range(codings):
                 first = rng.randrange(TURNS - 1)
                 last = first + (1 if rng.random() < 0.1 else 0)
                 start = spans[first][3] + rng.randint(0, 5)
                 end = spans[last][4] - rng.randint(0, 5)
-                coding_rows.append({"coder_id": sue, "transcript_id": transcript_id, "code_id": rng.choice(leaves),
-                                    "start_offset": start, "end_offset": max(end, start + 1), "phase": "consensus",
-                                    "made_blind": True})
+                coding_rows.append(
+                    {
+                        "coder_id": sue,
+                        "transcript_id": transcript_id,
+                        "code_id": rng.choice(leaves),
+                        "start_offset": start,
+                        "end_offset": max(end, start + 1),
+                        "phase": "consensus",
+                        "made_blind": True,
+                    }
+                )
         session.execute(insert(Turn), turn_rows)
         session.execute(insert(Coding), coding_rows)
         scores, attributes = [], []
         for session_id in session_ids:
             client, therapist = rng.randint(24, 60), rng.randint(24, 84)
-            scores.append({"session_id": session_id, "instrument": "WAI-SR", "respondent": "client", "items": {},
-                           "subscales": {"Task": client / 3, "Bond": client / 3, "Goal": client / 3},
-                           "total": client})
-            scores.append({"session_id": session_id, "instrument": "WAI-S-T", "respondent": "therapist",
-                           "items": {}, "subscales": {"Task": therapist / 3}, "total": therapist})
-            attributes.append({"target_kind": "session", "target_id": session_id, "name": "group",
-                               "value_type": "text", "value": rng.choice(("high", "low")), "blinded": True})
+            scores.append(
+                {
+                    "session_id": session_id,
+                    "instrument": "WAI-SR",
+                    "respondent": "client",
+                    "items": {},
+                    "subscales": {"Task": client / 3, "Bond": client / 3, "Goal": client / 3},
+                    "total": client,
+                }
+            )
+            scores.append(
+                {
+                    "session_id": session_id,
+                    "instrument": "WAI-S-T",
+                    "respondent": "therapist",
+                    "items": {},
+                    "subscales": {"Task": therapist / 3},
+                    "total": therapist,
+                }
+            )
+            attributes.append(
+                {
+                    "target_kind": "session",
+                    "target_id": session_id,
+                    "name": "group",
+                    "value_type": "text",
+                    "value": rng.choice(("high", "low")),
+                    "blinded": True,
+                }
+            )
         session.execute(insert(QuestionnaireScore), scores)
         session.execute(insert(Attribute), attributes)
     return workspace
-
-
-
-
 
 
 def main() -> int:
@@ -170,8 +269,13 @@ def main() -> int:
     load_before = os.getloadavg()[0]
 
     started = time.perf_counter()
-    big = build_study(str(folder / "frequencies.concord"), dyads=DYADS, sessions=SESSIONS_PER_DYAD,
-                      codings=CODINGS_PER_TRANSCRIPT, seed=SEED)
+    big = build_study(
+        str(folder / "frequencies.concord"),
+        dyads=DYADS,
+        sessions=SESSIONS_PER_DYAD,
+        codings=CODINGS_PER_TRANSCRIPT,
+        seed=SEED,
+    )
     built = time.perf_counter() - started
     sue = Workspace(big.store, "sue")
 
@@ -191,8 +295,11 @@ def main() -> int:
         ours, _ = best_of(REPEATS, lambda t=target: export(t))
         floor_frame = tables.long() if suffix == ".csv" else tables.wide
         floor_path = folder / f"floor{suffix}"
-        writer = (lambda: floor_frame.to_csv(floor_path, index=False)) if suffix == ".csv" else \
-            (lambda: floor_frame.to_excel(floor_path, index=False, engine="openpyxl"))
+        writer = (
+            (lambda: floor_frame.to_csv(floor_path, index=False))
+            if suffix == ".csv"
+            else (lambda: floor_frame.to_excel(floor_path, index=False, engine="openpyxl"))
+        )
         floor, _ = best_of(REPEATS, writer)
         rows.append((suffix, ours, floor, floor_frame.shape))
     other_measures = {}
@@ -200,8 +307,13 @@ def main() -> int:
         other_measures[measure], _ = best_of(REPEATS, lambda m=measure: export(folder / f"{m}.csv", m))
     big.close()
 
-    report_study = build_study(str(folder / "report.concord"), dyads=20, sessions=REPORT_TRANSCRIPTS // 20,
-                               codings=REPORT_CODINGS, seed=SEED + 1)
+    report_study = build_study(
+        str(folder / "report.concord"),
+        dyads=20,
+        sessions=REPORT_TRANSCRIPTS // 20,
+        codings=REPORT_CODINGS,
+        seed=SEED + 1,
+    )
     report_sue = Workspace(report_study.store, "sue")
 
     def report(context: int) -> int:
@@ -215,14 +327,18 @@ def main() -> int:
     report_study.close()
     shutil.rmtree(folder, ignore_errors=True)
 
-    print(f"study built in {built:.1f} s: {DYADS * SESSIONS_PER_DYAD:,} sessions, {THEMES * SUBTHEMES * CODES_PER_SUBTHEME}"
-          f" codes (+{THEMES + THEMES * SUBTHEMES} themes/sub-themes), {DYADS * SESSIONS_PER_DYAD * CODINGS_PER_TRANSCRIPT:,}"
-          f" codings, {DYADS * SESSIONS_PER_DYAD * TURNS:,} turns")
+    print(
+        f"study built in {built:.1f} s: {DYADS * SESSIONS_PER_DYAD:,} sessions, {THEMES * SUBTHEMES * CODES_PER_SUBTHEME}"
+        f" codes (+{THEMES + THEMES * SUBTHEMES} themes/sub-themes), {DYADS * SESSIONS_PER_DYAD * CODINGS_PER_TRANSCRIPT:,}"
+        f" codings, {DYADS * SESSIONS_PER_DYAD * TURNS:,} turns"
+    )
     for name, seconds in timings.items():
         print(f"{name:<22} {seconds * 1000:8.1f} ms")
     for suffix, ours, floor, floor_shape in rows:
-        print(f"export {suffix:<6} {ours * 1000:8.1f} ms; pandas floor {floor_shape[0]:,} x {floor_shape[1]}: "
-              f"{floor * 1000:8.1f} ms; ratio {ours / floor:.2f}")
+        print(
+            f"export {suffix:<6} {ours * 1000:8.1f} ms; pandas floor {floor_shape[0]:,} x {floor_shape[1]}: "
+            f"{floor * 1000:8.1f} ms; ratio {ours / floor:.2f}"
+        )
     for measure, seconds in other_measures.items():
         print(f"export .csv --count {measure}: {seconds * 1000:8.1f} ms")
     print(f"excerpt report .docx, {excerpts:,} excerpts: {report_seconds:.2f} s (context 1: {context_seconds:.2f} s)")
@@ -250,9 +366,11 @@ def main() -> int:
     ]
     for suffix, ours, floor, floor_shape in rows:
         what = "tidy long" if suffix == ".csv" else "wide sheet"
-        lines.append(f"| {suffix} ({what}, {floor_shape[0]:,} x {floor_shape[1]}) | {ours * 1000:.0f} ms | "
-                     f"{floor * 1000:.0f} ms | {ours / floor:.2f} | {'ok' if ours <= FREQUENCY_LIMIT else 'OVER'} "
-                     f"<= {FREQUENCY_LIMIT:.0f} s |")
+        lines.append(
+            f"| {suffix} ({what}, {floor_shape[0]:,} x {floor_shape[1]}) | {ours * 1000:.0f} ms | "
+            f"{floor * 1000:.0f} ms | {ours / floor:.2f} | {'ok' if ours <= FREQUENCY_LIMIT else 'OVER'} "
+            f"<= {FREQUENCY_LIMIT:.0f} s |"
+        )
     lines += [
         "",
         "Parts (--count segments, the default): "
@@ -260,7 +378,8 @@ def main() -> int:
         + f". The wide table is {shape[0]:,} x {shape[1]}; the long one {long_shape[0]:,} x {long_shape[1]}, "
         + "written by formatting each unit's columns once rather than once per code (hence below the floor). "
         + "Whole path to .csv with the other counts (they read the turns, and words the coded text): "
-        + ", ".join(f"--count {m} {seconds * 1000:.0f} ms" for m, seconds in other_measures.items()) + ".",
+        + ", ".join(f"--count {m} {seconds * 1000:.0f} ms" for m, seconds in other_measures.items())
+        + ".",
         "",
         f"Excerpt report: {excerpts:,} excerpts ({REPORT_TRANSCRIPTS} transcripts x {REPORT_CODINGS} codings) "
         f"to .docx, whole path (service with turn text + report + chart + file): **{report_seconds:.2f} s** "

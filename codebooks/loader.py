@@ -224,7 +224,7 @@ class _AliasRecordingLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.alias_uses: dict[tuple[int, Any], yaml.Event] = {}
 
-    def compose_node(self, parent, index):  # noqa: ANN001 - PyYAML's signature
+    def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             node = super().compose_node(parent, index)

@@ -246,8 +246,9 @@ def read_qdc(
     return QdcImport(spec=spec, warnings=tuple(warnings))
 
 
-def read_input(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | None,
-               kind: str = "qdc") -> tuple[bytes, str]:
+def read_input(
+    path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | None, kind: str = "qdc"
+) -> tuple[bytes, str]:
     """The bytes of a REFI-QDA file (or the bytes given) and the name errors should show."""
     if isinstance(path_or_bytes, bytes | bytearray):
         return bytes(path_or_bytes), source_name or f"<{kind} data>"

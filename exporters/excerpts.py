@@ -100,7 +100,7 @@ def unit_noun(kinds: set[str]) -> str:
 
 
 def attribution(row: dict, group: str | None, group_label: str) -> str:
-    """"client, dyad 12, session 5" for an IPR interview; "Session E, high alliance" for a session."""
+    """ "client, dyad 12, session 5" for an IPR interview; "Session E, high alliance" for a session."""
     if row["kind"] == "ipr":
         parts = [row["perspective"] or "interview"]
         if row["dyad"] is not None:
@@ -120,8 +120,14 @@ def _plain(value):
     return None if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else value
 
 
-def build_report(data: ResultsData, *, context: int = 0, group_attribute: str = "group",
-                 group_label: str = "{value} alliance", memos: bool = False) -> Report:
+def build_report(
+    data: ResultsData,
+    *,
+    context: int = 0,
+    group_attribute: str = "group",
+    group_label: str = "{value} alliance",
+    memos: bool = False,
+) -> Report:
     if context < 0:
         raise ValueError("context is a number of turns, 0 or more")
     units = data.units
@@ -140,8 +146,7 @@ def build_report(data: ResultsData, *, context: int = 0, group_attribute: str = 
     group_order = sorted(group_sizes, key=natural_key)
     by_node = {node_id: part for node_id, part in counts.groupby("code_id")} if not counts.empty else {}
 
-    unit_rows = {int(r["transcript_id"]): {k: _plain(v) for k, v in r.items()}
-                 for r in units.to_dict(orient="records")}
+    unit_rows = {int(r["transcript_id"]): {k: _plain(v) for k, v in r.items()} for r in units.to_dict(orient="records")}
     excerpts_by_code = _excerpts(data, unit_rows, groups_by_transcript, context, group_label, memos)
     code_memos: dict[int, list[str]] = {}
     if memos:
@@ -156,8 +161,7 @@ def build_report(data: ResultsData, *, context: int = 0, group_attribute: str = 
             part = by_node.get(node.id)
             segments = int(part["value"].sum()) if part is not None else 0
             coded = set(int(t) for t in part["transcript_id"]) if part is not None else set()
-            count_line = (f"Coded {segments} time{'s' if segments != 1 else ''} in {len(coded)} of {n_units} "
-                          f"{noun}")
+            count_line = f"Coded {segments} time{'s' if segments != 1 else ''} in {len(coded)} of {n_units} {noun}"
             if group_order:
                 per_group = []
                 for group in group_order:
@@ -165,26 +169,42 @@ def build_report(data: ResultsData, *, context: int = 0, group_attribute: str = 
                     per_group.append(f"{group_label.format(value=group)}: {hits} of {group_sizes[group]}")
                 count_line += " (" + "; ".join(per_group) + ")"
             count_line += "."
-        sections.append(Section(node=node, count_line=count_line, definition=node.definition,
-                                memos=tuple(code_memos.get(node.id, ())),
-                                excerpts=tuple(excerpts_by_code.get(node.id, ()))))
+        sections.append(
+            Section(
+                node=node,
+                count_line=count_line,
+                definition=node.definition,
+                memos=tuple(code_memos.get(node.id, ())),
+                excerpts=tuple(excerpts_by_code.get(node.id, ())),
+            )
+        )
     prevalence = _prevalence(data, counts, groups_by_transcript, group_order, group_label, noun)
     layer = "consensus codings" if data.layer == "consensus" else f"the codings of {data.layer}"
-    total = int(len(data.codings))
-    lead = (f"Excerpts from {layer}: {total} coded segment{'s' if total != 1 else ''} in "
-            f"{data.codings['transcript_id'].nunique() if total else 0} of {n_units} {noun}. "
-            "The coded words are in bold"
-            + (f", with {context} turn{'s' if context != 1 else ''} of context before and after"
-               if context else "") + ".")
+    total = len(data.codings)
+    lead = (
+        f"Excerpts from {layer}: {total} coded segment{'s' if total != 1 else ''} in "
+        f"{data.codings['transcript_id'].nunique() if total else 0} of {n_units} {noun}. "
+        "The coded words are in bold"
+        + (f", with {context} turn{'s' if context != 1 else ''} of context before and after" if context else "")
+        + "."
+    )
     notes = []
     if data.blind:
         notes.append("The study is blind for you: groups, dyads and scores are left out.")
-    return Report(title=data.title, lead=lead, sections=tuple(sections), prevalence=prevalence,
-                  excerpt_count=total, context=context, notes=tuple(notes))
+    return Report(
+        title=data.title,
+        lead=lead,
+        sections=tuple(sections),
+        prevalence=prevalence,
+        excerpt_count=total,
+        context=context,
+        notes=tuple(notes),
+    )
 
 
-def _excerpts(data: ResultsData, unit_rows: dict, groups: dict[int, str], context: int, group_label: str,
-              memos: bool) -> dict[int, list[Excerpt]]:
+def _excerpts(
+    data: ResultsData, unit_rows: dict, groups: dict[int, str], context: int, group_label: str, memos: bool
+) -> dict[int, list[Excerpt]]:
     codings = data.codings
     turns = data.turns
     found: dict[int, list[Excerpt]] = {}
@@ -196,7 +216,8 @@ def _excerpts(data: ResultsData, unit_rows: dict, groups: dict[int, str], contex
     if not turns.empty:
         columns = turns[["transcript_id", "number", "speaker_label", "char_start", "char_end", "text"]]
         for tid, number, label, start, end, text in columns.sort_values(["transcript_id", "number"]).itertuples(
-                index=False, name=None):
+            index=False, name=None
+        ):
             rows = ordered_turns.setdefault(int(tid), [])
             place[(int(tid), int(number))] = len(rows)
             rows.append((int(number), label, int(start), int(end), text or ""))
@@ -204,27 +225,40 @@ def _excerpts(data: ResultsData, unit_rows: dict, groups: dict[int, str], contex
     span_turns: dict[int, tuple[int, int]] = {}
     if not pairs.empty:
         numbers = pairs.merge(turns[["turn_id", "number"]], on="turn_id").groupby("coding_id")["number"]
-        span_turns = {int(c): (int(lo), int(hi)) for c, lo, hi in
-                      zip(numbers.min().index, numbers.min().to_numpy(), numbers.max().to_numpy())}
+        span_turns = {
+            int(c): (int(lo), int(hi))
+            for c, lo, hi in zip(numbers.min().index, numbers.min().to_numpy(), numbers.max().to_numpy())
+        }
     coding_memos: dict[int, list[str]] = {}
     if memos:
         for memo in data.memos:
             if memo.target_kind == "coding":
                 coding_memos.setdefault(memo.target_id, []).append(f"{memo.text} ({memo.coder})")
     keys = {tid: natural_key(row["transcript"]) for tid, row in unit_rows.items()}
-    order = sorted(range(len(codings)), key=lambda i: (keys[int(codings["transcript_id"].iat[i])],
-                                                       int(codings["start"].iat[i]), int(codings["end"].iat[i])))
+    order = sorted(
+        range(len(codings)),
+        key=lambda i: (
+            keys[int(codings["transcript_id"].iat[i])],
+            int(codings["start"].iat[i]),
+            int(codings["end"].iat[i]),
+        ),
+    )
     records = codings.to_dict(orient="records")
     for index in order:
         row = records[index]
-        tid, coding_id, start, end = int(row["transcript_id"]), int(row["coding_id"]), int(row["start"]), int(row["end"])
+        tid, coding_id, start, end = (
+            int(row["transcript_id"]),
+            int(row["coding_id"]),
+            int(row["start"]),
+            int(row["end"]),
+        )
         unit = unit_rows[tid]
         lines: list[Line] = []
         if coding_id in span_turns and tid in ordered_turns:
             low, high = span_turns[coding_id]
             rows = ordered_turns[tid]
             first, last = place[(tid, low)], place[(tid, high)]
-            for number, label, t_start, t_end, text in rows[max(0, first - context):last + context + 1]:
+            for number, label, t_start, t_end, text in rows[max(0, first - context) : last + context + 1]:
                 inside = low <= number <= high
                 a, b = max(start, t_start) - t_start, min(end, t_end) - t_start
                 if inside and a < b:
@@ -239,34 +273,48 @@ def _excerpts(data: ResultsData, unit_rows: dict, groups: dict[int, str], contex
             if _plain(row["memo"]):
                 notes.append(f"{row['memo']} ({row['coder']})")
             notes.extend(coding_memos.get(coding_id, ()))
-        found.setdefault(int(row["code_id"]), []).append(Excerpt(
-            transcript=unit["transcript"], lines=tuple(lines),
-            attribution=attribution(unit, groups.get(tid), group_label), memos=tuple(notes)))
+        found.setdefault(int(row["code_id"]), []).append(
+            Excerpt(
+                transcript=unit["transcript"],
+                lines=tuple(lines),
+                attribution=attribution(unit, groups.get(tid), group_label),
+                memos=tuple(notes),
+            )
+        )
     return found
 
 
-def _prevalence(data: ResultsData, counts: pd.DataFrame, groups: dict[int, str], group_order: list[str],
-                group_label: str, noun: str) -> Prevalence | None:
+def _prevalence(
+    data: ResultsData, counts: pd.DataFrame, groups: dict[int, str], group_order: list[str], group_label: str, noun: str
+) -> Prevalence | None:
     # The themes; with --codes, the chosen codes highest in the tree (their ancestors are only an outline).
-    themes = [node for node in data.codes if node.id not in data.outline_only
-              and (node.parent_id is None or node.parent_id in data.outline_only)]
+    themes = [
+        node
+        for node in data.codes
+        if node.id not in data.outline_only and (node.parent_id is None or node.parent_id in data.outline_only)
+    ]
     if not themes or data.units.empty:
         return None
     transcripts = [int(t) for t in data.units["transcript_id"]]
     coded = set(zip(counts["transcript_id"].astype(int), counts["code_id"].astype(int)))
     labels = [group_label.format(value=g) for g in group_order] if group_order else [f"all {noun}"]
-    members = ([[t for t in transcripts if groups.get(t) == g] for g in group_order] if group_order
-               else [transcripts])
+    members = [[t for t in transcripts if groups.get(t) == g] for g in group_order] if group_order else [transcripts]
     percent = np.zeros((len(themes), len(members)))
     for i, node in enumerate(themes):
         for j, part in enumerate(members):
             percent[i, j] = 100.0 * sum((t, node.id) in coded for t in part) / len(part) if part else 0.0
-    return Prevalence(themes=[n.label for n in themes], groups=labels, percent=percent,
-                      sizes=[len(m) for m in members], unit=noun,
-                      item="theme" if all(n.depth == 0 for n in themes) else "code")
+    return Prevalence(
+        themes=[n.label for n in themes],
+        groups=labels,
+        percent=percent,
+        sizes=[len(m) for m in members],
+        unit=noun,
+        item="theme" if all(n.depth == 0 for n in themes) else "code",
+    )
 
 
 # -- the chart ---------------------------------------------------------------------------------
+
 
 def prevalence_png(prevalence: Prevalence, dpi: int = 150) -> bytes:
     """Horizontal grouped bars: the share of units with each theme, one bar per group."""
@@ -283,8 +331,15 @@ def prevalence_png(prevalence: Prevalence, dpi: int = 150) -> bytes:
     shades = ["#3B3B3B", "#A6A6A6", "#6E6E6E", "#D0D0D0", "#1A1A1A"]
     for j, group in enumerate(groups):
         offsets = positions - 0.4 + bar * (j + 0.5)
-        axes.barh(offsets, prevalence.percent[:, j], height=bar * 0.95, color=shades[j % len(shades)],
-                  edgecolor="black", linewidth=0.4, label=f"{group} (n = {prevalence.sizes[j]})")
+        axes.barh(
+            offsets,
+            prevalence.percent[:, j],
+            height=bar * 0.95,
+            color=shades[j % len(shades)],
+            edgecolor="black",
+            linewidth=0.4,
+            label=f"{group} (n = {prevalence.sizes[j]})",
+        )
     axes.set_yticks(positions, [_wrap(t, 28) for t in themes])
     axes.invert_yaxis()
     axes.set_xlim(0, 100)
@@ -314,6 +369,7 @@ def _wrap(text: str, width: int) -> str:
 
 
 # -- writers -----------------------------------------------------------------------------------
+
 
 def chart_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prevalence.png")
@@ -373,8 +429,11 @@ class _FastBody:
 
     @staticmethod
     def run(text: str, *, bold: bool = False, italic: bool = False, style_id: str | None = None) -> str:
-        properties = (f'<w:rStyle w:val="{style_id}"/>' if style_id else "") + ("<w:b/>" if bold else "") \
+        properties = (
+            (f'<w:rStyle w:val="{style_id}"/>' if style_id else "")
+            + ("<w:b/>" if bold else "")
             + ("<w:i/>" if italic else "")
+        )
         properties = f"<w:rPr>{properties}</w:rPr>" if properties else ""
         return f'<w:r>{properties}<w:t xml:space="preserve">{xml_escape(docx_text(text))}</w:t></w:r>'
 
@@ -485,7 +544,7 @@ def md_escape(text: str) -> str:
     escaped = MARKDOWN_SPECIAL.sub(r"\\\1", text).replace("\r", " ").replace("\n", " ")
     match = MARKDOWN_LIST_START.match(escaped)
     if match and match.group(2) in "-+":
-        escaped = f"{match.group(1)}\\{escaped[match.end(1):]}"
+        escaped = f"{match.group(1)}\\{escaped[match.end(1) :]}"
     elif match:
         end = match.end()
         escaped = f"{escaped[:end]}\\{escaped[end:]}"
@@ -496,8 +555,8 @@ def _md_fragment(fragment: Fragment) -> str:
     if not fragment.bold or not fragment.text.strip():
         return md_escape(fragment.text)
     core = fragment.text.strip()
-    lead = fragment.text[:len(fragment.text) - len(fragment.text.lstrip())]
-    tail = fragment.text[len(fragment.text.rstrip()):]
+    lead = fragment.text[: len(fragment.text) - len(fragment.text.lstrip())]
+    tail = fragment.text[len(fragment.text.rstrip()) :]
     return f"{md_escape(lead)}**{md_escape(core)}**{md_escape(tail)}"
 
 
@@ -505,8 +564,12 @@ def _markdown(report: Report, chart_name: str | None, step: Callable[[int], None
     out = [f"# Results: {md_escape(report.title)}", "", md_escape(report.lead), ""]
     out += [md_escape(n) + "\n" for n in report.notes]
     if chart_name:
-        out += [f"**Figure 1.** *{md_escape(figure_caption(report.prevalence))}*", "",
-                f"![{md_escape(figure_caption(report.prevalence))}]({chart_name})", ""]
+        out += [
+            f"**Figure 1.** *{md_escape(figure_caption(report.prevalence))}*",
+            "",
+            f"![{md_escape(figure_caption(report.prevalence))}]({chart_name})",
+            "",
+        ]
     for section in report.sections:
         out += ["#" * min(section.node.depth + 2, 6) + " " + md_escape(heading_title(section)), ""]
         if section.definition:
@@ -543,14 +606,21 @@ figcaption { font-style: italic; }
 
 def _html(report: Report, chart_name: str | None, step: Callable[[int], None]) -> str:
     e = html.escape
-    out = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
-           f"<title>Results: {e(report.title)}</title>", f"<style>{HTML_STYLE}</style></head><body>",
-           f"<h1>Results: {e(report.title)}</h1>", f"<p>{e(report.lead)}</p>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Results: {e(report.title)}</title>",
+        f"<style>{HTML_STYLE}</style></head><body>",
+        f"<h1>Results: {e(report.title)}</h1>",
+        f"<p>{e(report.lead)}</p>",
+    ]
     out += [f"<p>{e(n)}</p>" for n in report.notes]
     if chart_name:
         caption = e(figure_caption(report.prevalence))
-        out.append(f"<figure><figcaption><b>Figure 1.</b> {caption}</figcaption>"
-                   f"<img src=\"{e(chart_name)}\" alt=\"{caption}\" width=\"600\"></figure>")
+        out.append(
+            f"<figure><figcaption><b>Figure 1.</b> {caption}</figcaption>"
+            f'<img src="{e(chart_name)}" alt="{caption}" width="600"></figure>'
+        )
     for section in report.sections:
         level = min(section.node.depth + 2, 6)
         out.append(f"<h{level}>{e(heading_title(section))}</h{level}>")
@@ -559,18 +629,21 @@ def _html(report: Report, chart_name: str | None, step: Callable[[int], None]) -
         if section.count_line:
             out.append(f"<p>{e(section.count_line)}</p>")
         for memo in section.memos:
-            out.append(f"<p class=\"memo\">Memo. {e(memo)}</p>")
+            out.append(f'<p class="memo">Memo. {e(memo)}</p>')
         for excerpt in section.excerpts:
             out.append("<blockquote>")
             for index, line in enumerate(excerpt.lines):
                 body = "".join(f"<strong>{e(f.text)}</strong>" if f.bold else e(f.text) for f in line.fragments)
                 speaker = f"{e(line.speaker)}: " if line.speaker else ""
-                cls = " class=\"context\"" if line.context else ""
-                tail = (f" <span class=\"attribution\">({e(excerpt.attribution)})</span>"
-                        if index == len(excerpt.lines) - 1 else "")
+                cls = ' class="context"' if line.context else ""
+                tail = (
+                    f' <span class="attribution">({e(excerpt.attribution)})</span>'
+                    if index == len(excerpt.lines) - 1
+                    else ""
+                )
                 out.append(f"<p{cls}>{speaker}{body}{tail}</p>")
             for memo in excerpt.memos:
-                out.append(f"<p class=\"memo\">Memo: {e(memo)}</p>")
+                out.append(f'<p class="memo">Memo: {e(memo)}</p>')
             out.append("</blockquote>")
             step(1)
     out.append("</body></html>")

@@ -14,6 +14,7 @@ FORMATS = (".csv", ".xlsx", ".docx", ".json")
 def format_of(path: str | os.PathLike, allowed: Sequence[str] = FORMATS) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in allowed:
-        raise ConcordError(f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-                           f"use one of {', '.join(allowed)}")
+        raise ConcordError(
+            f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; use one of {', '.join(allowed)}"
+        )
     return suffix

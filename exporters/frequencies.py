@@ -86,14 +86,15 @@ def blank_ranges(text: str, offset: int, ranges: Iterable[Sequence[int]]) -> str
         a, b = max(a, cursor), min(b, end)
         if a >= b:
             continue
-        pieces.append(text[cursor - offset:a - offset])
+        pieces.append(text[cursor - offset : a - offset])
         pieces.append(" " * (b - a))
         cursor = b
-    pieces.append(text[cursor - offset:])
+    pieces.append(text[cursor - offset :])
     return "".join(pieces)
 
 
 # -- counting ----------------------------------------------------------------------------
+
 
 def coding_turns(codings: pd.DataFrame, turns: pd.DataFrame) -> pd.DataFrame:
     """Pairs (coding_id, turn_id) of codings and the turns they overlap, found with two
@@ -120,10 +121,12 @@ def coding_turns(codings: pd.DataFrame, turns: pd.DataFrame) -> pd.DataFrame:
     # The running maximum of ends can admit a turn that ends before the coding: check exactly.
     true_ends = turn_tid + ordered["char_end"].to_numpy(np.int64)
     keep = (starts[turn_pos] < c_end[which]) & (true_ends[turn_pos] > c_start[which])
-    return pd.DataFrame({
-        "coding_id": codings["coding_id"].to_numpy(np.int64)[which[keep]],
-        "turn_id": ordered["turn_id"].to_numpy(np.int64)[turn_pos[keep]],
-    })
+    return pd.DataFrame(
+        {
+            "coding_id": codings["coding_id"].to_numpy(np.int64)[which[keep]],
+            "turn_id": ordered["turn_id"].to_numpy(np.int64)[turn_pos[keep]],
+        }
+    )
 
 
 def lineage(codes: Sequence[CodeNode]) -> dict[int, list[int]]:
@@ -148,8 +151,12 @@ def _hidden_by_coding(codings: pd.DataFrame, turns: pd.DataFrame, pairs: pd.Data
     joined = pairs.merge(turns[["turn_id", "char_start", "char_end", "nonverbal"]], on="turn_id")
     joined = joined.merge(codings[["coding_id", "start", "end"]], on="coding_id")
     turns_per_coding = joined.groupby("coding_id", sort=False)["turn_id"].transform("size")
-    simple = ((turns_per_coding == 1) & (joined["char_start"] <= joined["start"])
-              & (joined["end"] <= joined["char_end"]) & joined["nonverbal"].isna())
+    simple = (
+        (turns_per_coding == 1)
+        & (joined["char_start"] <= joined["start"])
+        & (joined["end"] <= joined["char_end"])
+        & joined["nonverbal"].isna()
+    )
     rest = joined[~simple].sort_values(["coding_id", "char_start"], kind="stable")
     hidden: dict[int, list] = {}
     current, cursor, end, ranges = None, 0, 0, []
@@ -162,8 +169,13 @@ def _hidden_by_coding(codings: pd.DataFrame, turns: pd.DataFrame, pairs: pd.Data
                 hidden[current] = ranges
 
     for coding_id, start, stop, t_start, t_end, nonverbal in zip(
-            rest["coding_id"].tolist(), rest["start"].tolist(), rest["end"].tolist(), rest["char_start"].tolist(),
-            rest["char_end"].tolist(), rest["nonverbal"].tolist()):
+        rest["coding_id"].tolist(),
+        rest["start"].tolist(),
+        rest["end"].tolist(),
+        rest["char_start"].tolist(),
+        rest["char_end"].tolist(),
+        rest["nonverbal"].tolist(),
+    ):
         if coding_id != current:
             close()
             current, cursor, end, ranges = coding_id, start, stop, []
@@ -184,7 +196,7 @@ def _union_words(spans: list[tuple[int, int, str]], ranges: list) -> int:
     for start, end, text in spans[1:]:
         if start <= cur_end:
             if end > cur_end:
-                cur_text += text[cur_end - start:]
+                cur_text += text[cur_end - start :]
                 cur_end = end
         else:
             total += count_words(blank_ranges(cur_text, cur_start, ranges))
@@ -192,8 +204,7 @@ def _union_words(spans: list[tuple[int, int, str]], ranges: list) -> int:
     return total + count_words(blank_ranges(cur_text, cur_start, ranges))
 
 
-def code_counts(codes: Sequence[CodeNode], codings: pd.DataFrame, turns: pd.DataFrame,
-                measure: str) -> pd.DataFrame:
+def code_counts(codes: Sequence[CodeNode], codings: pd.DataFrame, turns: pd.DataFrame, measure: str) -> pd.DataFrame:
     """One row per (transcript_id, code_id) with a coding of the code or a descendant: ``value``.
 
     For ``presence`` the value is the number of segments (made 0/1 after adding up units).
@@ -232,8 +243,9 @@ def _word_counts(codings: pd.DataFrame, turns: pd.DataFrame, expanded: pd.DataFr
     # the transcript has no turns, when the whole span counts.
     with_turns = set(turns["transcript_id"].astype("int64")) if not turns.empty else set()
     outside = set(codings["coding_id"].astype("int64")) - set(pairs["coding_id"])
-    for coding_id, start, end, tid in zip(codings["coding_id"], codings["start"], codings["end"],
-                                          codings["transcript_id"]):
+    for coding_id, start, end, tid in zip(
+        codings["coding_id"], codings["start"], codings["end"], codings["transcript_id"]
+    ):
         if int(coding_id) in outside and int(tid) in with_turns:
             nonverbal[int(coding_id)] = [(int(start), int(end))]
     words = {}
@@ -254,13 +266,18 @@ def _word_counts(codings: pd.DataFrame, turns: pd.DataFrame, expanded: pd.DataFr
         texts = dict(zip(codings["coding_id"].tolist(), codings["text"].tolist()))
         flagged = expanded.merge(joined_groups, on=keys)
         spans_of: dict[tuple[int, int], list] = {}
-        for tid, node, coding_id, start, end in zip(flagged["transcript_id"].tolist(), flagged["node"].tolist(),
-                                                    flagged["coding_id"].tolist(), flagged["start"].tolist(),
-                                                    flagged["end"].tolist()):
+        for tid, node, coding_id, start, end in zip(
+            flagged["transcript_id"].tolist(),
+            flagged["node"].tolist(),
+            flagged["coding_id"].tolist(),
+            flagged["start"].tolist(),
+            flagged["end"].tolist(),
+        ):
             spans_of.setdefault((tid, node), []).append((start, end, texts[coding_id], coding_id))
-        unions = {key: _union_words([(a, b, t) for a, b, t, _ in spans],
-                                    [r for *_, c in spans for r in nonverbal.get(c, ())])
-                  for key, spans in spans_of.items()}
+        unions = {
+            key: _union_words([(a, b, t) for a, b, t, _ in spans], [r for *_, c in spans for r in nonverbal.get(c, ())])
+            for key, spans in spans_of.items()
+        }
         result = result.copy()
         result.loc[list(unions)] = list(unions.values())
     return result
@@ -268,10 +285,12 @@ def _word_counts(codings: pd.DataFrame, turns: pd.DataFrame, expanded: pd.DataFr
 
 # -- units, attributes and scores ---------------------------------------------------------
 
+
 def natural_key(value) -> tuple:
     text = "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
-    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part.casefold())
-                 for part in re.split(r"(\d+)", text) if part)
+    return tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold()) for part in re.split(r"(\d+)", text) if part
+    )
 
 
 def _typed(value: str | None, value_type: str):
@@ -285,8 +304,21 @@ def _typed(value: str | None, value_type: str):
     return value
 
 
-RESERVED = {"unit", "transcript", "kind", "perspective", "dyad", "session", "sessions", "transcripts",
-            "code path", "code", "level", "measure", "count"}
+RESERVED = {
+    "unit",
+    "transcript",
+    "kind",
+    "perspective",
+    "dyad",
+    "session",
+    "sessions",
+    "transcripts",
+    "code path",
+    "code",
+    "level",
+    "measure",
+    "count",
+}
 
 
 def attribute_columns(data: ResultsData) -> pd.DataFrame:
@@ -297,13 +329,16 @@ def attribute_columns(data: ResultsData) -> pd.DataFrame:
     if attributes.empty:
         return pd.DataFrame({"transcript_id": units["transcript_id"]})
     values: dict[tuple[str, int], dict[str, object]] = {}
-    for kind, target, name, value, value_type in zip(attributes["target_kind"], attributes["target_id"],
-                                                     attributes["name"], attributes["value"],
-                                                     attributes["value_type"]):
+    for kind, target, name, value, value_type in zip(
+        attributes["target_kind"],
+        attributes["target_id"],
+        attributes["name"],
+        attributes["value"],
+        attributes["value_type"],
+    ):
         column = f"{name} (attribute)" if name in RESERVED else name
         values.setdefault((kind, int(target)), {})[column] = _typed(value, value_type)
-    names = list(dict.fromkeys(
-        (f"{n} (attribute)" if n in RESERVED else n) for n in attributes["name"]))
+    names = list(dict.fromkeys((f"{n} (attribute)" if n in RESERVED else n) for n in attributes["name"]))
     rows = []
     for tid, session_id, dyad_id in zip(units["transcript_id"], units["session_id"], units["dyad_id"]):
         merged: dict[str, object] = {}
@@ -329,8 +364,13 @@ def session_scores(scores: pd.DataFrame, measures: Iterable[str] | None = None) 
     per_session: dict[int, dict[str, float]] = {}
     dyads: dict[int, int] = {}
     for session_id, dyad_id, instrument, respondent, total, subscales in zip(
-            scores["session_id"], scores["dyad_id"], scores["instrument"], scores["respondent"],
-            scores["total"], scores["subscales"]):
+        scores["session_id"],
+        scores["dyad_id"],
+        scores["instrument"],
+        scores["respondent"],
+        scores["total"],
+        scores["subscales"],
+    ):
         row = per_session.setdefault(int(session_id), {})
         dyads[int(session_id)] = int(dyad_id)
         stem = f"{instrument} {respondent}"
@@ -347,8 +387,12 @@ def session_scores(scores: pd.DataFrame, measures: Iterable[str] | None = None) 
 
     alliance = scores[scores["instrument"].map(lambda name: squash(name).startswith("wai"))]
     if not alliance.empty:
-        sides = (alliance.assign(total=alliance["total"].astype(float))
-                 .groupby(["session_id", "respondent"])["total"].mean().unstack())
+        sides = (
+            alliance.assign(total=alliance["total"].astype(float))
+            .groupby(["session_id", "respondent"])["total"]
+            .mean()
+            .unstack()
+        )
         if {"client", "therapist"} <= set(sides.columns):
             mean = ((sides["client"] + sides["therapist"]) / 2).rename(ALLIANCE)
             frame = frame.merge(mean, left_on="session_id", right_index=True, how="left")
@@ -360,6 +404,7 @@ def session_scores(scores: pd.DataFrame, measures: Iterable[str] | None = None) 
 
 
 # -- the frequency table -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FrequencyTables:
@@ -383,20 +428,26 @@ class FrequencyTables:
         base = self.wide[keep]
         repeated = base.iloc[np.repeat(np.arange(n_units), n_codes)].reset_index(drop=True)
         values = self.wide[self.code_columns].to_numpy().reshape(-1) if n_codes else np.array([], dtype=int)
-        middle = pd.DataFrame({
-            "code path": np.tile(np.array([n.path_name for n in self.codes], dtype=object), n_units),
-            "code": np.tile(np.array([n.label for n in self.codes], dtype=object), n_units),
-            "level": np.tile(np.array([n.level for n in self.codes], dtype=object), n_units),
-            "measure": self.measure,
-            "count": values,
-        })
+        middle = pd.DataFrame(
+            {
+                "code path": np.tile(np.array([n.path_name for n in self.codes], dtype=object), n_units),
+                "code": np.tile(np.array([n.label for n in self.codes], dtype=object), n_units),
+                "level": np.tile(np.array([n.level for n in self.codes], dtype=object), n_units),
+                "measure": self.measure,
+                "count": values,
+            }
+        )
         ids = repeated[self.id_columns]
         rest = repeated[self.score_columns + self.attribute_columns]
         return pd.concat([ids, middle, rest], axis=1)
 
     def long_columns(self) -> list[str]:
-        return (self.id_columns + ["code path", "code", "level", "measure", "count"] + self.score_columns
-                + self.attribute_columns)
+        return (
+            self.id_columns
+            + ["code path", "code", "level", "measure", "count"]
+            + self.score_columns
+            + self.attribute_columns
+        )
 
     def write_long_csv(self, path) -> None:
         """The long form straight to CSV, the same text as ``long().to_csv(index=False)``: each unit's
@@ -424,14 +475,20 @@ class FrequencyTables:
             return buffer.getvalue()
 
         ids = formatted(self.id_columns)
-        rest = ["," + text for text in formatted(self.score_columns + self.attribute_columns)] \
-            if self.score_columns or self.attribute_columns else [""] * len(self.wide)
+        rest = (
+            ["," + text for text in formatted(self.score_columns + self.attribute_columns)]
+            if self.score_columns or self.attribute_columns
+            else [""] * len(self.wide)
+        )
         code_fields = [line([n.path_name, n.label, n.level, self.measure]) for n in self.codes]
         counts = self.wide[self.code_columns].to_numpy().tolist()
         with open(path, "w", encoding="utf-8", newline="") as handle:
             handle.write(line(self.long_columns()) + "\n")
-            handle.writelines(f"{ids[u]},{fields},{row[c]}{rest[u]}\n"
-                              for u, row in enumerate(counts) for c, fields in enumerate(code_fields))
+            handle.writelines(
+                f"{ids[u]},{fields},{row[c]}{rest[u]}\n"
+                for u, row in enumerate(counts)
+                for c, fields in enumerate(code_fields)
+            )
 
 
 def _unit_label(by: str, dyad, session, group) -> str:
@@ -451,9 +508,15 @@ def _distinct(values: pd.Series):
     return "; ".join(str(v) for v in sorted(seen, key=natural_key))
 
 
-def frequency_table(data: ResultsData, *, by: str = "transcript", measure: str = "segments",
-                    measures: Iterable[str] | None = None, group_attribute: str = "group",
-                    counts: pd.DataFrame | None = None) -> FrequencyTables:
+def frequency_table(
+    data: ResultsData,
+    *,
+    by: str = "transcript",
+    measure: str = "segments",
+    measures: Iterable[str] | None = None,
+    group_attribute: str = "group",
+    counts: pd.DataFrame | None = None,
+) -> FrequencyTables:
     """The frequency table (one row per unit) with linked scores and attributes, and the group
     summary when the group attribute is there to see."""
     if by not in UNITS:
@@ -496,8 +559,11 @@ def frequency_table(data: ResultsData, *, by: str = "transcript", measure: str =
         rows = counts["transcript_id"].map(transcript_index)
         cols = counts["code_id"].map(code_index)
         ok = rows.notna() & cols.notna()
-        np.add.at(matrix, (rows[ok].astype(int).to_numpy(), cols[ok].astype(int).to_numpy()),
-                  counts.loc[ok, "value"].to_numpy())
+        np.add.at(
+            matrix,
+            (rows[ok].astype(int).to_numpy(), cols[ok].astype(int).to_numpy()),
+            counts.loc[ok, "value"].to_numpy(),
+        )
     code_names = [node.path_name for node in codes]
 
     if by == "transcript":
@@ -513,16 +579,23 @@ def frequency_table(data: ResultsData, *, by: str = "transcript", measure: str =
         if by == "group":
             keys = sorted(first.index, key=natural_key)
         else:
-            keys = sorted(first.index, key=lambda k: (natural_key(first.at[k, "dyad"]),
-                                                      natural_key(first.at[k, "session"] if by == "session" else "")))
+            keys = sorted(
+                first.index,
+                key=lambda k: (
+                    natural_key(first.at[k, "dyad"]),
+                    natural_key(first.at[k, "session"] if by == "session" else ""),
+                ),
+            )
         first = first.reindex(keys)
         position = {k: i for i, k in enumerate(keys)}
         which = units["_unit"].map(position).to_numpy()
         values = np.zeros((len(keys), len(codes)), dtype=np.int64)
         np.add.at(values, which, matrix)
-        wide = pd.DataFrame({
-            "unit": [_unit_label(by, first.at[k, "dyad"], first.at[k, "session"], k) for k in keys],
-        })
+        wide = pd.DataFrame(
+            {
+                "unit": [_unit_label(by, first.at[k, "dyad"], first.at[k, "session"], k) for k in keys],
+            }
+        )
         if by == "session":
             wide["dyad"] = first["dyad"].to_numpy()
             wide["session"] = first["session"].to_numpy()
@@ -565,11 +638,19 @@ def frequency_table(data: ResultsData, *, by: str = "transcript", measure: str =
     wide = wide[id_columns + attr_names + score_names + code_names]
     if data.blind:
         notes.append("The study is blind for you: scores, dyads, sessions and blinded attributes are left out.")
-    tables = FrequencyTables(by=by, measure=measure, layer=data.layer, wide=wide.reset_index(drop=True),
-                             id_columns=id_columns, attribute_columns=attr_names, score_columns=score_names,
-                             code_columns=code_names, codes=tuple(codes),
-                             group_attribute=group_attribute if group_attribute in attr_names else None,
-                             notes=notes)
+    tables = FrequencyTables(
+        by=by,
+        measure=measure,
+        layer=data.layer,
+        wide=wide.reset_index(drop=True),
+        id_columns=id_columns,
+        attribute_columns=attr_names,
+        score_columns=score_names,
+        code_columns=code_names,
+        codes=tuple(codes),
+        group_attribute=group_attribute if group_attribute in attr_names else None,
+        notes=notes,
+    )
     if by != "group" and group_attribute in attr_names:
         summary = group_summary(tables, group_attribute)
         return replace(tables, summary=summary)
@@ -587,6 +668,7 @@ def _refuse_missing_group(name: str, blind: bool):
 
 
 # -- group summary ---------------------------------------------------------------------------
+
 
 def _mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Two-sided Mann-Whitney U p-values for each column of x (units x codes) against y.
@@ -607,12 +689,12 @@ def _mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     if math.comb(len(x) + len(y), len(x)) <= EXACT_SPLITS_LIMIT:
         method = stats.PermutationMethod(n_resamples=np.inf)
         for column in varying:
-            p[column] = stats.mannwhitneyu(x[:, column], y[:, column], alternative="two-sided",
-                                           method=method).pvalue
+            p[column] = stats.mannwhitneyu(x[:, column], y[:, column], alternative="two-sided", method=method).pvalue
         return p, ["Mann-Whitney U (exact permutation)"] * codes
     if len(varying):
-        p[varying] = stats.mannwhitneyu(x[:, varying], y[:, varying], alternative="two-sided",
-                                        method="asymptotic", axis=0).pvalue
+        p[varying] = stats.mannwhitneyu(
+            x[:, varying], y[:, varying], alternative="two-sided", method="asymptotic", axis=0
+        ).pvalue
     return p, ["Mann-Whitney U (normal approximation)"] * codes
 
 
@@ -631,8 +713,13 @@ def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame
     groups = sorted((g for g in labels.dropna().unique()), key=natural_key)
     values = wide[tables.code_columns].to_numpy(dtype=float)
     codes = len(tables.code_columns)
-    summary = pd.DataFrame({"code path": tables.code_columns, "code": [n.label for n in tables.codes],
-                            "level": [n.level for n in tables.codes]})
+    summary = pd.DataFrame(
+        {
+            "code path": tables.code_columns,
+            "code": [n.label for n in tables.codes],
+            "level": [n.level for n in tables.codes],
+        }
+    )
     samples = []
     for group in groups:
         part = values[(labels == group).to_numpy()]
@@ -647,8 +734,12 @@ def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame
         if tables.measure == "presence":
             tests = ["Fisher's exact"] * codes
             for column in range(codes):
-                table = np.array([[int((s[:, column] > 0).sum()) for s in samples],
-                                  [int((s[:, column] == 0).sum()) for s in samples]])
+                table = np.array(
+                    [
+                        [int((s[:, column] > 0).sum()) for s in samples],
+                        [int((s[:, column] == 0).sum()) for s in samples],
+                    ]
+                )
                 p[column] = 1.0 if (table.sum(axis=1) == 0).any() else stats.fisher_exact(table).pvalue
         elif len(groups) == 2:
             p, tests = _mann_whitney(samples[0], samples[1])
@@ -665,18 +756,20 @@ def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame
 
 # -- representativeness (IPR) ----------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class RepresentativenessTable:
     level: str
-    wide: pd.DataFrame    # rows: dyads, then the totals; columns: dyad, group, one per theme
-    long: pd.DataFrame    # dyad, group, code path, level, client, therapist, contribution
+    wide: pd.DataFrame  # rows: dyads, then the totals; columns: dyad, group, one per theme
+    long: pd.DataFrame  # dyad, group, code path, level, client, therapist, contribution
     code_columns: list[str]
     group_attribute: str | None
     notes: list[str]
 
 
-def representativeness_table(data: ResultsData, *, level: str = "theme", group_attribute: str = "group",
-                             counts: pd.DataFrame | None = None) -> RepresentativenessTable:
+def representativeness_table(
+    data: ResultsData, *, level: str = "theme", group_attribute: str = "group", counts: pd.DataFrame | None = None
+) -> RepresentativenessTable:
     """Which side of each dyad contributes to each theme (or sub-theme): "C" when a client's IPR
     interview has a coding of it (or of a code below it), "T" for the therapist's, "C+T" for both."""
     depth = {"theme": 0, "subtheme": 1}.get(level)
@@ -688,16 +781,17 @@ def representativeness_table(data: ResultsData, *, level: str = "theme", group_a
         counts = code_counts(data.codes, data.codings, data.turns, "segments")
     nodes = [n for n in data.codes if n.depth == depth]
     units = data.units
-    ipr = units[(units["kind"] == "ipr") & units["perspective"].isin(("client", "therapist"))
-                & units["dyad"].notna()]
+    ipr = units[(units["kind"] == "ipr") & units["perspective"].isin(("client", "therapist")) & units["dyad"].notna()]
     attrs = attribute_columns(data)
     group_known = group_attribute in attrs.columns
     dyad_keys = sorted(ipr["dyad"].unique(), key=natural_key)
     notes = []
     skipped = units[(units["kind"] == "ipr") & ~units.index.isin(ipr.index)]
     if len(skipped):
-        notes.append(f"{len(skipped)} IPR transcript(s) without a perspective or dyad left out: "
-                     f"{', '.join(skipped['transcript'])}.")
+        notes.append(
+            f"{len(skipped)} IPR transcript(s) without a perspective or dyad left out: "
+            f"{', '.join(skipped['transcript'])}."
+        )
     groups = {}
     if group_known:
         merged = ipr.merge(attrs[["transcript_id", group_attribute]], on="transcript_id", how="left")
@@ -716,12 +810,21 @@ def representativeness_table(data: ResultsData, *, level: str = "theme", group_a
             client, therapist = "client" in present, "therapist" in present
             mark = "C+T" if client and therapist else "C" if client else "T" if therapist else ""
             row[node.path_name] = mark
-            long_rows.append({"dyad": str(dyad), **({group_attribute: groups.get(dyad)} if group_known else {}),
-                              "code path": node.path_name, "level": node.level, "client": int(client),
-                              "therapist": int(therapist), "contribution": mark})
+            long_rows.append(
+                {
+                    "dyad": str(dyad),
+                    **({group_attribute: groups.get(dyad)} if group_known else {}),
+                    "code path": node.path_name,
+                    "level": node.level,
+                    "client": int(client),
+                    "therapist": int(therapist),
+                    "contribution": mark,
+                }
+            )
         wide_rows.append(row)
-    table = pd.DataFrame(wide_rows, columns=["dyad"] + ([group_attribute] if group_known else [])
-                         + [n.path_name for n in nodes])
+    table = pd.DataFrame(
+        wide_rows, columns=["dyad"] + ([group_attribute] if group_known else []) + [n.path_name for n in nodes]
+    )
     totals = []
     scopes = [("all dyads", table)]
     if group_known:
@@ -736,19 +839,26 @@ def representativeness_table(data: ResultsData, *, level: str = "theme", group_a
             row[node.path_name] = f"{int((marks != '').sum())}/{len(part)}"
         totals.append(row)
     wide = pd.concat([table, pd.DataFrame(totals, columns=table.columns)], ignore_index=True)
-    notes.append("C: the client's IPR interviews contribute; T: the therapist's; C+T: both. "
-                 "Totals: dyads contributing / dyads.")
-    return RepresentativenessTable(level=level, wide=wide, long=pd.DataFrame(long_rows),
-                                   code_columns=[n.path_name for n in nodes],
-                                   group_attribute=group_attribute if group_known else None, notes=notes)
+    notes.append(
+        "C: the client's IPR interviews contribute; T: the therapist's; C+T: both. Totals: dyads contributing / dyads."
+    )
+    return RepresentativenessTable(
+        level=level,
+        wide=wide,
+        long=pd.DataFrame(long_rows),
+        code_columns=[n.path_name for n in nodes],
+        group_attribute=group_attribute if group_known else None,
+        notes=notes,
+    )
 
 
 # -- publication views ------------------------------------------------------------------------
 
+
 def _fmt_number(value, decimals: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if isinstance(value, (int, np.integer)) or float(value).is_integer() and decimals == 0:
+    if isinstance(value, (int, np.integer)) or (float(value).is_integer() and decimals == 0):
         return str(int(value))
     return f"{float(value):.{decimals}f}"
 
@@ -762,8 +872,9 @@ def format_p(p) -> str:
 
 
 def unit_word(by: str, plural: bool = True) -> str:
-    return {"transcript": "transcripts", "session": "sessions", "dyad": "dyads", "group": "groups"}[by] \
-        if plural else by
+    return (
+        {"transcript": "transcripts", "session": "sessions", "dyad": "dyads", "group": "groups"}[by] if plural else by
+    )
 
 
 def summary_view(tables: FrequencyTables) -> tuple[pd.DataFrame, list[int]]:
@@ -774,12 +885,13 @@ def summary_view(tables: FrequencyTables) -> tuple[pd.DataFrame, list[int]]:
     units = unit_word(tables.by)
     if tables.summary is not None:
         summary = tables.summary
-        groups = [c[:-len(": n")] for c in summary.columns if c.endswith(": n")]
+        groups = [c[: -len(": n")] for c in summary.columns if c.endswith(": n")]
         view = pd.DataFrame({"Theme / code": [node.label for node in tables.codes]})
         for group in groups:
             n_total = int(summary[f"{group}: N"].iloc[0]) if len(summary) else 0
             view[f"{group} (N = {n_total}) n (%)"] = [
-                f"{int(n)} ({pct:.0f}%)" for n, pct in zip(summary[f"{group}: n"], summary[f"{group}: %"])]
+                f"{int(n)} ({pct:.0f}%)" for n, pct in zip(summary[f"{group}: n"], summary[f"{group}: %"])
+            ]
             if measure != "presence":
                 view[f"{group} M {measure}"] = [_fmt_number(v) for v in summary[f"{group}: mean {measure}"]]
         view["p"] = [format_p(p) for p in summary["p (exploratory)"]]
@@ -789,7 +901,8 @@ def summary_view(tables: FrequencyTables) -> tuple[pd.DataFrame, list[int]]:
     n = len(wide)
     present = [(wide[c] > 0).sum() for c in tables.code_columns]
     view[f"{units.capitalize()} with code, n (%) of {n}"] = [
-        f"{int(k)} ({100.0 * k / n:.0f}%)" if n else "0" for k in present]
+        f"{int(k)} ({100.0 * k / n:.0f}%)" if n else "0" for k in present
+    ]
     if measure != "presence":
         view[f"Total {measure}"] = [str(int(wide[c].sum())) for c in tables.code_columns]
         view[f"M {measure}"] = [_fmt_number(wide[c].mean()) for c in tables.code_columns]
@@ -817,41 +930,82 @@ def frequency_specs(tables: FrequencyTables, *, long: bool) -> list[TableSpec]:
     """The tables of a frequency export, for writers.write_tables."""
     units = unit_word(tables.by)
     layer = "consensus codings" if tables.layer == "consensus" else f"{tables.layer}'s codings"
-    measure_text = {"segments": "coded segments", "turns": "coded turns", "words": "coded words",
-                    "presence": "presence (1 = coded at least once)"}[tables.measure]
-    notes = [f"Counts: {measure_text} per {unit_word(tables.by, False)}, {layer}. A theme's count includes "
-             "the codings of the codes below it."] + tables.notes
+    measure_text = {
+        "segments": "coded segments",
+        "turns": "coded turns",
+        "words": "coded words",
+        "presence": "presence (1 = coded at least once)",
+    }[tables.measure]
+    notes = [
+        f"Counts: {measure_text} per {unit_word(tables.by, False)}, {layer}. A theme's count includes "
+        "the codings of the codes below it."
+    ] + tables.notes
     specs = []
     if tables.summary is not None:
         view, depths = summary_view(tables)
-        specs.append(TableSpec(
-            name="Group summary",
-            caption=f"{units.capitalize()} with each theme and code by {tables.group_attribute}",
-            frame=tables.summary, long=tables.summary, print_frame=view, print_depths=depths,
-            notes=notes + [f"n (%): {units} in which the code was applied at least once. p: "
-                           + ("Fisher's exact test" if tables.measure == "presence"
-                              else "Mann-Whitney U test on the counts")
-                           + f", two-sided, {EXPLORATORY}."],
-        ))
+        specs.append(
+            TableSpec(
+                name="Group summary",
+                caption=f"{units.capitalize()} with each theme and code by {tables.group_attribute}",
+                frame=tables.summary,
+                long=tables.summary,
+                print_frame=view,
+                print_depths=depths,
+                notes=notes
+                + [
+                    f"n (%): {units} in which the code was applied at least once. p: "
+                    + ("Fisher's exact test" if tables.measure == "presence" else "Mann-Whitney U test on the counts")
+                    + f", two-sided, {EXPLORATORY}."
+                ],
+            )
+        )
     elif tables.by != "group":
         view, depths = summary_view(tables)
-        specs.append(TableSpec(name="Summary", caption=f"{units.capitalize()} with each theme and code",
-                               frame=view, long=view, print_frame=view, print_depths=depths, notes=notes))
+        specs.append(
+            TableSpec(
+                name="Summary",
+                caption=f"{units.capitalize()} with each theme and code",
+                frame=view,
+                long=view,
+                print_frame=view,
+                print_depths=depths,
+                notes=notes,
+            )
+        )
     frequencies = TableSpec(
-        name="Frequencies", caption=f"Theme and code counts per {unit_word(tables.by, False)}",
-        frame=tables.wide, long=tables.long if long else None, write_long_csv=tables.write_long_csv if long else None,
+        name="Frequencies",
+        caption=f"Theme and code counts per {unit_word(tables.by, False)}",
+        frame=tables.wide,
+        long=tables.long if long else None,
+        write_long_csv=tables.write_long_csv if long else None,
         print_frame=unit_view(tables),
-        notes=notes + [c for c in (
-            f"{ALLIANCE}: mean of the client's and the therapist's WAI totals; {ALLIANCE_Z}: its z-score "
-            "over the dyad's sessions." if ALLIANCE in tables.score_columns else "",) if c],
-        print_limit=60, primary=True,
+        notes=notes
+        + [
+            c
+            for c in (
+                f"{ALLIANCE}: mean of the client's and the therapist's WAI totals; {ALLIANCE_Z}: its z-score "
+                "over the dyad's sessions."
+                if ALLIANCE in tables.score_columns
+                else "",
+            )
+            if c
+        ],
+        print_limit=60,
+        primary=True,
     )
     return specs + [frequencies]
 
 
 def representativeness_specs(table: RepresentativenessTable) -> list[TableSpec]:
     level = "theme" if table.level == "theme" else "sub-theme"
-    return [TableSpec(name="Representativeness",
-                      caption=f"Dyads and perspectives contributing to each {level}",
-                      frame=table.wide, long=table.long, print_frame=table.wide, notes=table.notes,
-                      primary=True)]
+    return [
+        TableSpec(
+            name="Representativeness",
+            caption=f"Dyads and perspectives contributing to each {level}",
+            frame=table.wide,
+            long=table.long,
+            print_frame=table.wide,
+            notes=table.notes,
+            primary=True,
+        )
+    ]

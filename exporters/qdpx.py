@@ -19,7 +19,7 @@ import io
 import uuid
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from importlib import metadata
 
@@ -265,8 +265,8 @@ def write_qdpx(project: ExportProject) -> bytes:
 
 def xml_datetime(value: datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def xml_value(kind: str, value: str) -> str | None:
@@ -316,7 +316,12 @@ def _text_child(parent: etree._Element, local_name: str, text: str | None, owner
 
 
 def _write_codebook(root: etree._Element, project: ExportProject) -> None:
-    elements = [element for spec in project.codebooks if spec.codes for element in project_code_elements(spec, PROJECT_NAMESPACE)]
+    elements = [
+        element
+        for spec in project.codebooks
+        if spec.codes
+        for element in project_code_elements(spec, PROJECT_NAMESPACE)
+    ]
     if not elements:
         return
     codes = etree.SubElement(etree.SubElement(root, _tag("CodeBook")), _tag("Codes"))

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from concord.exporters.formats import FORMATS, format_of  # noqa: F401  (re-exported)
 from concord.storage.errors import ConcordError
 
-from concord.exporters.formats import FORMATS, format_of  # noqa: E402,F401  (re-exported)
 MAX_XLSX_WIDTH = 50
 TABLE_FONT_PT = 9
 
@@ -97,8 +97,14 @@ def _ordered(specs: Sequence[TableSpec]) -> list[TableSpec]:
     return [s for s in specs if s.primary] + [s for s in specs if not s.primary]
 
 
-def write_tables(path: str | os.PathLike, specs: Sequence[TableSpec], *, wide: bool = False,
-                 meta: dict | None = None, progress: Callable[[int], None] | None = None) -> list[Path]:
+def write_tables(
+    path: str | os.PathLike,
+    specs: Sequence[TableSpec],
+    *,
+    wide: bool = False,
+    meta: dict | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Path]:
     """Write the tables to ``path`` in the format its extension names; returns the files written."""
     suffix = format_of(path)
     path = Path(path)
@@ -116,13 +122,21 @@ def write_tables(path: str | os.PathLike, specs: Sequence[TableSpec], *, wide: b
             step(1)
         return written
     if suffix == ".json":
+
         def write_json(part: Path) -> None:
             tables = {}
             for spec in _ordered(specs):
                 tables[spec.name] = plain_records(spec_frame(spec, wide))
                 step(1)
-            part.write_text(json.dumps({"meta": meta, "notes": {s.name: list(s.notes) for s in specs},
-                                        "tables": tables}, ensure_ascii=False, indent=1), encoding="utf-8")
+            part.write_text(
+                json.dumps(
+                    {"meta": meta, "notes": {s.name: list(s.notes) for s in specs}, "tables": tables},
+                    ensure_ascii=False,
+                    indent=1,
+                ),
+                encoding="utf-8",
+            )
+
         return [atomic_write(path, write_json)]
     if suffix == ".xlsx":
         return [atomic_write(path, lambda part: write_xlsx(part, _ordered(specs), meta, step))]
@@ -130,6 +144,7 @@ def write_tables(path: str | os.PathLike, specs: Sequence[TableSpec], *, wide: b
 
 
 # -- xlsx -----------------------------------------------------------------------------------
+
 
 def _column_letter(index: int) -> str:
     from openpyxl.utils import get_column_letter
@@ -201,6 +216,7 @@ def write_xlsx(path: Path, specs: Sequence[TableSpec], meta: dict, step: Callabl
 
 
 # -- docx -----------------------------------------------------------------------------------
+
 
 def _border(tag: str, size: int = 8):
     from docx.oxml import OxmlElement
@@ -357,8 +373,9 @@ def write_docx(path: Path, specs: Sequence[TableSpec], meta: dict, step: Callabl
     for number, (spec, frame) in enumerate(zip(specs, frames), 1):
         add_caption(document, number, spec.caption)
         if spec.print_limit is not None and len(frame) > spec.print_limit:
-            document.add_paragraph(f"{len(frame)} rows: too many to print here; the .xlsx and .csv exports "
-                                   "hold the full table.")
+            document.add_paragraph(
+                f"{len(frame)} rows: too many to print here; the .xlsx and .csv exports hold the full table."
+            )
         else:
             add_table(document, frame, spec.print_depths)
         if spec.notes:

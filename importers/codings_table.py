@@ -51,8 +51,10 @@ def _records(path: Path) -> list[tuple[int, list[str]]]:
         except Exception as exc:  # openpyxl raises several kinds for a broken file
             raise InputError(f"not a readable Excel workbook ({exc.__class__.__name__})", str(path)) from None
         sheet = book.worksheets[0]
-        return [(number, ["" if v is None else str(v).strip() for v in row])
-                for number, row in enumerate(sheet.iter_rows(values_only=True), 1)]
+        return [
+            (number, ["" if v is None else str(v).strip() for v in row])
+            for number, row in enumerate(sheet.iter_rows(values_only=True), 1)
+        ]
     text = read_text_file(path)[1].text
     dialect = "excel-tab" if "\t" in text.split("\n", 1)[0] else "excel"
     rows, line = [], 1
@@ -99,6 +101,7 @@ def read_codings(path: str | Path) -> list[CodingRow]:
     columns = _column_map(header, shown)
     rows, problems = [], []
     for line, cells in records[1:]:
+
         def cell(field: str) -> str:
             index = columns.get(field)
             return cells[index] if index is not None and index < len(cells) else ""
@@ -111,10 +114,19 @@ def read_codings(path: str | Path) -> list[CodingRow]:
             end = _int(cell("end"), "end", shown, line, minimum=1) if cell("end") else None
             if start is not None and end is not None and end <= start:
                 raise InputError(f"end {end} must be after start {start}", shown, line)
-            rows.append(CodingRow(line=line, transcript=cell("transcript"),
-                                  turn=_int(cell("turn"), "turn", shown, line, minimum=0),
-                                  coder=cell("coder"), code=cell("code"), group=cell("group") or None,
-                                  start=start, end=end, memo=cell("memo") or None))
+            rows.append(
+                CodingRow(
+                    line=line,
+                    transcript=cell("transcript"),
+                    turn=_int(cell("turn"), "turn", shown, line, minimum=0),
+                    coder=cell("coder"),
+                    code=cell("code"),
+                    group=cell("group") or None,
+                    start=start,
+                    end=end,
+                    memo=cell("memo") or None,
+                )
+            )
         except InputError as exc:
             problems.append(str(exc))
     if problems:

@@ -97,9 +97,7 @@ def _read_header(header: list[str], path: str, line: int):
                 raise InputError(f"column {index + 1}: 'blinded:' needs an attribute name after it", path, line)
         folded = name.casefold()
         if folded in seen:
-            raise InputError(
-                f"column {name!r} appears twice (columns {seen[folded] + 1} and {index + 1})", path, line
-            )
+            raise InputError(f"column {name!r} appears twice (columns {seen[folded] + 1} and {index + 1})", path, line)
         seen[folded] = index
         if folded in RESERVED_COLUMNS:
             if blinded:

@@ -37,11 +37,35 @@ MAX_LISTED = 20
 
 ROLE_NAMES = {
     "dyad": ("dyad", "dyadid", "dyadno", "dyadnr", "dyadnumber", "dyadcode"),
-    "client": ("client", "clientid", "clientno", "clientnr", "clientcode", "patient", "patientid", "patientno",
-               "patientnr", "patientcode", "patid", "participant", "participantid", "participantcode",
-               "subject", "subjectid"),
-    "session": ("session", "sessionnumber", "sessionno", "sessionnr", "sessionnum", "sess", "sessno", "sessnr",
-                "sessnum"),
+    "client": (
+        "client",
+        "clientid",
+        "clientno",
+        "clientnr",
+        "clientcode",
+        "patient",
+        "patientid",
+        "patientno",
+        "patientnr",
+        "patientcode",
+        "patid",
+        "participant",
+        "participantid",
+        "participantcode",
+        "subject",
+        "subjectid",
+    ),
+    "session": (
+        "session",
+        "sessionnumber",
+        "sessionno",
+        "sessionnr",
+        "sessionnum",
+        "sess",
+        "sessno",
+        "sessnr",
+        "sessnum",
+    ),
     "respondent": ("respondent", "respondentrole", "rater", "informant", "perspective", "role"),
 }
 RESPONDENT_WORDS = {
@@ -130,8 +154,9 @@ def read_measures(
     if respondent is not None and respondent not in RESPONDENT_WORDS:
         raise InputError(f"respondent must be client or therapist, not {respondent!r}", path=where)
     if respondent is not None and instrument.respondent not in ("either", respondent):
-        raise InputError(f"{instrument.title} is answered by the {instrument.respondent}, not the {respondent}",
-                         path=where)
+        raise InputError(
+            f"{instrument.title} is answered by the {instrument.respondent}, not the {respondent}", path=where
+        )
 
     table = _read_table(Path(path), sheet)
     layout = _layout(where, table, instrument, respondent, dict(columns or {}))
@@ -158,12 +183,13 @@ def _read_table(path: Path, sheet: str | None) -> _Table:
     elif suffix == ".xls":
         raise InputError("old Excel .xls files are not read; save the sheet as .xlsx or CSV", path=where)
     else:
-        raise InputError(f"cannot read {suffix or 'extension-less'} files as a measures table; use .csv or .xlsx",
-                         path=where)
+        raise InputError(
+            f"cannot read {suffix or 'extension-less'} files as a measures table; use .csv or .xlsx", path=where
+        )
     for index, (row_number, cells) in enumerate(records):
         if not _blank_row(cells):
             header = ["" if cell is None else str(cell).strip() for cell in cells]
-            body = [(number, row) for number, row in records[index + 1:] if not _blank_row(row)]
+            body = [(number, row) for number, row in records[index + 1 :] if not _blank_row(row)]
             return _Table(row_number, header, body)
     raise InputError("the table is empty", path=where)
 
@@ -215,8 +241,9 @@ def _xlsx_records(path: Path, sheet: str | None) -> list[tuple[int, list[object]
 # ----------------------------------------------------------------------------- finding columns
 
 
-def _layout(where: str, table: _Table, instrument: Instrument, respondent: str | None,
-            overrides: dict[str, str | None]) -> _Layout:
+def _layout(
+    where: str, table: _Table, instrument: Instrument, respondent: str | None, overrides: dict[str, str | None]
+) -> _Layout:
     header = table.header
     line = table.header_row
     used: dict[int, str] = {}
@@ -227,16 +254,18 @@ def _layout(where: str, table: _Table, instrument: Instrument, respondent: str |
             exact = [index for index, name in enumerate(header) if name.lower() == column_name.strip().lower()]
         if not exact:
             available = ", ".join(name for name in header if name)
-            raise InputError(f"columns: no column {column_name!r} for {purpose}; the columns are: {available}",
-                             path=where, line=line)
+            raise InputError(
+                f"columns: no column {column_name!r} for {purpose}; the columns are: {available}", path=where, line=line
+            )
         if len(exact) > 1:
             raise InputError(f"two columns are named {column_name!r}; rename one", path=where, line=line)
         return exact[0]
 
     def claim(index: int, purpose: str) -> None:
         if index in used:
-            raise InputError(f"column {header[index]!r} is used for both {used[index]} and {purpose}",
-                             path=where, line=line)
+            raise InputError(
+                f"column {header[index]!r} is used for both {used[index]} and {purpose}", path=where, line=line
+            )
         used[index] = purpose
 
     roles: dict[str, _Source] = {}
@@ -245,7 +274,7 @@ def _layout(where: str, table: _Table, instrument: Instrument, respondent: str |
     for key, value in overrides.items():
         if key.startswith("item:"):
             try:
-                item = instrument.item_id(key[len("item:"):])
+                item = instrument.item_id(key[len("item:") :])
             except ValueError as error:
                 raise InputError(f"columns {key!r}: {error}", path=where) from None
             if value is None or str(value).startswith("="):
@@ -270,12 +299,14 @@ def _layout(where: str, table: _Table, instrument: Instrument, respondent: str |
     for role, names in ROLE_NAMES.items():
         if role in roles:
             continue
-        candidates = [index for index, name in enumerate(header)
-                      if index not in used and squash(name) in names]
+        candidates = [index for index, name in enumerate(header) if index not in used and squash(name) in names]
         if len(candidates) > 1:
             listed = ", ".join(repr(header[index]) for index in candidates)
-            raise InputError(f"several columns could be the {role} ({listed}); name one with columns={{'{role}': ...}}",
-                             path=where, line=line)
+            raise InputError(
+                f"several columns could be the {role} ({listed}); name one with columns={{'{role}': ...}}",
+                path=where,
+                line=line,
+            )
         if candidates:
             claim(candidates[0], role)
             roles[role] = _Source(candidates[0], header[candidates[0]])
@@ -283,19 +314,30 @@ def _layout(where: str, table: _Table, instrument: Instrument, respondent: str |
             roles[role] = _Source()
 
     if not roles["session"].present:
-        raise InputError("no session column (looked for session, session_number, sess); name it with "
-                         "columns={'session': 'Visit'} or give one number for all rows with {'session': '=1'}",
-                         path=where, line=line)
+        raise InputError(
+            "no session column (looked for session, session_number, sess); name it with "
+            "columns={'session': 'Visit'} or give one number for all rows with {'session': '=1'}",
+            path=where,
+            line=line,
+        )
     if not roles["dyad"].present and not roles["client"].present:
-        raise InputError("no dyad or client id column (looked for dyad, dyad_id, client, client_id, patient, "
-                         "participant_id); name it with columns={'dyad': ...} or {'client': ...}",
-                         path=where, line=line)
+        raise InputError(
+            "no dyad or client id column (looked for dyad, dyad_id, client, client_id, patient, "
+            "participant_id); name it with columns={'dyad': ...} or {'client': ...}",
+            path=where,
+            line=line,
+        )
     if not roles["respondent"].present and respondent is None and instrument.respondent == "either":
-        raise InputError(f"{instrument.title} may be answered by client or therapist: add a respondent column "
-                         "or pass respondent='client' or 'therapist'", path=where, line=line)
+        raise InputError(
+            f"{instrument.title} may be answered by client or therapist: add a respondent column "
+            "or pass respondent='client' or 'therapist'",
+            path=where,
+            line=line,
+        )
     if roles["respondent"].constant is not None and _respondent(roles["respondent"].constant) is None:
-        raise InputError(f"columns: respondent {roles['respondent'].constant!r} is neither client nor therapist",
-                         path=where)
+        raise InputError(
+            f"columns: respondent {roles['respondent'].constant!r} is neither client nor therapist", path=where
+        )
     if roles["session"].constant is not None and _session(roles["session"].constant)[0] is None:
         raise InputError(f"columns: session {roles['session'].constant!r} is not a whole number", path=where)
 
@@ -321,13 +363,15 @@ class _Family:
         return set(self.columns)
 
 
-def _match_items(where: str, line: int, instrument: Instrument, wanted: list[str],
-                 free: dict[int, str], chosen_prefix: str | None) -> dict[str, int]:
+def _match_items(
+    where: str, line: int, instrument: Instrument, wanted: list[str], free: dict[int, str], chosen_prefix: str | None
+) -> dict[str, int]:
     """Item columns by name. Items with text ids ('a1') match a column of that name, bare or
     after the instrument's stem. Numbered items match a family of numbered columns
     ('WAI1'..'WAI12', 'wai_sr_01', 'Q1', 'CAREQ3') whose stem is the instrument's, or a
     generic one ('item', 'Q') that holds exactly the instrument's numbers, because
     'Q1'..'Q30' may well hold two questionnaires."""
+
     def refuse(message: str) -> InputError:
         return InputError(message, path=where, line=line)
 
@@ -372,30 +416,40 @@ def _match_items(where: str, line: int, instrument: Instrument, wanted: list[str
         candidates = [stem for stem in own if needed <= families[stem].numbers()] or generic_exact
         if len(candidates) > 1:
             shown = ", ".join(repr(families[stem].written or "(bare numbers)") for stem in candidates)
-            raise refuse(f"more than one set of columns could hold the {instrument.title} items ({shown}); "
-                         "choose one with columns={'items': <prefix>}")
+            raise refuse(
+                f"more than one set of columns could hold the {instrument.title} items ({shown}); "
+                "choose one with columns={'items': <prefix>}"
+            )
         wide = [families[stem] for stem in generic if needed <= families[stem].numbers()]
         if not candidates and wide:
             first, last = free[wide[0].columns[min(wide[0].columns)]], free[wide[0].columns[max(wide[0].columns)]]
-            raise refuse(f"the columns {first!r} to {last!r} hold more than the {len(all_numbers)} {instrument.title} "
-                         f"items, so they may hold another questionnaire too; if these are the items, say so with "
-                         f"columns={{'items': {wide[0].written!r}}}")
+            raise refuse(
+                f"the columns {first!r} to {last!r} hold more than the {len(all_numbers)} {instrument.title} "
+                f"items, so they may hold another questionnaire too; if these are the items, say so with "
+                f"columns={{'items': {wide[0].written!r}}}"
+            )
         fallback = own or generic
         if not candidates and not fallback:
             example = f"{instrument.column_prefixes[0] if instrument.column_prefixes else instrument.id}1"
-            raise refuse(f"no column for {instrument.title} items {_ranges(sorted(needed))}; name them like "
-                         f"{example!r} or 'item1', or map them with columns={{'item:1': ...}}")
+            raise refuse(
+                f"no column for {instrument.title} items {_ranges(sorted(needed))}; name them like "
+                f"{example!r} or 'item1', or map them with columns={{'item:1': ...}}"
+            )
         chosen = families[(candidates or fallback)[0]]
     absent = sorted(needed - chosen.numbers())
     if absent:
         shown = ", ".join(repr(free[chosen.columns[number]]) for number in sorted(chosen.columns)[:5])
         more = " ..." if len(chosen.columns) > 5 else ""
-        raise refuse(f"no column for {instrument.title} items {_ranges(absent)} (found {shown}{more}); "
-                     f"map them with columns={{'item:{absent[0]}': ...}}")
+        raise refuse(
+            f"no column for {instrument.title} items {_ranges(absent)} (found {shown}{more}); "
+            f"map them with columns={{'item:{absent[0]}': ...}}"
+        )
     if chosen.clashes:
         first, second = chosen.clashes[0]
-        raise refuse(f"columns {first!r} and {second!r} both look like the same item; rename one, or map the "
-                     "items with columns={'item:<id>': ...}")
+        raise refuse(
+            f"columns {first!r} and {second!r} both look like the same item; rename one, or map the "
+            "items with columns={'item:<id>': ...}"
+        )
     for item in numbered:
         found[item] = chosen.columns[int(item)]
     return found
@@ -435,8 +489,9 @@ def _ranges(numbers: list[int]) -> str:
 # ----------------------------------------------------------------------------- reading rows
 
 
-def _rows(table: _Table, layout: _Layout, instrument: Instrument,
-          wanted_respondent: str | None) -> tuple[list[MeasureRow], list[_Problem]]:
+def _rows(
+    table: _Table, layout: _Layout, instrument: Instrument, wanted_respondent: str | None
+) -> tuple[list[MeasureRow], list[_Problem]]:
     rows: list[MeasureRow] = []
     problems: list[_Problem] = []
     first_seen: dict[tuple[str | None, str | None, int, str], int] = {}
@@ -477,8 +532,7 @@ def _rows(table: _Table, layout: _Layout, instrument: Instrument,
             problems.extend(row_problems)
             continue
         assert session is not None and who is not None
-        rows.append(MeasureRow(row_number, ids["dyad"], ids["client"], session, who, values,
-                               score(instrument, values)))
+        rows.append(MeasureRow(row_number, ids["dyad"], ids["client"], session, who, values, score(instrument, values)))
     return rows, problems
 
 
@@ -550,7 +604,9 @@ def _combined(where: str, problems: list[_Problem]) -> InputError:
     first = problems[0]
     if len(problems) == 1:
         return InputError(one(first), path=where, line=first.row)
-    listed = "\n".join(f"  row {problem.row}{':' if problem.column is None else ','} {one(problem)}"
-                        for problem in problems[:MAX_LISTED])
+    listed = "\n".join(
+        f"  row {problem.row}{':' if problem.column is None else ','} {one(problem)}"
+        for problem in problems[:MAX_LISTED]
+    )
     more = f"\n  ... and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
     return InputError(f"{len(problems)} problems; nothing was imported:\n{listed}{more}", path=where, line=first.row)

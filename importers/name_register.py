@@ -330,7 +330,9 @@ def _read_yaml(text: str, path: str) -> list[_Row]:
         for key_node, value_node in item.value:
             key = str(key_node.value).strip().casefold()
             if key not in _CSV_COLUMNS:
-                raise InputError(f"unknown key {key_node.value!r} in a register entry", path, key_node.start_mark.line + 1)
+                raise InputError(
+                    f"unknown key {key_node.value!r} in a register entry", path, key_node.start_mark.line + 1
+                )
             fields[key] = value_node
 
         def scalar(key: str) -> str:

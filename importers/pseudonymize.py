@@ -95,11 +95,44 @@ _NOUN_CAPITALISING_LANGUAGES = {"de", "lb"}
 
 SPEAKER_LABEL_WORDS = frozenset(
     {
-        "t", "th", "p", "c", "k", "i", "ip", "ir", "cl", "int", "r",
-        "therapist", "counsellor", "counselor", "client", "patient", "interviewer", "participant",
-        "respondent", "informant", "terapeut", "terapeuten", "behandlare", "behandler", "klient",
-        "klienten", "patienten", "pasient", "pasienten", "intervjuare", "intervjuaren", "intervjuer",
-        "intervjueren", "deltagare", "deltaker", "therapeut", "therapeutin", "interviewerin",
+        "t",
+        "th",
+        "p",
+        "c",
+        "k",
+        "i",
+        "ip",
+        "ir",
+        "cl",
+        "int",
+        "r",
+        "therapist",
+        "counsellor",
+        "counselor",
+        "client",
+        "patient",
+        "interviewer",
+        "participant",
+        "respondent",
+        "informant",
+        "terapeut",
+        "terapeuten",
+        "behandlare",
+        "behandler",
+        "klient",
+        "klienten",
+        "patienten",
+        "pasient",
+        "pasienten",
+        "intervjuare",
+        "intervjuaren",
+        "intervjuer",
+        "intervjueren",
+        "deltagare",
+        "deltaker",
+        "therapeut",
+        "therapeutin",
+        "interviewerin",
     }
 )
 _NAME_PARTICLES = frozenset({"of", "van", "von", "der", "den", "de", "af", "la", "le", "du", "da", "di", "del", "y"})
@@ -329,7 +362,7 @@ def _read_word_list(filename: str) -> frozenset[str]:
     return frozenset(words)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _lexicon(language: str) -> _Lexicon:
     try:
         import wordfreq

@@ -28,7 +28,7 @@ import re
 import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from lxml import etree
@@ -304,8 +304,9 @@ class _Archive:
 
     def _read(self, info: zipfile.ZipInfo, limit: int) -> bytes:
         if info.file_size > limit:
-            raise InputError(f"{info.filename} is {info.file_size} bytes, larger than Concord reads ({limit})",
-                             self.where)
+            raise InputError(
+                f"{info.filename} is {info.file_size} bytes, larger than Concord reads ({limit})", self.where
+            )
         try:
             return self.zip.read(info)
         except (zipfile.BadZipFile, OSError, EOFError) as error:
@@ -369,7 +370,7 @@ def parse_datetime(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def decode_source(data: bytes) -> tuple[str, str, str | None]:
@@ -383,7 +384,11 @@ def decode_source(data: bytes) -> tuple[str, str, str | None]:
     try:
         return data.decode("utf-8"), "utf-8", None
     except UnicodeDecodeError:
-        return data.decode("cp1252", errors="replace"), "cp1252", "is not UTF-8 as REFI-QDA requires; read as Windows-1252"
+        return (
+            data.decode("cp1252", errors="replace"),
+            "cp1252",
+            "is not UTF-8 as REFI-QDA requires; read as Windows-1252",
+        )
 
 
 class _ProjectReader:
@@ -408,9 +413,12 @@ class _ProjectReader:
             if key is None:
                 self.adjusted(f"a user with an invalid guid {user.get('guid')!r} was skipped", user)
                 continue
-            project.users[key] = ParsedUser(guid=user.get("guid").strip(), key=key,
-                                            name=(user.get("name") or "").strip() or None,
-                                            id=(user.get("id") or "").strip() or None)
+            project.users[key] = ParsedUser(
+                guid=user.get("guid").strip(),
+                key=key,
+                name=(user.get("name") or "").strip() or None,
+                id=(user.get("id") or "").strip() or None,
+            )
         codes = _child(_child(root, "CodeBook"), "Codes")
         for code in _children(codes, "Code"):
             key = canonical_guid(code.get("guid"))
@@ -433,9 +441,12 @@ class _ProjectReader:
                 self.adjusted(f"variable {variable.get('name')!r} has an invalid guid and was skipped", variable)
                 continue
             project.variables[key] = ParsedVariable(
-                guid=variable.get("guid").strip(), key=key, name=(variable.get("name") or "").strip() or "variable",
+                guid=variable.get("guid").strip(),
+                key=key,
+                name=(variable.get("name") or "").strip() or "variable",
                 kind=(variable.get("typeOfVariable") or "Text").strip(),
-                description=_text(_child(variable, "Description")))
+                description=_text(_child(variable, "Description")),
+            )
         for case in _children(_child(root, "Cases"), "Case"):
             self._case(case)
         sources = _child(root, "Sources")
@@ -446,20 +457,38 @@ class _ProjectReader:
             self._note(note)
         for link in _children(_child(root, "Links"), "Link"):
             key = canonical_guid(link.get("guid"))
-            project.links.append(ParsedLink(
-                guid=key or "", name=link.get("name"), origin=canonical_guid(link.get("originGUID")),
-                target=canonical_guid(link.get("targetGUID")), note_refs=_refs(link, "NoteRef")))
+            project.links.append(
+                ParsedLink(
+                    guid=key or "",
+                    name=link.get("name"),
+                    origin=canonical_guid(link.get("originGUID")),
+                    target=canonical_guid(link.get("targetGUID")),
+                    note_refs=_refs(link, "NoteRef"),
+                )
+            )
         sets = _child(root, "Sets")
         if sets is not None and not _children(sets, "Set"):
             self.adjusted("an empty <Sets/> element (the schema needs at least one Set) was ignored", sets)
         for code_set in _children(sets, "Set"):
             key = canonical_guid(code_set.get("guid")) or ""
-            project.sets.append(ParsedSet(
-                guid=(code_set.get("guid") or "").strip(), key=key, name=(code_set.get("name") or "").strip(),
-                description=_text(_child(code_set, "Description")),
-                member_codes=tuple(k for k in (canonical_guid(m.get("targetGUID") or m.get("guid"))
-                                               for m in _children(code_set, "MemberCode")) if k),
-                member_sources=_refs(code_set, "MemberSource"), member_notes=_refs(code_set, "MemberNote")))
+            project.sets.append(
+                ParsedSet(
+                    guid=(code_set.get("guid") or "").strip(),
+                    key=key,
+                    name=(code_set.get("name") or "").strip(),
+                    description=_text(_child(code_set, "Description")),
+                    member_codes=tuple(
+                        k
+                        for k in (
+                            canonical_guid(m.get("targetGUID") or m.get("guid"))
+                            for m in _children(code_set, "MemberCode")
+                        )
+                        if k
+                    ),
+                    member_sources=_refs(code_set, "MemberSource"),
+                    member_notes=_refs(code_set, "MemberNote"),
+                )
+            )
         graphs = _children(_child(root, "Graphs"), "Graph")
         if graphs:
             self.lost(f"{len(graphs)} graph(s) (network views): Concord has no graphs")
@@ -484,11 +513,18 @@ class _ProjectReader:
         if key is None:
             self.adjusted(f"case {case.get('name')!r} has an invalid guid and was skipped", case)
             return
-        self.project.cases.append(ParsedCase(
-            guid=case.get("guid").strip(), key=key, name=(case.get("name") or "").strip() or None,
-            description=_text(_child(case, "Description")), values=self._values(case),
-            source_refs=_refs(case, "SourceRef"), selection_refs=len(_children(case, "SelectionRef")),
-            code_refs=len(_children(case, "CodeRef"))))
+        self.project.cases.append(
+            ParsedCase(
+                guid=case.get("guid").strip(),
+                key=key,
+                name=(case.get("name") or "").strip() or None,
+                description=_text(_child(case, "Description")),
+                values=self._values(case),
+                source_refs=_refs(case, "SourceRef"),
+                selection_refs=len(_children(case, "SelectionRef")),
+                code_refs=len(_children(case, "CodeRef")),
+            )
+        )
 
     def _read_text(self, element: etree._Element, what: str) -> tuple[str, str] | None:
         """(raw text, encoding) of a TextSource or Note: its plain-text file, else its inline content."""
@@ -511,8 +547,10 @@ class _ProjectReader:
         if inline is not None:
             return inline.text or "", "inline"
         if element.get("richTextPath"):
-            self.lost(f"{what} has only a rich-text file ({element.get('richTextPath')}); "
-                      "Concord needs its plain text", element)
+            self.lost(
+                f"{what} has only a rich-text file ({element.get('richTextPath')}); Concord needs its plain text",
+                element,
+            )
         else:
             self.lost(f"{what} has no text", element)
         return None
@@ -520,22 +558,30 @@ class _ProjectReader:
     def _coding(self, coding: etree._Element) -> ParsedCoding:
         code_ref = _child(coding, "CodeRef")
         return ParsedCoding(
-            guid=coding.get("guid"), code_key=canonical_guid(code_ref.get("targetGUID")) if code_ref is not None else None,
+            guid=coding.get("guid"),
+            code_key=canonical_guid(code_ref.get("targetGUID")) if code_ref is not None else None,
             creating_user=canonical_guid(coding.get("creatingUser")),
-            created=parse_datetime(coding.get("creationDateTime")), note_refs=_refs(coding, "NoteRef"))
+            created=parse_datetime(coding.get("creationDateTime")),
+            note_refs=_refs(coding, "NoteRef"),
+        )
 
     def _source(self, source: etree._Element) -> None:
         kind = _local(source)
         name = (source.get("name") or "").strip() or None
         label = f"{kind} {name or source.get('guid')!r}"
         if kind != "TextSource":
-            selections = sum(1 for child in source.iter() if isinstance(child.tag, str)
-                             and _local(child).endswith("Selection"))
+            selections = sum(
+                1 for child in source.iter() if isinstance(child.tag, str) and _local(child).endswith("Selection")
+            )
             codings = sum(1 for child in source.iter() if isinstance(child.tag, str) and _local(child) == "Coding")
-            what = {"PDFSource": "PDF", "PictureSource": "picture", "AudioSource": "audio",
-                    "VideoSource": "video"}.get(kind, kind)
-            self.lost(f"{what} source {name or source.get('guid')!r} with {selections} selection(s) and "
-                      f"{codings} coding(s): Concord keeps only text sources", source)
+            what = {"PDFSource": "PDF", "PictureSource": "picture", "AudioSource": "audio", "VideoSource": "video"}.get(
+                kind, kind
+            )
+            self.lost(
+                f"{what} source {name or source.get('guid')!r} with {selections} selection(s) and "
+                f"{codings} coding(s): Concord keeps only text sources",
+                source,
+            )
             return
         key = canonical_guid(source.get("guid"))
         if key is None:
@@ -546,8 +592,9 @@ class _ProjectReader:
             return
         raw, encoding = found
         if source.get("plainTextPath") and source.get("richTextPath"):
-            self.project.remarks.append(f"{label}: its rich-text copy ({source.get('richTextPath')}) was not "
-                                        "imported; the plain text was")
+            self.project.remarks.append(
+                f"{label}: its rich-text copy ({source.get('richTextPath')}) was not imported; the plain text was"
+            )
         stem = PurePosixPath(_archive_candidates(source.get("plainTextPath") or "x")[0]).stem
         file_stem = stem if stem and canonical_guid(stem) is None and source.get("plainTextPath") else None
         selections = []
@@ -556,24 +603,46 @@ class _ProjectReader:
                 start = int((selection.get("startPosition") or "").strip())
                 end = int((selection.get("endPosition") or "").strip())
             except ValueError:
-                self.lost(f"a selection in {label} has unreadable positions "
-                          f"({selection.get('startPosition')!r}-{selection.get('endPosition')!r})", selection)
+                self.lost(
+                    f"a selection in {label} has unreadable positions "
+                    f"({selection.get('startPosition')!r}-{selection.get('endPosition')!r})",
+                    selection,
+                )
                 continue
-            selections.append(ParsedSelection(
-                guid=selection.get("guid"), key=canonical_guid(selection.get("guid")), raw_start=start, raw_end=end,
-                name=selection.get("name"), description=_text(_child(selection, "Description")),
-                creating_user=canonical_guid(selection.get("creatingUser")),
-                created=parse_datetime(selection.get("creationDateTime")),
-                codings=tuple(self._coding(c) for c in _children(selection, "Coding")),
-                note_refs=_refs(selection, "NoteRef"), line=selection.sourceline))
-        self.project.sources.append(ParsedSource(
-            guid=source.get("guid").strip(), key=key, name=name, raw_text=raw, text=normalise_line_ends(raw),
-            encoding=encoding, description=_text(_child(source, "Description")),
-            creating_user=canonical_guid(source.get("creatingUser")),
-            created=parse_datetime(source.get("creationDateTime")), selections=tuple(selections),
-            whole_codings=tuple(self._coding(c) for c in _children(source, "Coding")),
-            note_refs=_refs(source, "NoteRef"), values=self._values(source), line=source.sourceline,
-            file_stem=file_stem))
+            selections.append(
+                ParsedSelection(
+                    guid=selection.get("guid"),
+                    key=canonical_guid(selection.get("guid")),
+                    raw_start=start,
+                    raw_end=end,
+                    name=selection.get("name"),
+                    description=_text(_child(selection, "Description")),
+                    creating_user=canonical_guid(selection.get("creatingUser")),
+                    created=parse_datetime(selection.get("creationDateTime")),
+                    codings=tuple(self._coding(c) for c in _children(selection, "Coding")),
+                    note_refs=_refs(selection, "NoteRef"),
+                    line=selection.sourceline,
+                )
+            )
+        self.project.sources.append(
+            ParsedSource(
+                guid=source.get("guid").strip(),
+                key=key,
+                name=name,
+                raw_text=raw,
+                text=normalise_line_ends(raw),
+                encoding=encoding,
+                description=_text(_child(source, "Description")),
+                creating_user=canonical_guid(source.get("creatingUser")),
+                created=parse_datetime(source.get("creationDateTime")),
+                selections=tuple(selections),
+                whole_codings=tuple(self._coding(c) for c in _children(source, "Coding")),
+                note_refs=_refs(source, "NoteRef"),
+                values=self._values(source),
+                line=source.sourceline,
+                file_stem=file_stem,
+            )
+        )
 
     def _note(self, note: etree._Element) -> None:
         key = canonical_guid(note.get("guid"))
@@ -588,9 +657,15 @@ class _ProjectReader:
         if selections:
             self.lost(f"{len(selections)} selection(s) inside note {name!r}: Concord memos are plain text", note)
         self.project.notes[key] = ParsedNote(
-            guid=note.get("guid").strip(), key=key, name=name, text=normalise_line_ends(found[0]),
-            description=_text(_child(note, "Description")), creating_user=canonical_guid(note.get("creatingUser")),
-            created=parse_datetime(note.get("creationDateTime")), modified=parse_datetime(note.get("modifiedDateTime")))
+            guid=note.get("guid").strip(),
+            key=key,
+            name=name,
+            text=normalise_line_ends(found[0]),
+            description=_text(_child(note, "Description")),
+            creating_user=canonical_guid(note.get("creatingUser")),
+            created=parse_datetime(note.get("creationDateTime")),
+            modified=parse_datetime(note.get("modifiedDateTime")),
+        )
 
 
 def normalise_line_ends(text: str) -> str:
@@ -705,23 +780,27 @@ def choose_offset_model(project: ParsedProject) -> None:
                         score.matches += 1
         best = max(OFFSET_MODELS, key=lambda m: (scores[m].matches, -scores[m].outside, m == default))
         margin = max(1, checkable // 10)
-        if scores[best].matches >= scores[default].matches + margin:
-            chosen = best
-        elif scores[default].outside and not scores[best].outside and scores[best].matches >= scores[default].matches:
+        if scores[best].matches >= scores[default].matches + margin or (
+            scores[default].outside and not scores[best].outside and scores[best].matches >= scores[default].matches
+        ):
             chosen = best
         if chosen != default:
             project.remarks.append(
                 f"selection positions were read as {chosen}: that reproduces {scores[chosen].matches} of "
                 f"{checkable} quoted selection names, against {scores[default].matches} for {default}, "
-                f"which {project.origin or 'this producer'} normally uses")
+                f"which {project.origin or 'this producer'} normally uses"
+            )
         else:
-            project.remarks.append(f"selection positions were read as {chosen}"
-                                   + (f" ({scores[chosen].matches} of {checkable} quoted selection names agree)"
-                                      if checkable else ""))
+            project.remarks.append(
+                f"selection positions were read as {chosen}"
+                + (f" ({scores[chosen].matches} of {checkable} quoted selection names agree)" if checkable else "")
+            )
         astral = [s.name or s.guid for s in project.sources if maps[s.key].has_astral]
         if astral and chosen in (CODE_POINTS, CODE_POINTS_LF) and default == UTF16:
-            project.adjusted.append(f"sources with characters beyond U+FFFF ({', '.join(astral[:5])}) were read "
-                                    "with code-point offsets although NVivo usually counts UTF-16 units")
+            project.adjusted.append(
+                f"sources with characters beyond U+FFFF ({', '.join(astral[:5])}) were read "
+                "with code-point offsets although NVivo usually counts UTF-16 units"
+            )
     project.offset_model = chosen
     converted_sources = []
     for source in project.sources:
@@ -783,8 +862,10 @@ def turns_from_text(text: str) -> list[RebuiltTurn]:
             start, end = _trimmed(line, 0, len(line))
             turns.append(["other", "", line_start + start, line_start + end, False])
         previous_blank = False
-    return [RebuiltTurn(number, role, label, start, max(start, end))
-            for number, (role, label, start, end, _) in enumerate(turns, 1)]
+    return [
+        RebuiltTurn(number, role, label, start, max(start, end))
+        for number, (role, label, start, end, _) in enumerate(turns, 1)
+    ]
 
 
 def _trimmed(line: str, start: int, end: int) -> tuple[int, int]:

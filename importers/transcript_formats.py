@@ -70,9 +70,7 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 # A non-verbal annotation is a bracketed or parenthesised note with at least one letter in it:
 # (laughs shortly), [sighs], (inaudible words). Bracketed timestamps and elisions like [...] have none.
-_NONVERBAL = re.compile(
-    r"\((?=[^()]*?[^\W\d_])[^()]{1,300}\)|\[(?=[^\[\]]*?[^\W\d_])[^\[\]]{1,300}\]"
-)
+_NONVERBAL = re.compile(r"\((?=[^()]*?[^\W\d_])[^()]{1,300}\)|\[(?=[^\[\]]*?[^\W\d_])[^\[\]]{1,300}\]")
 _VIDEO_OPEN = re.compile(r"[ \t]*\[[ \t]*VIDEO(?:[ \t]+(?P<time>[^\]]*?))?[ \t]*\][ \t]*", re.IGNORECASE)
 _VIDEO_CLOSE = re.compile(r"[ \t]*\[[ \t]*/[ \t]*VIDEO[ \t]*\][ \t]*", re.IGNORECASE)
 _MD_HEADING = re.compile(r"[ \t]{0,3}#{1,6}(?:[ \t]|$)")
@@ -342,10 +340,7 @@ class _TranscriptBuilder:
                 roles[draft.label] = role
         if not unknown:
             return roles
-        described = "; ".join(
-            f"{_shown_label(label)} ({_units(self.unit, lines)})"
-            for label, lines in unknown.items()
-        )
+        described = "; ".join(f"{_shown_label(label)} ({_units(self.unit, lines)})" for label, lines in unknown.items())
         if self.source.unknown_speakers == "error":
             example = next((label for label in unknown if label), "Name")
             raise InputError(
@@ -411,9 +406,11 @@ def _sniff_text_format(text: str) -> str | None:
     if first_line:
         header = next(csv.reader([first_line], delimiter=_guess_delimiter(first_line)))
         normalised = [_column_key(name) for name in header]
-        if len(header) >= 2 and _find_column(normalised, "speaker") is not None and _find_column(
-            normalised, "text"
-        ) is not None:
+        if (
+            len(header) >= 2
+            and _find_column(normalised, "speaker") is not None
+            and _find_column(normalised, "text") is not None
+        ):
             return "csv"
     return None
 
@@ -475,9 +472,7 @@ class _LineParser:
     def finish(self) -> None:
         self.builder.end_turn()
         if self.in_video:
-            raise InputError(
-                "[VIDEO] marker is never closed with [/VIDEO]", self.source.path, self.video_open_line
-            )
+            raise InputError("[VIDEO] marker is never closed with [/VIDEO]", self.source.path, self.video_open_line)
         if self.outside_lines:
             self.builder.warnings.append(
                 f"text outside any turn ({_units(self.builder.unit, self.outside_lines)}): "
@@ -694,14 +689,45 @@ def _docx_table_rows(table) -> list[list[str]]:
 
 
 _DOCX_SPEAKER_HEADERS = {
-    "speaker", "talare", "taler", "role", "roll", "rolle", "who", "name", "namn", "navn", "person",
+    "speaker",
+    "talare",
+    "taler",
+    "role",
+    "roll",
+    "rolle",
+    "who",
+    "name",
+    "namn",
+    "navn",
+    "person",
 }
 _DOCX_TIME_HEADERS = {
-    "time", "tid", "timestamp", "tidpunkt", "start", "start time", "starttid", "tidskod", "tidskode", "timecode",
+    "time",
+    "tid",
+    "timestamp",
+    "tidpunkt",
+    "start",
+    "start time",
+    "starttid",
+    "tidskod",
+    "tidskode",
+    "timecode",
 }
 _DOCX_TEXT_HEADERS = {
-    "text", "tekst", "utterance", "content", "transcript", "transkription", "transkripsjon",
-    "yttrande", "ytring", "innhold", "innehåll", "speech", "tal", "tale",
+    "text",
+    "tekst",
+    "utterance",
+    "content",
+    "transcript",
+    "transkription",
+    "transkripsjon",
+    "yttrande",
+    "ytring",
+    "innhold",
+    "innehåll",
+    "speech",
+    "tal",
+    "tale",
 }
 
 
@@ -915,8 +941,15 @@ def _build_from_cues(segments, source: _Source, key: str | None, format_name: st
 
 _COLUMN_CANDIDATES: dict[str, tuple[str, ...]] = {
     "transcript": (
-        "transcript", "transcript_id", "transcript_key", "transcript_name", "file", "filename", "file_name",
-        "session_key", "document",
+        "transcript",
+        "transcript_id",
+        "transcript_key",
+        "transcript_name",
+        "file",
+        "filename",
+        "file_name",
+        "session_key",
+        "document",
     ),
     "turn": ("turn", "turn_number", "turn_no", "turn_nr", "turn_id", "utterance_number", "utterance_no", "utterance"),
     "speaker": ("speaker", "role", "who", "speaker_label", "speaker_role", "talare", "taler"),
@@ -1116,9 +1149,7 @@ def _parse_turn_table(data, format_name, source: _Source, key, columns, attribut
         builder.add_line("")  # the canonical text ends with a newline like a file
         attribute_values = {name: v for name, (v, _) in found.items() if name not in blinded_names}
         blinded_values = {name: v for name, (v, _) in found.items() if name in blinded_names}
-        transcripts.append(
-            builder.build(transcript_key, format_name, encoding, attribute_values, blinded_values)
-        )
+        transcripts.append(builder.build(transcript_key, format_name, encoding, attribute_values, blinded_values))
     return transcripts
 
 

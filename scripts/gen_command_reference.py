@@ -92,8 +92,9 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["--check"]:
         current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
         if current != text:
-            print(f"{OUT.relative_to(ROOT)} is out of date: run python scripts/gen_command_reference.py",
-                  file=sys.stderr)
+            print(
+                f"{OUT.relative_to(ROOT)} is out of date: run python scripts/gen_command_reference.py", file=sys.stderr
+            )
             return 1
         print(f"{OUT.relative_to(ROOT)} is up to date.")
         return 0

@@ -138,8 +138,10 @@ class AgreementReport:
 
     @property
     def headline(self) -> str:
-        return (f"{self.units_total} units in {len(self.transcripts)} transcript(s), rated by"
-                f" {len(self.coders)} coder(s) ({', '.join(self.coders)}); a unit is {self.unit_description}")
+        return (
+            f"{self.units_total} units in {len(self.transcripts)} transcript(s), rated by"
+            f" {len(self.coders)} coder(s) ({', '.join(self.coders)}); a unit is {self.unit_description}"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ def require_agreement_rights(workspace: Workspace) -> None:
     if workspace.blind_for_actor():
         raise PermissionDenied(
             "agreement compares the coders' work: while the study is blind it is for supervisors and admins"
-            " (--as SUPERVISOR)")
+            " (--as SUPERVISOR)"
+        )
 
 
 # ----------------------------------------------------------------------------------------- loading
@@ -197,8 +200,10 @@ class LoadedCorpus:
 
 def _code_labels(session: Session) -> tuple[list[int], list[str], dict[int, int | None]]:
     rows = session.execute(
-        select(Code.id, Code.name, Codebook.key, Code.parent_id).join(Codebook, Codebook.id == Code.codebook_id)
-        .order_by(Code.codebook_id, Code.position, Code.id)).all()
+        select(Code.id, Code.name, Codebook.key, Code.parent_id)
+        .join(Codebook, Codebook.id == Code.codebook_id)
+        .order_by(Code.codebook_id, Code.position, Code.id)
+    ).all()
     counts: dict[str, int] = {}
     for _, name, _, _ in rows:
         counts[name] = counts.get(name, 0) + 1
@@ -217,8 +222,13 @@ def _transcripts(session: Session, keys: tuple[str, ...]) -> list[tuple[int, str
     return [(by_key[key], key) for key in dict.fromkeys(keys)]
 
 
-def load_corpus(session: Session, *, transcript_keys: tuple[str, ...] = (), coder_names: tuple[str, ...] = (),
-                phase: str = "independent") -> LoadedCorpus:
+def load_corpus(
+    session: Session,
+    *,
+    transcript_keys: tuple[str, ...] = (),
+    coder_names: tuple[str, ...] = (),
+    phase: str = "independent",
+) -> LoadedCorpus:
     """Read the transcripts, turns, coders, codes and live codings into a ``Corpus``.
 
     Coders default to everyone with an independent coding (or a transcript marked done) among the chosen
@@ -235,14 +245,15 @@ def load_corpus(session: Session, *, transcript_keys: tuple[str, ...] = (), code
 
     in_scope = Coding.transcript_id.in_(transcript_ids) if transcript_keys else True
     independent = session.execute(
-        select(Coding.id, Coding.coder_id, Coding.transcript_id, Coding.code_id, Coding.start_offset,
-               Coding.end_offset)
+        select(Coding.id, Coding.coder_id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
         .where(Coding.deleted_at.is_(None), Coding.phase == "independent", in_scope)
         # In text order: the units builder looks each coding's turn up, and ordered lookups are cache-friendly.
-        .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)).all()
+        .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
+    ).all()
     found = _int_rows(independent, 6)
     done_query = select(TranscriptProgress.coder_id, TranscriptProgress.transcript_id).where(
-        TranscriptProgress.done_at.is_not(None))
+        TranscriptProgress.done_at.is_not(None)
+    )
     if transcript_keys:
         done_query = done_query.where(TranscriptProgress.transcript_id.in_(transcript_ids))
     done = [(c, t) for c, t in session.execute(done_query).all() if t in t_index]
@@ -269,13 +280,25 @@ def load_corpus(session: Session, *, transcript_keys: tuple[str, ...] = (), code
     coder_of = _positions(found[:, 1], r_index)
     transcript_of = _positions(found[:, 2], t_index)
     kept = (coder_of >= 0) & (transcript_of >= 0)
-    table = np.column_stack([coder_of[kept], transcript_of[kept], _positions(found[kept, 3], c_index),
-                             found[kept, 4], found[kept, 5], found[kept, 0]])
+    table = np.column_stack(
+        [
+            coder_of[kept],
+            transcript_of[kept],
+            _positions(found[kept, 3], c_index),
+            found[kept, 4],
+            found[kept, 5],
+            found[kept, 0],
+        ]
+    )
     if phase == "consensus":
-        consensus = _int_rows(session.execute(
-            select(Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
-            .where(Coding.deleted_at.is_(None), Coding.phase == "consensus", in_scope)
-            .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)).all(), 5)
+        consensus = _int_rows(
+            session.execute(
+                select(Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
+                .where(Coding.deleted_at.is_(None), Coding.phase == "consensus", in_scope)
+                .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
+            ).all(),
+            5,
+        )
         rater = len(coder_ids)
         coder_ids.append(None)
         names.append(CONSENSUS_RATER)
@@ -284,9 +307,21 @@ def load_corpus(session: Session, *, transcript_keys: tuple[str, ...] = (), code
         raters = np.vstack([raters, settled])
         where = _positions(consensus[:, 1], t_index)
         consensus = consensus[where >= 0]
-        table = np.vstack([table, np.column_stack([
-            np.full(len(consensus), rater), where[where >= 0], _positions(consensus[:, 2], c_index),
-            consensus[:, 3], consensus[:, 4], consensus[:, 0]])])
+        table = np.vstack(
+            [
+                table,
+                np.column_stack(
+                    [
+                        np.full(len(consensus), rater),
+                        where[where >= 0],
+                        _positions(consensus[:, 2], c_index),
+                        consensus[:, 3],
+                        consensus[:, 4],
+                        consensus[:, 0],
+                    ]
+                ),
+            ]
+        )
 
     turn_query = select(Turn.transcript_id, Turn.number, Turn.char_start, Turn.char_end, Turn.speaker_role)
     if transcript_keys:
@@ -296,12 +331,21 @@ def load_corpus(session: Session, *, transcript_keys: tuple[str, ...] = (), code
     turn_transcript = _positions(turns[:, 0], t_index)
     in_corpus = turn_transcript >= 0
     corpus = make_corpus(
-        [key for _, key in transcripts], names, code_labels,
-        turn_transcript=turn_transcript[in_corpus], turn_number=turns[in_corpus, 1],
-        turn_start=turns[in_corpus, 2], turn_end=turns[in_corpus, 3],
+        [key for _, key in transcripts],
+        names,
+        code_labels,
+        turn_transcript=turn_transcript[in_corpus],
+        turn_number=turns[in_corpus, 1],
+        turn_start=turns[in_corpus, 2],
+        turn_end=turns[in_corpus, 3],
         turn_speaker=np.array([row[4] for row in turn_rows], dtype=object)[in_corpus],
-        coding_coder=table[:, 0], coding_transcript=table[:, 1], coding_code=table[:, 2],
-        coding_start=table[:, 3], coding_end=table[:, 4], coding_ident=table[:, 5], raters=raters,
+        coding_coder=table[:, 0],
+        coding_transcript=table[:, 1],
+        coding_code=table[:, 2],
+        coding_start=table[:, 3],
+        coding_end=table[:, 4],
+        coding_ident=table[:, 5],
+        raters=raters,
     )
     return LoadedCorpus(corpus, transcript_ids, coder_ids, code_ids, code_parent)
 
@@ -365,15 +409,20 @@ def describe_unit(options: AgreementOptions) -> str:
     if options.unit == "turn":
         text = "a speaker turn (a coder applied a code to a turn when any of their codings of it overlaps the turn)"
     elif options.unit == "span":
-        text = (f"an aligned span (spans of different coders match when they overlap by at least"
-                f" {options.overlap:.0%} of the shorter; an unmatched span is a disagreement)")
+        text = (
+            f"an aligned span (spans of different coders match when they overlap by at least"
+            f" {options.overlap:.0%} of the shorter; an unmatched span is a disagreement)"
+        )
     else:
         text = "a whole transcript (a code is present when the coder applied it anywhere in it)"
     if options.speaker:
         text += f"; only {options.speaker} turns"
     if options.unit != "span":
-        text += ("; units no coder coded are left out" if options.uncoded == "exclude"
-                 else "; units no coder coded are kept, rated absent by everyone")
+        text += (
+            "; units no coder coded are left out"
+            if options.uncoded == "exclude"
+            else "; units no coder coded are kept, rated absent by everyone"
+        )
     return text
 
 
@@ -399,8 +448,13 @@ def _groups(session: Session, loaded: LoadedCorpus, names: tuple[str, ...]) -> l
                 found.append(loaded.code_index(current))
                 queue += children_of.get(current, [])
             code_lists.append(tuple(found))
-        groups.append(Group(loaded.code_label(parent.id),
-                            tuple(session.get(Code, value).name for value in values), tuple(code_lists)))
+        groups.append(
+            Group(
+                loaded.code_label(parent.id),
+                tuple(session.get(Code, value).name for value in values),
+                tuple(code_lists),
+            )
+        )
     return groups
 
 
@@ -433,25 +487,39 @@ def _plain(value: float | None) -> float | None:
 def _fleiss_problem(table: RatingTable) -> str:
     rated = table.rated_per_unit()
     sizes = sorted(set(rated[rated >= 2].tolist()))
-    return (f"fleiss_kappa needs the same number of coders on every unit; here units have"
-            f" {' or '.join(str(s) for s in sizes)} ratings (not every coder rated every transcript):"
-            " use alpha, which allows missing ratings")
+    return (
+        f"fleiss_kappa needs the same number of coders on every unit; here units have"
+        f" {' or '.join(str(s) for s in sizes)} ratings (not every coder rated every transcript):"
+        " use alpha, which allows missing ratings"
+    )
 
 
-def _result_rows(table: RatingTable, statistics: tuple[str, ...], alone: bool, options: AgreementOptions,
-                 scope: str, **where) -> list[AgreementRow]:
+def _result_rows(
+    table: RatingTable, statistics: tuple[str, ...], alone: bool, options: AgreementOptions, scope: str, **where
+) -> list[AgreementRow]:
     rows = []
     disagreements = int(table.disagreements().sum())
     for statistic in statistics:
-        base = dict(scope=scope, statistic=statistic, unit=options.unit,
-                    units_total=table.n_units, disagreements=disagreements, coder_names=table.coders,
-                    reading=table.reading, **where)
+        base = dict(
+            scope=scope,
+            statistic=statistic,
+            unit=options.unit,
+            units_total=table.n_units,
+            disagreements=disagreements,
+            coder_names=table.coders,
+            reading=table.reading,
+            **where,
+        )
         problem = None
         if statistic == "cohen_kappa" and len(table.coders) != 2:
-            problem = (f"cohen_kappa needs exactly 2 coders; this scope has {len(table.coders)}"
-                       f" ({', '.join(table.coders)}): pick two with --coders, or see the coder_pair rows or alpha")
+            problem = (
+                f"cohen_kappa needs exactly 2 coders; this scope has {len(table.coders)}"
+                f" ({', '.join(table.coders)}): pick two with --coders, or see the coder_pair rows or alpha"
+            )
         elif statistic == "brennan_prediger" and table.mixed_categories:
-            problem = "brennan_prediger: the pooled groups offer different categories, so q is undefined; see each group"
+            problem = (
+                "brennan_prediger: the pooled groups offer different categories, so q is undefined; see each group"
+            )
         result = None
         if problem is None:
             try:
@@ -461,12 +529,29 @@ def _result_rows(table: RatingTable, statistics: tuple[str, ...], alone: bool, o
         if problem is not None:
             if alone:
                 raise ConcordError(problem)
-            rows.append(AgreementRow(value=None, units=0, coders=len(table.coders), ci_low=None, ci_high=None,
-                                     note=f"skipped: {problem}", **base))
+            rows.append(
+                AgreementRow(
+                    value=None,
+                    units=0,
+                    coders=len(table.coders),
+                    ci_low=None,
+                    ci_high=None,
+                    note=f"skipped: {problem}",
+                    **base,
+                )
+            )
             continue
-        rows.append(AgreementRow(value=_plain(result.value), units=result.units, coders=result.coders,
-                                 ci_low=_plain(result.ci_low), ci_high=_plain(result.ci_high), note=result.note,
-                                 **base))
+        rows.append(
+            AgreementRow(
+                value=_plain(result.value),
+                units=result.units,
+                coders=result.coders,
+                ci_low=_plain(result.ci_low),
+                ci_high=_plain(result.ci_high),
+                note=result.note,
+                **base,
+            )
+        )
     return rows
 
 
@@ -479,12 +564,19 @@ def _summaries(reading: str, tables: list[RatingTable], rows: list[AgreementRow]
         alpha = mine.get("krippendorff_alpha")
         percent = mine.get("percent")
         notes = [r.note for r in (kappa, alpha) if r is not None and r.note and r.value is None]
-        summaries.append(VariableSummary(
-            reading=reading, name=table.variable, units=table.n_units,
-            disagreements=int(table.disagreements().sum()),
-            percent=percent.value if percent else None, kappa=kappa.value if kappa else None,
-            kappa_statistic=kappa_name, alpha=alpha.value if alpha else None,
-            note="; ".join(dict.fromkeys(notes)) or None))
+        summaries.append(
+            VariableSummary(
+                reading=reading,
+                name=table.variable,
+                units=table.n_units,
+                disagreements=int(table.disagreements().sum()),
+                percent=percent.value if percent else None,
+                kappa=kappa.value if kappa else None,
+                kappa_statistic=kappa_name,
+                alpha=alpha.value if alpha else None,
+                note="; ".join(dict.fromkeys(notes)) or None,
+            )
+        )
     return summaries
 
 
@@ -492,8 +584,9 @@ def _build(workspace: Workspace, options: AgreementOptions):
     require_agreement_rights(workspace)
     check_options(options)
     with workspace.store.reader() as session:
-        loaded = load_corpus(session, transcript_keys=options.transcripts, coder_names=options.coders,
-                             phase=options.phase)
+        loaded = load_corpus(
+            session, transcript_keys=options.transcripts, coder_names=options.coders, phase=options.phase
+        )
         if len(loaded.corpus.coders) < 2:
             found = ", ".join(loaded.corpus.coders) or "nobody"
             raise ConcordError(f"agreement needs at least 2 coders with codings; found {found}")
@@ -526,20 +619,32 @@ def compute_agreement(workspace: Workspace, options: AgreementOptions = Agreemen
         if len(with_units) > 1:
             for index in with_units:
                 part = stacked.select_units(stacked.unit_transcript == index)
-                reading_rows += _result_rows(part, statistics, alone, options, "transcript",
-                                             transcript=corpus.transcripts[index])
+                reading_rows += _result_rows(
+                    part, statistics, alone, options, "transcript", transcript=corpus.transcripts[index]
+                )
         if len(corpus.coders) > 2:
             for first, second in combinations(range(len(corpus.coders)), 2):
                 pair = stacked.select_coders([first, second])
-                reading_rows += _result_rows(pair, statistics, alone, options, "coder_pair",
-                                             coder_pair=(corpus.coders[first], corpus.coders[second]))
+                reading_rows += _result_rows(
+                    pair,
+                    statistics,
+                    alone,
+                    options,
+                    "coder_pair",
+                    coder_pair=(corpus.coders[first], corpus.coders[second]),
+                )
         rows += reading_rows
         summaries += _summaries(reading, tables, reading_rows)
     rated = corpus.raters.any(axis=0)
-    return AgreementReport(unit=options.unit, unit_description=describe_unit(options), units_total=units_total,
-                           transcripts=tuple(k for k, r in zip(corpus.transcripts, rated) if r),
-                           coders=corpus.coders, rows=tuple(rows),
-                           summaries=tuple(summaries))
+    return AgreementReport(
+        unit=options.unit,
+        unit_description=describe_unit(options),
+        units_total=units_total,
+        transcripts=tuple(k for k, r in zip(corpus.transcripts, rated) if r),
+        coders=corpus.coders,
+        rows=tuple(rows),
+        summaries=tuple(summaries),
+    )
 
 
 def _speaker_at(corpus: Corpus, transcript: int, start: int, end: int) -> str | None:
@@ -548,8 +653,9 @@ def _speaker_at(corpus: Corpus, transcript: int, start: int, end: int) -> str | 
     return ", ".join(roles) if roles else None
 
 
-def disagreement_units(workspace: Workspace, options: AgreementOptions, reading: str, variable: str,
-                       *, limit: int | None = None) -> list[DisagreementUnit]:
+def disagreement_units(
+    workspace: Workspace, options: AgreementOptions, reading: str, variable: str, *, limit: int | None = None
+) -> list[DisagreementUnit]:
     """The units of one code or group where the coders differ, with the unit's text and every rating."""
     loaded, readings = _build(workspace, options)
     table = next((t for r, tables in readings if r == reading for t in tables if t.variable == variable), None)
@@ -571,11 +677,23 @@ def disagreement_units(workspace: Workspace, options: AgreementOptions, reading:
         for row, coder in enumerate(table.coders):
             category = table.ratings[row, unit]
             sources = table.sources_of(unit, row)
-            ratings.append(UnitRating(
-                coder=coder, category=None if category == MISSING else table.categories[category],
-                codes=tuple(dict.fromkeys(corpus.codes[int(corpus.coding_code[s])] for s in sources))))
+            ratings.append(
+                UnitRating(
+                    coder=coder,
+                    category=None if category == MISSING else table.categories[category],
+                    codes=tuple(dict.fromkeys(corpus.codes[int(corpus.coding_code[s])] for s in sources)),
+                )
+            )
         turn = int(table.unit_turn[unit])
-        found.append(DisagreementUnit(
-            transcript=corpus.transcripts[t_index], start=start, end=end, turn=turn if turn >= 0 else None,
-            speaker=_speaker_at(corpus, t_index, start, end), text=text[start:end], ratings=tuple(ratings)))
+        found.append(
+            DisagreementUnit(
+                transcript=corpus.transcripts[t_index],
+                start=start,
+                end=end,
+                turn=turn if turn >= 0 else None,
+                speaker=_speaker_at(corpus, t_index, start, end),
+                text=text[start:end],
+                ratings=tuple(ratings),
+            )
+        )
     return found

@@ -12,11 +12,11 @@ from concord.services.workspace import Workspace
 from concord.storage.models import AuditEvent, Coder
 
 
-def record(session: Session, actor: str, action: str, entity: str | None = None,
-           entity_id: int | None = None, **details: Any) -> None:
+def record(
+    session: Session, actor: str, action: str, entity: str | None = None, entity_id: int | None = None, **details: Any
+) -> None:
     """Add an audit event in the caller's unit of work, so it commits with the change."""
-    session.add(AuditEvent(actor=actor, action=action, entity=entity, entity_id=entity_id,
-                           details=details))
+    session.add(AuditEvent(actor=actor, action=action, entity=entity, entity_id=entity_id, details=details))
 
 
 # Events about these say what a coder coded or what a session scored: behind the blind.
@@ -40,9 +40,20 @@ def list_events(workspace: Workspace, *, limit: int | None = None, action: str |
         rows = session.scalars(query).all()
         if blind:
             coders = set(session.scalars(select(Coder.name).where(Coder.role == "coder")))
-            rows = [r for r in rows if r.actor == own_name
-                    or (r.actor not in coders and r.entity not in BLINDED_ENTITIES)]
+            rows = [
+                r for r in rows if r.actor == own_name or (r.actor not in coders and r.entity not in BLINDED_ENTITIES)
+            ]
         if limit:
             rows = rows[-limit:]
-        return [AuditInfo(id=r.id, at=r.at, actor=r.actor, action=r.action, entity=r.entity,
-                          entity_id=r.entity_id, details=dict(r.details or {})) for r in rows]
+        return [
+            AuditInfo(
+                id=r.id,
+                at=r.at,
+                actor=r.actor,
+                action=r.action,
+                entity=r.entity,
+                entity_id=r.entity_id,
+                details=dict(r.details or {}),
+            )
+            for r in rows
+        ]

@@ -10,7 +10,7 @@ changed field goes into the code's history.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import func, select, update
@@ -26,10 +26,20 @@ from concord.services.dto import CodeInfo
 from concord.services.study import require_setup_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError, NotFound
-from concord.storage.models import Code, CodeChange, Codebook, CodebookVersion, Coder, Coding
+from concord.storage.models import Code, Codebook, CodebookVersion, CodeChange, Coder, Coding
 
-EDITABLE_FIELDS = ("name", "label", "definition", "inclusion", "exclusion", "example", "pole", "high_pole",
-                   "hotkey", "colour")
+EDITABLE_FIELDS = (
+    "name",
+    "label",
+    "definition",
+    "inclusion",
+    "exclusion",
+    "example",
+    "pole",
+    "high_pole",
+    "hotkey",
+    "colour",
+)
 
 
 @dataclass(frozen=True)
@@ -63,10 +73,11 @@ class MergeSuggestion:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 # -- reading ------------------------------------------------------------------------------------
+
 
 def list_codebooks(workspace: Workspace) -> list[CodebookInfo]:
     """The bundled codebooks and the study's own, one row each.
@@ -81,17 +92,40 @@ def list_codebooks(workspace: Workspace) -> list[CodebookInfo]:
         if blind:
             counted = counted.where((Code.origin == "deductive") | (Code.creator_id == (actor.id if actor else -1)))
         counts = dict(session.execute(counted.group_by(Code.codebook_id)).all())
-        versions = dict(session.execute(
-            select(CodebookVersion.codebook_id, func.count()).group_by(CodebookVersion.codebook_id)).all())
+        versions = dict(
+            session.execute(
+                select(CodebookVersion.codebook_id, func.count()).group_by(CodebookVersion.codebook_id)
+            ).all()
+        )
     bundled = set(bundled_ids())
-    found = [CodebookInfo(key=r.key, title=r.title, version=r.version, source=r.source, in_study=True,
-                          bundled=r.key in bundled, codes=counts.get(r.id, 0), versions=versions.get(r.id, 0))
-             for r in rows]
+    found = [
+        CodebookInfo(
+            key=r.key,
+            title=r.title,
+            version=r.version,
+            source=r.source,
+            in_study=True,
+            bundled=r.key in bundled,
+            codes=counts.get(r.id, 0),
+            versions=versions.get(r.id, 0),
+        )
+        for r in rows
+    ]
     in_study = {r.key for r in rows}
     for key in sorted(bundled - in_study):
         spec = load_bundled(key)
-        found.append(CodebookInfo(key=key, title=spec.title, version=spec.version, source=spec.source,
-                                  in_study=False, bundled=True, codes=spec.code_count(), versions=0))
+        found.append(
+            CodebookInfo(
+                key=key,
+                title=spec.title,
+                version=spec.version,
+                source=spec.source,
+                in_study=False,
+                bundled=True,
+                codes=spec.code_count(),
+                versions=0,
+            )
+        )
     return found
 
 
@@ -110,20 +144,35 @@ def _spec_from_rows(book: Codebook, rows: list[Code]) -> CodebookSpec:
 
     def build(row: Code) -> CodeSpec:
         kids = sorted(children.get(row.id, []), key=lambda r: (r.position, r.id))
-        return CodeSpec(name=row.name, label=row.label, definition=row.definition, inclusion=row.inclusion,
-                        exclusion=row.exclusion, example=row.example, pole=row.pole, high_pole=row.high_pole,
-                        hotkey=row.hotkey, colour=row.colour, guid=row.guid,
-                        children=tuple(build(k) for k in kids))
+        return CodeSpec(
+            name=row.name,
+            label=row.label,
+            definition=row.definition,
+            inclusion=row.inclusion,
+            exclusion=row.exclusion,
+            example=row.example,
+            pole=row.pole,
+            high_pole=row.high_pole,
+            hotkey=row.hotkey,
+            colour=row.colour,
+            guid=row.guid,
+            children=tuple(build(k) for k in kids),
+        )
 
     roots = [r for r in rows if r.parent_id is None or r.parent_id not in ids]
     roots.sort(key=lambda r: (r.position, r.id))
-    return CodebookSpec(id=book.key, title=book.title, version=book.version, source=book.source,
-                        description=book.description, codes=tuple(build(r) for r in roots))
+    return CodebookSpec(
+        id=book.key,
+        title=book.title,
+        version=book.version,
+        source=book.source,
+        description=book.description,
+        codes=tuple(build(r) for r in roots),
+    )
 
 
 def _live_rows(session: Session, book: Codebook) -> list[Code]:
-    return list(session.scalars(select(Code).where(
-        Code.codebook_id == book.id, Code.live())))
+    return list(session.scalars(select(Code).where(Code.codebook_id == book.id, Code.live())))
 
 
 def codebook_spec(workspace: Workspace, key: str) -> CodebookSpec:
@@ -163,8 +212,17 @@ def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
             if actor is None or (row.creator_id != actor.id and not actor.supervises):
                 raise NotFound(f"no code {code!r} that you can see")
         changes = session.scalars(select(CodeChange).where(CodeChange.code_id == row.id).order_by(CodeChange.id))
-        return [CodeChangeInfo(code_id=c.code_id, field=c.field, old_value=c.old_value, new_value=c.new_value,
-                               changed_by=c.changed_by, changed_at=c.changed_at) for c in changes]
+        return [
+            CodeChangeInfo(
+                code_id=c.code_id,
+                field=c.field,
+                old_value=c.old_value,
+                new_value=c.new_value,
+                changed_by=c.changed_by,
+                changed_at=c.changed_at,
+            )
+            for c in changes
+        ]
 
 
 def codebook_versions(workspace: Workspace, key: str) -> list[tuple[int, datetime, str | None, str | None]]:
@@ -172,22 +230,28 @@ def codebook_versions(workspace: Workspace, key: str) -> list[tuple[int, datetim
     _require_unblinded_or_supervisor(workspace)
     with workspace.store.reader() as session:
         book = _book(session, key)
-        return [(v.number, v.created_at, v.created_by, v.reason) for v in session.scalars(
-            select(CodebookVersion).where(CodebookVersion.codebook_id == book.id).order_by(CodebookVersion.number))]
+        return [
+            (v.number, v.created_at, v.created_by, v.reason)
+            for v in session.scalars(
+                select(CodebookVersion).where(CodebookVersion.codebook_id == book.id).order_by(CodebookVersion.number)
+            )
+        ]
 
 
 def codebook_version_text(workspace: Workspace, key: str, number: int) -> str:
     _require_unblinded_or_supervisor(workspace)
     with workspace.store.reader() as session:
         book = _book(session, key)
-        row = session.scalar(select(CodebookVersion).where(CodebookVersion.codebook_id == book.id,
-                                                           CodebookVersion.number == number))
+        row = session.scalar(
+            select(CodebookVersion).where(CodebookVersion.codebook_id == book.id, CodebookVersion.number == number)
+        )
         if row is None:
             raise NotFound(f"codebook {key!r} has no version {number}")
         return row.snapshot
 
 
 # -- adding and exporting ------------------------------------------------------------------------
+
 
 def read_codebook_file(path: str | Path) -> tuple[CodebookSpec, tuple[str, ...]]:
     """A codebook from a .yaml/.yml or .qdc (or a .qdpx project's codebook), with import warnings."""
@@ -203,8 +267,15 @@ def read_codebook_file(path: str | Path) -> tuple[CodebookSpec, tuple[str, ...]]
     raise InputError("a codebook file ends in .yaml, .yml or .qdc", str(path))
 
 
-def _insert_tree(session: Session, book: Codebook, codes: tuple[CodeSpec, ...], parent_id: int | None,
-                 path: tuple[str, ...], origin: str, creator_id: int | None) -> int:
+def _insert_tree(
+    session: Session,
+    book: Codebook,
+    codes: tuple[CodeSpec, ...],
+    parent_id: int | None,
+    path: tuple[str, ...],
+    origin: str,
+    creator_id: int | None,
+) -> int:
     count = 0
     for position, spec in enumerate(codes):
         node_path = (*path, spec.name)
@@ -212,10 +283,24 @@ def _insert_tree(session: Session, book: Codebook, codes: tuple[CodeSpec, ...], 
         if session.scalar(select(Code.id).where(Code.guid == guid)) is not None:
             # The same GUID already lives in another codebook of this study: keep both, apart.
             guid = stable_guid(f"{book.key}#{book.id}", node_path)
-        row = Code(codebook_id=book.id, parent_id=parent_id, guid=guid, name=spec.name, label=spec.label,
-                   definition=spec.definition, inclusion=spec.inclusion, exclusion=spec.exclusion,
-                   example=spec.example, pole=spec.pole, high_pole=spec.high_pole, hotkey=spec.hotkey,
-                   colour=spec.colour, origin=origin, creator_id=creator_id, position=position)
+        row = Code(
+            codebook_id=book.id,
+            parent_id=parent_id,
+            guid=guid,
+            name=spec.name,
+            label=spec.label,
+            definition=spec.definition,
+            inclusion=spec.inclusion,
+            exclusion=spec.exclusion,
+            example=spec.example,
+            pole=spec.pole,
+            high_pole=spec.high_pole,
+            hotkey=spec.hotkey,
+            colour=spec.colour,
+            origin=origin,
+            creator_id=creator_id,
+            position=position,
+        )
         session.add(row)
         session.flush()
         count += 1 + _insert_tree(session, book, spec.children, row.id, node_path, origin, creator_id)
@@ -224,10 +309,14 @@ def _insert_tree(session: Session, book: Codebook, codes: tuple[CodeSpec, ...], 
 
 def snapshot_codebook(session: Session, book: Codebook, actor: str, reason: str) -> None:
     spec = _spec_from_rows(book, _live_rows(session, book))
-    number = (session.scalar(select(func.max(CodebookVersion.number))
-                             .where(CodebookVersion.codebook_id == book.id)) or 0) + 1
-    session.add(CodebookVersion(codebook_id=book.id, number=number, snapshot=dump_codebook(spec),
-                                reason=reason, created_by=actor))
+    number = (
+        session.scalar(select(func.max(CodebookVersion.number)).where(CodebookVersion.codebook_id == book.id)) or 0
+    ) + 1
+    session.add(
+        CodebookVersion(
+            codebook_id=book.id, number=number, snapshot=dump_codebook(spec), reason=reason, created_by=actor
+        )
+    )
 
 
 def add_codebook_spec(workspace: Workspace, spec: CodebookSpec, *, origin: str = "file") -> CodebookInfo:
@@ -235,16 +324,31 @@ def add_codebook_spec(workspace: Workspace, spec: CodebookSpec, *, origin: str =
     with workspace.store.session() as session:
         if session.scalar(select(Codebook.id).where(Codebook.key == spec.id)) is not None:
             raise ConcordError(f"the study already has a codebook {spec.id!r}")
-        book = Codebook(key=spec.id, title=spec.title, version=spec.version, source=spec.source,
-                        description=spec.description, origin=origin)
+        book = Codebook(
+            key=spec.id,
+            title=spec.title,
+            version=spec.version,
+            source=spec.source,
+            description=spec.description,
+            origin=origin,
+        )
         session.add(book)
         session.flush()
         count = _insert_tree(session, book, spec.codes, None, (), "deductive", None)
         snapshot_codebook(session, book, workspace.actor_label, f"added from {origin}")
-        record(session, workspace.actor_label, "codebook.add", "codebook", book.id, key=spec.id, codes=count,
-               origin=origin)
-        return CodebookInfo(key=book.key, title=book.title, version=book.version, source=book.source,
-                            in_study=True, bundled=spec.id in bundled_ids(), codes=count, versions=1)
+        record(
+            session, workspace.actor_label, "codebook.add", "codebook", book.id, key=spec.id, codes=count, origin=origin
+        )
+        return CodebookInfo(
+            key=book.key,
+            title=book.title,
+            version=book.version,
+            source=book.source,
+            in_study=True,
+            bundled=spec.id in bundled_ids(),
+            codes=count,
+            versions=1,
+        )
 
 
 def resolve_codebook(id_or_file: str) -> tuple[CodebookSpec, str]:
@@ -279,9 +383,18 @@ def export_codebook(workspace: Workspace, key: str, out: str | Path) -> Path:
 
 # -- theme development (supervisors) ---------------------------------------------------------------
 
+
 def _change(session: Session, code: Code, field: str, old, new, actor: str) -> None:
-    session.add(CodeChange(code_id=code.id, field=field, old_value=None if old is None else str(old),
-                           new_value=None if new is None else str(new), changed_by=actor, changed_at=_now()))
+    session.add(
+        CodeChange(
+            code_id=code.id,
+            field=field,
+            old_value=None if old is None else str(old),
+            new_value=None if new is None else str(new),
+            changed_by=actor,
+            changed_at=_now(),
+        )
+    )
 
 
 def _is_descendant(session: Session, maybe_child: int, ancestor: int) -> bool:
@@ -307,9 +420,14 @@ def edit_code(workspace: Workspace, code: str | int, **changes) -> CodeInfo:
             raise ConcordError("a code needs a name")
         if changes.get("hotkey"):
             # Hotkeys are unique within a codebook; the workbench uses the active codebook's keys.
-            clash = session.scalar(select(Code.name).where(
-                Code.hotkey == changes["hotkey"], Code.id != row.id, Code.codebook_id == row.codebook_id,
-                Code.live()))
+            clash = session.scalar(
+                select(Code.name).where(
+                    Code.hotkey == changes["hotkey"],
+                    Code.id != row.id,
+                    Code.codebook_id == row.codebook_id,
+                    Code.live(),
+                )
+            )
             if clash:
                 raise ConcordError(f"hotkey {changes['hotkey']!r} is taken by {clash!r}")
         changed = []
@@ -340,8 +458,14 @@ def move_code(workspace: Workspace, code: str | int, new_parent: str | int | Non
                 _move_subtree_to_book(session, row, parent.codebook_id)
         old_parent = row.parent_id
         row.parent_id = parent.id if parent else None
-        row.position = (session.scalar(select(func.max(Code.position)).where(
-            Code.parent_id == row.parent_id, Code.codebook_id == row.codebook_id)) or 0) + 1
+        row.position = (
+            session.scalar(
+                select(func.max(Code.position)).where(
+                    Code.parent_id == row.parent_id, Code.codebook_id == row.codebook_id
+                )
+            )
+            or 0
+        ) + 1
         _change(session, row, "parent", old_parent, row.parent_id, actor.name)
         book = session.get(Codebook, row.codebook_id)
         snapshot_codebook(session, book, actor.name, f"moved {row.name!r}")
@@ -357,18 +481,25 @@ def _move_subtree_to_book(session: Session, row: Code, codebook_id: int) -> None
         stack.extend(session.scalars(select(Code).where(Code.parent_id == node.id)))
 
 
-def create_category(workspace: Workspace, codebook_key: str, name: str, parent: str | int | None = None,
-                    definition: str | None = None) -> CodeInfo:
+def create_category(
+    workspace: Workspace, codebook_key: str, name: str, parent: str | int | None = None, definition: str | None = None
+) -> CodeInfo:
     """A new theme, sub-theme or category to gather codes under."""
     actor = workspace.require_supervisor()
     with workspace.store.session() as session:
         book = _book(session, codebook_key)
         parent_row = find_code(session, parent) if parent is not None else None
         path = (name,)
-        row = Code(codebook_id=book.id, parent_id=parent_row.id if parent_row else None,
-                   guid=stable_guid(f"{book.key}#{_now().isoformat()}", path), name=name, definition=definition,
-                   origin="deductive", creator_id=actor.id,
-                   position=(session.scalar(select(func.max(Code.position)).where(Code.codebook_id == book.id)) or 0) + 1)
+        row = Code(
+            codebook_id=book.id,
+            parent_id=parent_row.id if parent_row else None,
+            guid=stable_guid(f"{book.key}#{_now().isoformat()}", path),
+            name=name,
+            definition=definition,
+            origin="deductive",
+            creator_id=actor.id,
+            position=(session.scalar(select(func.max(Code.position)).where(Code.codebook_id == book.id)) or 0) + 1,
+        )
         session.add(row)
         session.flush()
         _change(session, row, "created", None, name, actor.name)
@@ -394,9 +525,20 @@ def merge_codes(workspace: Workspace, source: str | int, target: str | int) -> C
         src.hotkey = None
         _change(session, src, "merged_into", None, dst.name, actor.name)
         _change(session, dst, "merged_from", None, src.name, actor.name)
-        snapshot_codebook(session, session.get(Codebook, dst.codebook_id), actor.name, f"merged {src.name!r} into {dst.name!r}")
-        record(session, actor.name, "code.merge", "code", dst.id, source_id=src.id, source=src.name,
-               target=dst.name, codings_moved=moved)
+        snapshot_codebook(
+            session, session.get(Codebook, dst.codebook_id), actor.name, f"merged {src.name!r} into {dst.name!r}"
+        )
+        record(
+            session,
+            actor.name,
+            "code.merge",
+            "code",
+            dst.id,
+            source_id=src.id,
+            source=src.name,
+            target=dst.name,
+            codings_moved=moved,
+        )
         return code_infos(session, [dst])[0]
 
 
@@ -411,10 +553,18 @@ def split_code(workspace: Workspace, code: str | int, into: list[str]) -> list[C
         book = session.get(Codebook, row.codebook_id)
         made = []
         for offset, name in enumerate(names, 1):
-            new = Code(codebook_id=row.codebook_id, parent_id=row.parent_id,
-                       guid=stable_guid(f"{book.key}#split#{row.id}", (name,)), name=name,
-                       definition=row.definition, inclusion=row.inclusion, exclusion=row.exclusion,
-                       origin=row.origin, creator_id=row.creator_id, position=row.position + offset)
+            new = Code(
+                codebook_id=row.codebook_id,
+                parent_id=row.parent_id,
+                guid=stable_guid(f"{book.key}#split#{row.id}", (name,)),
+                name=name,
+                definition=row.definition,
+                inclusion=row.inclusion,
+                exclusion=row.exclusion,
+                origin=row.origin,
+                creator_id=row.creator_id,
+                position=row.position + offset,
+            )
             session.add(new)
             session.flush()
             _change(session, new, "split_from", None, row.name, actor.name)
@@ -430,10 +580,13 @@ def merge_suggestions(workspace: Workspace, threshold: float | None = None) -> l
     workspace.require_supervisor()
     with workspace.store.reader() as session:
         rows = session.execute(
-            select(Code.id, Code.name, Coder.name).join(Coder, Coder.id == Code.creator_id, isouter=True)
+            select(Code.id, Code.name, Coder.name)
+            .join(Coder, Coder.id == Code.creator_id, isouter=True)
             .where(Code.origin == "inductive", Code.live())
-            .order_by(Code.id)).all()
+            .order_by(Code.id)
+        ).all()
     kwargs = {} if threshold is None else {"threshold": threshold}
     groups = suggest_merges([(cid, name, creator or "") for cid, name, creator in rows], **kwargs)
-    return [MergeSuggestion(code_ids=tuple(g.code_ids), names=g.names, creators=g.creators, score=g.score)
-            for g in groups]
+    return [
+        MergeSuggestion(code_ids=tuple(g.code_ids), names=g.names, creators=g.creators, score=g.score) for g in groups
+    ]

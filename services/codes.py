@@ -22,18 +22,29 @@ INDUCTIVE_CODEBOOK = "inductive"
 
 def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str, ...]) -> CodeInfo:
     return CodeInfo(
-        id=row.id, codebook=codebook_key, parent_id=row.parent_id, name=row.name, label=row.label,
-        definition=row.definition, inclusion=row.inclusion, exclusion=row.exclusion, example=row.example,
-        pole=row.pole, high_pole=row.high_pole, hotkey=row.hotkey, colour=row.colour, origin=row.origin,
-        creator=creator, position=row.position, guid=row.guid, path=path,
+        id=row.id,
+        codebook=codebook_key,
+        parent_id=row.parent_id,
+        name=row.name,
+        label=row.label,
+        definition=row.definition,
+        inclusion=row.inclusion,
+        exclusion=row.exclusion,
+        example=row.example,
+        pole=row.pole,
+        high_pole=row.high_pole,
+        hotkey=row.hotkey,
+        colour=row.colour,
+        origin=row.origin,
+        creator=creator,
+        position=row.position,
+        guid=row.guid,
+        path=path,
     )
 
 
 def _live_codes(session: Session) -> list[Code]:
-    return list(session.scalars(
-        select(Code).where(Code.live())
-        .order_by(Code.codebook_id, Code.position, Code.id)
-    ))
+    return list(session.scalars(select(Code).where(Code.live()).order_by(Code.codebook_id, Code.position, Code.id)))
 
 
 def code_infos(session: Session, rows: list[Code]) -> list[CodeInfo]:
@@ -68,26 +79,37 @@ def visible_codes(workspace: Workspace) -> list[CodeInfo]:
 
 def usable_code(session: Session, workspace: Workspace, code_id: int, blind: bool) -> None:
     """The code exists, is live, and (while blind) is deductive or the actor's own."""
-    row = session.execute(select(Code.origin, Code.creator_id, Code.merged_into_id, Code.retired_at)
-                          .where(Code.id == code_id)).first()
+    row = session.execute(
+        select(Code.origin, Code.creator_id, Code.merged_into_id, Code.retired_at).where(Code.id == code_id)
+    ).first()
     actor = workspace.actor
-    if (row is None or row.merged_into_id is not None or row.retired_at is not None
-            or (blind and row.origin != "deductive" and not (actor and row.creator_id == actor.id))):
+    if (
+        row is None
+        or row.merged_into_id is not None
+        or row.retired_at is not None
+        or (blind and row.origin != "deductive" and not (actor and row.creator_id == actor.id))
+    ):
         raise NotFound(f"no code {code_id} that you can use")
 
 
 def inductive_codebook(session: Session) -> Codebook:
     book = session.scalar(select(Codebook).where(Codebook.key == INDUCTIVE_CODEBOOK))
     if book is None:
-        book = Codebook(key=INDUCTIVE_CODEBOOK, title="Inductive codes", version="1",
-                        description="Codes made while coding.", origin="study")
+        book = Codebook(
+            key=INDUCTIVE_CODEBOOK,
+            title="Inductive codes",
+            version="1",
+            description="Codes made while coding.",
+            origin="study",
+        )
         session.add(book)
         session.flush()
     return book
 
 
-def create_inductive_code(workspace: Workspace, name: str, definition: str | None = None,
-                          parent_id: int | None = None) -> CodeInfo:
+def create_inductive_code(
+    workspace: Workspace, name: str, definition: str | None = None, parent_id: int | None = None
+) -> CodeInfo:
     """A coder's own code, made while coding; marked inductive and owned by its creator."""
     actor = workspace.require_actor()
     name = " ".join(name.split())
@@ -98,17 +120,24 @@ def create_inductive_code(workspace: Workspace, name: str, definition: str | Non
     blind = workspace.blind_for_actor()
     with workspace.store.session() as session:
         book = inductive_codebook(session)
-        existing = session.scalar(select(Code).where(
-            Code.codebook_id == book.id, Code.name == name, Code.creator_id == actor.id,
-            Code.live()))
+        existing = session.scalar(
+            select(Code).where(Code.codebook_id == book.id, Code.name == name, Code.creator_id == actor.id, Code.live())
+        )
         if existing is not None:
             return code_infos(session, [existing])[0]
         if parent_id is not None:
             usable_code(session, workspace, parent_id, blind)
         position = len(session.scalars(select(Code.id).where(Code.codebook_id == book.id)).all())
-        row = Code(codebook_id=book.id, parent_id=parent_id if parent_id else None, guid=str(uuid.uuid4()),
-                   name=name, definition=definition or None, origin="inductive", creator_id=actor.id,
-                   position=position)
+        row = Code(
+            codebook_id=book.id,
+            parent_id=parent_id if parent_id else None,
+            guid=str(uuid.uuid4()),
+            name=name,
+            definition=definition or None,
+            origin="inductive",
+            creator_id=actor.id,
+            position=position,
+        )
         session.add(row)
         session.flush()
         record(session, actor.name, "code.create", "code", row.id, name=name, origin="inductive")

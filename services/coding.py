@@ -7,7 +7,7 @@ shows as saved is on disk. Each step a coder takes in a transcript is kept as an
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -23,18 +23,34 @@ CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def coding_info(row: Coding, coder_name: str) -> CodingInfo:
-    return CodingInfo(id=row.id, transcript_id=row.transcript_id, coder=coder_name, code_id=row.code_id,
-                      start=row.start_offset, end=row.end_offset, memo=row.memo, phase=row.phase,
-                      made_blind=row.made_blind, created_at=row.created_at, changed_at=row.changed_at)
+    return CodingInfo(
+        id=row.id,
+        transcript_id=row.transcript_id,
+        coder=coder_name,
+        code_id=row.code_id,
+        start=row.start_offset,
+        end=row.end_offset,
+        memo=row.memo,
+        phase=row.phase,
+        made_blind=row.made_blind,
+        created_at=row.created_at,
+        changed_at=row.changed_at,
+    )
 
 
 def memo_info(row: Memo, coder_name: str) -> MemoInfo:
-    return MemoInfo(id=row.id, coder=coder_name, target_kind=row.target_kind, target_id=row.target_id,
-                    text=row.text, changed_at=row.changed_at)
+    return MemoInfo(
+        id=row.id,
+        coder=coder_name,
+        target_kind=row.target_kind,
+        target_id=row.target_id,
+        text=row.text,
+        changed_at=row.changed_at,
+    )
 
 
 def list_codings(workspace: Workspace, transcript_id: int, *, layer: str = "own") -> list[CodingInfo]:
@@ -50,8 +66,11 @@ def list_codings(workspace: Workspace, transcript_id: int, *, layer: str = "own"
     elif blind and not (actor and layer == actor.name):
         raise PermissionDenied("the study is blind: you can see only your own codings")
     with workspace.store.reader() as session:
-        query = (select(Coding, Coder.name).join(Coder, Coder.id == Coding.coder_id)
-                 .where(Coding.transcript_id == transcript_id, Coding.deleted_at.is_(None)))
+        query = (
+            select(Coding, Coder.name)
+            .join(Coder, Coder.id == Coding.coder_id)
+            .where(Coding.transcript_id == transcript_id, Coding.deleted_at.is_(None))
+        )
         if layer == "own":
             query = query.where(Coding.coder_id == actor.id, Coding.phase == "independent")
         elif layer == "others":
@@ -73,13 +92,17 @@ def _check_span(text_length: int, start: int, end: int) -> None:
 
 def _push_step(session: Session, coder_id: int, transcript_id: int, action: str, payload: dict) -> None:
     # A new step forgets what had been undone, as every editor does.
-    session.execute(delete(EditStep).where(EditStep.coder_id == coder_id,
-                                           EditStep.transcript_id == transcript_id,
-                                           EditStep.undone.is_(True)))
-    seq = session.scalar(select(func.coalesce(func.max(EditStep.seq), 0))
-                         .where(EditStep.coder_id == coder_id, EditStep.transcript_id == transcript_id))
-    session.add(EditStep(coder_id=coder_id, transcript_id=transcript_id, seq=seq + 1, action=action,
-                         payload=payload))
+    session.execute(
+        delete(EditStep).where(
+            EditStep.coder_id == coder_id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(True)
+        )
+    )
+    seq = session.scalar(
+        select(func.coalesce(func.max(EditStep.seq), 0)).where(
+            EditStep.coder_id == coder_id, EditStep.transcript_id == transcript_id
+        )
+    )
+    session.add(EditStep(coder_id=coder_id, transcript_id=transcript_id, seq=seq + 1, action=action, payload=payload))
 
 
 def _own_coding(session: Session, workspace: Workspace, coding_id: int) -> Coding:
@@ -103,8 +126,9 @@ def _text_length(session: Session, transcript_id: int) -> int:
     return length
 
 
-def apply_code(workspace: Workspace, transcript_id: int, code_id: int, start: int, end: int,
-               memo: str | None = None) -> CodingInfo:
+def apply_code(
+    workspace: Workspace, transcript_id: int, code_id: int, start: int, end: int, memo: str | None = None
+) -> CodingInfo:
     actor = workspace.require_actor()
     # One unit of work, a handful of single-row statements: this runs on every keypress that codes.
     with workspace.store.session() as session:
@@ -113,14 +137,32 @@ def apply_code(workspace: Workspace, transcript_id: int, code_id: int, start: in
         _check_span(_text_length(session, transcript_id), start, end)
         usable_code(session, workspace, code_id, blind)
         now = _now()
-        row = Coding(coder_id=actor.id, transcript_id=transcript_id, code_id=code_id, start_offset=start,
-                     end_offset=end, memo=memo or None, phase="independent", made_blind=settings.blind_now,
-                     created_at=now, changed_at=now)
+        row = Coding(
+            coder_id=actor.id,
+            transcript_id=transcript_id,
+            code_id=code_id,
+            start_offset=start,
+            end_offset=end,
+            memo=memo or None,
+            phase="independent",
+            made_blind=settings.blind_now,
+            created_at=now,
+            changed_at=now,
+        )
         session.add(row)
         session.flush()
         _push_step(session, actor.id, transcript_id, "apply", {"coding_id": row.id})
-        record(session, actor.name, "coding.apply", "coding", row.id, transcript_id=transcript_id,
-               code_id=code_id, start=start, end=end)
+        record(
+            session,
+            actor.name,
+            "coding.apply",
+            "coding",
+            row.id,
+            transcript_id=transcript_id,
+            code_id=code_id,
+            start=start,
+            end=end,
+        )
         return coding_info(row, actor.name)
 
 
@@ -132,9 +174,16 @@ def remove_coding(workspace: Workspace, coding_id: int) -> None:
         record(session, workspace.actor.name, "coding.remove", "coding", row.id)
 
 
-def change_coding(workspace: Workspace, coding_id: int, *, code_id: int | None = None,
-                  start: int | None = None, end: int | None = None, memo: str | None = None,
-                  clear_memo: bool = False) -> CodingInfo:
+def change_coding(
+    workspace: Workspace,
+    coding_id: int,
+    *,
+    code_id: int | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    memo: str | None = None,
+    clear_memo: bool = False,
+) -> CodingInfo:
     blind = workspace.blind_for_actor()
     with workspace.store.session() as session:
         row = _own_coding(session, workspace, coding_id)
@@ -155,10 +204,10 @@ def change_coding(workspace: Workspace, coding_id: int, *, code_id: int | None =
         if after == before:
             return coding_info(row, workspace.actor.name)
         row.changed_at = _now()
-        _push_step(session, row.coder_id, row.transcript_id, "change",
-                   {"coding_id": row.id, "before": before, "after": after})
-        record(session, workspace.actor.name, "coding.change", "coding", row.id,
-               before=before, after=after)
+        _push_step(
+            session, row.coder_id, row.transcript_id, "change", {"coding_id": row.id, "before": before, "after": after}
+        )
+        record(session, workspace.actor.name, "coding.change", "coding", row.id, before=before, after=after)
         return coding_info(row, workspace.actor.name)
 
 
@@ -181,9 +230,12 @@ def undo(workspace: Workspace, transcript_id: int) -> int | None:
     """Undo the coder's latest step in this transcript; None when there is nothing to undo."""
     actor = workspace.require_actor()
     with workspace.store.session() as session:
-        step = session.scalar(select(EditStep).where(
-            EditStep.coder_id == actor.id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(False))
-            .order_by(EditStep.seq.desc()).limit(1))
+        step = session.scalar(
+            select(EditStep)
+            .where(EditStep.coder_id == actor.id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(False))
+            .order_by(EditStep.seq.desc())
+            .limit(1)
+        )
         if step is None:
             return None
         coding_id = _revert(session, step, undo=True)
@@ -195,9 +247,12 @@ def undo(workspace: Workspace, transcript_id: int) -> int | None:
 def redo(workspace: Workspace, transcript_id: int) -> int | None:
     actor = workspace.require_actor()
     with workspace.store.session() as session:
-        step = session.scalar(select(EditStep).where(
-            EditStep.coder_id == actor.id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(True))
-            .order_by(EditStep.seq).limit(1))
+        step = session.scalar(
+            select(EditStep)
+            .where(EditStep.coder_id == actor.id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(True))
+            .order_by(EditStep.seq)
+            .limit(1)
+        )
         if step is None:
             return None
         coding_id = _revert(session, step, undo=False)
@@ -207,6 +262,7 @@ def redo(workspace: Workspace, transcript_id: int) -> int | None:
 
 
 # -- memos ---------------------------------------------------------------------------------
+
 
 def add_memo(workspace: Workspace, target_kind: str, target_id: int | None, text: str) -> MemoInfo:
     """A note on the study, a transcript, a turn, a coding or a code."""
@@ -219,8 +275,15 @@ def add_memo(workspace: Workspace, target_kind: str, target_id: int | None, text
         if target_kind == "coding":
             _own_coding(session, workspace, target_id)
         now = _now()
-        row = Memo(coder_id=actor.id, target_kind=target_kind, target_id=target_id, text=text,
-                   made_blind=settings.blind_now, created_at=now, changed_at=now)
+        row = Memo(
+            coder_id=actor.id,
+            target_kind=target_kind,
+            target_id=target_id,
+            text=text,
+            made_blind=settings.blind_now,
+            created_at=now,
+            changed_at=now,
+        )
         session.add(row)
         session.flush()
         record(session, actor.name, "memo.add", "memo", row.id, target_kind=target_kind, target_id=target_id)
@@ -246,8 +309,13 @@ def update_memo(workspace: Workspace, memo_id: int, text: str) -> MemoInfo:
         return memo_info(row, actor.name)
 
 
-def list_memos(workspace: Workspace, *, target_kind: str | None = None, target_id: int | None = None,
-               transcript_id: int | None = None) -> list[MemoInfo]:
+def list_memos(
+    workspace: Workspace,
+    *,
+    target_kind: str | None = None,
+    target_id: int | None = None,
+    transcript_id: int | None = None,
+) -> list[MemoInfo]:
     """Memos the actor may read: their own while blind, everyone's otherwise.
 
     With ``transcript_id``: the memos on that transcript, its turns and its codings.
@@ -268,7 +336,8 @@ def list_memos(workspace: Workspace, *, target_kind: str | None = None, target_i
             query = query.where(
                 ((Memo.target_kind == "transcript") & (Memo.target_id == transcript_id))
                 | ((Memo.target_kind == "turn") & Memo.target_id.in_(turn_ids))
-                | ((Memo.target_kind == "coding") & Memo.target_id.in_(coding_ids)))
+                | ((Memo.target_kind == "coding") & Memo.target_id.in_(coding_ids))
+            )
         if blind:
             if actor is None:
                 return []

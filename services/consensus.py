@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -58,8 +58,7 @@ from concord.storage.models import (
 DECISIONS = ("take", "all", "none", "code", "span")
 AGREED = "agreed"
 CONSENSUS_UNITS = ("turn", "span")
-CSV_COLUMNS = ("transcript", "unit_start", "unit_end", "turn", "code", "decision", "coder", "start", "end",
-               "rationale")
+CSV_COLUMNS = ("transcript", "unit_start", "unit_end", "turn", "code", "decision", "coder", "start", "end", "rationale")
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
@@ -146,7 +145,7 @@ class _Planned:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _check_unit(unit: str, overlap: float) -> None:
@@ -169,8 +168,9 @@ def _coder_letters(session: Session) -> dict[int, int]:
     """Every coder who coded independently or marked a transcript done, in the order they joined:
     0 = Coder A, 1 = Coder B, ... The same letters in every transcript, so keys 1..9 always mean the same."""
     coded = session.scalars(select(Coding.coder_id).where(Coding.phase == "independent").distinct()).all()
-    done = session.scalars(select(TranscriptProgress.coder_id).where(TranscriptProgress.done_at.is_not(None))
-                           .distinct()).all()
+    done = session.scalars(
+        select(TranscriptProgress.coder_id).where(TranscriptProgress.done_at.is_not(None)).distinct()
+    ).all()
     return {coder_id: position for position, coder_id in enumerate(sorted(set(coded) | set(done)))}
 
 
@@ -191,13 +191,18 @@ class _TranscriptWork:
         self.loaded: LoadedCorpus = load_corpus(session, transcript_keys=(transcript.key,))
         self.corpus: Corpus = self.loaded.corpus
         self.units: list[ReviewUnit] = review_units(self.corpus, 0, unit, overlap)
-        decisions = session.scalars(select(ConsensusDecision).where(
-            ConsensusDecision.transcript_id == transcript.id).order_by(ConsensusDecision.id)).all()
+        decisions = session.scalars(
+            select(ConsensusDecision)
+            .where(ConsensusDecision.transcript_id == transcript.id)
+            .order_by(ConsensusDecision.id)
+        ).all()
         self.decisions = list(decisions)
         superseded = {d.supersedes_id for d in decisions if d.supersedes_id is not None}
         self.current: dict[tuple[int, int], ConsensusDecision] = {
-            (d.unit_start, d.unit_end): d for d in decisions
-            if d.id not in superseded and _scope_of(d).get("unit") == unit}
+            (d.unit_start, d.unit_end): d
+            for d in decisions
+            if d.id not in superseded and _scope_of(d).get("unit") == unit
+        }
 
     def coder_id(self, row: int) -> int:
         return self.loaded.coder_ids[row]
@@ -218,8 +223,10 @@ class _TranscriptWork:
         for candidate in self.units:
             if candidate.start == start and candidate.end == end:
                 return candidate
-        raise NotFound(f"{where}: {self.transcript.key!r} has no {self.unit} unit {start}-{end}"
-                       " (see: concord consensus STUDY --list)")
+        raise NotFound(
+            f"{where}: {self.transcript.key!r} has no {self.unit} unit {start}-{end}"
+            " (see: concord consensus STUDY --list)"
+        )
 
     def status(self, unit: ReviewUnit) -> str:
         decision = self.current.get((unit.start, unit.end))
@@ -255,8 +262,9 @@ def _merge(spans: list[_Planned]) -> list[_Planned]:
     for span in sorted(spans, key=lambda s: (s.code, s.start, s.end)):
         last = merged[-1] if merged else None
         if last is not None and last.code == span.code and span.start <= last.end:
-            merged[-1] = _Planned(last.code, last.start, max(last.end, span.end),
-                                  tuple(sorted(set(last.sources) | set(span.sources))))
+            merged[-1] = _Planned(
+                last.code, last.start, max(last.end, span.end), tuple(sorted(set(last.sources) | set(span.sources)))
+            )
         else:
             merged.append(span)
     return merged
@@ -270,8 +278,16 @@ def _rows_by_code(corpus: Corpus, unit: ReviewUnit) -> dict[int, list[int]]:
     return by_code
 
 
-def _plan(work: _TranscriptWork, unit: ReviewUnit, decision: str, *, coder_row: int | None, code_index: int | None,
-          start: int | None, end: int | None) -> list[_Planned]:
+def _plan(
+    work: _TranscriptWork,
+    unit: ReviewUnit,
+    decision: str,
+    *,
+    coder_row: int | None,
+    code_index: int | None,
+    start: int | None,
+    end: int | None,
+) -> list[_Planned]:
     corpus, kind = work.corpus, work.unit
     by_code = _rows_by_code(corpus, unit)
     ident = corpus.coding_ident
@@ -299,11 +315,12 @@ def _plan(work: _TranscriptWork, unit: ReviewUnit, decision: str, *, coder_row: 
         sources = by_code.get(code_index) or [r for rows in by_code.values() for r in rows]
         return [_Planned(code_index, span[0], span[1], tuple(sorted(int(ident[r]) for r in sources)))]
     if decision == "span":
-        rows = [r for r in unit.readings[coder_row]
-                if code_index is None or int(corpus.coding_code[r]) == code_index]
+        rows = [r for r in unit.readings[coder_row] if code_index is None or int(corpus.coding_code[r]) == code_index]
         if not rows:
-            raise ConcordError("a span decision adjusts a coder's codes, and that coder has none here"
-                               + (" with that code" if code_index is not None else ""))
+            raise ConcordError(
+                "a span decision adjusts a coder's codes, and that coder has none here"
+                + (" with that code" if code_index is not None else "")
+            )
         return _merge([_Planned(p.code, start, end, p.sources) for p in copies(rows)])
     raise ConcordError(f"unknown decision {decision!r}; choose one of {', '.join(DECISIONS)}")
 
@@ -316,8 +333,9 @@ def _matches_a_coder(corpus: Corpus, unit: ReviewUnit, planned: list[_Planned]) 
 # -------------------------------------------------------------------------------------- deciding
 
 
-def _resolve_coder(work: _TranscriptWork, letters: dict[int, int], coder: str | int | None, anonymous: bool,
-                   where: str) -> int:
+def _resolve_coder(
+    work: _TranscriptWork, letters: dict[int, int], coder: str | int | None, anonymous: bool, where: str
+) -> int:
     """A rater row from a name, a letter (A, B, ...) or a key number (1 = Coder A)."""
     if coder is None or coder == "":
         raise ConcordError(f"{where}: say whose coding to take (coder name, letter or number)")
@@ -345,9 +363,19 @@ def _resolve_coder(work: _TranscriptWork, letters: dict[int, int], coder: str | 
     return work.loaded.coder_ids.index(coder_id)
 
 
-def _record_decision(work: _TranscriptWork, unit: ReviewUnit, decision: str, planned: list[_Planned], *,
-                     actor_id: int, actor_name: str, made_blind: bool, rationale: str | None,
-                     present: tuple[str, ...], details: dict) -> ConsensusDecision:
+def _record_decision(
+    work: _TranscriptWork,
+    unit: ReviewUnit,
+    decision: str,
+    planned: list[_Planned],
+    *,
+    actor_id: int,
+    actor_name: str,
+    made_blind: bool,
+    rationale: str | None,
+    present: tuple[str, ...],
+    details: dict,
+) -> ConsensusDecision:
     session, now = work.session, _now()
     previous = work.current.get((unit.start, unit.end))
     if previous is not None:
@@ -357,39 +385,80 @@ def _record_decision(work: _TranscriptWork, unit: ReviewUnit, decision: str, pla
                 old.deleted_at = now
     created = []
     for span in planned:
-        row = Coding(coder_id=actor_id, transcript_id=work.transcript.id, code_id=work.code_id(span.code),
-                     start_offset=span.start, end_offset=span.end, phase="consensus", made_blind=made_blind,
-                     created_at=now, changed_at=now)
+        row = Coding(
+            coder_id=actor_id,
+            transcript_id=work.transcript.id,
+            code_id=work.code_id(span.code),
+            start_offset=span.start,
+            end_offset=span.end,
+            phase="consensus",
+            made_blind=made_blind,
+            created_at=now,
+            changed_at=now,
+        )
         session.add(row)
         session.flush()
-        session.add_all([ConsensusSource(consensus_coding_id=row.id, independent_coding_id=source)
-                         for source in span.sources])
+        session.add_all(
+            [ConsensusSource(consensus_coding_id=row.id, independent_coding_id=source) for source in span.sources]
+        )
         created.append(row.id)
     scope = {"unit": work.unit, **({"turn": unit.turn} if unit.turn is not None else {}), **details}
-    row = ConsensusDecision(transcript_id=work.transcript.id, unit_start=unit.start, unit_end=unit.end,
-                            scope=json.dumps(scope, separators=(",", ":")), decision=decision,
-                            rationale=rationale or None, decided_by_id=actor_id, present=list(present),
-                            result_coding_ids=created, supersedes_id=previous.id if previous else None,
-                            decided_at=now)
+    row = ConsensusDecision(
+        transcript_id=work.transcript.id,
+        unit_start=unit.start,
+        unit_end=unit.end,
+        scope=json.dumps(scope, separators=(",", ":")),
+        decision=decision,
+        rationale=rationale or None,
+        decided_by_id=actor_id,
+        present=list(present),
+        result_coding_ids=created,
+        supersedes_id=previous.id if previous else None,
+        decided_at=now,
+    )
     session.add(row)
     session.flush()
     work.current[(unit.start, unit.end)] = row
     work.decisions.append(row)
-    record(session, actor_name, "consensus.agreed" if decision == AGREED else "consensus.decide", "consensus",
-           row.id, transcript=work.transcript.key, unit=work.unit, unit_start=unit.start, unit_end=unit.end,
-           decision=decision, rationale=rationale or None, supersedes=row.supersedes_id, codings=created,
-           present=list(present), **details)
+    record(
+        session,
+        actor_name,
+        "consensus.agreed" if decision == AGREED else "consensus.decide",
+        "consensus",
+        row.id,
+        transcript=work.transcript.key,
+        unit=work.unit,
+        unit_start=unit.start,
+        unit_end=unit.end,
+        decision=decision,
+        rationale=rationale or None,
+        supersedes=row.supersedes_id,
+        codings=created,
+        present=list(present),
+        **details,
+    )
     return row
 
 
-def _accept_agreed_in(work: _TranscriptWork, *, actor_id: int, actor_name: str, made_blind: bool,
-                      present: tuple[str, ...]) -> int:
+def _accept_agreed_in(
+    work: _TranscriptWork, *, actor_id: int, actor_name: str, made_blind: bool, present: tuple[str, ...]
+) -> int:
     accepted = 0
     for unit in work.units:
         if work.status(unit) == "agreed-pending":
             planned = _plan(work, unit, AGREED, coder_row=None, code_index=None, start=None, end=None)
-            _record_decision(work, unit, AGREED, planned, actor_id=actor_id, actor_name=actor_name,
-                             made_blind=made_blind, rationale=None, present=present, details={})
+            _record_decision(
+                work,
+                unit,
+                AGREED,
+                planned,
+                actor_id=actor_id,
+                actor_name=actor_name,
+                made_blind=made_blind,
+                rationale=None,
+                present=present,
+                details={},
+            )
             accepted += 1
     return accepted
 
@@ -461,13 +530,20 @@ class _Session:
             low = unit.start if start is None else start
             high = unit.end if end is None else end
             if not 0 <= low < high <= len(work.transcript.text):
-                raise ConcordError(f"{where}: span {low}-{high} is outside the transcript (0-{len(work.transcript.text)})")
+                raise ConcordError(
+                    f"{where}: span {low}-{high} is outside the transcript (0-{len(work.transcript.text)})"
+                )
         planned = _plan(work, unit, decision, coder_row=coder_row, code_index=code_index, start=start, end=end)
         rationale = (request.rationale or "").strip() or None
         if rationale is None and not _matches_a_coder(work.corpus, unit, planned):
             raise RationaleRequired(f"{where}: this decision matches no coder's reading; give a rationale")
-        _accept_agreed_in(work, actor_id=self.actor.id, actor_name=self.actor.name,
-                          made_blind=self.settings.blind_now, present=self.present)
+        _accept_agreed_in(
+            work,
+            actor_id=self.actor.id,
+            actor_name=self.actor.name,
+            made_blind=self.settings.blind_now,
+            present=self.present,
+        )
         details = {}
         if coder_row is not None:
             details["coder"] = work.coder_id(coder_row)
@@ -475,49 +551,85 @@ class _Session:
             details["code"] = work.code_id(code_index)
         if request.start is not None or request.end is not None:
             details["span"] = [planned[0].start, planned[0].end] if planned else [start, end]
-        row = _record_decision(work, unit, decision, planned, actor_id=self.actor.id, actor_name=self.actor.name,
-                               made_blind=self.settings.blind_now, rationale=rationale, present=self.present,
-                               details=details)
+        row = _record_decision(
+            work,
+            unit,
+            decision,
+            planned,
+            actor_id=self.actor.id,
+            actor_name=self.actor.name,
+            made_blind=self.settings.blind_now,
+            rationale=rationale,
+            present=self.present,
+            details=details,
+        )
         work.refresh_phase()
         return row
 
 
-def _decision_info(session: Session, row: ConsensusDecision, transcript_key: str, anonymous: bool,
-                   letters: dict[int, int]) -> DecisionInfo:
+def _decision_info(
+    session: Session, row: ConsensusDecision, transcript_key: str, anonymous: bool, letters: dict[int, int]
+) -> DecisionInfo:
     scope = _scope_of(row)
     coder = None
     if "coder" in scope:
         coder_id = scope["coder"]
-        coder = (f"Coder {_letter(letters.get(coder_id, 0))}" if anonymous
-                 else session.scalar(select(Coder.name).where(Coder.id == coder_id)))
+        coder = (
+            f"Coder {_letter(letters.get(coder_id, 0))}"
+            if anonymous
+            else session.scalar(select(Coder.name).where(Coder.id == coder_id))
+        )
     code = session.scalar(select(Code.name).where(Code.id == scope["code"])) if "code" in scope else None
     result = []
     for coding_id in row.result_coding_ids or ():
         made = session.get(Coding, coding_id)
         if made is not None:
-            result.append((session.scalar(select(Code.name).where(Code.id == made.code_id)),
-                           made.start_offset, made.end_offset))
+            result.append(
+                (session.scalar(select(Code.name).where(Code.id == made.code_id)), made.start_offset, made.end_offset)
+            )
     return DecisionInfo(
-        id=row.id, transcript=transcript_key, unit=scope.get("unit", "turn"), unit_start=row.unit_start,
-        unit_end=row.unit_end, decision=row.decision, coder=coder, code=code, rationale=row.rationale,
+        id=row.id,
+        transcript=transcript_key,
+        unit=scope.get("unit", "turn"),
+        unit_start=row.unit_start,
+        unit_end=row.unit_end,
+        decision=row.decision,
+        coder=coder,
+        code=code,
+        rationale=row.rationale,
         decided_by=session.scalar(select(Coder.name).where(Coder.id == row.decided_by_id)),
-        present=tuple(row.present or ()), decided_at=row.decided_at, result=tuple(result),
-        supersedes_id=row.supersedes_id)
+        present=tuple(row.present or ()),
+        decided_at=row.decided_at,
+        result=tuple(result),
+        supersedes_id=row.supersedes_id,
+    )
 
 
-def decide(workspace: Workspace, request: DecisionRequest, *, unit: str = "turn", overlap: float = 0.5,
-           present: tuple[str, ...] = ()) -> DecisionInfo:
+def decide(
+    workspace: Workspace,
+    request: DecisionRequest,
+    *,
+    unit: str = "turn",
+    overlap: float = 0.5,
+    present: tuple[str, ...] = (),
+) -> DecisionInfo:
     """Settle (or revise) one unit; agreed units of the transcript are accepted first if still pending."""
     _check_unit(unit, overlap)
     with workspace.store.session() as session:
         state = _Session(workspace, session, unit, overlap, present)
         row = state.decide(request)
-        return _decision_info(session, row, state.works[row.transcript_id].transcript.key,
-                              state.settings.anonymous_consensus, state.letters)
+        return _decision_info(
+            session,
+            row,
+            state.works[row.transcript_id].transcript.key,
+            state.settings.anonymous_consensus,
+            state.letters,
+        )
 
 
-def needs_rationale(workspace: Workspace, request: DecisionRequest, *, unit: str = "turn",
-                    overlap: float = 0.5) -> bool:
+def needs_rationale(
+    workspace: Workspace, request: DecisionRequest, *, unit: str = "turn", overlap: float = 0.5
+) -> bool:
     """Whether ``request`` (without a rationale) would be refused for want of one; nothing is written."""
     _check_unit(unit, overlap)
     with workspace.store.reader() as session:
@@ -527,16 +639,24 @@ def needs_rationale(workspace: Workspace, request: DecisionRequest, *, unit: str
         decision = request.decision
         coder_row = None
         if decision in ("take", "span"):
-            coder_row = _resolve_coder(work, state.letters, request.coder, state.settings.anonymous_consensus,
-                                       request.where)
+            coder_row = _resolve_coder(
+                work, state.letters, request.coder, state.settings.anonymous_consensus, request.where
+            )
         code_index = state._code_index(work, request.code, request.where)
-        planned = _plan(work, target, decision, coder_row=coder_row, code_index=code_index,
-                        start=request.start, end=request.end)
+        planned = _plan(
+            work, target, decision, coder_row=coder_row, code_index=code_index, start=request.start, end=request.end
+        )
         return not _matches_a_coder(work.corpus, target, planned)
 
 
-def accept_agreed(workspace: Workspace, *, transcripts: tuple[str, ...] = (), unit: str = "turn",
-                  overlap: float = 0.5, present: tuple[str, ...] = ()) -> dict[str, int]:
+def accept_agreed(
+    workspace: Workspace,
+    *,
+    transcripts: tuple[str, ...] = (),
+    unit: str = "turn",
+    overlap: float = 0.5,
+    present: tuple[str, ...] = (),
+) -> dict[str, int]:
     """Put every pending agreed unit into the consensus layer; returns how many per transcript."""
     _check_unit(unit, overlap)
     with workspace.store.session() as session:
@@ -545,8 +665,13 @@ def accept_agreed(workspace: Workspace, *, transcripts: tuple[str, ...] = (), un
         accepted = {}
         for key in keys:
             work = state.work(key, f"transcript {key!r}")
-            accepted[key] = _accept_agreed_in(work, actor_id=state.actor.id, actor_name=state.actor.name,
-                                              made_blind=state.settings.blind_now, present=state.present)
+            accepted[key] = _accept_agreed_in(
+                work,
+                actor_id=state.actor.id,
+                actor_name=state.actor.name,
+                made_blind=state.settings.blind_now,
+                present=state.present,
+            )
             if accepted[key]:
                 work.refresh_phase()
         return accepted
@@ -580,14 +705,16 @@ def read_decisions(path: str | Path) -> list[DecisionRequest]:
             raise InputError("empty file: expected a header row", path=str(path), line=1)
         unknown = [name for name in header if name not in CSV_COLUMNS]
         if unknown:
-            raise InputError(f"unknown column(s) {', '.join(unknown)}; expected {', '.join(CSV_COLUMNS)}",
-                             path=str(path), line=1)
+            raise InputError(
+                f"unknown column(s) {', '.join(unknown)}; expected {', '.join(CSV_COLUMNS)}", path=str(path), line=1
+            )
         for needed in ("transcript", "decision"):
             if needed not in header:
                 raise InputError(f"missing column {needed!r}", path=str(path), line=1)
         if "turn" not in header and not {"unit_start", "unit_end"} <= set(header):
-            raise InputError("name each unit by a 'turn' column or by 'unit_start' and 'unit_end'",
-                             path=str(path), line=1)
+            raise InputError(
+                "name each unit by a 'turn' column or by 'unit_start' and 'unit_end'", path=str(path), line=1
+            )
         for raw in reader:
             line = reader.line_num
             row = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
@@ -601,28 +728,47 @@ def read_decisions(path: str | Path) -> list[DecisionRequest]:
                 if not row.get("transcript"):
                     raise ConcordError(f"{where}: the transcript is empty")
                 if row.get("decision", "").lower() not in DECISIONS:
-                    raise ConcordError(f"{where}: unknown decision {row.get('decision', '')!r};"
-                                       f" choose one of {', '.join(DECISIONS)}")
-                requests.append(DecisionRequest(
-                    transcript=row["transcript"], decision=row.get("decision", ""), unit_start=unit_start,
-                    unit_end=unit_end, turn=turn, coder=row.get("coder") or None, code=row.get("code") or None,
-                    start=_csv_int(row.get("start"), "start", where), end=_csv_int(row.get("end"), "end", where),
-                    rationale=row.get("rationale") or None, where=where))
+                    raise ConcordError(
+                        f"{where}: unknown decision {row.get('decision', '')!r}; choose one of {', '.join(DECISIONS)}"
+                    )
+                requests.append(
+                    DecisionRequest(
+                        transcript=row["transcript"],
+                        decision=row.get("decision", ""),
+                        unit_start=unit_start,
+                        unit_end=unit_end,
+                        turn=turn,
+                        coder=row.get("coder") or None,
+                        code=row.get("code") or None,
+                        start=_csv_int(row.get("start"), "start", where),
+                        end=_csv_int(row.get("end"), "end", where),
+                        rationale=row.get("rationale") or None,
+                        where=where,
+                    )
+                )
             except ConcordError as exc:
                 raise InputError(str(exc).removeprefix(f"{where}: "), path=str(path), line=line) from None
     return requests
 
 
-def apply_decisions(workspace: Workspace, requests: list[DecisionRequest], *, unit: str = "turn",
-                    overlap: float = 0.5, present: tuple[str, ...] = ()) -> list[DecisionInfo]:
+def apply_decisions(
+    workspace: Workspace,
+    requests: list[DecisionRequest],
+    *,
+    unit: str = "turn",
+    overlap: float = 0.5,
+    present: tuple[str, ...] = (),
+) -> list[DecisionInfo]:
     """Apply decisions in order as one unit of work: all of them or, on the first bad one, none."""
     _check_unit(unit, overlap)
     with workspace.store.session() as session:
         state = _Session(workspace, session, unit, overlap, present)
         rows = [state.decide(request) for request in requests]
         keys = {tid: work.transcript.key for tid, work in state.works.items()}
-        return [_decision_info(session, row, keys[row.transcript_id], state.settings.anonymous_consensus,
-                               state.letters) for row in rows]
+        return [
+            _decision_info(session, row, keys[row.transcript_id], state.settings.anonymous_consensus, state.letters)
+            for row in rows
+        ]
 
 
 # ------------------------------------------------------------------------------------------ the queue
@@ -634,10 +780,15 @@ def _memos(session: Session, transcript_id: int) -> tuple[dict[int, list[str]], 
     turn_ids = select(Turn.id).where(Turn.transcript_id == transcript_id)
     on_codings: dict[int, list[str]] = {}
     on_turns: dict[tuple[int, int], list[str]] = {}
-    rows = session.scalars(select(Memo).where(
-        Memo.deleted_at.is_(None),
-        ((Memo.target_kind == "coding") & Memo.target_id.in_(coding_ids))
-        | ((Memo.target_kind == "turn") & Memo.target_id.in_(turn_ids))).order_by(Memo.id)).all()
+    rows = session.scalars(
+        select(Memo)
+        .where(
+            Memo.deleted_at.is_(None),
+            ((Memo.target_kind == "coding") & Memo.target_id.in_(coding_ids))
+            | ((Memo.target_kind == "turn") & Memo.target_id.in_(turn_ids)),
+        )
+        .order_by(Memo.id)
+    ).all()
     for memo in rows:
         if memo.target_kind == "coding":
             on_codings.setdefault(memo.target_id, []).append(memo.text)
@@ -646,16 +797,24 @@ def _memos(session: Session, transcript_id: int) -> tuple[dict[int, list[str]], 
     return on_codings, on_turns
 
 
-def _queue_items(session: Session, work: _TranscriptWork, letters: dict[int, int], anonymous: bool,
-                 include_settled: bool) -> list[QueueItem]:
+def _queue_items(
+    session: Session, work: _TranscriptWork, letters: dict[int, int], anonymous: bool, include_settled: bool
+) -> list[QueueItem]:
     corpus, transcript = work.corpus, work.transcript
     text = transcript.text
-    turns = session.execute(select(Turn.id, Turn.number, Turn.speaker_label, Turn.char_start, Turn.char_end)
-                            .where(Turn.transcript_id == transcript.id).order_by(Turn.number)).all()
+    turns = session.execute(
+        select(Turn.id, Turn.number, Turn.speaker_label, Turn.char_start, Turn.char_end)
+        .where(Turn.transcript_id == transcript.id)
+        .order_by(Turn.number)
+    ).all()
     on_codings, on_turns = _memos(session, transcript.id)
     names = dict(session.execute(select(Coder.id, Coder.name)).all())
-    stored = {row.id: row for row in session.scalars(select(Coding).where(
-        Coding.transcript_id == transcript.id, Coding.phase == "independent"))}
+    stored = {
+        row.id: row
+        for row in session.scalars(
+            select(Coding).where(Coding.transcript_id == transcript.id, Coding.phase == "independent")
+        )
+    }
     history_of: dict[int, ConsensusDecision] = {d.id: d for d in work.decisions}
     items = []
     for unit in work.units:
@@ -666,8 +825,12 @@ def _queue_items(session: Session, work: _TranscriptWork, letters: dict[int, int
         if not inside:
             inside = [i for i, t in enumerate(turns) if t.char_start <= unit.start <= t.char_end][:1]
         shown = range(max(0, (inside[0] if inside else 0) - 1), min(len(turns), (inside[-1] if inside else -1) + 2))
-        context = tuple(ContextTurn(turns[i].number, turns[i].speaker_label,
-                                    text[turns[i].char_start:turns[i].char_end], i in inside) for i in shown)
+        context = tuple(
+            ContextTurn(
+                turns[i].number, turns[i].speaker_label, text[turns[i].char_start : turns[i].char_end], i in inside
+            )
+            for i in shown
+        )
         unit_turn_ids = [turns[i].id for i in inside]
         readings = []
         for row in sorted(unit.readings, key=lambda r: letters.get(work.coder_id(r), 0)):
@@ -678,18 +841,30 @@ def _queue_items(session: Session, work: _TranscriptWork, letters: dict[int, int
             for coding_row in unit.readings[row]:
                 ident = int(corpus.coding_ident[coding_row])
                 coding = stored[ident]
-                codings.append(ReviewCoding(
-                    id=ident, code_id=coding.code_id, code=corpus.codes[int(corpus.coding_code[coding_row])],
-                    start=coding.start_offset, end=coding.end_offset,
-                    text=text[coding.start_offset:coding.end_offset], memo=coding.memo))
+                codings.append(
+                    ReviewCoding(
+                        id=ident,
+                        code_id=coding.code_id,
+                        code=corpus.codes[int(corpus.coding_code[coding_row])],
+                        start=coding.start_offset,
+                        end=coding.end_offset,
+                        text=text[coding.start_offset : coding.end_offset],
+                        memo=coding.memo,
+                    )
+                )
                 memos += on_codings.get(ident, [])
             for turn_id in unit_turn_ids:
                 memos += on_turns.get((turn_id, coder_id), [])
-            readings.append(Reading(
-                letter=letter, label=f"Coder {letter}" if anonymous else names[coder_id],
-                coder=None if anonymous else names[coder_id],
-                codes=tuple(dict.fromkeys(c.code for c in codings)), codings=tuple(codings),
-                memos=tuple(dict.fromkeys(memos))))
+            readings.append(
+                Reading(
+                    letter=letter,
+                    label=f"Coder {letter}" if anonymous else names[coder_id],
+                    coder=None if anonymous else names[coder_id],
+                    codes=tuple(dict.fromkeys(c.code for c in codings)),
+                    codings=tuple(codings),
+                    memos=tuple(dict.fromkeys(memos)),
+                )
+            )
         current = work.current.get((unit.start, unit.end))
         history: list[DecisionInfo] = []
         step = current
@@ -697,16 +872,34 @@ def _queue_items(session: Session, work: _TranscriptWork, letters: dict[int, int
             history.append(_decision_info(session, step, transcript.key, anonymous, letters))
             step = history_of.get(step.supersedes_id) if step.supersedes_id else None
         speaker = ", ".join(dict.fromkeys(turns[i].speaker_label for i in inside)) or None
-        items.append(QueueItem(
-            transcript_id=transcript.id, transcript=transcript.key, unit=work.unit, start=unit.start, end=unit.end,
-            turn=unit.turn, speaker=speaker, text=text[unit.start:unit.end], context=context,
-            readings=tuple(readings), status=status,
-            decision=history[0] if history else None, history=tuple(history)))
+        items.append(
+            QueueItem(
+                transcript_id=transcript.id,
+                transcript=transcript.key,
+                unit=work.unit,
+                start=unit.start,
+                end=unit.end,
+                turn=unit.turn,
+                speaker=speaker,
+                text=text[unit.start : unit.end],
+                context=context,
+                readings=tuple(readings),
+                status=status,
+                decision=history[0] if history else None,
+                history=tuple(history),
+            )
+        )
     return items
 
 
-def consensus_queue(workspace: Workspace, *, transcripts: tuple[str, ...] = (), unit: str = "turn",
-                    overlap: float = 0.5, include_settled: bool = False) -> list[QueueItem]:
+def consensus_queue(
+    workspace: Workspace,
+    *,
+    transcripts: tuple[str, ...] = (),
+    unit: str = "turn",
+    overlap: float = 0.5,
+    include_settled: bool = False,
+) -> list[QueueItem]:
     """Units where the coders differ (status ``open``), per transcript in key order.
 
     With ``include_settled`` also the decided and agreed units (for review), and the agreed units not yet in
@@ -756,22 +949,39 @@ def consensus_overview(workspace: Workspace, *, unit: str = "turn", overlap: flo
         for row in session.scalars(select(Transcript).order_by(Transcript.key)).all():
             work = _TranscriptWork(session, row, unit, overlap)
             statuses = [work.status(u) for u in work.units]
-            overview.append(TranscriptConsensus(
-                transcript=row.key, phase=row.phase, open=statuses.count("open"), decided=statuses.count("decided"),
-                agreed=statuses.count(AGREED), agreed_pending=statuses.count("agreed-pending")))
+            overview.append(
+                TranscriptConsensus(
+                    transcript=row.key,
+                    phase=row.phase,
+                    open=statuses.count("open"),
+                    decided=statuses.count("decided"),
+                    agreed=statuses.count(AGREED),
+                    agreed_pending=statuses.count("agreed-pending"),
+                )
+            )
         return overview
 
 
 def consensus_codings_count(workspace: Workspace, transcript: str | int) -> int:
     with workspace.store.reader() as session:
         row = find_transcript(session, transcript)
-        return len(session.scalars(select(Coding.id).where(
-            Coding.transcript_id == row.id, Coding.phase == "consensus", Coding.deleted_at.is_(None))).all())
+        return len(
+            session.scalars(
+                select(Coding.id).where(
+                    Coding.transcript_id == row.id, Coding.phase == "consensus", Coding.deleted_at.is_(None)
+                )
+            ).all()
+        )
 
 
 def sources_of(workspace: Workspace, consensus_coding_id: int) -> list[int]:
     """The independent codings a consensus coding came from."""
     workspace.require_supervisor()
     with workspace.store.reader() as session:
-        return sorted(session.scalars(select(ConsensusSource.independent_coding_id).where(
-            ConsensusSource.consensus_coding_id == consensus_coding_id)).all())
+        return sorted(
+            session.scalars(
+                select(ConsensusSource.independent_coding_id).where(
+                    ConsensusSource.consensus_coding_id == consensus_coding_id
+                )
+            ).all()
+        )

@@ -20,7 +20,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from lxml import etree
@@ -69,7 +69,7 @@ from concord.importers.qdpx import (
 )
 from concord.services.audit import record
 from concord.services.codebooks import codebook_spec, snapshot_codebook
-from concord.services.study import require_setup_rights, ensure_coder
+from concord.services.study import ensure_coder, require_setup_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError, PermissionDenied
 from concord.storage.models import (
@@ -96,8 +96,14 @@ CONSENSUS_USER_NAME = "Consensus"
 CONSENSUS_USER_GUID = exchange_guid("consensus layer")
 IMPORTED_CODER = "(imported)"
 _VARIABLE_KINDS = {"text": "Text", "number": "Float", "date": "Date", "boolean": "Boolean"}
-_VALUE_TYPES = {"text": "text", "boolean": "boolean", "integer": "number", "float": "number", "date": "date",
-                "datetime": "text"}
+_VALUE_TYPES = {
+    "text": "text",
+    "boolean": "boolean",
+    "integer": "number",
+    "float": "number",
+    "date": "date",
+    "datetime": "text",
+}
 _ATLAS_VARIABLE_SET = re.compile(r"^\s*([^:]+?)\s*:\s*(.+?)\s*$")
 
 
@@ -161,8 +167,10 @@ class QdpxImportResult:
 def export_qdpx(workspace: Workspace, out: str | Path) -> QdpxExportResult:
     """Write the whole study as a .qdpx archive; refused to a coder while the study is blind."""
     if workspace.blind_for_actor():
-        raise PermissionDenied("the study is blind: a project export holds everyone's codings and blinded "
-                               "attributes, so it takes a supervisor or admin (--as), or an unblinded study")
+        raise PermissionDenied(
+            "the study is blind: a project export holds everyone's codings and blinded "
+            "attributes, so it takes a supervisor or admin (--as), or an unblinded study"
+        )
     out = Path(out)
     if out.suffix.lower() != ".qdpx":
         raise ConcordError(f"{out}: a REFI-QDA project file ends in .qdpx")
@@ -177,11 +185,26 @@ def export_qdpx(workspace: Workspace, out: str | Path) -> QdpxExportResult:
     tmp.write_bytes(data)
     tmp.replace(out)
     with workspace.store.session() as session:
-        record(session, workspace.actor_label, "qdpx.export", "study", 1, file=str(out),
-               transcripts=len(project.sources), codings=builder.coding_count, memos=builder.memo_count)
-    return QdpxExportResult(path=out, transcripts=len(project.sources),
-                            codes=sum(spec.code_count() for spec in specs), codings=builder.coding_count,
-                            memos=builder.memo_count, users=len(project.users), report=builder.report())
+        record(
+            session,
+            workspace.actor_label,
+            "qdpx.export",
+            "study",
+            1,
+            file=str(out),
+            transcripts=len(project.sources),
+            codings=builder.coding_count,
+            memos=builder.memo_count,
+        )
+    return QdpxExportResult(
+        path=out,
+        transcripts=len(project.sources),
+        codes=sum(spec.code_count() for spec in specs),
+        codings=builder.coding_count,
+        memos=builder.memo_count,
+        users=len(project.users),
+        report=builder.report(),
+    )
 
 
 def _user_guid(name: str) -> str:
@@ -211,8 +234,10 @@ class _ExportBuilder:
         study = session.get(Study, 1)
         coders = {row.id: row for row in session.scalars(select(Coder))}
         self.coder_names = {cid: row.name for cid, row in coders.items()}
-        users = [ExportUser(guid=_user_guid(row.name), name=row.name)
-                 for row in sorted(coders.values(), key=lambda r: r.name)]
+        users = [
+            ExportUser(guid=_user_guid(row.name), name=row.name)
+            for row in sorted(coders.values(), key=lambda r: r.name)
+        ]
         codes = {row.id: row for row in session.scalars(select(Code))}
         exported_guids = {code.guid for spec in self.specs for _path, code in spec.walk()}
         self.code_guid = {cid: row.guid for cid, row in codes.items() if row.guid in exported_guids}
@@ -234,10 +259,15 @@ class _ExportBuilder:
 
         consensus_used = False
         codings = defaultdict(list)
-        for row in session.scalars(select(Coding).where(Coding.deleted_at.is_(None))
-                                   .order_by(Coding.transcript_id, Coding.start_offset, Coding.end_offset, Coding.id)):
+        for row in session.scalars(
+            select(Coding)
+            .where(Coding.deleted_at.is_(None))
+            .order_by(Coding.transcript_id, Coding.start_offset, Coding.end_offset, Coding.id)
+        ):
             if row.code_id not in self.code_guid:
-                self.lost.append(f"a coding on a retired code (id {row.code_id}) in {self.transcript_key[row.transcript_id]!r}")
+                self.lost.append(
+                    f"a coding on a retired code (id {row.code_id}) in {self.transcript_key[row.transcript_id]!r}"
+                )
                 continue
             codings[row.transcript_id].append(row)
             consensus_used |= row.phase == "consensus"
@@ -255,21 +285,39 @@ class _ExportBuilder:
         project_notes = tuple(self._memo_note(memo, "study", "study") for memo in memos.get("study", []))
 
         actor = self.workspace.actor
-        coder_lines = "\n".join(f"{row.name}={row.role}" + ("" if row.active else " (inactive)")
-                                for row in sorted(coders.values(), key=lambda r: r.name))
-        description = concord_block(STUDY_MARKER, [
-            ("Title", study.title), ("Language", study.language), ("Blind", _yes(study.blind)),
-            ("Unblinded at", study.unblinded_at.isoformat() if study.unblinded_at else None),
-            ("Unblinded by", study.unblinded_by), ("Anonymous consensus", _yes(study.anonymous_consensus)),
-            ("Coders", "\n" + coder_lines if coder_lines else None),
-            ("Consensus user", CONSENSUS_USER_GUID if consensus_used else None),
-        ])
+        coder_lines = "\n".join(
+            f"{row.name}={row.role}" + ("" if row.active else " (inactive)")
+            for row in sorted(coders.values(), key=lambda r: r.name)
+        )
+        description = concord_block(
+            STUDY_MARKER,
+            [
+                ("Title", study.title),
+                ("Language", study.language),
+                ("Blind", _yes(study.blind)),
+                ("Unblinded at", study.unblinded_at.isoformat() if study.unblinded_at else None),
+                ("Unblinded by", study.unblinded_by),
+                ("Anonymous consensus", _yes(study.anonymous_consensus)),
+                ("Coders", "\n" + coder_lines if coder_lines else None),
+                ("Consensus user", CONSENSUS_USER_GUID if consensus_used else None),
+            ],
+        )
         self._remarks(study, session, transcripts)
         return ExportProject(
-            name=study.title, creating_user=_user_guid(actor.name) if actor else None, created=study.created_at,
-            users=tuple(users), codebooks=tuple(self.specs), code_notes=code_notes, variables=tuple(variables),
-            cases=tuple(cases), sources=tuple(sources), notes=tuple(self.notes), sets=tuple(self._sets(codes)),
-            description=description, note_refs=project_notes)
+            name=study.title,
+            creating_user=_user_guid(actor.name) if actor else None,
+            created=study.created_at,
+            users=tuple(users),
+            codebooks=tuple(self.specs),
+            code_notes=code_notes,
+            variables=tuple(variables),
+            cases=tuple(cases),
+            sources=tuple(sources),
+            notes=tuple(self.notes),
+            sets=tuple(self._sets(codes)),
+            description=description,
+            note_refs=project_notes,
+        )
 
     # -- sources, selections, codings ---------------------------------------------------------------
 
@@ -304,22 +352,55 @@ class _ExportBuilder:
                 therapy = sessions[transcript.session_id]
                 place = f"{dyads[therapy.dyad_id].key}:{therapy.number}"
                 session_sources[therapy.id].append(guid)
-            turn_lines = "\n".join(json.dumps(
-                [t.number, t.speaker_role, t.speaker_label, t.char_start, t.char_end, t.start_time, t.end_time,
-                 bool(t.replayed), [list(r) for r in (t.nonverbal or [])]], ensure_ascii=False)
-                for t in self.turns.get(transcript.id, []))
-            description = concord_block(TRANSCRIPT_MARKER, [
-                ("Key", transcript.key), ("Kind", transcript.kind), ("Perspective", transcript.perspective),
-                ("Language", transcript.language), ("Phase", transcript.phase), ("Session", place),
-                ("Source name", transcript.source_name), ("Source encoding", transcript.source_encoding),
-                ("Source sha256", transcript.source_sha256), ("Turns", "\n" + turn_lines if turn_lines else None),
-            ])
-            selections = self._selections(transcript, codings.get(transcript.id, []), coding_memos,
-                                          turn_memos.get(transcript.id, []))
-            note_refs = tuple(self._memo_note(memo, "transcript", transcript.key)
-                              for memo in transcript_memos.get(transcript.id, []))
-            sources.append(ExportSource(guid=guid, name=transcript.key, text=transcript.text, description=description,
-                                        created=transcript.imported_at, selections=selections, note_refs=note_refs))
+            turn_lines = "\n".join(
+                json.dumps(
+                    [
+                        t.number,
+                        t.speaker_role,
+                        t.speaker_label,
+                        t.char_start,
+                        t.char_end,
+                        t.start_time,
+                        t.end_time,
+                        bool(t.replayed),
+                        [list(r) for r in (t.nonverbal or [])],
+                    ],
+                    ensure_ascii=False,
+                )
+                for t in self.turns.get(transcript.id, [])
+            )
+            description = concord_block(
+                TRANSCRIPT_MARKER,
+                [
+                    ("Key", transcript.key),
+                    ("Kind", transcript.kind),
+                    ("Perspective", transcript.perspective),
+                    ("Language", transcript.language),
+                    ("Phase", transcript.phase),
+                    ("Session", place),
+                    ("Source name", transcript.source_name),
+                    ("Source encoding", transcript.source_encoding),
+                    ("Source sha256", transcript.source_sha256),
+                    ("Turns", "\n" + turn_lines if turn_lines else None),
+                ],
+            )
+            selections = self._selections(
+                transcript, codings.get(transcript.id, []), coding_memos, turn_memos.get(transcript.id, [])
+            )
+            note_refs = tuple(
+                self._memo_note(memo, "transcript", transcript.key) for memo in transcript_memos.get(transcript.id, [])
+            )
+            sources.append(
+                ExportSource(
+                    guid=guid,
+                    name=transcript.key,
+                    text=transcript.text,
+                    description=description,
+                    created=transcript.imported_at,
+                    selections=selections,
+                    note_refs=note_refs,
+                )
+            )
         self.session_sources = session_sources
         return sources, session_sources
 
@@ -337,18 +418,31 @@ class _ExportBuilder:
             note_refs = []
             if row.memo:
                 note = ExportNote(
-                    guid=exchange_guid("coding memo", guid), name=f"Coding memo by {self.coder_names[row.coder_id]}",
-                    text=row.memo, creating_user=_user_guid(self.coder_names[row.coder_id]), created=row.created_at,
+                    guid=exchange_guid("coding memo", guid),
+                    name=f"Coding memo by {self.coder_names[row.coder_id]}",
+                    text=row.memo,
+                    creating_user=_user_guid(self.coder_names[row.coder_id]),
+                    created=row.created_at,
                     modified=row.changed_at,
-                    description=concord_block(MEMO_MARKER, [("On", "coding"), ("Inline", "yes")]))
+                    description=concord_block(MEMO_MARKER, [("On", "coding"), ("Inline", "yes")]),
+                )
                 self.notes.append(note)
                 note_refs.append(note.guid)
                 group["memo_texts"].append(row.memo)
             for memo in coding_memos.get(row.id, []):
                 note_refs.append(self._memo_note(memo, "coding", guid))
-            group["codings"].append((row, ExportCoding(guid=guid, code_guid=self.code_guid[row.code_id],
-                                                       creating_user=user, created=row.created_at,
-                                                       note_refs=tuple(note_refs))))
+            group["codings"].append(
+                (
+                    row,
+                    ExportCoding(
+                        guid=guid,
+                        code_guid=self.code_guid[row.code_id],
+                        creating_user=user,
+                        created=row.created_at,
+                        note_refs=tuple(note_refs),
+                    ),
+                )
+            )
             self.coding_count += 1
         for turn, memo in turn_memos:
             span = (turn.char_start, turn.char_end)
@@ -361,24 +455,41 @@ class _ExportBuilder:
             first = min(rows_here, key=lambda r: (r.created_at, r.id)) if rows_here else None
             creator = None
             if first is not None:
-                creator = (CONSENSUS_USER_GUID if first.phase == "consensus"
-                           else _user_guid(self.coder_names[first.coder_id]))
-            selections.append(ExportSelection(
-                guid=exchange_guid("selection", key, *span), start=span[0], end=span[1],
-                name=selection_name(transcript.text[span[0]:span[1]]),
-                # The widest-supported place for a segment memo, when it is unambiguous.
-                description=group["memo_texts"][0] if len(group["memo_texts"]) == 1 and len(rows_here) == 1 else None,
-                creating_user=creator, created=first.created_at if first else None,
-                codings=tuple(coding for _, coding in group["codings"]), note_refs=tuple(group["notes"])))
+                creator = (
+                    CONSENSUS_USER_GUID if first.phase == "consensus" else _user_guid(self.coder_names[first.coder_id])
+                )
+            selections.append(
+                ExportSelection(
+                    guid=exchange_guid("selection", key, *span),
+                    start=span[0],
+                    end=span[1],
+                    name=selection_name(transcript.text[span[0] : span[1]]),
+                    # The widest-supported place for a segment memo, when it is unambiguous.
+                    description=group["memo_texts"][0]
+                    if len(group["memo_texts"]) == 1 and len(rows_here) == 1
+                    else None,
+                    creating_user=creator,
+                    created=first.created_at if first else None,
+                    codings=tuple(coding for _, coding in group["codings"]),
+                    note_refs=tuple(group["notes"]),
+                )
+            )
         return tuple(selections)
 
     def _memo_note(self, memo: Memo, on: str, target: str) -> str:
         coder = self.coder_names.get(memo.coder_id, "?")
         guid = exchange_guid("memo", coder, on, target, xml_datetime(memo.created_at))
-        self.notes.append(ExportNote(
-            guid=guid, name=f"Memo by {coder}", text=memo.text, creating_user=_user_guid(coder),
-            created=memo.created_at, modified=memo.changed_at,
-            description=concord_block(MEMO_MARKER, [("On", on), ("Made blind", _yes(memo.made_blind))])))
+        self.notes.append(
+            ExportNote(
+                guid=guid,
+                name=f"Memo by {coder}",
+                text=memo.text,
+                creating_user=_user_guid(coder),
+                created=memo.created_at,
+                modified=memo.changed_at,
+                description=concord_block(MEMO_MARKER, [("On", on), ("Made blind", _yes(memo.made_blind))]),
+            )
+        )
         self.memo_count += 1
         return guid
 
@@ -397,8 +508,9 @@ class _ExportBuilder:
     def _attributes_and_cases(self, sources, session_sources):
         session = self.session
         blind = self.workspace.blind_for_actor()
-        attributes = [row for row in session.scalars(select(Attribute).order_by(Attribute.id))
-                      if not (blind and row.blinded)]
+        attributes = [
+            row for row in session.scalars(select(Attribute).order_by(Attribute.id)) if not (blind and row.blinded)
+        ]
         by_variable: dict[tuple, list[Attribute]] = defaultdict(list)
         for row in attributes:
             by_variable[(row.target_kind, row.name, row.value_type, bool(row.blinded))].append(row)
@@ -406,17 +518,28 @@ class _ExportBuilder:
         kinds_per_name = defaultdict(set)
         for kind, name, _type, _blinded in keys:
             kinds_per_name[name].add(kind)
-        shown = unique_names(name if len(kinds_per_name[name]) == 1 else f"{name} ({kind})"
-                             for kind, name, _type, _blinded in keys)
+        shown = unique_names(
+            name if len(kinds_per_name[name]) == 1 else f"{name} ({kind})" for kind, name, _type, _blinded in keys
+        )
         variables, variable_of = [], {}
         for (kind, name, value_type, blinded), display in zip(keys, shown):
             guid = exchange_guid("attribute", kind, name, value_type, blinded)
             refi_kind = _VARIABLE_KINDS.get(value_type, "Text")
-            if refi_kind == "Float" and all(_is_integer(row.value) for row in by_variable[(kind, name, value_type, blinded)]):
+            if refi_kind == "Float" and all(
+                _is_integer(row.value) for row in by_variable[(kind, name, value_type, blinded)]
+            ):
                 refi_kind = "Integer"
-            variables.append(ExportVariable(guid=guid, name=display, kind=refi_kind, description=concord_block(
-                ATTRIBUTE_MARKER, [("Name", name), ("Applies to", kind), ("Type", value_type),
-                                   ("Blinded", _yes(blinded))])))
+            variables.append(
+                ExportVariable(
+                    guid=guid,
+                    name=display,
+                    kind=refi_kind,
+                    description=concord_block(
+                        ATTRIBUTE_MARKER,
+                        [("Name", name), ("Applies to", kind), ("Type", value_type), ("Blinded", _yes(blinded))],
+                    ),
+                )
+            )
             variable_of[(kind, name, value_type, blinded)] = (guid, refi_kind)
 
         values: dict[tuple[str, int], list[ExportValue]] = defaultdict(list)
@@ -431,25 +554,45 @@ class _ExportBuilder:
             therapy_sessions[row.dyad_id].append(row)
         cases = []
         for dyad in dyads:
-            dyad_sources = [guid for therapy in therapy_sessions[dyad.id] for guid in session_sources.get(therapy.id, [])]
+            dyad_sources = [
+                guid for therapy in therapy_sessions[dyad.id] for guid in session_sources.get(therapy.id, [])
+            ]
             client = participants.get(dyad.client_id)
             therapist = participants.get(dyad.therapist_id)
-            cases.append(ExportCase(
-                guid=exchange_guid("dyad", dyad.key), name=f"Dyad {dyad.key}",
-                description=concord_block(DYAD_MARKER, [("Dyad", dyad.key),
-                                                        ("Client", client.pseudonym if client else None),
-                                                        ("Therapist", therapist.pseudonym if therapist else None)]),
-                values=tuple(values.get(("dyad", dyad.id), ())), source_refs=tuple(dyad_sources)))
+            cases.append(
+                ExportCase(
+                    guid=exchange_guid("dyad", dyad.key),
+                    name=f"Dyad {dyad.key}",
+                    description=concord_block(
+                        DYAD_MARKER,
+                        [
+                            ("Dyad", dyad.key),
+                            ("Client", client.pseudonym if client else None),
+                            ("Therapist", therapist.pseudonym if therapist else None),
+                        ],
+                    ),
+                    values=tuple(values.get(("dyad", dyad.id), ())),
+                    source_refs=tuple(dyad_sources),
+                )
+            )
             for therapy in therapy_sessions[dyad.id]:
-                cases.append(ExportCase(
-                    guid=exchange_guid("session", dyad.key, therapy.number),
-                    name=f"Dyad {dyad.key} session {therapy.number}",
-                    description=concord_block(SESSION_MARKER, [
-                        ("Dyad", dyad.key), ("Session", str(therapy.number)),
-                        ("Held on", therapy.held_on.isoformat() if therapy.held_on else None),
-                        ("Modality", therapy.modality)]),
-                    values=tuple(values.get(("session", therapy.id), ())),
-                    source_refs=tuple(session_sources.get(therapy.id, ()))))
+                cases.append(
+                    ExportCase(
+                        guid=exchange_guid("session", dyad.key, therapy.number),
+                        name=f"Dyad {dyad.key} session {therapy.number}",
+                        description=concord_block(
+                            SESSION_MARKER,
+                            [
+                                ("Dyad", dyad.key),
+                                ("Session", str(therapy.number)),
+                                ("Held on", therapy.held_on.isoformat() if therapy.held_on else None),
+                                ("Modality", therapy.modality),
+                            ],
+                        ),
+                        values=tuple(values.get(("session", therapy.id), ())),
+                        source_refs=tuple(session_sources.get(therapy.id, ())),
+                    )
+                )
         guid_of_transcript = {exchange_guid("transcript", key): tid for tid, key in self.transcript_key.items()}
         source_values = {guid: tuple(values.get(("transcript", tid), ())) for guid, tid in guid_of_transcript.items()}
         return variables, cases, source_values
@@ -460,12 +603,23 @@ class _ExportBuilder:
         sets = []
         for spec in self.specs:
             book = books[spec.id]
-            sets.append(ExportSet(
-                guid=exchange_guid("codebook", spec.id), name=spec.title,
-                description=concord_block(CODEBOOK_MARKER, [("Id", spec.id), ("Version", spec.version),
-                                                            ("Source", spec.source), ("Description", spec.description),
-                                                            ("Origin", book.origin)]),
-                member_codes=tuple(code.guid for _path, code in spec.walk())))
+            sets.append(
+                ExportSet(
+                    guid=exchange_guid("codebook", spec.id),
+                    name=spec.title,
+                    description=concord_block(
+                        CODEBOOK_MARKER,
+                        [
+                            ("Id", spec.id),
+                            ("Version", spec.version),
+                            ("Source", spec.source),
+                            ("Description", spec.description),
+                            ("Origin", book.origin),
+                        ],
+                    ),
+                    member_codes=tuple(code.guid for _path, code in spec.walk()),
+                )
+            )
         exported = {code.guid for spec in self.specs for _path, code in spec.walk()}
         makers: dict[tuple[str | None, str], list[str]] = defaultdict(list)
         for row in sorted(codes.values(), key=lambda r: r.id):
@@ -474,9 +628,14 @@ class _ExportBuilder:
             makers[(self.coder_names.get(row.creator_id), row.origin)].append(row.guid)
         for (coder, origin), members in sorted(makers.items(), key=lambda item: (item[0][0] or "", item[0][1])):
             label = f"{'Inductive codes' if origin == 'inductive' else 'Codes'}" + (f" of {coder}" if coder else "")
-            sets.append(ExportSet(guid=exchange_guid("code creator", coder or "", origin), name=label,
-                                  description=concord_block(CODE_CREATOR_MARKER, [("Coder", coder), ("Origin", origin)]),
-                                  member_codes=tuple(members)))
+            sets.append(
+                ExportSet(
+                    guid=exchange_guid("code creator", coder or "", origin),
+                    name=label,
+                    description=concord_block(CODE_CREATOR_MARKER, [("Coder", coder), ("Origin", origin)]),
+                    member_codes=tuple(members),
+                )
+            )
         return sets
 
     def _remarks(self, study: Study, session: Session, transcripts: list[Transcript]) -> None:
@@ -485,16 +644,24 @@ class _ExportBuilder:
             self.lost.append(f"{scores} questionnaire score(s): REFI-QDA has no place for them")
         decisions = session.scalar(select(func.count()).select_from(ConsensusDecision)) or 0
         if decisions:
-            self.lost.append(f"{decisions} consensus decision(s) and the links from consensus codings to the "
-                             "independent codings they came from")
-        self.lost.append("each coding's last-changed time and blind flag, undo history, reading progress, code "
-                         "histories, codebook versions and the audit log (they stay in the study)")
+            self.lost.append(
+                f"{decisions} consensus decision(s) and the links from consensus codings to the "
+                "independent codings they came from"
+            )
+        self.lost.append(
+            "each coding's last-changed time and blind flag, undo history, reading progress, code "
+            "histories, codebook versions and the audit log (they stay in the study)"
+        )
         astral = [t.key for t in transcripts if any(ord(ch) > 0xFFFF for ch in t.text)]
         if astral:
-            self.remarks.append(f"transcripts with characters beyond U+FFFF (emoji): {', '.join(astral[:10])}; "
-                                "NVivo counts such characters twice and may place codings after them too late")
-        self.remarks.append("turns, sessions, coder roles and codebook membership travel in Concord blocks inside "
-                            "Description elements: other tools show them as text, Concord reads them back")
+            self.remarks.append(
+                f"transcripts with characters beyond U+FFFF (emoji): {', '.join(astral[:10])}; "
+                "NVivo counts such characters twice and may place codings after them too late"
+            )
+        self.remarks.append(
+            "turns, sessions, coder roles and codebook membership travel in Concord blocks inside "
+            "Description elements: other tools show them as text, Concord reads them back"
+        )
 
 
 def _is_integer(value: str | None) -> bool:
@@ -545,8 +712,11 @@ class _Importer:
         self.study_block = concord_fields(project.description, STUDY_MARKER)
         self.ours = self.study_block is not None
         self.lost = list(project.lost)
-        self.adjusted = list(project.adjusted) if not self.ours else [
-            line for line in project.adjusted if line not in project.codebook_warnings]
+        self.adjusted = (
+            list(project.adjusted)
+            if not self.ours
+            else [line for line in project.adjusted if line not in project.codebook_warnings]
+        )
         self.remarks = list(project.remarks)
         self.counts = _Counts()
         self.note_uses: dict[str, int] = defaultdict(int)
@@ -562,20 +732,42 @@ class _Importer:
         self._notes()
         self._sets_and_links()
         counts = self.counts
-        record(self.session, self.actor, "qdpx.import", "study", 1, file=Path(self.path).name,
-               origin=self.project.origin, offset_model=self.project.offset_model,
-               transcripts=len(counts.transcripts), codes_created=counts.codes_created, codings=counts.codings,
-               memos=counts.memos, attributes=counts.attributes, coders_created=counts.coders_created,
-               lost=len(self.lost))
+        record(
+            self.session,
+            self.actor,
+            "qdpx.import",
+            "study",
+            1,
+            file=Path(self.path).name,
+            origin=self.project.origin,
+            offset_model=self.project.offset_model,
+            transcripts=len(counts.transcripts),
+            codes_created=counts.codes_created,
+            codings=counts.codings,
+            memos=counts.memos,
+            attributes=counts.attributes,
+            coders_created=counts.coders_created,
+            lost=len(self.lost),
+        )
         if self.ours:
             self.remarks.append("a Concord export: transcripts, turns, sessions and codebooks restored as they were")
         return QdpxImportResult(
-            source=self.path, origin=self.project.origin, offset_model=self.project.offset_model,
-            concord_file=self.ours, transcripts=tuple(counts.transcripts), turns=counts.turns,
-            codebooks=tuple(counts.codebooks), codes_created=counts.codes_created, codes_matched=counts.codes_matched,
-            codings=counts.codings, memos=counts.memos, attributes=counts.attributes,
-            coders_created=tuple(counts.coders_created), dry_run=dry_run,
-            report=DataLossReport(lost=tuple(self.lost), adjusted=tuple(self.adjusted), remarks=tuple(self.remarks)))
+            source=self.path,
+            origin=self.project.origin,
+            offset_model=self.project.offset_model,
+            concord_file=self.ours,
+            transcripts=tuple(counts.transcripts),
+            turns=counts.turns,
+            codebooks=tuple(counts.codebooks),
+            codes_created=counts.codes_created,
+            codes_matched=counts.codes_matched,
+            codings=counts.codings,
+            memos=counts.memos,
+            attributes=counts.attributes,
+            coders_created=tuple(counts.coders_created),
+            dry_run=dry_run,
+            report=DataLossReport(lost=tuple(self.lost), adjusted=tuple(self.adjusted), remarks=tuple(self.remarks)),
+        )
 
     # -- people ------------------------------------------------------------------------------------
 
@@ -600,17 +792,23 @@ class _Importer:
                 skipped.append(user.name or "ATLAS.ti")
                 continue
             name = (user.name or user.id or f"user {user.guid.strip('{}')[:8]}").strip()[:120]
-            coder = ensure_coder(session, name, self.actor, roles.get(name, "coder") if name not in existing else "coder")
+            coder = ensure_coder(
+                session, name, self.actor, roles.get(name, "coder") if name not in existing else "coder"
+            )
             if name not in existing and name not in self.counts.coders_created:
                 self.counts.coders_created.append(name)
                 existing.add(name)
             self.coder_of[key] = coder
         if skipped:
-            self.remarks.append(f"ATLAS.ti's built-in user ({', '.join(skipped)}) coded nothing and was not added as a coder")
+            self.remarks.append(
+                f"ATLAS.ti's built-in user ({', '.join(skipped)}) coded nothing and was not added as a coder"
+            )
         unknown = sorted(used_users - set(project.users) - {self.consensus_user})
         if unknown:
-            self.adjusted.append(f"{len(unknown)} creating user(s) missing from <Users>; their work was attributed "
-                                 "to the project's creator or to the person importing")
+            self.adjusted.append(
+                f"{len(unknown)} creating user(s) missing from <Users>; their work was attributed "
+                "to the project's creator or to the person importing"
+            )
         self._fallback: Coder | None = None
 
     def _referenced_users(self) -> set[str]:
@@ -668,9 +866,14 @@ class _Importer:
                 tops = [key for key, _element in project.top_codes if key in members]
                 placed.update(tops)
                 part = self._read_part(tops, code_set.name or fields.get("Id") or "codebook")
-                spec = CodebookSpec(id=fields.get("Id") or _slug(code_set.name), title=code_set.name or fields.get("Id"),
-                                    version=fields.get("Version") or "1", source=fields.get("Source"),
-                                    description=fields.get("Description"), codes=part.codes)
+                spec = CodebookSpec(
+                    id=fields.get("Id") or _slug(code_set.name),
+                    title=code_set.name or fields.get("Id"),
+                    version=fields.get("Version") or "1",
+                    source=fields.get("Source"),
+                    description=fields.get("Description"),
+                    codes=part.codes,
+                )
                 parts.append((spec, fields))
         rest = [key for key, _element in project.top_codes if key not in placed]
         if rest or (not self.ours and project.codebook.codes):
@@ -684,9 +887,14 @@ class _Importer:
             while key in taken:
                 number += 1
                 key = f"{base}-{number}"
-            spec = CodebookSpec(id=key, title=project.name, version="1",
-                                source=f"REFI-QDA project from {project.origin or 'an unknown tool'}",
-                                description=None, codes=codes)
+            spec = CodebookSpec(
+                id=key,
+                title=project.name,
+                version="1",
+                source=f"REFI-QDA project from {project.origin or 'an unknown tool'}",
+                description=None,
+                codes=codes,
+            )
             parts.append((spec, {"Origin": "qdpx"}))
         for spec, fields in parts:
             self._add_codebook(spec, fields.get("Origin") or "qdpx", creators)
@@ -707,8 +915,14 @@ class _Importer:
         book = session.scalar(select(Codebook).where(Codebook.key == spec.id))
         created_book = book is None
         if created_book:
-            book = Codebook(key=spec.id, title=spec.title, version=spec.version, source=spec.source,
-                            description=spec.description, origin=origin)
+            book = Codebook(
+                key=spec.id,
+                title=spec.title,
+                version=spec.version,
+                source=spec.source,
+                description=spec.description,
+                origin=origin,
+            )
             session.add(book)
             session.flush()
         hotkeys = set(session.scalars(select(Code.hotkey).where(Code.codebook_id == book.id, Code.hotkey.is_not(None))))
@@ -719,8 +933,16 @@ class _Importer:
             snapshot_codebook(session, book, self.actor, f"imported from {Path(self.path).name}")
             self.counts.codebooks.append(book.key)
 
-    def _insert(self, book: Codebook, codes: tuple[CodeSpec, ...], parent_id: int | None, path: tuple[str, ...],
-                creators: dict, hotkeys: set[str], first_position: int) -> None:
+    def _insert(
+        self,
+        book: Codebook,
+        codes: tuple[CodeSpec, ...],
+        parent_id: int | None,
+        path: tuple[str, ...],
+        creators: dict,
+        hotkeys: set[str],
+        first_position: int,
+    ) -> None:
         for position, spec in enumerate(codes, first_position):
             node_path = (*path, spec.name)
             key = canonical_guid(spec.guid)
@@ -736,8 +958,9 @@ class _Importer:
                         key = canonical_guid(guid)
                 hotkey = spec.hotkey
                 if hotkey and hotkey in hotkeys:
-                    self.adjusted.append(f"code {spec.name!r} lost its hotkey {hotkey!r}: codebook {book.key!r} "
-                                         "already uses it")
+                    self.adjusted.append(
+                        f"code {spec.name!r} lost its hotkey {hotkey!r}: codebook {book.key!r} already uses it"
+                    )
                     hotkey = None
                 if hotkey:
                     hotkeys.add(hotkey)
@@ -746,11 +969,24 @@ class _Importer:
                 name = spec.name if len(spec.name) <= 300 else spec.name[:299] + "…"
                 if name != spec.name:
                     self.adjusted.append(f"a code name longer than 300 characters was shortened: {name!r}")
-                row = Code(codebook_id=book.id, parent_id=parent_id, guid=guid, name=name, label=spec.label,
-                           definition=spec.definition, inclusion=spec.inclusion, exclusion=spec.exclusion,
-                           example=spec.example, pole=spec.pole, high_pole=spec.high_pole, hotkey=hotkey,
-                           colour=spec.colour, origin=origin if origin in ("deductive", "inductive") else "deductive",
-                           creator_id=creator.id if creator else None, position=position)
+                row = Code(
+                    codebook_id=book.id,
+                    parent_id=parent_id,
+                    guid=guid,
+                    name=name,
+                    label=spec.label,
+                    definition=spec.definition,
+                    inclusion=spec.inclusion,
+                    exclusion=spec.exclusion,
+                    example=spec.example,
+                    pole=spec.pole,
+                    high_pole=spec.high_pole,
+                    hotkey=hotkey,
+                    colour=spec.colour,
+                    origin=origin if origin in ("deductive", "inductive") else "deductive",
+                    creator_id=creator.id if creator else None,
+                    position=position,
+                )
                 self.session.add(row)
                 self.session.flush()
                 code_id = row.id
@@ -799,7 +1035,9 @@ class _Importer:
                     try:
                         therapy.held_on = date.fromisoformat(fields["Held on"])
                     except ValueError:
-                        self.adjusted.append(f"session {fields.get('Dyad')}:{number}: unreadable date {fields['Held on']!r}")
+                        self.adjusted.append(
+                            f"session {fields.get('Dyad')}:{number}: unreadable date {fields['Held on']!r}"
+                        )
                 if therapy.modality is None and fields.get("Modality"):
                     therapy.modality = fields["Modality"][:32]
                 self.case_target[case.key] = ("session", therapy.id)
@@ -824,8 +1062,9 @@ class _Importer:
         place = (dyad_key, number)
         if place not in self.sessions_by_place:
             dyad = self._dyad(dyad_key)
-            row = self.session.scalar(select(TherapySession).where(TherapySession.dyad_id == dyad.id,
-                                                                   TherapySession.number == number))
+            row = self.session.scalar(
+                select(TherapySession).where(TherapySession.dyad_id == dyad.id, TherapySession.number == number)
+            )
             if row is None:
                 row = TherapySession(dyad_id=dyad.id, number=number)
                 self.session.add(row)
@@ -847,9 +1086,12 @@ class _Importer:
             self.adjusted.append(f"sources with repeated names were renamed: {', '.join(renamed[:10])}")
         taken = set(session.scalars(select(Transcript.key).where(Transcript.key.in_(keys))))
         if taken:
-            raise InputError(f"the study already has transcript(s) {', '.join(sorted(taken))}; nothing was imported",
-                             self.path)
-        hashes_taken = set(session.scalars(select(Transcript.source_sha256).where(Transcript.source_sha256.is_not(None))))
+            raise InputError(
+                f"the study already has transcript(s) {', '.join(sorted(taken))}; nothing was imported", self.path
+            )
+        hashes_taken = set(
+            session.scalars(select(Transcript.source_sha256).where(Transcript.source_sha256.is_not(None)))
+        )
         self.transcript_of: dict[str, Transcript] = {}
         self.turns_of: dict[str, list[Turn]] = {}
         file_name = Path(self.path).name
@@ -868,11 +1110,18 @@ class _Importer:
                 sha = None
             else:
                 hashes_taken.add(sha)
-            row = Transcript(key=key, kind=kind, perspective=perspective, session_id=session_id,
-                             language=(fields.get("Language") or language)[:16], phase=phase,
-                             source_name=fields.get("Source name") if self.ours else f"{file_name}!{source.label}",
-                             source_sha256=sha, source_encoding=(fields.get("Source encoding") if self.ours else source.encoding),
-                             text=source.text)
+            row = Transcript(
+                key=key,
+                kind=kind,
+                perspective=perspective,
+                session_id=session_id,
+                language=(fields.get("Language") or language)[:16],
+                phase=phase,
+                source_name=fields.get("Source name") if self.ours else f"{file_name}!{source.label}",
+                source_sha256=sha,
+                source_encoding=(fields.get("Source encoding") if self.ours else source.encoding),
+                text=source.text,
+            )
             if self.ours and source.created is not None:
                 row.imported_at = source.created
             session.add(row)
@@ -884,8 +1133,17 @@ class _Importer:
             self.turns_of[source.key] = sorted(turns, key=lambda t: t.char_start)
             self.counts.transcripts.append(key)
             self.counts.turns += len(turns)
-            record(session, self.actor, "transcript.import", "transcript", row.id, key=key,
-                   source=row.source_name, turns=len(turns), format="qdpx")
+            record(
+                session,
+                self.actor,
+                "transcript.import",
+                "transcript",
+                row.id,
+                key=key,
+                source=row.source_name,
+                turns=len(turns),
+                format="qdpx",
+            )
 
     def _turns(self, source: ParsedSource, fields: dict[str, str], transcript: Transcript) -> list[Turn]:
         length = len(source.text)
@@ -898,18 +1156,39 @@ class _Importer:
                     number, role, label, start, end, start_time, end_time, replayed, nonverbal = json.loads(line)
                     if role not in SPEAKER_ROLES or not 0 <= start <= end <= length:
                         raise ValueError(f"turn {number} does not fit the text")
-                    turns.append(Turn(transcript_id=transcript.id, number=int(number), speaker_role=role,
-                                      speaker_label=str(label)[:120], start_time=start_time, end_time=end_time,
-                                      char_start=start, char_end=end, replayed=bool(replayed),
-                                      nonverbal=[list(r) for r in nonverbal]))
+                    turns.append(
+                        Turn(
+                            transcript_id=transcript.id,
+                            number=int(number),
+                            speaker_role=role,
+                            speaker_label=str(label)[:120],
+                            start_time=start_time,
+                            end_time=end_time,
+                            char_start=start,
+                            char_end=end,
+                            replayed=bool(replayed),
+                            nonverbal=[list(r) for r in nonverbal],
+                        )
+                    )
                 return turns
             except (ValueError, TypeError) as error:
-                self.adjusted.append(f"transcript {transcript.key!r}: its Concord turn list was unreadable ({error}); "
-                                     "turns were rebuilt from the text")
+                self.adjusted.append(
+                    f"transcript {transcript.key!r}: its Concord turn list was unreadable ({error}); "
+                    "turns were rebuilt from the text"
+                )
         rebuilt = turns_from_text(source.text)
-        return [Turn(transcript_id=transcript.id, number=t.number, speaker_role=t.speaker_role,
-                     speaker_label=t.speaker_label, char_start=t.char_start, char_end=t.char_end, nonverbal=[])
-                for t in rebuilt]
+        return [
+            Turn(
+                transcript_id=transcript.id,
+                number=t.number,
+                speaker_role=t.speaker_role,
+                speaker_label=t.speaker_label,
+                char_start=t.char_start,
+                char_end=t.char_end,
+                nonverbal=[],
+            )
+            for t in rebuilt
+        ]
 
     def turn_at(self, source_key: str, offset: int) -> Turn | None:
         """The turn that starts at or before the offset (the last such one), None before the first turn."""
@@ -929,8 +1208,10 @@ class _Importer:
         for case in project.cases:
             target = self.case_target.get(case.key)
             if case.selection_refs or case.code_refs:
-                self.lost.append(f"case {case.name or case.guid!r}: {case.selection_refs} text-range and "
-                                 f"{case.code_refs} code reference(s); Concord attributes apply to whole transcripts")
+                self.lost.append(
+                    f"case {case.name or case.guid!r}: {case.selection_refs} text-range and "
+                    f"{case.code_refs} code reference(s); Concord attributes apply to whole transcripts"
+                )
             if target is not None:
                 for value in case.values:
                     self._attribute(value, target[0], target[1], case.name or case.guid)
@@ -938,12 +1219,16 @@ class _Importer:
             transcripts = [self.transcript_of[key] for key in case.source_refs if key in self.transcript_of]
             if not transcripts:
                 if case.values:
-                    self.lost.append(f"case {case.name or case.guid!r} with {len(case.values)} variable value(s) "
-                                     "but no text source Concord imported")
+                    self.lost.append(
+                        f"case {case.name or case.guid!r} with {len(case.values)} variable value(s) "
+                        "but no text source Concord imported"
+                    )
                 continue
             if case.values:
-                self.adjusted.append(f"case {case.name or case.guid!r}: its variables became attributes of "
-                                     f"{len(transcripts)} transcript(s)")
+                self.adjusted.append(
+                    f"case {case.name or case.guid!r}: its variables became attributes of "
+                    f"{len(transcripts)} transcript(s)"
+                )
             for transcript in transcripts:
                 for value in case.values:
                     self._attribute(value, "transcript", transcript.id, transcript.key)
@@ -970,19 +1255,33 @@ class _Importer:
             text = "true" if text.strip().lower() in ("true", "1") else "false"
         self._store_attribute(target_kind, target_id, name[:120], value_type, text, blinded, owner)
 
-    def _store_attribute(self, target_kind: str, target_id: int, name: str, value_type: str, value: str | None,
-                         blinded: bool, owner: str) -> None:
+    def _store_attribute(
+        self, target_kind: str, target_id: int, name: str, value_type: str, value: str | None, blinded: bool, owner: str
+    ) -> None:
         identity = (target_kind, target_id, name)
-        existing = self.session.scalar(select(Attribute).where(
-            Attribute.target_kind == target_kind, Attribute.target_id == target_id, Attribute.name == name))
+        existing = self.session.scalar(
+            select(Attribute).where(
+                Attribute.target_kind == target_kind, Attribute.target_id == target_id, Attribute.name == name
+            )
+        )
         if identity in self.attribute_seen or existing is not None:
             if existing is not None and existing.value != value:
-                self.adjusted.append(f"{target_kind} {owner!r} already has {name!r} = {existing.value!r}; "
-                                     f"the file's {value!r} was not used")
+                self.adjusted.append(
+                    f"{target_kind} {owner!r} already has {name!r} = {existing.value!r}; "
+                    f"the file's {value!r} was not used"
+                )
             return
         self.attribute_seen.add(identity)
-        self.session.add(Attribute(target_kind=target_kind, target_id=target_id, name=name, value_type=value_type,
-                                   value=value, blinded=blinded))
+        self.session.add(
+            Attribute(
+                target_kind=target_kind,
+                target_id=target_id,
+                name=name,
+                value_type=value_type,
+                value=value,
+                blinded=blinded,
+            )
+        )
         self.counts.attributes += 1
 
     # -- codings and their memos ---------------------------------------------------------------------
@@ -1002,16 +1301,20 @@ class _Importer:
             for coding in source.whole_codings:
                 self._coding(source, transcript, None, coding, 0, length, seen, problems)
             if source.whole_codings:
-                self.adjusted.append(f"{len(source.whole_codings)} coding(s) of the whole source "
-                                     f"{transcript.key!r} became codings of its whole text")
+                self.adjusted.append(
+                    f"{len(source.whole_codings)} coding(s) of the whole source "
+                    f"{transcript.key!r} became codings of its whole text"
+                )
             for selection in source.selections:
                 if selection.start is None:
                     problems["selections that lie outside their source's text"] += 1
                     continue
                 if selection.clamped:
                     problems["selections that ran past the end of their text (cut at the end)"] += 1
-                made = [self._coding(source, transcript, selection, coding, selection.start, selection.end, seen,
-                                     problems) for coding in selection.codings]
+                made = [
+                    self._coding(source, transcript, selection, coding, selection.start, selection.end, seen, problems)
+                    for coding in selection.codings
+                ]
                 made = [row for row in made if row is not None]
                 self._selection_notes(source, transcript, selection, made)
         messages = {
@@ -1023,8 +1326,17 @@ class _Importer:
             text = f"{count} {messages.get(problem, problem)}"
             (self.adjusted if problem in ("duplicate",) or "cut at the end" in problem else self.lost).append(text)
 
-    def _coding(self, source, transcript, selection: ParsedSelection | None, coding: ParsedCoding, start: int, end: int,
-                seen: set, problems: dict) -> Coding | None:
+    def _coding(
+        self,
+        source,
+        transcript,
+        selection: ParsedSelection | None,
+        coding: ParsedCoding,
+        start: int,
+        end: int,
+        seen: set,
+        problems: dict,
+    ) -> Coding | None:
         code_id = self.code_ids.get(coding.code_key or "")
         if code_id is None:
             problems["code"] += 1
@@ -1036,7 +1348,9 @@ class _Importer:
         phase = "independent"
         if self.consensus_user and coding.creating_user == self.consensus_user:
             phase = "consensus"
-            coder = self.fallback_coder() if self.workspace.actor is None else self.coder_of_name(self.workspace.actor.name)
+            coder = (
+                self.fallback_coder() if self.workspace.actor is None else self.coder_of_name(self.workspace.actor.name)
+            )
         else:
             coder = self.coder_for(coding.creating_user, selection_user, self.project.creating_user)
         identity = (coder.id, code_id, start, end, phase)
@@ -1044,7 +1358,7 @@ class _Importer:
             problems["duplicate"] += 1
             return None
         seen.add(identity)
-        created = coding.created or (selection.created if selection is not None else None) or datetime.now(timezone.utc)
+        created = coding.created or (selection.created if selection is not None else None) or datetime.now(UTC)
         inline = None
         other_notes = []
         for note_key in coding.note_refs:
@@ -1057,9 +1371,18 @@ class _Importer:
                 other_notes.append(note_key)
         if inline is None and not self.ours and selection is not None and selection.description:
             inline = selection.description
-        row = Coding(coder_id=coder.id, transcript_id=transcript.id, code_id=code_id, start_offset=start,
-                     end_offset=end, memo=inline or None, phase=phase, made_blind=False, created_at=created,
-                     changed_at=created)
+        row = Coding(
+            coder_id=coder.id,
+            transcript_id=transcript.id,
+            code_id=code_id,
+            start_offset=start,
+            end_offset=end,
+            memo=inline or None,
+            phase=phase,
+            made_blind=False,
+            created_at=created,
+            changed_at=created,
+        )
         self.session.add(row)
         self.session.flush()
         self.counts.codings += 1
@@ -1067,18 +1390,31 @@ class _Importer:
             self.pending_memos.append((note_key, "coding", row.id, coder))
         return row
 
-    def _selection_notes(self, source: ParsedSource, transcript: Transcript, selection: ParsedSelection,
-                         made: list[Coding]) -> None:
+    def _selection_notes(
+        self, source: ParsedSource, transcript: Transcript, selection: ParsedSelection, made: list[Coding]
+    ) -> None:
         notes = list(selection.note_refs)
-        notes.extend(link.origin for link in self.project.links
-                     if link.target == selection.key and link.origin in self.project.notes)
+        notes.extend(
+            link.origin
+            for link in self.project.links
+            if link.target == selection.key and link.origin in self.project.notes
+        )
         if not made and selection.description and not self.ours:
             turn = self.turn_at(source.key, selection.start)
             coder = self.coder_for(selection.creating_user)
-            self._add_memo(coder, "turn" if turn else "transcript", turn.id if turn else transcript.id,
-                           selection.description, selection.created, None, False)
-            self.adjusted.append(f"a memo on uncoded text in {transcript.key!r} was attached to "
-                                 + (f"turn {turn.number}" if turn else "the transcript"))
+            self._add_memo(
+                coder,
+                "turn" if turn else "transcript",
+                turn.id if turn else transcript.id,
+                selection.description,
+                selection.created,
+                None,
+                False,
+            )
+            self.adjusted.append(
+                f"a memo on uncoded text in {transcript.key!r} was attached to "
+                + (f"turn {turn.number}" if turn else "the transcript")
+            )
         for note_key in notes:
             if made and self._note_block(note_key).get("On") != "turn":
                 note = self.project.notes.get(note_key)
@@ -1089,8 +1425,14 @@ class _Importer:
                 continue
             turn = self.turn_at(source.key, selection.start)
             if self.ours and turn is not None and (turn.char_start, turn.char_end) != (selection.start, selection.end):
-                turn = next((t for t in self.turns_of[source.key]
-                             if (t.char_start, t.char_end) == (selection.start, selection.end)), turn)
+                turn = next(
+                    (
+                        t
+                        for t in self.turns_of[source.key]
+                        if (t.char_start, t.char_end) == (selection.start, selection.end)
+                    ),
+                    turn,
+                )
             if turn is not None:
                 self.pending_memos.append((note_key, "turn", turn.id, None))
             else:
@@ -1108,7 +1450,9 @@ class _Importer:
         for code_key, note_keys in project.code_notes.items():
             code_id = self.code_ids.get(code_key)
             for note_key in note_keys:
-                self.pending_memos.append((note_key, "code", code_id, None) if code_id else (note_key, "study", None, None))
+                self.pending_memos.append(
+                    (note_key, "code", code_id, None) if code_id else (note_key, "study", None, None)
+                )
         transcripts_by_key = {key: self.transcript_of[key] for key in self.transcript_of}
         for link in project.links:
             if link.origin in project.notes and link.target in transcripts_by_key:
@@ -1128,22 +1472,42 @@ class _Importer:
             if not text:
                 self.lost.append(f"note {note.name or note.guid!r} is empty")
                 continue
-            self._add_memo(author, kind, target_id, text, note.created, note.modified, fields.get("Made blind") == "yes")
+            self._add_memo(
+                author, kind, target_id, text, note.created, note.modified, fields.get("Made blind") == "yes"
+            )
         if missing:
             self.adjusted.append(f"{missing} reference(s) to notes the project does not contain were ignored")
         orphans = [note for key, note in project.notes.items() if not self.note_uses.get(key)]
         for note in orphans:
             if note.text.strip():
-                self._add_memo(self.coder_for(note.creating_user), "study", None, note.text, note.created,
-                               note.modified, False)
+                self._add_memo(
+                    self.coder_for(note.creating_user), "study", None, note.text, note.created, note.modified, False
+                )
         if orphans:
             self.adjusted.append(f"{len(orphans)} note(s) attached to nothing became study memos")
 
-    def _add_memo(self, coder: Coder, kind: str, target_id: int | None, text: str, created: datetime | None,
-                  modified: datetime | None, made_blind: bool) -> None:
-        created = created or datetime.now(timezone.utc)
-        self.session.add(Memo(coder_id=coder.id, target_kind=kind, target_id=target_id, text=text,
-                              made_blind=made_blind, created_at=created, changed_at=modified or created))
+    def _add_memo(
+        self,
+        coder: Coder,
+        kind: str,
+        target_id: int | None,
+        text: str,
+        created: datetime | None,
+        modified: datetime | None,
+        made_blind: bool,
+    ) -> None:
+        created = created or datetime.now(UTC)
+        self.session.add(
+            Memo(
+                coder_id=coder.id,
+                target_kind=kind,
+                target_id=target_id,
+                text=text,
+                made_blind=made_blind,
+                created_at=created,
+                changed_at=modified or created,
+            )
+        )
         self.counts.memos += 1
 
     # -- sets and links Concord has no place for -------------------------------------------------------
@@ -1151,22 +1515,34 @@ class _Importer:
     def _sets_and_links(self) -> None:
         project = self.project
         for code_set in project.sets:
-            if self.ours and (concord_fields(code_set.description, CODEBOOK_MARKER)
-                              or concord_fields(code_set.description, CODE_CREATOR_MARKER)):
+            if self.ours and (
+                concord_fields(code_set.description, CODEBOOK_MARKER)
+                or concord_fields(code_set.description, CODE_CREATOR_MARKER)
+            ):
                 continue
             match = _ATLAS_VARIABLE_SET.match(code_set.name)
-            if (match and code_set.member_sources and not code_set.member_codes and not code_set.member_notes
-                    and all(key in self.transcript_of for key in code_set.member_sources)):
+            if (
+                match
+                and code_set.member_sources
+                and not code_set.member_codes
+                and not code_set.member_notes
+                and all(key in self.transcript_of for key in code_set.member_sources)
+            ):
                 name, value = match.group(1), match.group(2)
                 for key in code_set.member_sources:
                     transcript = self.transcript_of[key]
                     self._store_attribute("transcript", transcript.id, name[:120], "text", value, False, transcript.key)
-                self.adjusted.append(f"set {code_set.name!r} was read as the attribute {name!r} = {value!r} of its "
-                                     f"{len(code_set.member_sources)} transcript(s)")
+                self.adjusted.append(
+                    f"set {code_set.name!r} was read as the attribute {name!r} = {value!r} of its "
+                    f"{len(code_set.member_sources)} transcript(s)"
+                )
                 continue
             members = []
-            for count, what in ((len(code_set.member_codes), "code"), (len(code_set.member_sources), "source"),
-                                (len(code_set.member_notes), "note")):
+            for count, what in (
+                (len(code_set.member_codes), "code"),
+                (len(code_set.member_sources), "source"),
+                (len(code_set.member_notes), "note"),
+            ):
                 if count:
                     members.append(f"{count} {what}(s)")
             self.lost.append(f"set {code_set.name!r} ({', '.join(members) or 'empty'}): Concord has no sets")

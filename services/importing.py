@@ -18,7 +18,7 @@ from sqlalchemy import insert, select
 
 from concord.importers.parsed import ParsedTranscript, ParsedTurn
 from concord.services.audit import record
-from concord.services.study import require_setup_rights, ensure_coder
+from concord.services.study import ensure_coder, require_setup_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError
 from concord.storage.models import (
@@ -101,8 +101,9 @@ class ImportReport:
 
 # -- planning ---------------------------------------------------------------------------------------
 
+
 def parse_session_ref(text: str | None) -> tuple[str | None, int | None]:
-    """"DYAD:NUMBER" -> ("DYAD", NUMBER)."""
+    """ "DYAD:NUMBER" -> ("DYAD", NUMBER)."""
     if not text:
         return None, None
     dyad, sep, number = text.rpartition(":")
@@ -116,19 +117,26 @@ def _check_not_in_study(workspace: Workspace, plans: Sequence[TranscriptPlan]) -
     hashes = [p.parsed.sha256 for p in plans if p.parsed.sha256]
     with workspace.store.reader() as session:
         taken_keys = set(session.scalars(select(Transcript.key).where(Transcript.key.in_(keys))))
-        taken_hashes = dict(session.execute(
-            select(Transcript.source_sha256, Transcript.key).where(Transcript.source_sha256.in_(hashes))).all())
+        taken_hashes = dict(
+            session.execute(
+                select(Transcript.source_sha256, Transcript.key).where(Transcript.source_sha256.in_(hashes))
+            ).all()
+        )
     for plan in plans:
         if plan.parsed.key in taken_keys:
             raise InputError(f"the study already has a transcript {plan.parsed.key!r}", plan.parsed.source_name)
         if plan.parsed.sha256 in taken_hashes:
-            raise InputError(f"this file was imported before, as transcript {taken_hashes[plan.parsed.sha256]!r}"
-                             " (same sha256)", plan.parsed.source_name)
+            raise InputError(
+                f"this file was imported before, as transcript {taken_hashes[plan.parsed.sha256]!r} (same sha256)",
+                plan.parsed.source_name,
+            )
     seen: dict[str, str] = {}
     for plan in plans:
         if plan.parsed.key in seen:
-            raise InputError(f"transcript key {plan.parsed.key!r} comes twice (also from {seen[plan.parsed.key]})",
-                             plan.parsed.source_name)
+            raise InputError(
+                f"transcript key {plan.parsed.key!r} comes twice (also from {seen[plan.parsed.key]})",
+                plan.parsed.source_name,
+            )
         seen[plan.parsed.key] = plan.parsed.source_name
 
 
@@ -145,8 +153,9 @@ def _session_from_attributes(plan: TranscriptPlan) -> TranscriptPlan:
     try:
         session_number = int(float(number))
     except ValueError:
-        raise InputError(f"transcript {plan.parsed.key!r}: session {number!r} is not a number",
-                         plan.parsed.source_name) from None
+        raise InputError(
+            f"transcript {plan.parsed.key!r}: session {number!r} is not a number", plan.parsed.source_name
+        ) from None
     return replace(plan, dyad=dyad, session=session_number, parsed=replace(plan.parsed, attributes=attributes))
 
 
@@ -182,9 +191,15 @@ def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register) -> Par
         entry = register.lookup(label)
         if entry is not None:
             label = entry.pseudonym
-        turns.append(replace(
-            turn, speaker_label=label, text_start=moved(turn.text_start), text_end=moved(turn.text_end),
-            nonverbal=tuple((moved(a), moved(b)) for a, b in turn.nonverbal)))
+        turns.append(
+            replace(
+                turn,
+                speaker_label=label,
+                text_start=moved(turn.text_start),
+                text_end=moved(turn.text_end),
+                nonverbal=tuple((moved(a), moved(b)) for a, b in turn.nonverbal),
+            )
+        )
     return replace(parsed, text=new_text, turns=tuple(turns))
 
 
@@ -208,13 +223,27 @@ def default_register_path(workspace: Workspace) -> Path:
     return platformdirs.user_data_path("concord") / "registers" / f"{stem}-{digest}.names.csv"
 
 
-def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: str | None = None,
-                     format: str | None = None, key: str | None = None, kind: str = "session",
-                     perspective: str | None = None, session: str | None = None, language: str | None = None,
-                     speaker_map: str | None = None, unknown_speakers: str = "error",
-                     columns: dict | None = None, attributes: Sequence[str] = (), blinded: Sequence[str] = (),
-                     pseudonymize: bool = True, nlp_name: str | None = None, register_path: str | None = None,
-                     progress: Progress = _no_progress) -> tuple[ImportReport, object]:
+def plan_transcripts(
+    workspace: Workspace,
+    paths: Sequence[str],
+    *,
+    manifest: str | None = None,
+    format: str | None = None,
+    key: str | None = None,
+    kind: str = "session",
+    perspective: str | None = None,
+    session: str | None = None,
+    language: str | None = None,
+    speaker_map: str | None = None,
+    unknown_speakers: str = "error",
+    columns: dict | None = None,
+    attributes: Sequence[str] = (),
+    blinded: Sequence[str] = (),
+    pseudonymize: bool = True,
+    nlp_name: str | None = None,
+    register_path: str | None = None,
+    progress: Progress = _no_progress,
+) -> tuple[ImportReport, object]:
     """Parse, check and pseudonymise; nothing is written. Returns the report and the name register."""
     from concord.importers.manifest import parse_manifest_transcripts, read_manifest
     from concord.importers.transcript_formats import parse_transcript
@@ -229,13 +258,25 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
     dyad, number = parse_session_ref(session)
     plans: list[TranscriptPlan] = []
     if manifest:
-        parsed_pairs = parse_manifest_transcripts(read_manifest(manifest), speaker_map=speaker_map,
-                                                  unknown_speakers=unknown_speakers, columns=columns,
-                                                  table_attributes=tuple(attributes), table_blinded=tuple(blinded))
+        parsed_pairs = parse_manifest_transcripts(
+            read_manifest(manifest),
+            speaker_map=speaker_map,
+            unknown_speakers=unknown_speakers,
+            columns=columns,
+            table_attributes=tuple(attributes),
+            table_blinded=tuple(blinded),
+        )
         for entry, parsed in parsed_pairs:
-            plans.append(TranscriptPlan(parsed=parsed, kind=entry.kind, perspective=entry.perspective,
-                                        dyad=entry.dyad, session=entry.session,
-                                        language=entry.language or study_language))
+            plans.append(
+                TranscriptPlan(
+                    parsed=parsed,
+                    kind=entry.kind,
+                    perspective=entry.perspective,
+                    dyad=entry.dyad,
+                    session=entry.session,
+                    language=entry.language or study_language,
+                )
+            )
     if not paths and not manifest:
         raise ConcordError("name at least one transcript file, or --manifest FILE.csv")
     total = len(paths)
@@ -243,11 +284,28 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
         progress(index, total, f"reading {Path(path).name}")
         if key is not None and len(paths) > 1:
             raise ConcordError("--key names one transcript; leave it out when importing several files")
-        for parsed in parse_transcript(path, format=format, key=key, kind=kind, speaker_map=speaker_map,
-                                       unknown_speakers=unknown_speakers, language=language, columns=columns,
-                                       attributes=attributes, blinded=blinded):
-            plans.append(TranscriptPlan(parsed=parsed, kind=kind, perspective=perspective, dyad=dyad,
-                                        session=number, language=study_language))
+        for parsed in parse_transcript(
+            path,
+            format=format,
+            key=key,
+            kind=kind,
+            speaker_map=speaker_map,
+            unknown_speakers=unknown_speakers,
+            language=language,
+            columns=columns,
+            attributes=attributes,
+            blinded=blinded,
+        ):
+            plans.append(
+                TranscriptPlan(
+                    parsed=parsed,
+                    kind=kind,
+                    perspective=perspective,
+                    dyad=dyad,
+                    session=number,
+                    language=study_language,
+                )
+            )
     plans = [_session_from_attributes(plan) for plan in plans]
     for plan in plans:
         if plan.kind == "ipr" and plan.perspective is None:
@@ -270,12 +328,24 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
         for index, plan in enumerate(plans):
             progress(index, len(plans), f"pseudonymising {plan.parsed.key}")
             nlp, has_ner = _pipeline(pipeline_name, plan.language, load_pipeline)
-            result = run_pseudonymizer(plan.parsed.text, register=register, nlp=nlp, has_ner=has_ner,
-                                       language=plan.language, protected=_role_label_ranges(plan.parsed))
+            result = run_pseudonymizer(
+                plan.parsed.text,
+                register=register,
+                nlp=nlp,
+                has_ner=has_ner,
+                language=plan.language,
+                protected=_role_label_ranges(plan.parsed),
+            )
             parsed = _remap(plan.parsed, result.text, result.offset_map, register)
-            done.append(replace(plan, parsed=parsed, replacements=tuple(result.replacements),
-                                suspects=tuple(result.suspects),
-                                report=format_report(result, plan.parsed.source_name)))
+            done.append(
+                replace(
+                    plan,
+                    parsed=parsed,
+                    replacements=tuple(result.replacements),
+                    suspects=tuple(result.suspects),
+                    report=format_report(result, plan.parsed.source_name),
+                )
+            )
         plans = done
         report.new_register_entries = len(register) - before
     report.transcripts = plans
@@ -284,6 +354,7 @@ def plan_transcripts(workspace: Workspace, paths: Sequence[str], *, manifest: st
 
 
 # -- writing ----------------------------------------------------------------------------------------
+
 
 def _session_row(session, dyad_key: str, number: int, created: dict) -> TherapySession:
     dyad = session.scalar(select(Dyad).where(Dyad.key == dyad_key))
@@ -296,8 +367,9 @@ def _session_row(session, dyad_key: str, number: int, created: dict) -> TherapyS
         session.add(dyad)
         session.flush()
         created["dyads"] = created.get("dyads", 0) + 1
-    row = session.scalar(select(TherapySession).where(TherapySession.dyad_id == dyad.id,
-                                                      TherapySession.number == number))
+    row = session.scalar(
+        select(TherapySession).where(TherapySession.dyad_id == dyad.id, TherapySession.number == number)
+    )
     if row is None:
         row = TherapySession(dyad_id=dyad.id, number=number)
         session.add(row)
@@ -308,8 +380,16 @@ def _session_row(session, dyad_key: str, number: int, created: dict) -> TherapyS
 
 def _add_attributes(session, target_kind: str, target_id: int, values: dict, blinded: bool) -> None:
     for name, value in values.items():
-        session.add(Attribute(target_kind=target_kind, target_id=target_id, name=name,
-                              value_type=_value_type(value), value=value, blinded=blinded))
+        session.add(
+            Attribute(
+                target_kind=target_kind,
+                target_id=target_id,
+                name=name,
+                value_type=_value_type(value),
+                value=value,
+                blinded=blinded,
+            )
+        )
 
 
 def _value_type(value: str) -> str:
@@ -320,8 +400,9 @@ def _value_type(value: str) -> str:
         return "text"
 
 
-def write_transcripts(workspace: Workspace, report: ImportReport, register=None,
-                      progress: Progress = _no_progress) -> None:
+def write_transcripts(
+    workspace: Workspace, report: ImportReport, register=None, progress: Progress = _no_progress
+) -> None:
     """Store every planned transcript in one unit of work, then nothing, or all."""
     if register is not None and report.new_register_entries:
         # The register is saved first: should the study write fail, it only holds extra names,
@@ -342,11 +423,18 @@ def write_transcripts(workspace: Workspace, report: ImportReport, register=None,
             if plan.dyad is not None and plan.session is not None:
                 session_id = _session_row(session, plan.dyad, plan.session, created).id
             elif plan.dyad is not None or plan.session is not None:
-                raise InputError("a transcript's session needs both a dyad and a session number",
-                                 parsed.source_name)
-            row = Transcript(key=parsed.key, kind=plan.kind, perspective=plan.perspective, session_id=session_id,
-                             language=plan.language, source_name=parsed.source_name,
-                             source_sha256=parsed.sha256, source_encoding=parsed.encoding, text=parsed.text)
+                raise InputError("a transcript's session needs both a dyad and a session number", parsed.source_name)
+            row = Transcript(
+                key=parsed.key,
+                kind=plan.kind,
+                perspective=plan.perspective,
+                session_id=session_id,
+                language=plan.language,
+                source_name=parsed.source_name,
+                source_sha256=parsed.sha256,
+                source_encoding=parsed.encoding,
+                text=parsed.text,
+            )
             session.add(row)
             session.flush()
             # Core executemany: a 2-hour interview has thousands of turns, and ORM objects cost more.
@@ -354,21 +442,40 @@ def write_transcripts(workspace: Workspace, report: ImportReport, register=None,
                 session.execute(insert(Turn), [_turn_row(row.id, turn) for turn in parsed.turns])
             _add_attributes(session, "transcript", row.id, parsed.attributes, blinded=False)
             _add_attributes(session, "transcript", row.id, parsed.blinded_attributes, blinded=True)
-            record(session, actor, "transcript.import", "transcript", row.id, key=parsed.key,
-                   source=parsed.source_name, sha256=parsed.sha256, encoding=parsed.encoding,
-                   turns=len(parsed.turns), replacements=len(plan.replacements))
+            record(
+                session,
+                actor,
+                "transcript.import",
+                "transcript",
+                row.id,
+                key=parsed.key,
+                source=parsed.source_name,
+                sha256=parsed.sha256,
+                encoding=parsed.encoding,
+                turns=len(parsed.turns),
+                replacements=len(plan.replacements),
+            )
         progress(total, total, "stored")
 
 
 def _turn_row(transcript_id: int, turn: ParsedTurn) -> dict:
-    return dict(transcript_id=transcript_id, number=turn.number, speaker_role=turn.speaker_role,
-                speaker_label=turn.speaker_label[:120], start_time=turn.start_time, end_time=turn.end_time,
-                char_start=turn.text_start, char_end=turn.text_end, replayed=turn.replayed,
-                nonverbal=[list(r) for r in turn.nonverbal])
+    return dict(
+        transcript_id=transcript_id,
+        number=turn.number,
+        speaker_role=turn.speaker_role,
+        speaker_label=turn.speaker_label[:120],
+        start_time=turn.start_time,
+        end_time=turn.end_time,
+        char_start=turn.text_start,
+        char_end=turn.text_end,
+        replayed=turn.replayed,
+        nonverbal=[list(r) for r in turn.nonverbal],
+    )
 
 
-def import_transcripts(workspace: Workspace, paths: Sequence[str], *, dry_run: bool = False,
-                       progress: Progress = _no_progress, **options) -> ImportReport:
+def import_transcripts(
+    workspace: Workspace, paths: Sequence[str], *, dry_run: bool = False, progress: Progress = _no_progress, **options
+) -> ImportReport:
     report, register = plan_transcripts(workspace, paths, progress=progress, **options)
     report.dry_run = dry_run
     if not dry_run:
@@ -378,6 +485,7 @@ def import_transcripts(workspace: Workspace, paths: Sequence[str], *, dry_run: b
 
 # -- questionnaire scores ------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class MeasuresReport:
     instrument: str
@@ -386,9 +494,17 @@ class MeasuresReport:
     dry_run: bool
 
 
-def import_measures(workspace: Workspace, path: str, instrument: str, *, respondent: str | None = None,
-                    columns: dict | None = None, create_sessions: bool = False, dry_run: bool = False,
-                    sheet: str | None = None) -> MeasuresReport:
+def import_measures(
+    workspace: Workspace,
+    path: str,
+    instrument: str,
+    *,
+    respondent: str | None = None,
+    columns: dict | None = None,
+    create_sessions: bool = False,
+    dry_run: bool = False,
+    sheet: str | None = None,
+) -> MeasuresReport:
     """Questionnaire responses scored by the instrument's definition, matched to sessions by dyad and number."""
     from concord.analysis.scoring import load_instrument
     from concord.importers.measures_table import read_measures
@@ -407,38 +523,67 @@ def import_measures(workspace: Workspace, path: str, instrument: str, *, respond
             dyad = session.scalar(select(Dyad).where(Dyad.key == str(dyad_key)))
             therapy = None
             if dyad is not None:
-                therapy = session.scalar(select(TherapySession).where(TherapySession.dyad_id == dyad.id,
-                                                                      TherapySession.number == row.session))
+                therapy = session.scalar(
+                    select(TherapySession).where(
+                        TherapySession.dyad_id == dyad.id, TherapySession.number == row.session
+                    )
+                )
             if therapy is None:
                 if not create_sessions:
-                    problems.append(f"row {row.row_number}: no session {dyad_key}:{row.session} in the study"
-                                    " (import its transcript first, or use --create-sessions)")
+                    problems.append(
+                        f"row {row.row_number}: no session {dyad_key}:{row.session} in the study"
+                        " (import its transcript first, or use --create-sessions)"
+                    )
                     continue
                 therapy = _session_row(session, str(dyad_key), row.session, created)
-            existing = session.scalar(select(QuestionnaireScore).where(
-                QuestionnaireScore.session_id == therapy.id, QuestionnaireScore.instrument == instrument_name,
-                QuestionnaireScore.respondent == row.respondent))
+            existing = session.scalar(
+                select(QuestionnaireScore).where(
+                    QuestionnaireScore.session_id == therapy.id,
+                    QuestionnaireScore.instrument == instrument_name,
+                    QuestionnaireScore.respondent == row.respondent,
+                )
+            )
             if existing is not None:
-                problems.append(f"row {row.row_number}: session {dyad_key}:{row.session} already has"
-                                f" {instrument_name} from the {row.respondent}")
+                problems.append(
+                    f"row {row.row_number}: session {dyad_key}:{row.session} already has"
+                    f" {instrument_name} from the {row.respondent}"
+                )
                 continue
             scored = row.scored
-            session.add(QuestionnaireScore(
-                session_id=therapy.id, instrument=instrument_name, respondent=row.respondent,
-                items={k: v for k, v in row.items.items()}, subscales=dict(scored.subscales or {}),
-                total=scored.total, band=scored.band, source_name=Path(path).name))
+            session.add(
+                QuestionnaireScore(
+                    session_id=therapy.id,
+                    instrument=instrument_name,
+                    respondent=row.respondent,
+                    items={k: v for k, v in row.items.items()},
+                    subscales=dict(scored.subscales or {}),
+                    total=scored.total,
+                    band=scored.band,
+                    source_name=Path(path).name,
+                )
+            )
         if problems:
             shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise InputError("; ".join(shown), path)
-        record(session, workspace.actor_label, "scores.import", "score", None, instrument=instrument_name,
-               rows=len(rows), source=Path(path).name)
+        record(
+            session,
+            workspace.actor_label,
+            "scores.import",
+            "score",
+            None,
+            instrument=instrument_name,
+            rows=len(rows),
+            source=Path(path).name,
+        )
         if dry_run:
             session.rollback()
-    return MeasuresReport(instrument=instrument_name, rows=len(rows), sessions_created=created.get("sessions", 0),
-                          dry_run=dry_run)
+    return MeasuresReport(
+        instrument=instrument_name, rows=len(rows), sessions_created=created.get("sessions", 0), dry_run=dry_run
+    )
 
 
 # -- earlier codings --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CodingsReport:
@@ -448,8 +593,9 @@ class CodingsReport:
     dry_run: bool
 
 
-def import_codings(workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False,
-                   dry_run: bool = False) -> CodingsReport:
+def import_codings(
+    workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False, dry_run: bool = False
+) -> CodingsReport:
     """Codings from a spreadsheet: transcript, turn, coder, code, and optional group, start, end, memo."""
     from concord.importers.codings_table import read_codings
 
@@ -458,8 +604,10 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
     settings = workspace.settings()
     codebook_key = codebook or "imported"
     with workspace.store.session() as session:
-        transcripts = {t.key: t for t in session.scalars(
-            select(Transcript).where(Transcript.key.in_({r.transcript for r in rows})))}
+        transcripts = {
+            t.key: t
+            for t in session.scalars(select(Transcript).where(Transcript.key.in_({r.transcript for r in rows})))
+        }
         turn_rows = {}
         for transcript in transcripts.values():
             for turn in session.scalars(select(Turn).where(Turn.transcript_id == transcript.id)):
@@ -478,16 +626,19 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
             if not by_name.get((None, row.code.casefold())):
                 unknown_codes.setdefault(row.code, row)
         if unknown_codes and not create_codes:
-            problems.append("unknown codes (use --create-codes to create them): "
-                            + ", ".join(sorted(unknown_codes)))
+            problems.append("unknown codes (use --create-codes to create them): " + ", ".join(sorted(unknown_codes)))
         if problems:
             shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise InputError("; ".join(shown), path)
         created_codes = []
         if unknown_codes:
             if book is None:
-                book = Codebook(key=codebook_key, title=f"Codes imported from {Path(path).name}", version="1",
-                                origin="codings-import")
+                book = Codebook(
+                    key=codebook_key,
+                    title=f"Codes imported from {Path(path).name}",
+                    version="1",
+                    origin="codings-import",
+                )
                 session.add(book)
                 session.flush()
             import uuid
@@ -501,16 +652,27 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
                         parent_id = existing[0].id
                     else:
                         if row.group not in groups:
-                            group = Code(codebook_id=book.id, guid=str(uuid.uuid4()), name=row.group,
-                                         origin="deductive", position=len(groups))
+                            group = Code(
+                                codebook_id=book.id,
+                                guid=str(uuid.uuid4()),
+                                name=row.group,
+                                origin="deductive",
+                                position=len(groups),
+                            )
                             session.add(group)
                             session.flush()
                             groups[row.group] = group
                             by_name[(None, row.group.casefold())] = [group]
                             created_codes.append(row.group)
                         parent_id = groups[row.group].id
-                code = Code(codebook_id=book.id, parent_id=parent_id, guid=str(uuid.uuid4()), name=name,
-                            origin="deductive", position=len(created_codes))
+                code = Code(
+                    codebook_id=book.id,
+                    parent_id=parent_id,
+                    guid=str(uuid.uuid4()),
+                    name=name,
+                    origin="deductive",
+                    position=len(created_codes),
+                )
                 session.add(code)
                 session.flush()
                 by_name[(None, name.casefold())] = [code]
@@ -524,21 +686,46 @@ def import_codings(workspace: Workspace, path: str, *, codebook: str | None = No
                 created_coders.append(row.coder)
             candidates = by_name[(None, row.code.casefold())]
             if len(candidates) > 1 and row.group:
-                candidates = [c for c in candidates if c.parent_id and session.get(Code, c.parent_id).name == row.group] or candidates
+                candidates = [
+                    c for c in candidates if c.parent_id and session.get(Code, c.parent_id).name == row.group
+                ] or candidates
             code = candidates[0]
             turn = turn_rows[(row.transcript, row.turn)]
             start = turn.char_start + (row.start or 0)
             end = turn.char_start + row.end if row.end is not None else turn.char_end
             if not (turn.char_start <= start < end <= turn.char_end):
-                raise InputError(f"start/end {row.start}-{row.end} fall outside turn {row.turn}"
-                                 f" ({turn.char_end - turn.char_start} characters)", path, row.line)
-            session.add(Coding(coder_id=coder.id, transcript_id=turn.transcript_id, code_id=code.id,
-                               start_offset=start, end_offset=end, memo=row.memo or None, phase="independent",
-                               made_blind=settings.blind_now))
+                raise InputError(
+                    f"start/end {row.start}-{row.end} fall outside turn {row.turn}"
+                    f" ({turn.char_end - turn.char_start} characters)",
+                    path,
+                    row.line,
+                )
+            session.add(
+                Coding(
+                    coder_id=coder.id,
+                    transcript_id=turn.transcript_id,
+                    code_id=code.id,
+                    start_offset=start,
+                    end_offset=end,
+                    memo=row.memo or None,
+                    phase="independent",
+                    made_blind=settings.blind_now,
+                )
+            )
             count += 1
-        record(session, workspace.actor_label, "codings.import", "coding", None, source=Path(path).name,
-               codings=count, codes_created=created_codes, coders_created=created_coders)
+        record(
+            session,
+            workspace.actor_label,
+            "codings.import",
+            "coding",
+            None,
+            source=Path(path).name,
+            codings=count,
+            codes_created=created_codes,
+            coders_created=created_coders,
+        )
         if dry_run:
             session.rollback()
-    return CodingsReport(codings=count, coders_created=tuple(created_coders), codes_created=tuple(created_codes),
-                         dry_run=dry_run)
+    return CodingsReport(
+        codings=count, coders_created=tuple(created_coders), codes_created=tuple(created_codes), dry_run=dry_run
+    )

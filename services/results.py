@@ -23,8 +23,8 @@ counts, excerpts), and then only for the transcripts that have codings.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -135,13 +135,15 @@ def check_layer(workspace: Workspace, layer: str, blind: bool) -> str:
     if blind and not (actor is not None and layer == actor.name):
         who = actor.name if actor else "a caller without --as"
         what = "the consensus layer" if layer == CONSENSUS else f"{layer!r}'s codings"
-        raise PermissionDenied(f"the study is blind: {who} may not export {what} "
-                               "(a supervisor can, or anyone after unblinding)")
+        raise PermissionDenied(
+            f"the study is blind: {who} may not export {what} (a supervisor can, or anyone after unblinding)"
+        )
     return layer
 
 
-def _code_nodes(session: Session, workspace: Workspace, blind: bool,
-                codebooks: Iterable[str] | None) -> tuple[list[CodeNode], dict[int, int]]:
+def _code_nodes(
+    session: Session, workspace: Workspace, blind: bool, codebooks: Iterable[str] | None
+) -> tuple[list[CodeNode], dict[int, int]]:
     """The live codes in tree order, and a map from every code id to the live code its codings count for."""
     books = dict(session.execute(select(Codebook.id, Codebook.key)).all())
     wanted = None
@@ -151,14 +153,29 @@ def _code_nodes(session: Session, workspace: Workspace, blind: bool,
         if missing:
             raise NotFound(f"no codebook {', '.join(sorted(missing))} in this study")
     actor = workspace.actor
-    rows = session.execute(select(
-        Code.id, Code.codebook_id, Code.parent_id, Code.name, Code.label, Code.definition, Code.pole,
-        Code.high_pole, Code.origin, Code.creator_id, Code.position, Code.merged_into_id, Code.retired_at,
-    )).all()
+    rows = session.execute(
+        select(
+            Code.id,
+            Code.codebook_id,
+            Code.parent_id,
+            Code.name,
+            Code.label,
+            Code.definition,
+            Code.pole,
+            Code.high_pole,
+            Code.origin,
+            Code.creator_id,
+            Code.position,
+            Code.merged_into_id,
+            Code.retired_at,
+        )
+    ).all()
     merged_into = {r.id: r.merged_into_id for r in rows if r.merged_into_id}
     live = {
-        r.id: r for r in rows
-        if r.merged_into_id is None and r.retired_at is None
+        r.id: r
+        for r in rows
+        if r.merged_into_id is None
+        and r.retired_at is None
         and (wanted is None or books[r.codebook_id] in wanted)
         and (not blind or r.origin == "deductive" or (actor is not None and r.creator_id == actor.id))
     }
@@ -175,9 +192,20 @@ def _code_nodes(session: Session, workspace: Workspace, blind: bool,
         for row in children.get(parent, ()):
             label = " ".join((row.label or row.name).split())
             node_path = path + (label,)
-            nodes.append(CodeNode(id=row.id, codebook=books[row.codebook_id], parent_id=parent, name=row.name,
-                                  label=label, path=node_path, depth=depth, definition=row.definition,
-                                  pole=row.pole, high_pole=row.high_pole))
+            nodes.append(
+                CodeNode(
+                    id=row.id,
+                    codebook=books[row.codebook_id],
+                    parent_id=parent,
+                    name=row.name,
+                    label=label,
+                    path=node_path,
+                    depth=depth,
+                    definition=row.definition,
+                    pole=row.pole,
+                    high_pole=row.high_pole,
+                )
+            )
             walk(row.id, node_path, depth + 1)
 
     walk(None, (), 0)
@@ -194,13 +222,26 @@ def _code_nodes(session: Session, workspace: Workspace, blind: bool,
 
 
 def _units(session: Session, blind: bool) -> pd.DataFrame:
-    query = (select(Transcript.id, Transcript.key, Transcript.kind, Transcript.perspective, Transcript.session_id,
-                    TherapySession.dyad_id, Dyad.key, TherapySession.number)
-             .outerjoin(TherapySession, TherapySession.id == Transcript.session_id)
-             .outerjoin(Dyad, Dyad.id == TherapySession.dyad_id)
-             .order_by(Transcript.key))
-    frame = _frame(session, query, ["transcript_id", "transcript", "kind", "perspective", "session_id",
-                                    "dyad_id", "dyad", "session"])
+    query = (
+        select(
+            Transcript.id,
+            Transcript.key,
+            Transcript.kind,
+            Transcript.perspective,
+            Transcript.session_id,
+            TherapySession.dyad_id,
+            Dyad.key,
+            TherapySession.number,
+        )
+        .outerjoin(TherapySession, TherapySession.id == Transcript.session_id)
+        .outerjoin(Dyad, Dyad.id == TherapySession.dyad_id)
+        .order_by(Transcript.key)
+    )
+    frame = _frame(
+        session,
+        query,
+        ["transcript_id", "transcript", "kind", "perspective", "session_id", "dyad_id", "dyad", "session"],
+    )
     frame["transcript_id"] = frame["transcript_id"].astype("int64")
     if blind:
         for column in ("session_id", "dyad_id", "dyad", "session"):
@@ -234,15 +275,19 @@ def _int_frame(session: Session, query, names: list[str]) -> pd.DataFrame:
 
 
 def _codings(session: Session, layer: str, resolved: dict[int, int], with_memos: bool) -> pd.DataFrame:
-    query = (select(Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
-             .where(Coding.deleted_at.is_(None)))
+    query = select(Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset).where(
+        Coding.deleted_at.is_(None)
+    )
     if layer == CONSENSUS:
         query = query.where(Coding.phase == "consensus")
     else:
         layer_coder = select(Coder.id).where(Coder.name == layer).scalar_subquery()
         query = query.where(Coding.phase == "independent", Coding.coder_id == layer_coder)
-    frame = _int_frame(session, query.order_by(Coding.transcript_id, Coding.start_offset, Coding.id),
-                       ["coding_id", "transcript_id", "code_id", "start", "end"])
+    frame = _int_frame(
+        session,
+        query.order_by(Coding.transcript_id, Coding.start_offset, Coding.id),
+        ["coding_id", "transcript_id", "code_id", "start", "end"],
+    )
     frame["code_id"] = frame["code_id"].map(resolved)
     frame = frame[frame["code_id"].notna()].reset_index(drop=True)
     frame["code_id"] = frame["code_id"].astype("int64")
@@ -250,9 +295,15 @@ def _codings(session: Session, layer: str, resolved: dict[int, int], with_memos:
     frame["memo"] = None
     if with_memos and len(frame):
         # The note a coder may keep on a coding itself, with who wrote it; few codings have one.
-        notes = session.connection().execute(
-            select(Coding.id, Coder.name, Coding.memo).join(Coder, Coder.id == Coding.coder_id)
-            .where(Coding.memo.is_not(None), Coding.deleted_at.is_(None))).fetchall()
+        notes = (
+            session.connection()
+            .execute(
+                select(Coding.id, Coder.name, Coding.memo)
+                .join(Coder, Coder.id == Coding.coder_id)
+                .where(Coding.memo.is_not(None), Coding.deleted_at.is_(None))
+            )
+            .fetchall()
+        )
         by_id = {coding_id: (coder, memo) for coding_id, coder, memo in notes}
         found = [by_id.get(c, (None, None)) for c in frame["coding_id"].tolist()]
         frame["coder"] = [coder for coder, _ in found]
@@ -273,12 +324,22 @@ def _turns(session: Session, transcript_ids: list[int], texts: dict[int, str] | 
         if len(transcript_ids) <= 500:
             query = query.where(Turn.transcript_id.in_(transcript_ids))
             annotated = annotated.where(Turn.transcript_id.in_(transcript_ids))
-        frame = _int_frame(session, query.order_by(Turn.transcript_id, Turn.char_start),
-                           ["turn_id", "transcript_id", "char_start", "char_end"])
+        frame = _int_frame(
+            session,
+            query.order_by(Turn.transcript_id, Turn.char_start),
+            ["turn_id", "transcript_id", "char_start", "char_end"],
+        )
     else:
         names = ["turn_id", "transcript_id", "number", "speaker_role", "speaker_label", "char_start", "char_end"]
-        query = select(Turn.id, Turn.transcript_id, Turn.number, Turn.speaker_role, Turn.speaker_label,
-                       Turn.char_start, Turn.char_end)
+        query = select(
+            Turn.id,
+            Turn.transcript_id,
+            Turn.number,
+            Turn.speaker_role,
+            Turn.speaker_label,
+            Turn.char_start,
+            Turn.char_end,
+        )
         if len(transcript_ids) <= 500:
             query = query.where(Turn.transcript_id.in_(transcript_ids))
             annotated = annotated.where(Turn.transcript_id.in_(transcript_ids))
@@ -290,8 +351,9 @@ def _turns(session: Session, transcript_ids: list[int], texts: dict[int, str] | 
     nonverbal = {turn_id: ranges for turn_id, ranges in session.connection().execute(annotated) if ranges}
     frame["nonverbal"] = frame["turn_id"].map(nonverbal) if nonverbal else None
     if texts is not None:
-        frame["text"] = [texts[t][a:b] for t, a, b in zip(frame["transcript_id"], frame["char_start"],
-                                                           frame["char_end"])]
+        frame["text"] = [
+            texts[t][a:b] for t, a, b in zip(frame["transcript_id"], frame["char_start"], frame["char_end"])
+        ]
     return frame
 
 
@@ -301,32 +363,50 @@ SCORE_COLUMNS = ["session_id", "dyad_id", "session", "instrument", "respondent",
 def _scores(session: Session | None) -> pd.DataFrame:
     if session is None:
         return pd.DataFrame([], columns=SCORE_COLUMNS)
-    query = (select(QuestionnaireScore.session_id, TherapySession.dyad_id, TherapySession.number,
-                    QuestionnaireScore.instrument, QuestionnaireScore.respondent, QuestionnaireScore.total,
-                    QuestionnaireScore.subscales)
-             .join(TherapySession, TherapySession.id == QuestionnaireScore.session_id)
-             .order_by(QuestionnaireScore.instrument, QuestionnaireScore.respondent, QuestionnaireScore.session_id))
+    query = (
+        select(
+            QuestionnaireScore.session_id,
+            TherapySession.dyad_id,
+            TherapySession.number,
+            QuestionnaireScore.instrument,
+            QuestionnaireScore.respondent,
+            QuestionnaireScore.total,
+            QuestionnaireScore.subscales,
+        )
+        .join(TherapySession, TherapySession.id == QuestionnaireScore.session_id)
+        .order_by(QuestionnaireScore.instrument, QuestionnaireScore.respondent, QuestionnaireScore.session_id)
+    )
     return _frame(session, query, SCORE_COLUMNS)
 
 
 def _attributes(session: Session, hide_blinded: bool) -> pd.DataFrame:
-    query = select(Attribute.target_kind, Attribute.target_id, Attribute.name, Attribute.value,
-                   Attribute.value_type, Attribute.blinded)
+    query = select(
+        Attribute.target_kind,
+        Attribute.target_id,
+        Attribute.name,
+        Attribute.value,
+        Attribute.value_type,
+        Attribute.blinded,
+    )
     if hide_blinded:
         query = query.where(Attribute.blinded.is_(False))
-    return _frame(session, query.order_by(Attribute.name),
-                  ["target_kind", "target_id", "name", "value", "value_type", "blinded"])
+    return _frame(
+        session, query.order_by(Attribute.name), ["target_kind", "target_id", "name", "value", "value_type", "blinded"]
+    )
 
 
-def _memos(session: Session, workspace: Workspace, blind: bool, codings: pd.DataFrame,
-           node_ids: list[int]) -> tuple[MemoNote, ...]:
+def _memos(
+    session: Session, workspace: Workspace, blind: bool, codings: pd.DataFrame, node_ids: list[int]
+) -> tuple[MemoNote, ...]:
     """Memos on the exported codings and codes: everyone's, or only the actor's own while blind."""
     actor = workspace.actor
     if blind and actor is None:
         return ()
-    query = (select(Coder.name, Memo.target_kind, Memo.target_id, Memo.text)
-             .join(Coder, Coder.id == Memo.coder_id)
-             .where(Memo.deleted_at.is_(None), Memo.target_kind.in_(("coding", "code"))))
+    query = (
+        select(Coder.name, Memo.target_kind, Memo.target_id, Memo.text)
+        .join(Coder, Coder.id == Memo.coder_id)
+        .where(Memo.deleted_at.is_(None), Memo.target_kind.in_(("coding", "code")))
+    )
     if blind:
         query = query.where(Memo.coder_id == actor.id)
     coding_ids = set(int(i) for i in codings["coding_id"])
@@ -338,9 +418,17 @@ def _memos(session: Session, workspace: Workspace, blind: bool, codings: pd.Data
     return tuple(notes)
 
 
-def gather(workspace: Workspace, *, layer: str = CONSENSUS, codebooks: Iterable[str] | None = None,
-           codes: Iterable[str] | None = None, spans: bool = False, turns: str = "none",
-           with_memos: bool = False, purpose: str = "export") -> ResultsData:
+def gather(
+    workspace: Workspace,
+    *,
+    layer: str = CONSENSUS,
+    codebooks: Iterable[str] | None = None,
+    codes: Iterable[str] | None = None,
+    spans: bool = False,
+    turns: str = "none",
+    with_memos: bool = False,
+    purpose: str = "export",
+) -> ResultsData:
     """Everything a frequency table, representativeness table or excerpt report needs, and no more.
 
     ``codes`` keeps only the named codes (name, label or id) and their descendants.
@@ -368,19 +456,34 @@ def gather(workspace: Workspace, *, layer: str = CONSENSUS, codebooks: Iterable[
         coded = sorted(set(codings["transcript_id"].tolist()))
         texts = _texts(session, coded) if spans or turns == "text" else None
         if spans:
-            codings["text"] = [texts[t][a:b] for t, a, b in zip(codings["transcript_id"], codings["start"],
-                                                                 codings["end"])]
-        turn_frame = (_turns(session, coded, texts if turns == "text" else None) if turns != "none"
-                      else pd.DataFrame(columns=TURN_COLUMNS))
+            codings["text"] = [
+                texts[t][a:b] for t, a, b in zip(codings["transcript_id"], codings["start"], codings["end"])
+            ]
+        turn_frame = (
+            _turns(session, coded, texts if turns == "text" else None)
+            if turns != "none"
+            else pd.DataFrame(columns=TURN_COLUMNS)
+        )
         scores = _scores(None if blind else session)
         attributes = _attributes(session, hide_blinded=blind)
         memos = _memos(session, workspace, blind, codings, [n.id for n in nodes]) if with_memos else ()
     with workspace.store.session() as session:
         # Who exported which layer, and whether the blind applied, belongs in the blinding audit.
         record(session, workspace.actor_label, f"export.{purpose}", "study", 1, layer=layer, blind=blind)
-    return ResultsData(title=title, layer=layer, actor=workspace.actor_label, blind=blind, codes=tuple(nodes),
-                       units=units, codings=codings, turns=turn_frame, scores=scores, attributes=attributes,
-                       memos=memos, outline_only=outline_only)
+    return ResultsData(
+        title=title,
+        layer=layer,
+        actor=workspace.actor_label,
+        blind=blind,
+        codes=tuple(nodes),
+        units=units,
+        codings=codings,
+        turns=turn_frame,
+        scores=scores,
+        attributes=attributes,
+        memos=memos,
+        outline_only=outline_only,
+    )
 
 
 def select_codes(nodes: list[CodeNode], wanted: Iterable[str]) -> tuple[list[CodeNode], frozenset[int]]:
@@ -390,8 +493,14 @@ def select_codes(nodes: list[CodeNode], wanted: Iterable[str]) -> tuple[list[Cod
     chosen: set[int] = set()
     for text in wanted:
         folded = text.casefold()
-        hits = [n for n in nodes if str(n.id) == text or n.name.casefold() == folded
-                or n.label.casefold() == folded or n.path_name.casefold() == folded]
+        hits = [
+            n
+            for n in nodes
+            if str(n.id) == text
+            or n.name.casefold() == folded
+            or n.label.casefold() == folded
+            or n.path_name.casefold() == folded
+        ]
         if not hits:
             raise NotFound(f"no code named {text!r} among the codes you can see")
         chosen.update(n.id for n in hits)

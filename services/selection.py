@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import select
 
-from concord.analysis.session_selection import SelectionResult, SessionAlliance, select_sessions as run_selection
-from concord.analysis.session_selection import session_alliance, session_table
+from concord.analysis.session_selection import SelectionResult, SessionAlliance, session_alliance, session_table
+from concord.analysis.session_selection import select_sessions as run_selection
 from concord.services.audit import record
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, NotFound, PermissionDenied
@@ -37,12 +37,21 @@ def _instrument_key(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch.isalnum())
 
 
-def select_sessions(workspace: Workspace, *, alliance: Sequence[str], outcome: str, alpha: float = 0.05,
-                    detrend: bool = False, apply: str | None = None) -> SessionSelection:
+def select_sessions(
+    workspace: Workspace,
+    *,
+    alliance: Sequence[str],
+    outcome: str,
+    alpha: float = 0.05,
+    detrend: bool = False,
+    apply: str | None = None,
+) -> SessionSelection:
     """Run the selection procedure on the study's scores; with ``apply``, store high/low on the chosen sessions."""
     if workspace.blind_for_actor():
-        raise PermissionDenied("the study is blind: questionnaire scores are hidden from coders, so session "
-                               "selection takes a supervisor or admin (--as), or an unblinded study")
+        raise PermissionDenied(
+            "the study is blind: questionnaire scores are hidden from coders, so session "
+            "selection takes a supervisor or admin (--as), or an unblinded study"
+        )
     if apply is not None:
         workspace.require_supervisor()
         apply = apply.strip()
@@ -58,31 +67,43 @@ def select_sessions(workspace: Workspace, *, alliance: Sequence[str], outcome: s
 
     with workspace.store.reader() as session:
         rows = session.execute(
-            select(Dyad.key, TherapySession.number, QuestionnaireScore.instrument, QuestionnaireScore.respondent,
-                   QuestionnaireScore.total)
+            select(
+                Dyad.key,
+                TherapySession.number,
+                QuestionnaireScore.instrument,
+                QuestionnaireScore.respondent,
+                QuestionnaireScore.total,
+            )
             .join(TherapySession, TherapySession.id == QuestionnaireScore.session_id)
-            .join(Dyad, Dyad.id == TherapySession.dyad_id)).all()
-        all_sessions = session.execute(select(Dyad.key, TherapySession.number)
-                                       .join(TherapySession, TherapySession.dyad_id == Dyad.id)).all()
+            .join(Dyad, Dyad.id == TherapySession.dyad_id)
+        ).all()
+        all_sessions = session.execute(
+            select(Dyad.key, TherapySession.number).join(TherapySession, TherapySession.dyad_id == Dyad.id)
+        ).all()
     present = sorted({instrument for _d, _n, instrument, _r, _t in rows})
     found = {_instrument_key(instrument) for instrument in present}
     for name in (*alliance, outcome):
         if _instrument_key(name) not in found:
-            raise NotFound(f"no scores for instrument {name!r} in this study"
-                           + (f" (it has: {', '.join(present)})" if present else " (it has no scores yet)"))
+            raise NotFound(
+                f"no scores for instrument {name!r} in this study"
+                + (f" (it has: {', '.join(present)})" if present else " (it has no scores yet)")
+            )
     columns = ["therapy", "session", "respondent", "total"]
-    alliance_rows = pd.DataFrame([(d, n, r, t) for d, n, i, r, t in rows if _instrument_key(i) in wanted_alliance],
-                                 columns=columns)
-    outcome_rows = pd.DataFrame([(d, n, r, t) for d, n, i, r, t in rows if _instrument_key(i) == wanted_outcome],
-                                columns=columns)
+    alliance_rows = pd.DataFrame(
+        [(d, n, r, t) for d, n, i, r, t in rows if _instrument_key(i) in wanted_alliance], columns=columns
+    )
+    outcome_rows = pd.DataFrame(
+        [(d, n, r, t) for d, n, i, r, t in rows if _instrument_key(i) == wanted_outcome], columns=columns
+    )
     per_session: list[SessionAlliance] = session_alliance(alliance_rows)
     therapies = set(alliance_rows["therapy"]) | set(outcome_rows["therapy"])
     listed = sorted((d, n) for d, n in all_sessions if d in therapies)
     data = session_table(per_session, outcome_rows, listed)
     result = run_selection(data, alpha=alpha, detrend=detrend)
     single = tuple((a.therapy, a.session, a.respondents[0]) for a in per_session if len(a.respondents) == 1)
-    selection = SessionSelection(result=result, alliance_instruments=alliance, outcome_instrument=outcome,
-                                 single_respondent=single)
+    selection = SessionSelection(
+        result=result, alliance_instruments=alliance, outcome_instrument=outcome, single_respondent=single
+    )
     if apply is None:
         return selection
     return _apply(workspace, selection, apply)
@@ -94,12 +115,19 @@ def _apply(workspace: Workspace, selection: SessionSelection, name: str) -> Sess
     chosen = {(c.therapy, c.session): c.pole for c in selection.result.chosen}
     applied, cleared = [], []
     with workspace.store.session() as session:
-        places = {(key, number): session_id for session_id, key, number in session.execute(
-            select(TherapySession.id, Dyad.key, TherapySession.number)
-            .join(Dyad, Dyad.id == TherapySession.dyad_id))}
+        places = {
+            (key, number): session_id
+            for session_id, key, number in session.execute(
+                select(TherapySession.id, Dyad.key, TherapySession.number).join(Dyad, Dyad.id == TherapySession.dyad_id)
+            )
+        }
         ids_to_place = {session_id: place for place, session_id in places.items()}
-        existing = {row.target_id: row for row in session.scalars(select(Attribute).where(
-            Attribute.target_kind == "session", Attribute.name == name))}
+        existing = {
+            row.target_id: row
+            for row in session.scalars(
+                select(Attribute).where(Attribute.target_kind == "session", Attribute.name == name)
+            )
+        }
         for target_id, row in existing.items():
             place = ids_to_place.get(target_id)
             if place not in chosen:
@@ -109,17 +137,40 @@ def _apply(workspace: Workspace, selection: SessionSelection, name: str) -> Sess
             target_id = places[place]
             row = existing.get(target_id)
             if row is None:
-                session.add(Attribute(target_kind="session", target_id=target_id, name=name, value_type="text",
-                                      value=pole, blinded=True))
+                session.add(
+                    Attribute(
+                        target_kind="session",
+                        target_id=target_id,
+                        name=name,
+                        value_type="text",
+                        value=pole,
+                        blinded=True,
+                    )
+                )
             else:
                 row.value, row.value_type, row.blinded = pole, "text", True
             applied.append((*place, pole))
         result = selection.result
-        record(session, actor.name, "selection.apply", "attribute", None, attribute=name,
-               alliance=list(selection.alliance_instruments), outcome=selection.outcome_instrument,
-               alpha=result.alpha, detrend=result.detrended,
-               chosen=[f"{t}:{s}={p}" for t, s, p in applied], cleared=[f"{t}:{s}" for t, s, _ in cleared])
-    return SessionSelection(result=selection.result, alliance_instruments=selection.alliance_instruments,
-                            outcome_instrument=selection.outcome_instrument,
-                            single_respondent=selection.single_respondent, applied_attribute=name,
-                            applied=tuple(applied), cleared=tuple(cleared))
+        record(
+            session,
+            actor.name,
+            "selection.apply",
+            "attribute",
+            None,
+            attribute=name,
+            alliance=list(selection.alliance_instruments),
+            outcome=selection.outcome_instrument,
+            alpha=result.alpha,
+            detrend=result.detrended,
+            chosen=[f"{t}:{s}={p}" for t, s, p in applied],
+            cleared=[f"{t}:{s}" for t, s, _ in cleared],
+        )
+    return SessionSelection(
+        result=selection.result,
+        alliance_instruments=selection.alliance_instruments,
+        outcome_instrument=selection.outcome_instrument,
+        single_respondent=selection.single_respondent,
+        applied_attribute=name,
+        applied=tuple(applied),
+        cleared=tuple(cleared),
+    )

@@ -14,8 +14,15 @@ from concord.storage.errors import ConcordError, NotFound, PermissionDenied
 from concord.storage.models import CODER_ROLES, Code, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
 
 
-def init_study(target: str, *, title: str | None = None, blind: bool = True, language: str = "en",
-               actor: str | None = None, codebooks: tuple[str, ...] = ()) -> Workspace:
+def init_study(
+    target: str,
+    *,
+    title: str | None = None,
+    blind: bool = True,
+    language: str = "en",
+    actor: str | None = None,
+    codebooks: tuple[str, ...] = (),
+) -> Workspace:
     """Create a new study, with the named codebooks, and return it opened.
 
     Codebooks are read and validated before anything is created, so a bad one
@@ -28,10 +35,10 @@ def init_study(target: str, *, title: str | None = None, blind: bool = True, lan
     workspace = Workspace(store, actor)
     try:
         with store.session() as session:
-            session.add(Study(id=1, title=title or Path(str(target)).stem or "Untitled study",
-                              language=language, blind=blind))
-            record(session, actor or "(unnamed)", "study.init", "study", 1,
-                   title=title, blind=blind, language=language)
+            session.add(
+                Study(id=1, title=title or Path(str(target)).stem or "Untitled study", language=language, blind=blind)
+            )
+            record(session, actor or "(unnamed)", "study.init", "study", 1, title=title, blind=blind, language=language)
         for spec, origin in specs:
             add_codebook_spec(workspace, spec, origin=origin)
     except BaseException:
@@ -52,8 +59,15 @@ def update_settings(workspace: Workspace, **changes) -> StudySettings:
         old = {name: getattr(row, name) for name in changes}
         for name, value in changes.items():
             setattr(row, name, value)
-        record(session, workspace.actor_label, "study.settings", "study", 1,
-               old={k: str(v) for k, v in old.items()}, new={k: str(v) for k, v in changes.items()})
+        record(
+            session,
+            workspace.actor_label,
+            "study.settings",
+            "study",
+            1,
+            old={k: str(v) for k, v in old.items()},
+            new={k: str(v) for k, v in changes.items()},
+        )
         return settings_of(row)
 
 
@@ -133,25 +147,30 @@ def study_status(workspace: Workspace) -> dict:
         code_count = select(func.count()).select_from(Code).where(Code.live())
         if blind:
             # Other coders' inductive codes are their work: a coder counts only what they can see.
-            code_count = code_count.where((Code.origin == "deductive")
-                                          | (Code.creator_id == (actor.id if actor else -1)))
+            code_count = code_count.where(
+                (Code.origin == "deductive") | (Code.creator_id == (actor.id if actor else -1))
+            )
         codes = session.scalar(code_count) or 0
         per_coder = dict(
             session.execute(
                 select(Coder.name, func.count(Coding.id))
-                .join(Coding, (Coding.coder_id == Coder.id) & Coding.deleted_at.is_(None)
-                      & (Coding.phase == "independent"), isouter=True)
+                .join(
+                    Coding,
+                    (Coding.coder_id == Coder.id) & Coding.deleted_at.is_(None) & (Coding.phase == "independent"),
+                    isouter=True,
+                )
                 .group_by(Coder.name)
                 .order_by(Coder.name)
             ).all()
         )
-        consensus = session.scalar(
-            select(func.count()).select_from(Coding)
-            .where(Coding.phase == "consensus", Coding.deleted_at.is_(None))
-        ) or 0
+        consensus = (
+            session.scalar(
+                select(func.count()).select_from(Coding).where(Coding.phase == "consensus", Coding.deleted_at.is_(None))
+            )
+            or 0
+        )
         phases = dict(session.execute(select(Transcript.phase, func.count()).group_by(Transcript.phase)).all())
-        done_query = select(func.count()).select_from(TranscriptProgress).where(
-            TranscriptProgress.done_at.is_not(None))
+        done_query = select(func.count()).select_from(TranscriptProgress).where(TranscriptProgress.done_at.is_not(None))
         if blind and actor is not None:
             done_query = done_query.where(TranscriptProgress.coder_id == actor.id)
         done = session.scalar(done_query) or 0
@@ -187,4 +206,3 @@ def backup(workspace: Workspace, dest: str) -> Path:
     with workspace.store.session() as session:
         record(session, workspace.actor_label, "study.backup", "study", 1, dest=str(path))
     return path
-

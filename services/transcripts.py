@@ -6,7 +6,7 @@ dyad, session, group attributes or scores, and no other coder's progress.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -57,8 +57,11 @@ def _attributes(session: Session, transcript: Transcript, *, hide_blinded: bool)
         if hide_blinded:
             query = query.where(Attribute.blinded.is_(False))
         for row in session.scalars(query.order_by(Attribute.name)):
-            found.append(AttributeInfo(name=row.name, value=row.value, value_type=row.value_type,
-                                       blinded=row.blinded, target_kind=kind))
+            found.append(
+                AttributeInfo(
+                    name=row.name, value=row.value, value_type=row.value_type, blinded=row.blinded, target_kind=kind
+                )
+            )
     return tuple(found)
 
 
@@ -66,7 +69,8 @@ def _session_place(session: Session, transcript: Transcript) -> tuple[str | None
     if transcript.session_id is None:
         return None, None
     row = session.execute(
-        select(Dyad.key, TherapySession.number).join(TherapySession, TherapySession.dyad_id == Dyad.id)
+        select(Dyad.key, TherapySession.number)
+        .join(TherapySession, TherapySession.dyad_id == Dyad.id)
         .where(TherapySession.id == transcript.session_id)
     ).one()
     return row[0], row[1]
@@ -74,10 +78,10 @@ def _session_place(session: Session, transcript: Transcript) -> tuple[str | None
 
 def _progress(session: Session, transcript_ids: list[int]) -> dict[tuple[int, int], ProgressInfo]:
     coding_counts = dict(
-        ((tid, cid), n) for tid, cid, n in session.execute(
+        ((tid, cid), n)
+        for tid, cid, n in session.execute(
             select(Coding.transcript_id, Coding.coder_id, func.count())
-            .where(Coding.deleted_at.is_(None), Coding.phase == "independent",
-                   Coding.transcript_id.in_(transcript_ids))
+            .where(Coding.deleted_at.is_(None), Coding.phase == "independent", Coding.transcript_id.in_(transcript_ids))
             .group_by(Coding.transcript_id, Coding.coder_id)
         )
     )
@@ -104,28 +108,37 @@ def list_transcripts(workspace: Workspace) -> list[TranscriptSummary]:
     with workspace.store.reader() as session:
         rows = session.scalars(select(Transcript).order_by(Transcript.key)).all()
         ids = [r.id for r in rows]
-        turn_counts = dict(session.execute(
-            select(Turn.transcript_id, func.count()).group_by(Turn.transcript_id)).all())
+        turn_counts = dict(session.execute(select(Turn.transcript_id, func.count()).group_by(Turn.transcript_id)).all())
         progress = _progress(session, ids) if ids else {}
         summaries = []
         for row in rows:
             own = None
             if actor is not None:
-                own = progress.get((row.id, actor.id),
-                                   ProgressInfo(coder=actor.name, turns_reviewed=0, codings=0, done=False))
+                own = progress.get(
+                    (row.id, actor.id), ProgressInfo(coder=actor.name, turns_reviewed=0, codings=0, done=False)
+                )
             others: tuple[ProgressInfo, ...] = ()
             dyad = number = None
             attributes: tuple[AttributeInfo, ...] = ()
             if not blind:
-                others = tuple(sorted((p for (tid, _), p in progress.items() if tid == row.id),
-                                      key=lambda p: p.coder))
+                others = tuple(sorted((p for (tid, _), p in progress.items() if tid == row.id), key=lambda p: p.coder))
                 dyad, number = _session_place(session, row)
                 attributes = _attributes(session, row, hide_blinded=False)
-            summaries.append(TranscriptSummary(
-                id=row.id, key=row.key, kind=row.kind, perspective=row.perspective,
-                turns=turn_counts.get(row.id, 0), phase=row.phase, progress=own, others=others,
-                dyad=dyad, session_number=number, attributes=attributes,
-            ))
+            summaries.append(
+                TranscriptSummary(
+                    id=row.id,
+                    key=row.key,
+                    kind=row.kind,
+                    perspective=row.perspective,
+                    turns=turn_counts.get(row.id, 0),
+                    phase=row.phase,
+                    progress=own,
+                    others=others,
+                    dyad=dyad,
+                    session_number=number,
+                    attributes=attributes,
+                )
+            )
         return summaries
 
 
@@ -134,10 +147,18 @@ def get_transcript(workspace: Workspace, key_or_id: str | int) -> TranscriptDeta
     with workspace.store.reader() as session:
         row = find_transcript(session, key_or_id)
         turns = tuple(
-            TurnInfo(id=t.id, number=t.number, speaker_role=t.speaker_role, speaker_label=t.speaker_label,
-                     start_time=t.start_time, end_time=t.end_time, char_start=t.char_start,
-                     char_end=t.char_end, replayed=t.replayed,
-                     nonverbal=tuple((int(a), int(b)) for a, b in (t.nonverbal or ())))
+            TurnInfo(
+                id=t.id,
+                number=t.number,
+                speaker_role=t.speaker_role,
+                speaker_label=t.speaker_label,
+                start_time=t.start_time,
+                end_time=t.end_time,
+                char_start=t.char_start,
+                char_end=t.char_end,
+                replayed=t.replayed,
+                nonverbal=tuple((int(a), int(b)) for a, b in (t.nonverbal or ())),
+            )
             for t in session.scalars(select(Turn).where(Turn.transcript_id == row.id).order_by(Turn.number))
         )
         dyad = number = None
@@ -146,16 +167,32 @@ def get_transcript(workspace: Workspace, key_or_id: str | int) -> TranscriptDeta
             dyad, number = _session_place(session, row)
             if row.session_id is not None:
                 scores = tuple(
-                    ScoreInfo(instrument=s.instrument, respondent=s.respondent, total=s.total,
-                              subscales=dict(s.subscales or {}), band=s.band)
-                    for s in session.scalars(select(QuestionnaireScore)
-                                             .where(QuestionnaireScore.session_id == row.session_id)
-                                             .order_by(QuestionnaireScore.instrument, QuestionnaireScore.respondent))
+                    ScoreInfo(
+                        instrument=s.instrument,
+                        respondent=s.respondent,
+                        total=s.total,
+                        subscales=dict(s.subscales or {}),
+                        band=s.band,
+                    )
+                    for s in session.scalars(
+                        select(QuestionnaireScore)
+                        .where(QuestionnaireScore.session_id == row.session_id)
+                        .order_by(QuestionnaireScore.instrument, QuestionnaireScore.respondent)
+                    )
                 )
         return TranscriptDetail(
-            id=row.id, key=row.key, kind=row.kind, perspective=row.perspective, language=row.language,
-            text=row.text, turns=turns, phase=row.phase, dyad=dyad, session_number=number,
-            attributes=_attributes(session, row, hide_blinded=blind), scores=scores,
+            id=row.id,
+            key=row.key,
+            kind=row.kind,
+            perspective=row.perspective,
+            language=row.language,
+            text=row.text,
+            turns=turns,
+            phase=row.phase,
+            dyad=dyad,
+            session_number=number,
+            attributes=_attributes(session, row, hide_blinded=blind),
+            scores=scores,
         )
 
 
@@ -179,7 +216,7 @@ def set_done(workspace: Workspace, transcript_id: int, done: bool = True) -> Non
         if row is None:
             row = TranscriptProgress(coder_id=actor.id, transcript_id=transcript_id, turns_reviewed=0, last_offset=0)
             session.add(row)
-        row.done_at = datetime.now(timezone.utc) if done else None
+        row.done_at = datetime.now(UTC) if done else None
         record(session, actor.name, "transcript.done" if done else "transcript.reopen", "transcript", transcript_id)
 
 

@@ -10,7 +10,7 @@ unblinded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -31,8 +31,9 @@ class UnblindResult:
 def unfinished_transcripts(workspace: Workspace) -> list[str]:
     """Keys of the transcripts whose consensus is not finished."""
     with workspace.store.reader() as session:
-        return list(session.scalars(select(Transcript.key).where(Transcript.phase != "consensus_done")
-                                    .order_by(Transcript.key)))
+        return list(
+            session.scalars(select(Transcript.key).where(Transcript.phase != "consensus_done").order_by(Transcript.key))
+        )
 
 
 def unblind(workspace: Workspace, *, reason: str | None = None, force: bool = False) -> UnblindResult:
@@ -43,21 +44,32 @@ def unblind(workspace: Workspace, *, reason: str | None = None, force: bool = Fa
         if not study.blind:
             raise ConcordError("this study is open (not blind): there is nothing to unblind")
         if study.unblinded_at is not None:
-            raise ConcordError(f"the study was already unblinded by {study.unblinded_by} on"
-                               f" {study.unblinded_at:%Y-%m-%d %H:%M} UTC")
-        unfinished = tuple(session.scalars(select(Transcript.key).where(Transcript.phase != "consensus_done")
-                                           .order_by(Transcript.key)))
+            raise ConcordError(
+                f"the study was already unblinded by {study.unblinded_by} on {study.unblinded_at:%Y-%m-%d %H:%M} UTC"
+            )
+        unfinished = tuple(
+            session.scalars(select(Transcript.key).where(Transcript.phase != "consensus_done").order_by(Transcript.key))
+        )
         if unfinished:
             shown = ", ".join(unfinished[:10]) + (f" and {len(unfinished) - 10} more" if len(unfinished) > 10 else "")
             if not force:
-                raise ConcordError(f"{len(unfinished)} transcript(s) lack a finished consensus ({shown});"
-                                   " finish it, or unblind anyway with --force --reason TEXT")
+                raise ConcordError(
+                    f"{len(unfinished)} transcript(s) lack a finished consensus ({shown});"
+                    " finish it, or unblind anyway with --force --reason TEXT"
+                )
             if reason is None:
                 raise ConcordError("unblinding before consensus is finished needs a reason (--reason TEXT)")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         study.unblinded_at = now
         study.unblinded_by = actor.name
-        record(session, actor.name, "study.unblind", "study", 1, reason=reason, forced=bool(unfinished),
-               unfinished=list(unfinished))
-        return UnblindResult(unblinded_at=now, unblinded_by=actor.name, forced=bool(unfinished),
-                             unfinished=unfinished)
+        record(
+            session,
+            actor.name,
+            "study.unblind",
+            "study",
+            1,
+            reason=reason,
+            forced=bool(unfinished),
+            unfinished=list(unfinished),
+        )
+        return UnblindResult(unblinded_at=now, unblinded_by=actor.name, forced=bool(unfinished), unfinished=unfinished)

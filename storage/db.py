@@ -12,7 +12,7 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from alembic import command
@@ -76,9 +76,7 @@ def _engine_for(target: str) -> Engine:
         except ArgumentError as exc:
             raise StudyOpenError(f"{target}: not a database URL ({exc})") from None
         if not url.drivername.startswith("postgresql"):
-            raise StudyOpenError(
-                f"{_safe_url(target)}: only SQLite files and postgresql+psycopg:// URLs are studies"
-            )
+            raise StudyOpenError(f"{_safe_url(target)}: only SQLite files and postgresql+psycopg:// URLs are studies")
         if url.drivername == "postgresql":
             url = url.set(drivername="postgresql+psycopg")
         return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 5})
@@ -239,7 +237,7 @@ def open_study(target: str, *, migrate: bool = True) -> StudyStore:
 
 
 def _migration_backup_path(store: StudyStore, revision: str | None) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     if store.backend == "sqlite":
         source = Path(store.target)
         return source.with_name(f"{source.stem}.before-{revision}-{stamp}{STUDY_SUFFIX}")
@@ -266,8 +264,9 @@ def _ensure_pg_database(target: str) -> None:
     url = make_url(target)
     if url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT",
-                          connect_args={"connect_timeout": 5})
+    admin = create_engine(
+        url.set(database="postgres"), isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
     try:
         with admin.connect() as conn:
             exists = conn.execute(

@@ -16,12 +16,11 @@ Design notes that matter beyond this file:
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    and_,
     Boolean,
     CheckConstraint,
     Date,
@@ -34,6 +33,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -57,7 +57,7 @@ MEMO_TARGETS = ("study", "transcript", "turn", "coding", "code")
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -138,9 +138,7 @@ class Transcript(Base):
     __tablename__ = "transcripts"
     __table_args__ = (
         CheckConstraint(_one_of("kind", TRANSCRIPT_KINDS), name="kind"),
-        CheckConstraint(
-            "perspective IS NULL OR " + _one_of("perspective", PERSPECTIVES), name="perspective"
-        ),
+        CheckConstraint("perspective IS NULL OR " + _one_of("perspective", PERSPECTIVES), name="perspective"),
         CheckConstraint(_one_of("phase", TRANSCRIPT_PHASES), name="phase"),
     )
 
@@ -212,9 +210,7 @@ class QuestionnaireScore(Base):
 
     __tablename__ = "questionnaire_scores"
     __table_args__ = (
-        UniqueConstraint(
-            "session_id", "instrument", "respondent", name="uq_scores_session_instrument_respondent"
-        ),
+        UniqueConstraint("session_id", "instrument", "respondent", name="uq_scores_session_instrument_respondent"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

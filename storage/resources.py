@@ -18,6 +18,8 @@ def package_path(package: str, *parts: str) -> Path:
     """
     traversable = resources.files(package).joinpath(*parts)
     if not isinstance(traversable, Path):
-        raise RuntimeError(f"Concord's resource {package}/{'/'.join(parts)} is not on the file system; "
-                           "install Concord with pip (not as a zip)")
+        raise RuntimeError(
+            f"Concord's resource {package}/{'/'.join(parts)} is not on the file system; "
+            "install Concord with pip (not as a zip)"
+        )
     return traversable

@@ -7,7 +7,7 @@ import os
 import uuid
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 PG_URL = os.environ.get("CONCORD_TEST_PG")

@@ -56,21 +56,39 @@ def make_study(target: str, *, blind: bool = True) -> Workspace:
         therapy = TherapySession(dyad_id=dyad.id, number=5, modality="in person")
         session.add(therapy)
         session.flush()
-        transcript = Transcript(key="S-A", kind="session", session_id=therapy.id, language="en", text=text,
-                                source_name="s-a.txt")
+        transcript = Transcript(
+            key="S-A", kind="session", session_id=therapy.id, language="en", text=text, source_name="s-a.txt"
+        )
         session.add(transcript)
         session.flush()
         for number, (label, role, start, end) in enumerate(spans, 1):
-            session.add(Turn(transcript_id=transcript.id, number=number, speaker_role=role, speaker_label=label,
-                             char_start=start, char_end=end, nonverbal=[]))
-        session.add_all([
-            Attribute(target_kind="session", target_id=therapy.id, name="group", value="high", blinded=True),
-            Attribute(target_kind="transcript", target_id=transcript.id, name="transcriber", value="kb",
-                      blinded=False),
-            QuestionnaireScore(session_id=therapy.id, instrument="WAI-SR", respondent="client",
-                               items={str(i): 4 for i in range(1, 13)},
-                               subscales={"task": 16, "bond": 16, "goal": 16}, total=48),
-        ])
+            session.add(
+                Turn(
+                    transcript_id=transcript.id,
+                    number=number,
+                    speaker_role=role,
+                    speaker_label=label,
+                    char_start=start,
+                    char_end=end,
+                    nonverbal=[],
+                )
+            )
+        session.add_all(
+            [
+                Attribute(target_kind="session", target_id=therapy.id, name="group", value="high", blinded=True),
+                Attribute(
+                    target_kind="transcript", target_id=transcript.id, name="transcriber", value="kb", blinded=False
+                ),
+                QuestionnaireScore(
+                    session_id=therapy.id,
+                    instrument="WAI-SR",
+                    respondent="client",
+                    items={str(i): 4 for i in range(1, 13)},
+                    subscales={"task": 16, "bond": 16, "goal": 16},
+                    total=48,
+                ),
+            ]
+        )
         book = Codebook(key="cbt-test", title="Test themes", version="1", origin="test")
         session.add(book)
         session.flush()
@@ -78,8 +96,17 @@ def make_study(target: str, *, blind: bool = True) -> Workspace:
         session.add(theme)
         session.flush()
         for position, (name, hotkey) in enumerate((("Moving forward", "1"), ("Stagnation", "2"))):
-            session.add(Code(codebook_id=book.id, parent_id=theme.id, guid=str(uuid.uuid4()), name=name,
-                             hotkey=hotkey, position=position, origin="deductive"))
+            session.add(
+                Code(
+                    codebook_id=book.id,
+                    parent_id=theme.id,
+                    guid=str(uuid.uuid4()),
+                    name=name,
+                    hotkey=hotkey,
+                    position=position,
+                    origin="deductive",
+                )
+            )
     return workspace
 
 

@@ -44,8 +44,14 @@ def add_group(workspace, parent, values) -> dict[str, int]:
         session.flush()
         ids = {parent: top.id}
         for position, value in enumerate(values):
-            child = Code(codebook_id=book.id, parent_id=top.id, guid=str(uuid.uuid4()), name=value,
-                         position=position, origin="deductive")
+            child = Code(
+                codebook_id=book.id,
+                parent_id=top.id,
+                guid=str(uuid.uuid4()),
+                name=value,
+                position=position,
+                origin="deductive",
+            )
             session.add(child)
             session.flush()
             ids[value] = child.id
@@ -66,9 +72,17 @@ def add_transcript(workspace, key, speakers) -> list[tuple[int, int]]:
         session.add(transcript)
         session.flush()
         for number, (role, (start, end)) in enumerate(zip(speakers, spans), 1):
-            session.add(Turn(transcript_id=transcript.id, number=number, speaker_role=role,
-                             speaker_label="T" if role == "therapist" else "P", char_start=start, char_end=end,
-                             nonverbal=[]))
+            session.add(
+                Turn(
+                    transcript_id=transcript.id,
+                    number=number,
+                    speaker_role=role,
+                    speaker_label="T" if role == "therapist" else "P",
+                    char_start=start,
+                    char_end=end,
+                    nonverbal=[],
+                )
+            )
     return spans
 
 
@@ -77,8 +91,17 @@ def add_codings(workspace, coder, key, code_id, spans):
         coder_id = session.query(Coder.id).filter(Coder.name == coder).scalar()
         transcript_id = session.query(Transcript.id).filter(Transcript.key == key).scalar()
         for start, end in spans:
-            session.add(Coding(coder_id=coder_id, transcript_id=transcript_id, code_id=code_id, start_offset=start,
-                               end_offset=end, phase="independent", made_blind=True))
+            session.add(
+                Coding(
+                    coder_id=coder_id,
+                    transcript_id=transcript_id,
+                    code_id=code_id,
+                    start_offset=start,
+                    end_offset=end,
+                    phase="independent",
+                    made_blind=True,
+                )
+            )
 
 
 def code_matrix(workspace, matrix, coders, values, *, key_prefix="U", one_transcript=True, group="Rating"):
@@ -107,8 +130,11 @@ def code_matrix(workspace, matrix, coders, values, *, key_prefix="U", one_transc
 
 
 def rows_by(report, scope, statistic, **where):
-    found = [r for r in report.rows if r.scope == scope and r.statistic == statistic
-             and all(getattr(r, k) == v for k, v in where.items())]
+    found = [
+        r
+        for r in report.rows
+        if r.scope == scope and r.statistic == statistic and all(getattr(r, k) == v for k, v in where.items())
+    ]
     assert len(found) == 1, found
     return found[0]
 
@@ -124,10 +150,12 @@ def study(study_target):
 
 
 def test_k2011_group_on_one_turn_transcripts_matches_krippendorff(study):
-    k2011 = [[1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
-             [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
-             [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
-             [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None]]
+    k2011 = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, None, None, None],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, None, 3],
+        [None, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, None],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, None],
+    ]
     add_people(study, ["cai", "dee"])
     coders = ["ann", "bob", "cai", "dee"]
     code_matrix(study, k2011, coders, [str(v) for v in range(1, 6)], one_transcript=False)
@@ -155,8 +183,8 @@ def test_cohen_1960_table_on_one_transcript_matches_sklearn_and_statsmodels(stud
     first, second = [], []
     for i, row in enumerate(table):
         for j, count in enumerate(row):
-            first += ["a", "b", "c"][i:i + 1] * count
-            second += ["a", "b", "c"][j:j + 1] * count
+            first += ["a", "b", "c"][i : i + 1] * count
+            second += ["a", "b", "c"][j : j + 1] * count
     code_matrix(study, [first, second], ["ann", "bob"], ["a", "b", "c"])
     report = compute_agreement(as_person(study, "sue"), AgreementOptions(groups=("Rating",)))
     cohen = rows_by(report, "group", "cohen_kappa", group="Rating")
@@ -165,21 +193,53 @@ def test_cohen_1960_table_on_one_transcript_matches_sklearn_and_statsmodels(stud
     assert round(rows_by(report, "group", "percent", group="Rating").value, 4) == 0.70
     ratings = np.array([[ord(x) - 97 for x in first], [ord(x) - 97 for x in second]])
     assert round(rows_by(report, "group", "krippendorff_alpha", group="Rating").value, 4) == round(
-        krippendorff.alpha(ratings, level_of_measurement="nominal"), 4)
+        krippendorff.alpha(ratings, level_of_measurement="nominal"), 4
+    )
     assert round(rows_by(report, "group", "fleiss_kappa", group="Rating").value, 4) == round(
-        fleiss_kappa(aggregate_raters(ratings.T)[0]), 4)
+        fleiss_kappa(aggregate_raters(ratings.T)[0]), 4
+    )
 
 
 def test_fleiss_1971_six_coders_match_statsmodels_and_krippendorff(study):
-    raw = ("444444 222555 233335 555555 222444 113333 333355 113334 114444 555555 144444 124444 222333 144444"
-           " 224445 333335 111455 111112 224444 133555 555555 244444 224555 114444 144445 222224 111155 224444"
-           " 133333 555555").split()
+    raw = [
+        "444444",
+        "222555",
+        "233335",
+        "555555",
+        "222444",
+        "113333",
+        "333355",
+        "113334",
+        "114444",
+        "555555",
+        "144444",
+        "124444",
+        "222333",
+        "144444",
+        "224445",
+        "333335",
+        "111455",
+        "111112",
+        "224444",
+        "133555",
+        "555555",
+        "244444",
+        "224555",
+        "114444",
+        "144445",
+        "222224",
+        "111155",
+        "224444",
+        "133333",
+        "555555",
+    ]
     coders = ["ann", "bob", "cai", "dee", "eve", "fay"]
     add_people(study, coders[2:])
     matrix = [[subject[c] for subject in raw] for c in range(6)]
     code_matrix(study, matrix, coders, ["1", "2", "3", "4", "5"])
-    report = compute_agreement(as_person(study, "sue"),
-                               AgreementOptions(groups=("Rating",), statistics=("fleiss", "alpha")))
+    report = compute_agreement(
+        as_person(study, "sue"), AgreementOptions(groups=("Rating",), statistics=("fleiss", "alpha"))
+    )
     subjects = np.array([[int(ch) for ch in subject] for subject in raw])
     fleiss = rows_by(report, "group", "fleiss_kappa", group="Rating")
     assert round(fleiss.value, 4) == round(fleiss_kappa(aggregate_raters(subjects)[0]), 4) == 0.4302
@@ -206,10 +266,16 @@ def test_k2004_dichotomy_as_a_present_absent_code_matches_references(study):
     for coder, row in (("ann", coder1), ("bob", coder2)):
         add_codings(study, coder, "D", ids["X"], [s for s, v in zip(spans, row) if v])
     report = compute_agreement(as_person(study, "sue"), AgreementOptions(codes=("X",), transcripts=("D",)))
-    assert round(rows_by(report, "code", "krippendorff_alpha", code="X").value, 4) == round(
-        krippendorff.alpha([coder1, coder2], level_of_measurement="nominal"), 4) == 0.0952
-    assert round(rows_by(report, "code", "cohen_kappa", code="X").value, 4) == round(
-        cohen_kappa_score(coder1, coder2), 4) == 0.0909
+    assert (
+        round(rows_by(report, "code", "krippendorff_alpha", code="X").value, 4)
+        == round(krippendorff.alpha([coder1, coder2], level_of_measurement="nominal"), 4)
+        == 0.0952
+    )
+    assert (
+        round(rows_by(report, "code", "cohen_kappa", code="X").value, 4)
+        == round(cohen_kappa_score(coder1, coder2), 4)
+        == 0.0909
+    )
     assert rows_by(report, "code", "percent", code="X").value == pytest.approx(0.6)
     assert rows_by(report, "code", "percent", code="X").disagreements == 4
 
@@ -233,17 +299,21 @@ def test_speaker_filter_and_uncoded_both_ways(study):
         return report, rows_by(report, "code", "krippendorff_alpha", code="X")
 
     report, kept = alpha(uncoded="category")
-    assert kept.units == 10 and round(kept.value, 4) == round(krippendorff.alpha([ann, bob], level_of_measurement="nominal"), 4)
+    assert kept.units == 10 and round(kept.value, 4) == round(
+        krippendorff.alpha([ann, bob], level_of_measurement="nominal"), 4
+    )
     report, dropped = alpha(uncoded="exclude")
     coded = [i for i in range(10) if ann[i] or bob[i]]
     assert dropped.units == 6 and "left out" in report.unit_description
-    assert round(dropped.value, 4) == round(krippendorff.alpha(
-        [[ann[i] for i in coded], [bob[i] for i in coded]], level_of_measurement="nominal"), 4)
+    assert round(dropped.value, 4) == round(
+        krippendorff.alpha([[ann[i] for i in coded], [bob[i] for i in coded]], level_of_measurement="nominal"), 4
+    )
     report, client = alpha(speaker="client")
     odd = range(1, 10, 2)
     assert client.units == 5 and "only client turns" in report.unit_description
-    assert round(client.value, 4) == round(krippendorff.alpha(
-        [[ann[i] for i in odd], [bob[i] for i in odd]], level_of_measurement="nominal"), 4)
+    assert round(client.value, 4) == round(
+        krippendorff.alpha([[ann[i] for i in odd], [bob[i] for i in odd]], level_of_measurement="nominal"), 4
+    )
 
 
 def test_group_as_one_categorical_variable_with_units_coded_by_one_coder(study):
@@ -251,8 +321,10 @@ def test_group_as_one_categorical_variable_with_units_coded_by_one_coder(study):
     spans = add_transcript(study, "D", ["client"] * 6)
     # ann: forward stuck forward  -     -   forward
     # bob: forward stuck stuck    stuck -   -
-    for coder, labels in (("ann", ["forward", "stuck", "forward", None, None, "forward"]),
-                          ("bob", ["forward", "stuck", "stuck", "stuck", None, None])):
+    for coder, labels in (
+        ("ann", ["forward", "stuck", "forward", None, None, "forward"]),
+        ("bob", ["forward", "stuck", "stuck", "stuck", None, None]),
+    ):
         for span, label in zip(spans, labels):
             if label:
                 add_codings(study, coder, "D", ids[label], [span])
@@ -264,7 +336,10 @@ def test_group_as_one_categorical_variable_with_units_coded_by_one_coder(study):
     assert alpha.disagreements == 3
     units = disagreement_units(sue, AgreementOptions(groups=("Direction",)), "group", "Direction")
     assert [(u.turn, [r.category for r in u.ratings]) for u in units] == [
-        (3, ["forward", "stuck"]), (4, ["(none)", "stuck"]), (6, ["forward", "(none)"])]
+        (3, ["forward", "stuck"]),
+        (4, ["(none)", "stuck"]),
+        (6, ["forward", "(none)"]),
+    ]
     assert units[0].text == "utterance number 3 by the client" and units[0].speaker == "client"
     # The per-code reading of the same codings: each value present or absent.
     per_code = compute_agreement(sue, AgreementOptions(codes=("forward", "stuck"), statistics=("cohen",)))
@@ -293,18 +368,23 @@ def test_transcript_units_per_transcript_and_pooled_scopes(study):
     ids = add_group(study, "Pole", ["X", "Y"])
     for key in ("A", "B", "C"):
         add_transcript(study, key, ["client"] * 2)
-    for coder, coded in (("ann", {"A": ["X"], "B": ["X", "Y"], "C": ["Y"]}),
-                         ("bob", {"A": ["X"], "B": ["Y"], "C": ["Y"]})):
+    for coder, coded in (
+        ("ann", {"A": ["X"], "B": ["X", "Y"], "C": ["Y"]}),
+        ("bob", {"A": ["X"], "B": ["Y"], "C": ["Y"]}),
+    ):
         for key, names in coded.items():
             for name in names:
                 add_codings(study, coder, key, ids[name], [(3, 8)])
-    report = compute_agreement(as_person(study, "sue"),
-                               AgreementOptions(unit="transcript", codes=("X", "Y"), transcripts=("A", "B", "C")))
+    report = compute_agreement(
+        as_person(study, "sue"), AgreementOptions(unit="transcript", codes=("X", "Y"), transcripts=("A", "B", "C"))
+    )
     x = rows_by(report, "code", "percent", code="X")
     assert (x.units, x.disagreements, round(x.value, 4)) == (3, 1, 0.6667)
     pooled = rows_by(report, "pooled", "percent")
     assert (pooled.units, round(pooled.value, 4)) == (6, 0.8333)
-    per_transcript = {r.transcript: r.value for r in report.rows if r.scope == "transcript" and r.statistic == "percent"}
+    per_transcript = {
+        r.transcript: r.value for r in report.rows if r.scope == "transcript" and r.statistic == "percent"
+    }
     assert per_transcript == {"A": 1.0, "B": 0.5, "C": 1.0}
 
 
@@ -327,10 +407,12 @@ def test_bootstrap_intervals_and_consensus_phase(study):
         transcript.phase = "consensus_done"
     add_codings(study, "sue", "D", ids["X"], [s for s, v in zip(spans, truth) if v])
     with study.store.session() as session:
-        session.query(Coding).filter(Coding.coder_id == session.query(Coder.id).filter(Coder.name == "sue")
-                                     .scalar_subquery()).update({"phase": "consensus"}, synchronize_session=False)
-    versus = compute_agreement(sue, AgreementOptions(codes=("X",), transcripts=("D",), phase="consensus",
-                                                     statistics=("cohen", "alpha")))
+        session.query(Coding).filter(
+            Coding.coder_id == session.query(Coder.id).filter(Coder.name == "sue").scalar_subquery()
+        ).update({"phase": "consensus"}, synchronize_session=False)
+    versus = compute_agreement(
+        sue, AgreementOptions(codes=("X",), transcripts=("D",), phase="consensus", statistics=("cohen", "alpha"))
+    )
     assert versus.coders == ("ann", "bob", "(consensus)")
     ann_vs = rows_by(versus, "coder_pair", "cohen_kappa", coder_pair=("ann", "(consensus)"))
     bob_vs = rows_by(versus, "coder_pair", "cohen_kappa", coder_pair=("bob", "(consensus)"))
@@ -372,13 +454,24 @@ def test_agreement_command_json_csv_table_and_errors(study, study_target):
     add_people(study, ["cai"])
     matrix = [["a", "b", "a", "b", "a"], ["a", "b", "b", "b", "a"], ["a", "a", "a", "b", "a"]]
     code_matrix(study, matrix, ["ann", "bob", "cai"], ["a", "b"])
-    result = run("agreement", study_target, "--as", "sue", "--group", "Rating", "--format", "json",
-                 "--bootstrap", "50")
+    result = run("agreement", study_target, "--as", "sue", "--group", "Rating", "--format", "json", "--bootstrap", "50")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     first = rows[0]
-    for field in ("scope", "statistic", "value", "units", "coders", "ci_low", "ci_high", "unit", "group",
-                  "transcript", "coder_pair", "note"):
+    for field in (
+        "scope",
+        "statistic",
+        "value",
+        "units",
+        "coders",
+        "ci_low",
+        "ci_high",
+        "unit",
+        "group",
+        "transcript",
+        "coder_pair",
+        "note",
+    ):
         assert field in first
     alpha = next(r for r in rows if r["scope"] == "group" and r["statistic"] == "krippendorff_alpha")
     data = [[0 if v == "a" else 1 for v in row] for row in matrix]
@@ -386,14 +479,29 @@ def test_agreement_command_json_csv_table_and_errors(study, study_target):
     assert alpha["unit"] == "turn" and alpha["units"] == 5 and alpha["coders"] == 3
     cohen = next(r for r in rows if r["scope"] == "group" and r["statistic"] == "cohen_kappa")
     assert cohen["value"] is None and "exactly 2 coders" in cohen["note"]
-    pair = next(r for r in rows if r["scope"] == "coder_pair" and r["statistic"] == "cohen_kappa"
-                and r["coder_pair"] == ["ann", "bob"])
+    pair = next(
+        r
+        for r in rows
+        if r["scope"] == "coder_pair" and r["statistic"] == "cohen_kappa" and r["coder_pair"] == ["ann", "bob"]
+    )
     assert round(pair["value"], 4) == round(cohen_kappa_score(matrix[0], matrix[1]), 4)
 
     alone = run("agreement", study_target, "--as", "sue", "--group", "Rating", "--statistic", "cohen")
     assert alone.exit_code == 2 and "cohen_kappa needs exactly 2 coders" in alone.stderr
-    two = run("agreement", study_target, "--as", "sue", "--group", "Rating", "--statistic", "cohen",
-              "--coders", "ann,bob", "--format", "csv")
+    two = run(
+        "agreement",
+        study_target,
+        "--as",
+        "sue",
+        "--group",
+        "Rating",
+        "--statistic",
+        "cohen",
+        "--coders",
+        "ann,bob",
+        "--format",
+        "csv",
+    )
     assert two.exit_code == 0
     lines = two.stdout.splitlines()
     assert lines[0].startswith("scope,statistic,value") and len(lines) == 2

@@ -32,8 +32,8 @@ from concord.analysis.agreement_stats import (
     StatResult,
     bootstrap_ci,
     brennan_prediger,
-    coincidence_matrix,
     cohen_kappa,
+    coincidence_matrix,
     compute,
     encode_ratings,
     fleiss_kappa,
@@ -79,9 +79,13 @@ KWIKI = [
     [_, _, 2, 1, 3, 4, 4, _, 2, 1, 1, 3, 3, _, 4],
 ]
 K2004_DICHOTOMY = [[1, 1, 0, 0, 0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 1, 0, 1, 0, 0]]
-K2004_P227 = [list(pair) for pair in zip(*"aa ab bb bb bb bb bc cc cc cc cc cc".split())]
-K1980_P139 = [list(unit) for unit in zip(*[(1, 1, 1), (1, 2, 2), (2, 2, 2), (4, 4, 4), (1, 4, 4),
-                                           (2, 2, 2), (1, 2, 3), (3, 3, 3), (2, 2, 2)])]
+K2004_P227 = [list(pair) for pair in zip(*["aa", "ab", "bb", "bb", "bb", "bb", "bc", "cc", "cc", "cc", "cc", "cc"])]
+K1980_P139 = [
+    list(unit)
+    for unit in zip(
+        *[(1, 1, 1), (1, 2, 2), (2, 2, 2), (4, 4, 4), (1, 4, 4), (2, 2, 2), (1, 2, 3), (3, 3, 3), (2, 2, 2)]
+    )
+]
 HAYES_KRIPPENDORFF_2007 = """
 1 1 2 . 2 | 1 1 0 1 . | 2 3 3 3 . | . 0 0 . 0 | 0 0 0 . 0 | 0 0 0 . 0 | 1 0 2 . 1 | 1 . 2 0 . | 2 2 2 . 2 | 2 1 1 1 .
 . 1 0 0 . | 0 0 0 0 . | 1 2 2 2 . | 3 3 2 2 3 | 1 1 1 . 1 | 1 1 1 . 1 | 2 1 2 . 2 | 1 2 3 3 . | 1 1 0 1 . | 0 0 0 . 0
@@ -93,8 +97,16 @@ FLEISS_1971 = """
 333335 111455 111112 224444 133555 555555 244444 224555 114444 144445 222224 111155 224444 133333 555555
 """
 WIKIPEDIA_FLEISS = [
-    [0, 0, 0, 0, 14], [0, 2, 6, 4, 2], [0, 0, 3, 5, 6], [0, 3, 9, 2, 0], [2, 2, 8, 1, 1],
-    [7, 7, 0, 0, 0], [3, 2, 6, 3, 0], [2, 5, 3, 2, 2], [6, 5, 2, 1, 0], [0, 2, 2, 3, 7],
+    [0, 0, 0, 0, 14],
+    [0, 2, 6, 4, 2],
+    [0, 0, 3, 5, 6],
+    [0, 3, 9, 2, 0],
+    [2, 2, 8, 1, 1],
+    [7, 7, 0, 0, 0],
+    [3, 2, 6, 3, 0],
+    [2, 5, 3, 2, 2],
+    [6, 5, 2, 1, 0],
+    [0, 2, 2, 3, 7],
 ]
 BEN_GERRY = [list("aabbdcccedda"), list("babbbccce") + [_] + list("dd")]
 
@@ -445,7 +457,9 @@ def complete_ratings(seed: int, coders: int, units: int, k: int = 4) -> np.ndarr
     return np.where(rng.random((coders, units)) < 0.6, truth, noise)
 
 
-@pytest.mark.parametrize("function", [percent_agreement, fleiss_kappa, krippendorff_alpha, brennan_prediger, cohen_kappa])
+@pytest.mark.parametrize(
+    "function", [percent_agreement, fleiss_kappa, krippendorff_alpha, brennan_prediger, cohen_kappa]
+)
 def test_vectorised_bootstrap_equals_resampling_one_by_one(function):
     ratings = complete_ratings(3, 2 if function is cohen_kappa else 4, 60)
 

@@ -36,11 +36,11 @@ def rows_of(table):
 
 def test_a_coding_hits_every_turn_it_overlaps_and_none_in_the_gaps():
     codings = [
-        CodingRecord("ann", "T1", "X", 5, 8),      # inside turn 1
-        CodingRecord("ann", "T1", "X", 8, 35),     # turns 1, 2 and 3
-        CodingRecord("ann", "T1", "X", 10, 13),    # only the gap between turns 1 and 2
-        CodingRecord("ann", "T1", "X", 48, 60),    # the end of turn 3 and past the last turn
-        CodingRecord("ann", "T2", "X", 0, 4),      # the prefix and one character of T2's turn
+        CodingRecord("ann", "T1", "X", 5, 8),  # inside turn 1
+        CodingRecord("ann", "T1", "X", 8, 35),  # turns 1, 2 and 3
+        CodingRecord("ann", "T1", "X", 10, 13),  # only the gap between turns 1 and 2
+        CodingRecord("ann", "T1", "X", 48, 60),  # the end of turn 3 and past the last turn
+        CodingRecord("ann", "T2", "X", 0, 4),  # the prefix and one character of T2's turn
     ]
     corpus = corpus_from_records(TURNS, codings)
     coding_rows, turn_rows = turn_hits(corpus)
@@ -174,13 +174,19 @@ def test_records_with_unknown_names_or_overlapping_turns_are_refused():
 def test_k2011_through_the_builder_equals_the_krippendorff_package():
     """Krippendorff (2011): 4 observers x 12 units with gaps; each unit its own one-turn transcript."""
     nan = np.nan
-    k2011 = [[1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
-             [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
-             [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
-             [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan]]
+    k2011 = [
+        [1, 2, 3, 3, 2, 1, 4, 1, 2, nan, nan, nan],
+        [1, 2, 3, 3, 2, 2, 4, 1, 2, 5, nan, 3],
+        [nan, 3, 3, 3, 2, 3, 4, 2, 2, 5, 1, nan],
+        [1, 2, 3, 3, 2, 4, 4, 1, 2, 5, 1, nan],
+    ]
     turns = [TurnRecord(f"U{u}", 1, 0, 10, "client") for u in range(12)]
-    codings = [CodingRecord(f"c{c}", f"U{u}", str(int(v)), 2, 5)
-               for c, row in enumerate(k2011) for u, v in enumerate(row) if not np.isnan(v)]
+    codings = [
+        CodingRecord(f"c{c}", f"U{u}", str(int(v)), 2, 5)
+        for c, row in enumerate(k2011)
+        for u, v in enumerate(row)
+        if not np.isnan(v)
+    ]
     corpus = corpus_from_records(turns, codings, codes=[str(v) for v in range(1, 6)])
     group = Group("rating", tuple(str(v) for v in range(1, 6)), tuple((v,) for v in range(5)))
     (table,) = group_tables(corpus, "turn", [group])
@@ -202,8 +208,13 @@ def test_turn_hits_equal_a_brute_force_overlap_on_random_transcripts():
             codings.append(CodingRecord("ann", f"T{t}", "X", start, start + int(rng.integers(1, 400))))
     corpus = corpus_from_records(turns, codings, transcripts=[f"T{t}" for t in range(6)])
     coding_rows, turn_rows = turn_hits(corpus)
-    expected = sorted((c, u) for c in range(corpus.n_codings) for u in range(corpus.n_turns)
-                      if corpus.coding_transcript[c] == corpus.turn_transcript[u]
-                      and corpus.coding_start[c] < corpus.turn_end[u] and corpus.coding_end[c] > corpus.turn_start[u])
+    expected = sorted(
+        (c, u)
+        for c in range(corpus.n_codings)
+        for u in range(corpus.n_turns)
+        if corpus.coding_transcript[c] == corpus.turn_transcript[u]
+        and corpus.coding_start[c] < corpus.turn_end[u]
+        and corpus.coding_end[c] > corpus.turn_start[u]
+    )
     assert sorted(zip(coding_rows.tolist(), turn_rows.tolist())) == expected
     assert len(expected) > 500

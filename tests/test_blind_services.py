@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from concord.services import coding, codes, transcripts
-from concord.services.study import study_status
+from concord.services import codes, coding, transcripts
 from concord.services.audit import list_events
+from concord.services.study import study_status
 from concord.storage.errors import PermissionDenied
 from tests.factories import as_person, make_study
 
@@ -46,7 +46,10 @@ def test_coder_in_blind_study_sees_no_group_scores_or_others_codes(blind_study):
     codes.create_inductive_code(bob, "bob's secret idea")
     assert not [e for e in list_events(ann) if e.actor == "bob"]
     assert {e.action for e in list_events(as_person(blind_study, "sue")) if e.actor == "bob"} == {
-        "coding.apply", "transcript.done", "code.create"}
+        "coding.apply",
+        "transcript.done",
+        "code.create",
+    }
 
 
 def test_supervisor_sees_everything_in_blind_study(blind_study):

@@ -25,7 +25,11 @@ def test_setup_flow_on_every_backend(study_target, tmp_path):
 
     listed = json.loads(run("coder", "list", study_target, "--format", "json").stdout)
     assert [(c["name"], c["role"]) for c in listed] == [
-        ("ann", "coder"), ("sue", "supervisor"), ("bob", "coder"), ("cai", "coder")]
+        ("ann", "coder"),
+        ("sue", "supervisor"),
+        ("bob", "coder"),
+        ("cai", "coder"),
+    ]
 
     status = json.loads(run("status", study_target, "--format", "json").stdout)
     assert status["transcripts"] == 0 and status["turns"] == 0

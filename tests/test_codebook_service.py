@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from concord.app.cli import main
 from concord.codebooks.loader import dump_codebook, load_bundled, load_codebook
 from concord.codebooks.qdc import import_qdc
-from concord.services import codebooks, coding, codes, transcripts
+from concord.services import codebooks, codes, coding, transcripts
 from concord.services.audit import list_events
 from concord.storage.errors import ConcordError, NotFound, PermissionDenied
 from tests.factories import as_person, make_study
@@ -41,7 +41,10 @@ def test_yaml_and_qdc_round_trips_lose_nothing(study, tmp_path):
     again = import_qdc(qdc_out)
     assert _strip_guids(again) == _strip_guids(codebooks.codebook_spec(sue, "cbt-alliance-themes"))
     # The GUIDs are stable: exporting again writes the same file.
-    assert codebooks.export_codebook(sue, "cbt-alliance-themes", tmp_path / "again.qdc").read_bytes() == qdc_out.read_bytes()
+    assert (
+        codebooks.export_codebook(sue, "cbt-alliance-themes", tmp_path / "again.qdc").read_bytes()
+        == qdc_out.read_bytes()
+    )
 
 
 def test_rename_and_move_keep_codings_and_history(study):
@@ -119,6 +122,11 @@ def test_cli_codebook_commands(tmp_path):
     listed = runner.invoke(main, ["codebook", "list", str(study), "--format", "json"])
     assert '"x"' not in listed.stdout
     out = tmp_path / "out.yaml"
-    assert runner.invoke(main, ["codebook", "export", str(study), "ipr-relationship-formation", "--out", str(out)]).exit_code == 0
+    assert (
+        runner.invoke(
+            main, ["codebook", "export", str(study), "ipr-relationship-formation", "--out", str(out)]
+        ).exit_code
+        == 0
+    )
     assert load_codebook(out).code_count() == load_bundled("ipr-relationship-formation").code_count()
     assert dump_codebook(load_codebook(out)) == out.read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from concord.services import coding, codes, transcripts
+from concord.services import codes, coding, transcripts
 from concord.services.workspace import Workspace
 from concord.storage.db import open_study
 from concord.storage.errors import ConcordError, PermissionDenied
@@ -75,7 +75,10 @@ def test_memos_on_transcript_turn_and_coding(study):
     coding.add_memo(ann, "coding", made.id, "Borderline.")
     coding.add_memo(bob, "transcript", detail.id, "bob's note")
     assert [m.text for m in coding.list_memos(ann, transcript_id=detail.id)] == [
-        "First watch: tense start.", "Sighs before answering.", "Borderline."]
+        "First watch: tense start.",
+        "Sighs before answering.",
+        "Borderline.",
+    ]
     assert len(coding.list_memos(sue, transcript_id=detail.id)) == 4
     with pytest.raises(PermissionDenied):
         coding.add_memo(bob, "coding", made.id, "not mine")

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from concord.app.cli import main
-from concord.services import coding, codes, consensus, transcripts
+from concord.services import codes, coding, consensus, transcripts
 from concord.services.audit import list_events
 from concord.services.consensus import DecisionRequest, RationaleRequired
 from concord.services.study import update_settings
@@ -34,8 +34,9 @@ def coded(workspace):
     made = {
         "ann1": coding.apply_code(ann, detail.id, ids["Moving forward"], t[0].char_start, t[0].char_end),
         "bob1": coding.apply_code(bob, detail.id, ids["Moving forward"], t[0].char_start + 4, t[0].char_end),
-        "ann2": coding.apply_code(ann, detail.id, ids["Stagnation"], t[1].char_start, t[1].char_start + 20,
-                                  memo="sighs"),
+        "ann2": coding.apply_code(
+            ann, detail.id, ids["Stagnation"], t[1].char_start, t[1].char_start + 20, memo="sighs"
+        ),
         "bob4": coding.apply_code(bob, detail.id, ids["Moving forward"], t[3].char_start + 26, t[3].char_end),
     }
     return detail, ids, made
@@ -43,8 +44,10 @@ def coded(workspace):
 
 def live_consensus(workspace):
     with workspace.store.reader() as session:
-        return sorted((c.code_id, c.start_offset, c.end_offset, c.made_blind, c.coder_id)
-                      for c in session.query(Coding).filter(Coding.phase == "consensus", Coding.deleted_at.is_(None)))
+        return sorted(
+            (c.code_id, c.start_offset, c.end_offset, c.made_blind, c.coder_id)
+            for c in session.query(Coding).filter(Coding.phase == "consensus", Coding.deleted_at.is_(None))
+        )
 
 
 def test_queue_shows_differing_units_with_every_reading(study):
@@ -55,9 +58,9 @@ def test_queue_shows_differing_units_with_every_reading(study):
     first = queue[0]
     assert [(r.letter, r.label, r.codes) for r in first.readings] == [("A", "ann", ("Stagnation",)), ("B", "bob", ())]
     assert first.readings[0].codings[0].memo == "sighs"
-    assert first.readings[0].codings[0].text == detail.text[made["ann2"].start:made["ann2"].end]
+    assert first.readings[0].codings[0].text == detail.text[made["ann2"].start : made["ann2"].end]
     assert [c.in_unit for c in first.context] == [False, True, False]
-    assert first.text == detail.text[detail.turns[1].char_start:detail.turns[1].char_end]
+    assert first.text == detail.text[detail.turns[1].char_start : detail.turns[1].char_end]
     settled = consensus.consensus_queue(sue, include_settled=True)
     assert [(i.turn, i.status) for i in settled] == [(1, "agreed-pending"), (2, "open"), (4, "open")]
     with pytest.raises(PermissionDenied):
@@ -78,20 +81,28 @@ def test_decisions_fill_the_consensus_layer_and_move_the_phase(study):
     # The first decision also put the agreed turn 1 into the layer, as the union of both coders' spans.
     t = detail.turns
     sue_id = sue.actor.id
-    assert live_consensus(study) == sorted([
-        (ids["Moving forward"], t[0].char_start, t[0].char_end, True, sue_id),
-        (ids["Stagnation"], made["ann2"].start, made["ann2"].end, True, sue_id)])
+    assert live_consensus(study) == sorted(
+        [
+            (ids["Moving forward"], t[0].char_start, t[0].char_end, True, sue_id),
+            (ids["Stagnation"], made["ann2"].start, made["ann2"].end, True, sue_id),
+        ]
+    )
     assert transcripts.list_transcripts(sue)[0].phase == "in_consensus"
     with study.store.reader() as session:
         agreed = session.query(ConsensusDecision).filter(ConsensusDecision.decision == "agreed").one()
-        sources = sorted(s.independent_coding_id for s in session.query(ConsensusSource).filter(
-            ConsensusSource.consensus_coding_id == agreed.result_coding_ids[0]))
+        sources = sorted(
+            s.independent_coding_id
+            for s in session.query(ConsensusSource).filter(
+                ConsensusSource.consensus_coding_id == agreed.result_coding_ids[0]
+            )
+        )
     assert sources == sorted([made["ann1"].id, made["bob1"].id])
 
     with pytest.raises(RationaleRequired, match="matches no coder"):
         consensus.decide(sue, DecisionRequest("S-A", "code", turn=4, code="Stagnation"))
-    decided = consensus.decide(sue, DecisionRequest("S-A", "code", turn=4, code="Stagnation",
-                                                    rationale="resignation, not hope"))
+    decided = consensus.decide(
+        sue, DecisionRequest("S-A", "code", turn=4, code="Stagnation", rationale="resignation, not hope")
+    )
     assert decided.result == (("Stagnation", t[3].char_start, t[3].char_end),)
     assert transcripts.list_transcripts(sue)[0].phase == "consensus_done"
     assert consensus.consensus_queue(sue) == []
@@ -118,8 +129,9 @@ def test_all_none_and_span_decisions(study):
     everything = consensus.decide(sue, DecisionRequest("S-A", "all", turn=2))
     assert everything.result == (("Stagnation", made["ann2"].start, made["ann2"].end),)
     # Extend ann's span to the whole turn: her codes, so no rationale.
-    extended = consensus.decide(sue, DecisionRequest("S-A", "span", turn=2, coder=1, start=t[1].char_start,
-                                                     end=t[1].char_end))
+    extended = consensus.decide(
+        sue, DecisionRequest("S-A", "span", turn=2, coder=1, start=t[1].char_start, end=t[1].char_end)
+    )
     assert extended.result == (("Stagnation", t[1].char_start, t[1].char_end),)
     with pytest.raises(ConcordError, match="has none here"):
         consensus.decide(sue, DecisionRequest("S-A", "span", turn=2, coder="bob", start=1, end=5))
@@ -156,9 +168,11 @@ def test_accept_agreed_and_decisions_from_csv(study, tmp_path):
     assert transcripts.list_transcripts(sue)[0].phase == "in_consensus"
     t = detail.turns
     good = tmp_path / "decisions.csv"
-    good.write_text("transcript,turn,unit_start,unit_end,code,decision,coder,start,end,rationale\n"
-                    "S-A,2,,,,take,ann,,,\n"
-                    f"S-A,,{t[3].char_start},{t[3].char_end},Stagnation,code,,,,heard as resignation\n")
+    good.write_text(
+        "transcript,turn,unit_start,unit_end,code,decision,coder,start,end,rationale\n"
+        "S-A,2,,,,take,ann,,,\n"
+        f"S-A,,{t[3].char_start},{t[3].char_end},Stagnation,code,,,,heard as resignation\n"
+    )
     made_decisions = consensus.apply_decisions(sue, consensus.read_decisions(good))
     assert [d.decision for d in made_decisions] == ["take", "code"]
     assert transcripts.list_transcripts(sue)[0].phase == "consensus_done"
@@ -199,10 +213,14 @@ def test_consensus_and_unblind_commands(study, study_target, tmp_path):
 
     decisions = tmp_path / "d.csv"
     decisions.write_text("transcript,turn,decision,coder\nS-A,2,take,1\nS-A,4,take,2\n")
-    applied = run("consensus", study_target, "--as", "sue", "--present", "sue,ann", "--accept-agreed",
-                  "--decisions", decisions)
+    applied = run(
+        "consensus", study_target, "--as", "sue", "--present", "sue,ann", "--accept-agreed", "--decisions", decisions
+    )
     assert applied.exit_code == 0, applied.output
-    assert "Applied 2 decision(s)" in applied.stdout and "S-A: consensus_done (0 open, 2 decided, 1 agreed)" in applied.stdout
+    assert (
+        "Applied 2 decision(s)" in applied.stdout
+        and "S-A: consensus_done (0 open, 2 decided, 1 agreed)" in applied.stdout
+    )
     assert run("consensus", study_target, "--as", "sue", "--list").stdout.strip().startswith("(none)")
 
     assert run("unblind", study_target, "--as", "ann").exit_code == 2

@@ -11,7 +11,13 @@ from textual.widgets import DataTable, Input, Static
 
 from concord.app.tui.app import make_app
 from concord.app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
-from concord.app.tui.screens.consensus import CodeChoiceDialog, ConsensusScreen, ConsensusSetup, RationaleDialog, SpanDialog
+from concord.app.tui.screens.consensus import (
+    CodeChoiceDialog,
+    ConsensusScreen,
+    ConsensusSetup,
+    RationaleDialog,
+    SpanDialog,
+)
 from concord.app.tui.screens.overview import OverviewScreen
 from concord.services import consensus, transcripts
 from concord.services.study import update_settings
@@ -166,6 +172,7 @@ def test_consensus_mode_is_for_supervisors(study):
 
 
 # -- reached from the overview of the one workbench app ------------------------------------------
+
 
 def overview_row(app) -> list[str]:
     table = app.screen.query_one("#transcripts", DataTable)

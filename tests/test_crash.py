@@ -20,8 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_kill_dash_nine_mid_write_loses_nothing_committed(study_target, backend):
     make_study(study_target).close()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    writer = subprocess.Popen([sys.executable, str(ROOT / "tests" / "crash_writer.py"), study_target],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    writer = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "crash_writer.py"), study_target],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     committed = []
     try:
         while len(committed) < 60:
@@ -39,8 +44,9 @@ def test_kill_dash_nine_mid_write_loses_nothing_committed(study_target, backend)
                 assert conn.execute(text("PRAGMA foreign_key_check")).fetchall() == []
         with store.reader() as session:
             stored = set(session.scalars(select(Coding.id)))
-            audited = session.scalar(select(func.count()).select_from(AuditEvent)
-                                     .where(AuditEvent.action == "coding.apply"))
+            audited = session.scalar(
+                select(func.count()).select_from(AuditEvent).where(AuditEvent.action == "coding.apply")
+            )
         assert set(committed) <= stored
         # Every stored coding was written with its audit event in one transaction.
         assert audited == len(stored)

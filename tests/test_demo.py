@@ -14,8 +14,8 @@ from concord.app.cli import main
 from concord.app.demo import build as demo_build
 from concord.app.demo.build import DEMO_FILENAME, DEMO_TITLE, MATERIAL, demo_path, ensure_demo
 from concord.services.audit import list_events
-from concord.services.coding import apply_code, list_codings
 from concord.services.codes import visible_codes
+from concord.services.coding import apply_code, list_codings
 from concord.services.study import add_coder, init_study, study_status
 from concord.services.transcripts import get_transcript, list_transcripts
 from concord.services.workspace import Workspace
@@ -60,6 +60,7 @@ def status_as(path: Path, name: str) -> dict:
 
 
 # -- building, once ------------------------------------------------------------------------------
+
 
 def test_a_second_run_reuses_the_demo_and_adds_nothing(built):
     assert built.action == "built"
@@ -131,6 +132,7 @@ def test_inductive_codes_belong_to_their_coder(built):
 
 # -- the blind -----------------------------------------------------------------------------------
 
+
 def test_the_blind_hides_group_and_scores_from_alex_and_shows_them_to_sam(built):
     with Workspace.open(str(built.path), "alex") as alex:
         seen_by_alex = get_transcript(alex, "S01")
@@ -175,14 +177,14 @@ def test_the_ipr_interviews_hold_replayed_stretches_of_their_session(built):
     with Workspace.open(str(built.path), "sam") as sam:
         session = get_transcript(sam, "S04")
         interviews = [get_transcript(sam, key) for key in IPR_KEYS]
-    session_turns = {session.text[t.char_start:t.char_end] for t in session.turns}
+    session_turns = {session.text[t.char_start : t.char_end] for t in session.turns}
     for interview, perspective in zip(interviews, ("client", "therapist")):
         assert interview.kind == "ipr" and interview.perspective == perspective
         assert (interview.dyad, interview.session_number) == ("102", 2)
         replayed = [t for t in interview.turns if t.replayed]
         assert len(replayed) == 7
         assert {t.speaker_role for t in replayed} == {"therapist", "client"}
-        assert all(interview.text[t.char_start:t.char_end] in session_turns for t in replayed)
+        assert all(interview.text[t.char_start : t.char_end] in session_turns for t in replayed)
         assert "interviewer" in {t.speaker_role for t in interview.turns if not t.replayed}
         assert "[VIDEO 00:12:30]" in interview.text
 
@@ -197,6 +199,7 @@ def test_the_demo_instrument_is_a_total_only_user_definition():
 
 
 # -- never half-built --------------------------------------------------------------------------
+
 
 def test_an_incomplete_demo_is_rebuilt_from_scratch(tmp_path):
     target = demo_path(tmp_path)
@@ -241,6 +244,7 @@ def test_the_default_place_is_the_user_data_folder(tmp_path):
 
 # -- the command -------------------------------------------------------------------------------
 
+
 def test_cli_prints_what_it_made_and_the_next_commands(built):
     result = CliRunner().invoke(main, ["demo", "--dir", str(built.path.parent), "--no-tui"])
     assert result.exit_code == 0, result.output
@@ -248,8 +252,14 @@ def test_cli_prints_what_it_made_and_the_next_commands(built):
     assert f"The demo study is already built: {built.path}" in out
     assert f"codings       alex {built.summary.codings['alex']}, kim {built.summary.codings['kim']}" in out
     assert "already pseudonymised" in out
-    for command in ("concord code", "concord agreement", "concord consensus", "concord select-sessions",
-                    "concord unblind", "concord export frequencies"):
+    for command in (
+        "concord code",
+        "concord agreement",
+        "concord consensus",
+        "concord select-sessions",
+        "concord unblind",
+        "concord export frequencies",
+    ):
         assert f"  {command} {built.path}" in out, command
 
 
@@ -275,6 +285,7 @@ def test_cli_without_a_terminal_builds_but_does_not_open_the_workbench(built):
 
 # -- the workbench on the demo -----------------------------------------------------------------
 
+
 async def wait_until(pilot, condition, tries: int = 200) -> None:
     for _ in range(tries):
         await pilot.pause(0.02)
@@ -283,8 +294,9 @@ async def wait_until(pilot, condition, tries: int = 200) -> None:
     raise AssertionError("the workbench did not get there in time")
 
 
-@pytest.mark.skipif(not (Path(__file__).parents[1] / "app" / "tui" / "app.py").exists(),
-                    reason="the workbench is not in this tree")
+@pytest.mark.skipif(
+    not (Path(__file__).parents[1] / "app" / "tui" / "app.py").exists(), reason="the workbench is not in this tree"
+)
 async def test_alex_opens_the_first_demo_transcript_in_the_workbench(built, tmp_path):
     from concord.app.tui.app import make_app
 

@@ -68,6 +68,7 @@ _EXPORT = re.compile(r"^export ([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 # -- reading a page ------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Block:
     line: int  # where its first content line is
@@ -149,6 +150,7 @@ def page_steps(path: Path) -> list[Step]:
 
 # -- running a page ------------------------------------------------------------------------------
 
+
 def resolve(args: list[str]) -> tuple[list[str], click.Command, list[str]]:
     """The command names, the click command they lead to, and the rest of the arguments."""
     names, command, rest = [], concord_cli, list(args)
@@ -176,8 +178,11 @@ class PageRun:
     pg_databases: list[str] = field(default_factory=list)
 
     def expand(self, text: str) -> str:
-        return re.sub(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?",
-                      lambda m: self.env.get(m.group(1), os.environ.get(m.group(1), m.group(0))), text)
+        return re.sub(
+            r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?",
+            lambda m: self.env.get(m.group(1), os.environ.get(m.group(1), m.group(0))),
+            text,
+        )
 
     def words(self, step: Step) -> list[str]:
         return [self.expand(word) for word in shlex.split(step.text)]
@@ -201,8 +206,9 @@ class PageRun:
         return not PG_URL and f"${PG_VARIABLE}" in step.text.replace("{", "").replace("}", "")
 
     def tool(self, step: Step) -> None:
-        result = subprocess.run(step.text, shell=True, cwd=self.folder, capture_output=True, text=True,
-                                env={**os.environ, **self.env})
+        result = subprocess.run(
+            step.text, shell=True, cwd=self.folder, capture_output=True, text=True, env={**os.environ, **self.env}
+        )
         assert result.returncode == 0, f"{step.where}: `{step.text}` failed: {result.stderr}"
 
     def concord(self, step: Step) -> None:
@@ -256,8 +262,10 @@ class PageRun:
                 elif step.kind == "concord":
                     self.concord(step)
                 elif step.kind == "unknown":
-                    raise AssertionError(f"{step.where}: `{step.text}` is a shell command the docs test cannot run;"
-                                         " show only concord commands (or chmod, mkdir, cp, ls, cat, export)")
+                    raise AssertionError(
+                        f"{step.where}: `{step.text}` is a shell command the docs test cannot run;"
+                        " show only concord commands (or chmod, mkdir, cp, ls, cat, export)"
+                    )
         finally:
             os.chdir(previous)
 
@@ -269,6 +277,7 @@ class PageRun:
 
 
 # -- fixtures ------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def demo_study(tmp_path_factory) -> Path:
@@ -297,6 +306,7 @@ def run_page(path: Path, folder: Path, demo: Path | None) -> PageRun:
 
 # -- the pages -----------------------------------------------------------------------------------
 
+
 def test_the_pages_the_issue_asks_for_exist():
     for name in GUIDES:
         assert (DOCS / name).exists(), name
@@ -310,8 +320,14 @@ def test_readme_runs(page_folder):
     assert [s.text for s in steps if s.kind == "fresh-machine"] == list(FRESH_MACHINE)
     run = run_page(README, page_folder, demo=None)
     tour = " ".join(run.ran + run.checked)
-    for stage in ("concord demo", "concord code", "concord agreement", "concord consensus", "concord unblind",
-                  "concord export"):
+    for stage in (
+        "concord demo",
+        "concord code",
+        "concord agreement",
+        "concord consensus",
+        "concord unblind",
+        "concord export",
+    ):
         assert stage in tour, f"the README's tour leaves out {stage}"
     assert (page_folder / "demo.concord").exists()
 
@@ -340,8 +356,10 @@ def after_supervisor_guide(folder: Path) -> None:
         assert phases["S01"] == "consensus_done" and phases["S02"] == "in_consensus"
         assert sam.settings().unblinded_at is not None
         inductive = {code.name: code for code in codebook_spec(sam, "inductive").codes}
-        assert [child.name for child in inductive["client disengages"].children] == \
-            ["one-word answers", "homework not done"]
+        assert [child.name for child in inductive["client disengages"].children] == [
+            "one-word answers",
+            "homework not done",
+        ]
         assert "it never ends" not in inductive and {"laughing together", "teasing"} <= set(inductive)
     assert (folder / "inductive-themes.yaml").exists() and (folder / "agreement-spans.csv").exists()
 
@@ -360,8 +378,16 @@ def after_researcher_guide(folder: Path) -> None:
     with _as(folder, "pilot.concord", "ann") as ann:
         assert "group" not in {a.name for a in get_transcript(ann, "S07").attributes}
     assert "Erik,Person-1,person" in (folder / "names.csv").read_text(encoding="utf-8")
-    for name in ("frequencies.csv", "frequencies.group-summary.csv", "by-group.csv", "frequencies-wide.xlsx",
-                 "representativeness.xlsx", "excerpts.html", "study.qdpx", "cbt-alliance-themes.qdc"):
+    for name in (
+        "frequencies.csv",
+        "frequencies.group-summary.csv",
+        "by-group.csv",
+        "frequencies-wide.xlsx",
+        "representativeness.xlsx",
+        "excerpts.html",
+        "study.qdpx",
+        "cbt-alliance-themes.qdc",
+    ):
         assert (folder / name).stat().st_size > 0, name
 
 
@@ -371,13 +397,21 @@ def after_admin_guide(folder: Path) -> None:
     with _as(folder, "backups/study-2025-06-01.concord", "sam") as sam:
         assert study_status(sam)["codings"]["alex"] == 98
     with _as(folder, "lab.concord", "lee") as lee:
-        assert {c.name: c.role for c in list_coders(lee)} == {"lee": "admin", "sam": "supervisor", "alex": "coder",
-                                                              "kim": "coder"}
+        assert {c.name: c.role for c in list_coders(lee)} == {
+            "lee": "admin",
+            "sam": "supervisor",
+            "alex": "coder",
+            "kim": "coder",
+        }
     assert "study.backup" in (folder / "audit.csv").read_text(encoding="utf-8")
 
 
-AFTER = {"coder-guide.md": after_coder_guide, "supervisor-guide.md": after_supervisor_guide,
-         "researcher-guide.md": after_researcher_guide, "admin-guide.md": after_admin_guide}
+AFTER = {
+    "coder-guide.md": after_coder_guide,
+    "supervisor-guide.md": after_supervisor_guide,
+    "researcher-guide.md": after_researcher_guide,
+    "admin-guide.md": after_admin_guide,
+}
 
 
 @pytest.mark.parametrize("name", GUIDES)
@@ -402,8 +436,10 @@ def test_the_harness_catches_a_wrong_command(page_folder, demo_study):
     cases = [
         (Step("x:1", "concord", "concord status study.concord --no-such-option"), "exited 2"),
         (Step("x:2", "concord", "concord agreement study.concord --as alex"), "for supervisors"),
-        (Step("x:3", "concord", "concord code study.concord --as alex --colour red", expect="workbench"),
-         "No such option"),
+        (
+            Step("x:3", "concord", "concord code study.concord --as alex --colour red", expect="workbench"),
+            "No such option",
+        ),
         (Step("x:4", "unknown", "pip install something"), "cannot run"),
         (Step("x:5", "concord", "concord status study.concord --as sam", expect="fails"), "exited 0"),
     ]
@@ -438,6 +474,7 @@ def test_links_between_the_pages_lead_somewhere():
 
 # -- the command reference -----------------------------------------------------------------------
 
+
 def _generator():
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
@@ -450,8 +487,9 @@ def _generator():
 def test_command_reference_is_up_to_date():
     generator = _generator()
     expected = generator.render()
-    assert (DOCS / "commands.md").read_text(encoding="utf-8") == expected, \
+    assert (DOCS / "commands.md").read_text(encoding="utf-8") == expected, (
         "docs/commands.md is out of date: run python scripts/gen_command_reference.py"
+    )
 
 
 def test_command_reference_covers_every_command_and_option():
@@ -518,8 +556,9 @@ def test_every_key_the_guides_list_does_what_they_say(name):
     for binding_id, keys, where in rows:
         assert binding_id in bindings, f"{where}: no key has the id {binding_id}"
         for key in keys:
-            assert _textual_key(key) in bindings[binding_id], \
+            assert _textual_key(key) in bindings[binding_id], (
                 f"{where}: {key!r} is not a key of {binding_id} (it has {bindings[binding_id]})"
+            )
 
 
 def test_the_coder_guide_lists_every_coding_key():
@@ -537,6 +576,7 @@ def test_the_coder_guide_lists_every_coding_key():
 
 
 # -- the screenshot --------------------------------------------------------------------------------
+
 
 def test_screenshot_is_an_svg_of_the_coding_screen_at_100_by_30():
     svg = (DOCS / "screenshot.svg").read_text(encoding="utf-8").replace("&#160;", " ")
@@ -565,9 +605,11 @@ def test_screenshot_script_draws_the_screen_it_promises(demo_study):
 
 # -- row-level security (admin guide), on PostgreSQL --------------------------------------------
 
+
 def sql_blocks(path: Path) -> dict[str, str]:
-    return {block.name: "\n".join(block.lines) for block in fenced_blocks(path)
-            if block.language == "sql" and block.name}
+    return {
+        block.name: "\n".join(block.lines) for block in fenced_blocks(path) if block.language == "sql" and block.name
+    }
 
 
 @pytest.mark.skipif(not PG_URL, reason="needs a PostgreSQL server (CONCORD_TEST_PG)")
@@ -637,8 +679,9 @@ def test_admin_guide_row_level_security_keeps_the_blind_in_the_database(monkeypa
             detail = transcripts.get_transcript(pretender, "S03")
             turn = detail.turns[1]
             with pytest.raises(Exception, match="row-level security"):
-                coding.apply_code(pretender, detail.id, codes.visible_codes(pretender)[0].id, turn.char_start,
-                                  turn.char_end)
+                coding.apply_code(
+                    pretender, detail.id, codes.visible_codes(pretender)[0].id, turn.char_start, turn.char_end
+                )
         finally:
             pretender.close()
 

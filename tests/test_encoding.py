@@ -100,7 +100,7 @@ def test_many_control_characters_are_binary_garbage():
 
 
 def test_mixed_utf8_and_cp1252_lines_name_the_first_bad_line():
-    raw = "T: Hur mår du?\n".encode("utf-8") + "P: Bra.\nT: Och nu?\n".encode() + "P: Svårt.\n".encode("cp1252")
+    raw = "T: Hur mår du?\n".encode() + b"P: Bra.\nT: Och nu?\n" + "P: Svårt.\n".encode("cp1252")
     with pytest.raises(InputError) as caught:
         decode_bytes(raw, "mixed.txt")
     assert caught.value.line == 4

@@ -38,19 +38,32 @@ def _bold(excerpt):
 def test_outline_counts_and_attribution(study):
     report = _report(study)
     assert [s.node.label for s in report.sections] == [
-        "Therapeutic direction", "Moving forward", "talk about goals", "hope", "Stagnation",
-        "Therapist style", "Exploring", "Expert role"]
-    assert _section(report, "Therapeutic direction").count_line == \
-        "Coded 8 times in 4 of 4 sessions (high alliance: 2 of 2; low alliance: 2 of 2)."
-    assert _section(report, "Moving forward").count_line == \
-        "Coded 5 times in 2 of 4 sessions (high alliance: 2 of 2; low alliance: 0 of 2)."
+        "Therapeutic direction",
+        "Moving forward",
+        "talk about goals",
+        "hope",
+        "Stagnation",
+        "Therapist style",
+        "Exploring",
+        "Expert role",
+    ]
+    assert (
+        _section(report, "Therapeutic direction").count_line
+        == "Coded 8 times in 4 of 4 sessions (high alliance: 2 of 2; low alliance: 2 of 2)."
+    )
+    assert (
+        _section(report, "Moving forward").count_line
+        == "Coded 5 times in 2 of 4 sessions (high alliance: 2 of 2; low alliance: 0 of 2)."
+    )
     assert _section(report, "talk about goals").definition == "Client and therapist talk about goals."
     assert report.excerpt_count == 13
     hope = _section(report, "hope").excerpts
     assert [e.attribution for e in hope] == ["Session S-A, high alliance", "Session S-D, high alliance"]
     assert hope[0].lines[0].speaker == "P"
-    assert hope[0].lines[0].fragments == (Fragment("That I wanted to give up. "),
-                                         Fragment("But I did the homework, um-hm, some of it.", bold=True))
+    assert hope[0].lines[0].fragments == (
+        Fragment("That I wanted to give up. "),
+        Fragment("But I did the homework, um-hm, some of it.", bold=True),
+    )
     assert _bold(hope[1]) == ["but I want to try the plan again"]
 
 
@@ -105,7 +118,10 @@ def test_prevalence_by_group(study):
 def test_selected_codes_keep_their_outline(study):
     report = _report(study, codes=["hope"])
     assert [(s.node.label, s.count_line is None) for s in report.sections] == [
-        ("Therapeutic direction", True), ("Moving forward", True), ("hope", False)]
+        ("Therapeutic direction", True),
+        ("Moving forward", True),
+        ("hope", False),
+    ]
     assert _section(report, "hope").count_line.startswith("Coded 2 times in 2 of 4 sessions")
     assert report.excerpt_count == 2
 
@@ -118,8 +134,10 @@ def test_ipr_attribution(study_target):
         workspace.close()
     safety = _section(report, "Safety replaces fear").excerpts
     assert [e.attribution for e in safety] == ["client, dyad 1, session 3"]
-    assert _section(report, "Relational safety").count_line == \
-        "Coded 2 times in 2 of 7 interviews (frail outcome: 0 of 3; positive outcome: 2 of 4)."
+    assert (
+        _section(report, "Relational safety").count_line
+        == "Coded 2 times in 2 of 7 interviews (frail outcome: 0 of 3; positive outcome: 2 of 4)."
+    )
 
 
 def test_docx_report(study, tmp_path):
@@ -131,11 +149,17 @@ def test_docx_report(study, tmp_path):
     assert "Figure 1. Share of sessions in which each theme was coded by group" in texts
     assert len(document.inline_shapes) == 1
     headings = [(p.style.name, p.text) for p in document.paragraphs if p.style.name.startswith("Heading")]
-    assert headings[:3] == [("Heading 1", "Therapeutic direction"), ("Heading 2", "Moving forward"),
-                            ("Heading 3", "talk about goals")]
+    assert headings[:3] == [
+        ("Heading 1", "Therapeutic direction"),
+        ("Heading 2", "Moving forward"),
+        ("Heading 3", "talk about goals"),
+    ]
     assert ("Heading 2", "Exploring (high pole)") in headings
-    quote = next(p for p in document.paragraphs if p.text.endswith("(Session S-D, high alliance)")
-                 and "[laughter]" in p.text and p.style.name == "Excerpt end")
+    quote = next(
+        p
+        for p in document.paragraphs
+        if p.text.endswith("(Session S-D, high alliance)") and "[laughter]" in p.text and p.style.name == "Excerpt end"
+    )
     assert [r.text for r in quote.runs if r.bold] == ["Yes, but I want to try the plan again. [laughter] I can do it."]
     context = next(p for p in document.paragraphs if p.text.startswith("P: She stayed"))
     assert {r.style.name for r in context.runs[:-1]} == {"Context turn"}
@@ -167,14 +191,21 @@ def test_markdown_escape_covers_markup():
     assert md_escape("line\nbreak") == "line break"
 
 
-@pytest.mark.skipif(shutil.which("soffice") is None or shutil.which("pdftotext") is None,
-                    reason="LibreOffice and poppler are needed to render the report")
+@pytest.mark.skipif(
+    shutil.which("soffice") is None or shutil.which("pdftotext") is None,
+    reason="LibreOffice and poppler are needed to render the report",
+)
 def test_docx_report_renders_to_pdf(study, tmp_path):
     out = tmp_path / "report.docx"
     write_report(_report(study), out)
-    subprocess.run(["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(out)],
-                   check=True, capture_output=True, timeout=180)
-    text = subprocess.run(["pdftotext", str(tmp_path / "report.pdf"), "-"], check=True, capture_output=True,
-                          text=True).stdout
+    subprocess.run(
+        ["soffice", "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=180,
+    )
+    text = subprocess.run(
+        ["pdftotext", str(tmp_path / "report.pdf"), "-"], check=True, capture_output=True, text=True
+    ).stdout
     assert "Results: Test study" in text and "Therapeutic direction" in text
     assert "(Session S-A, high alliance)" in " ".join(text.split())

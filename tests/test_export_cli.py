@@ -38,11 +38,26 @@ def test_csv_long_and_group_summary(target, tmp_path):
     assert "4 rows x 8 codes" in result.stdout
     long = pd.read_csv(out)
     assert len(long) == 32
-    assert list(long.columns[:10]) == ["unit", "transcript", "kind", "dyad", "session", "code path", "code",
-                                       "level", "measure", "count"]
+    assert list(long.columns[:10]) == [
+        "unit",
+        "transcript",
+        "kind",
+        "dyad",
+        "session",
+        "code path",
+        "code",
+        "level",
+        "measure",
+        "count",
+    ]
     row = long[(long["unit"] == "S-A") & (long["code path"] == MF)].iloc[0]
-    assert (row["count"], row["level"], row["WAI-SR client total"], row[ALLIANCE], row["group"]) == \
-        (3, "subtheme", 48, 54, "high")
+    assert (row["count"], row["level"], row["WAI-SR client total"], row[ALLIANCE], row["group"]) == (
+        3,
+        "subtheme",
+        48,
+        54,
+        "high",
+    )
     summary = pd.read_csv(tmp_path / "freq.group-summary.csv").set_index("code path")
     assert summary.at[TD, "high: mean segments"] == 3.0 and summary.at[ST, "low: n"] == 2
     assert summary.at[TD, "p (exploratory)"] == pytest.approx(1 / 3)
@@ -84,12 +99,20 @@ def test_docx_publication_tables(target, tmp_path):
     export(target, "frequencies", out)
     document = Document(str(out))
     captions = [p.text for p in document.paragraphs if p.text.startswith("Table ")]
-    assert captions == ["Table 1. Transcripts with each theme and code by group",
-                        "Table 2. Theme and code counts per transcript"]
+    assert captions == [
+        "Table 1. Transcripts with each theme and code by group",
+        "Table 2. Theme and code counts per transcript",
+    ]
     summary, per_unit = document.tables
     header = [c.text for c in summary.rows[0].cells]
-    assert header == ["Theme / code", "high (N = 2) n (%)", "high M segments", "low (N = 2) n (%)",
-                      "low M segments", "p"]
+    assert header == [
+        "Theme / code",
+        "high (N = 2) n (%)",
+        "high M segments",
+        "low (N = 2) n (%)",
+        "low M segments",
+        "p",
+    ]
     assert all(run.bold for cell in summary.rows[0].cells for run in cell.paragraphs[0].runs)
     first = [c.text for c in summary.rows[1].cells]
     assert first == ["Therapeutic direction", "2 (100%)", "3.00", "2 (100%)", "1.00", ".333"]
@@ -98,9 +121,14 @@ def test_docx_publication_tables(target, tmp_path):
     borders = summary._tbl.tblPr.find(qn("w:tblBorders"))
     assert borders.find(qn("w:insideV")).get(qn("w:val")) == "nil"
     assert borders.find(qn("w:top")).get(qn("w:val")) == "single"
-    assert [c.text for c in per_unit.rows[0].cells] == ["Transcript", "group", "alliance mean",
-                                                        "alliance z within dyad", "Therapeutic direction",
-                                                        "Therapist style"]
+    assert [c.text for c in per_unit.rows[0].cells] == [
+        "Transcript",
+        "group",
+        "alliance mean",
+        "alliance z within dyad",
+        "Therapeutic direction",
+        "Therapist style",
+    ]
     assert [c.text for c in per_unit.rows[1].cells] == ["S-A", "high", "54.00", "1.00", "4", "1"]
     notes = [p.text for p in document.paragraphs if p.text.startswith("Note.")]
     assert notes and "coded segments per transcript" in notes[0]
@@ -170,8 +198,9 @@ def test_representativeness_exports(study_target, tmp_path):
     long = pd.read_csv(long_csv, keep_default_na=False)
     row = long[(long["dyad"] == 1) & (long["code path"] == "Relational safety > Fear stays")].iloc[0]
     assert (row["client"], row["therapist"], row["contribution"]) == (0, 1, "T")
-    refused = run("export", "representativeness", study_target, "--out", tmp_path / "x.csv", "--as", "ann",
-                  "--layer", "ann")
+    refused = run(
+        "export", "representativeness", study_target, "--out", tmp_path / "x.csv", "--as", "ann", "--layer", "ann"
+    )
     assert refused.exit_code == 2 and "blind" in refused.stderr
 
 

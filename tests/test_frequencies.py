@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from concord.analysis.scoring import load_instrument, score
 from concord.exporters.frequencies import (
-    GATHER_FOR,
     ALLIANCE,
     ALLIANCE_Z,
+    GATHER_FOR,
     code_counts,
     count_words,
     frequency_table,
@@ -70,8 +70,11 @@ S_D = [
 
 def _wai_sr(responses: dict[int, int]) -> dict:
     scored = score(load_instrument("WAI-SR"), {str(k): v for k, v in responses.items()})
-    return {"items": {str(k): v for k, v in responses.items()}, "total": scored.total,
-            "subscales": dict(scored.subscales)}
+    return {
+        "items": {str(k): v for k, v in responses.items()},
+        "total": scored.total,
+        "subscales": dict(scored.subscales),
+    }
 
 
 def _add_transcript(session, key, turns, therapy_id, nonverbal=None):
@@ -84,8 +87,17 @@ def _add_transcript(session, key, turns, therapy_id, nonverbal=None):
         if nonverbal and number in nonverbal:
             mark_start = text.index(nonverbal[number], start)
             marks = [[mark_start, mark_start + len(nonverbal[number])]]
-        session.add(Turn(transcript_id=row.id, number=number, speaker_role=role, speaker_label=label,
-                         char_start=start, char_end=end, nonverbal=marks))
+        session.add(
+            Turn(
+                transcript_id=row.id,
+                number=number,
+                speaker_role=role,
+                speaker_label=label,
+                char_start=start,
+                char_end=end,
+                nonverbal=marks,
+            )
+        )
     session.flush()
     return row
 
@@ -108,8 +120,15 @@ def build_session_study(target: str, *, blind: bool = True):
         forward, stagnation = codes["Moving forward"], codes["Stagnation"]
 
         def code(name, parent, position, **more):
-            row = Code(codebook_id=book.id, parent_id=parent.id if parent else None, guid=str(uuid.uuid4()),
-                       name=name, position=position, origin="deductive", **more)
+            row = Code(
+                codebook_id=book.id,
+                parent_id=parent.id if parent else None,
+                guid=str(uuid.uuid4()),
+                name=name,
+                position=position,
+                origin="deductive",
+                **more,
+            )
             session.add(row)
             session.flush()
             return row
@@ -118,12 +137,24 @@ def build_session_study(target: str, *, blind: bool = True):
         hope = code("hope", forward, 1)
         old_hope = code("old hope", forward, 2)
         old_hope.merged_into_id = hope.id
-        discarded = code("discarded", stagnation, 0, retired_at=datetime.now(timezone.utc))
+        discarded = code("discarded", stagnation, 0, retired_at=datetime.now(UTC))
         style = code("Therapist style", None, 1)
-        exploring = code("Exploring", style, 0, pole="high", high_pole=True,
-                         definition="The therapist asks open follow-up questions.")
-        expert = code("Expert role", style, 1, pole="low", high_pole=False,
-                      definition="The therapist collects facts and gives advice.")
+        exploring = code(
+            "Exploring",
+            style,
+            0,
+            pole="high",
+            high_pole=True,
+            definition="The therapist asks open follow-up questions.",
+        )
+        expert = code(
+            "Expert role",
+            style,
+            1,
+            pole="low",
+            high_pole=False,
+            definition="The therapist collects facts and gives advice.",
+        )
 
         s_a = session.scalar(select(Transcript).where(Transcript.key == "S-A"))
         dyad1 = session.scalar(select(Dyad).where(Dyad.key == "1"))
@@ -148,29 +179,48 @@ def build_session_study(target: str, *, blind: bool = True):
         s_c = _add_transcript(session, "S-C", S_C, sessions[("2", 1)])
         s_d = _add_transcript(session, "S-D", S_D, sessions[("2", 4)], nonverbal={2: "[laughter]"})
         for key, group in ((("1", 2)), "low"), ((("2", 1)), "low"), ((("2", 4)), "high"):
-            session.add(Attribute(target_kind="session", target_id=sessions[key], name="group", value=group,
-                                  blinded=True))
+            session.add(
+                Attribute(target_kind="session", target_id=sessions[key], name="group", value=group, blinded=True)
+            )
         # Client WAI-SR answers scored by the instrument definition; therapist totals as stored.
         clients = {
-            ("1", 2): {i: 2 for i in range(1, 13)},                                   # 24
-            ("1", 3): {i: 3 for i in range(1, 13)},                                   # 36
+            ("1", 2): dict.fromkeys(range(1, 13), 2),  # 24
+            ("1", 3): dict.fromkeys(range(1, 13), 3),  # 36
             ("2", 1): {i: (3 if i in (1, 2, 10, 3, 5, 7) else 2) for i in range(1, 13)},  # 30
-            ("2", 4): {i: (5 if i in (4, 6) else 4) for i in range(1, 13)},           # 50
+            ("2", 4): {i: (5 if i in (4, 6) else 4) for i in range(1, 13)},  # 50
         }
         for key, responses in clients.items():
             scored = _wai_sr(responses)
-            session.add(QuestionnaireScore(session_id=sessions[key], instrument="WAI-SR", respondent="client",
-                                           **scored))
+            session.add(
+                QuestionnaireScore(session_id=sessions[key], instrument="WAI-SR", respondent="client", **scored)
+            )
         therapists = {("1", 2): 36, ("1", 3): 48, ("2", 1): 40, ("2", 4): 60}
         for key, total in list(therapists.items()) + [(("1", 5), 60)]:
             session_id = s5 if key == ("1", 5) else sessions[key]
-            session.add(QuestionnaireScore(session_id=session_id, instrument="WAI-S-T", respondent="therapist",
-                                           items={}, subscales={"task": total / 3, "bond": total / 3,
-                                                                "goal": total / 3}, total=total))
+            session.add(
+                QuestionnaireScore(
+                    session_id=session_id,
+                    instrument="WAI-S-T",
+                    respondent="therapist",
+                    items={},
+                    subscales={"task": total / 3, "bond": total / 3, "goal": total / 3},
+                    total=total,
+                )
+            )
 
         def coded(transcript, code_row, span, coder=sue, phase="consensus", **more):
-            session.add(Coding(coder_id=coder.id, transcript_id=transcript.id, code_id=code_row.id,
-                               start_offset=span[0], end_offset=span[1], phase=phase, made_blind=True, **more))
+            session.add(
+                Coding(
+                    coder_id=coder.id,
+                    transcript_id=transcript.id,
+                    code_id=code_row.id,
+                    start_offset=span[0],
+                    end_offset=span[1],
+                    phase=phase,
+                    made_blind=True,
+                    **more,
+                )
+            )
 
         coded(s_a, stagnation, _span(s_a, S_A_TURN2))
         coded(s_a, hope, _span(s_a, "But I did the homework, um-hm, some of it."), memo="hope despite doubt")
@@ -181,7 +231,7 @@ def build_session_study(target: str, *, blind: bool = True):
         coded(s_b, expert, _span(s_b, "Tell me about your mother's visit."))
         coded(s_b, expert, _span(s_b, "Did she stay long?"))
         coded(s_c, stagnation, _span(s_c, "No. He never helps."))
-        coded(s_c, forward, _span(s_c, "No. He never helps."), deleted_at=datetime.now(timezone.utc))
+        coded(s_c, forward, _span(s_c, "No. He never helps."), deleted_at=datetime.now(UTC))
         coded(s_c, discarded, _span(s_c, "He never helps."))
         coded(s_c, expert, _span(s_c, "Did your husband help with the move?"))
         coded(s_d, old_hope, _span(s_d, "but I want to try the plan again"))
@@ -192,11 +242,13 @@ def build_session_study(target: str, *, blind: bool = True):
         coded(s_a, forward, _span(s_a, "But I did the homework"), coder=ann, phase="independent")
         session.flush()
         hope_coding = session.scalar(select(Coding.id).where(Coding.code_id == hope.id))
-        session.add_all([
-            Memo(coder_id=sue.id, target_kind="code", target_id=exploring.id, text="Often right after a summary."),
-            Memo(coder_id=ann.id, target_kind="code", target_id=exploring.id, text="Look for open questions."),
-            Memo(coder_id=sue.id, target_kind="coding", target_id=hope_coding, text="Agency despite doubt."),
-        ])
+        session.add_all(
+            [
+                Memo(coder_id=sue.id, target_kind="code", target_id=exploring.id, text="Often right after a summary."),
+                Memo(coder_id=ann.id, target_kind="code", target_id=exploring.id, text="Look for open questions."),
+                Memo(coder_id=sue.id, target_kind="coding", target_id=hope_coding, text="Agency despite doubt."),
+            ]
+        )
     return workspace
 
 
@@ -205,7 +257,7 @@ S_A_TURN2 = "Hard. (sighs) I kept thinking about what Anna said /.../ it never e
 
 def unblind(workspace) -> None:
     with workspace.store.session() as session:
-        session.get(Study, 1).unblinded_at = datetime.now(timezone.utc)
+        session.get(Study, 1).unblinded_at = datetime.now(UTC)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -323,8 +375,12 @@ def test_rows_per_dyad_and_group_add_up(study):
     assert groups.loc["high", [TD, MF, TS]].tolist() == [6, 5, 2]
     assert groups.loc["low", [TD, MF, TS]].tolist() == [2, 0, 3]
     sessions = frequency_table(data, by="session").wide
-    assert sessions["unit"].tolist() == ["dyad 1, session 2", "dyad 1, session 5", "dyad 2, session 1",
-                                         "dyad 2, session 4"]
+    assert sessions["unit"].tolist() == [
+        "dyad 1, session 2",
+        "dyad 1, session 5",
+        "dyad 2, session 1",
+        "dyad 2, session 4",
+    ]
 
 
 def test_group_summary_with_exploratory_tests(study):
@@ -425,8 +481,9 @@ def build_ipr_study(target: str):
             session.flush()
             codes[theme] = row
             for pole_position, pole in enumerate(poles):
-                child = Code(codebook_id=book.id, parent_id=row.id, guid=str(uuid.uuid4()), name=pole,
-                             position=pole_position)
+                child = Code(
+                    codebook_id=book.id, parent_id=row.id, guid=str(uuid.uuid4()), name=pole, position=pole_position
+                )
                 session.add(child)
                 session.flush()
                 codes[pole] = child
@@ -435,8 +492,7 @@ def build_ipr_study(target: str):
             dyad = Dyad(key=str(number))
             session.add(dyad)
             session.flush()
-            session.add(Attribute(target_kind="dyad", target_id=dyad.id, name="outcome", value=outcome,
-                                  blinded=True))
+            session.add(Attribute(target_kind="dyad", target_id=dyad.id, name="outcome", value=outcome, blinded=True))
             therapy = TherapySession(dyad_id=dyad.id, number=3)
             session.add(therapy)
             session.flush()
@@ -444,25 +500,57 @@ def build_ipr_study(target: str):
                 if number == 4 and perspective == "therapist":
                     continue
                 text = "I: What happened there?\nR: I felt something shift."
-                row = Transcript(key=f"D{number}-S3-{perspective[0].upper()}", kind="ipr", perspective=perspective,
-                                 session_id=therapy.id, text=text)
+                row = Transcript(
+                    key=f"D{number}-S3-{perspective[0].upper()}",
+                    kind="ipr",
+                    perspective=perspective,
+                    session_id=therapy.id,
+                    text=text,
+                )
                 session.add(row)
                 session.flush()
-                session.add(Turn(transcript_id=row.id, number=1, speaker_role="interviewer", speaker_label="I",
-                                 char_start=3, char_end=23, nonverbal=[]))
-                session.add(Turn(transcript_id=row.id, number=2, speaker_role="client" if perspective == "client"
-                                 else "therapist", speaker_label="R", char_start=27, char_end=len(text),
-                                 nonverbal=[]))
+                session.add(
+                    Turn(
+                        transcript_id=row.id,
+                        number=1,
+                        speaker_role="interviewer",
+                        speaker_label="I",
+                        char_start=3,
+                        char_end=23,
+                        nonverbal=[],
+                    )
+                )
+                session.add(
+                    Turn(
+                        transcript_id=row.id,
+                        number=2,
+                        speaker_role="client" if perspective == "client" else "therapist",
+                        speaker_label="R",
+                        char_start=27,
+                        char_end=len(text),
+                        nonverbal=[],
+                    )
+                )
                 transcripts[(number, perspective)] = row
-        for (number, perspective), code in (((1, "client"), "Safety replaces fear"),
-                                            ((1, "therapist"), "Fear stays"),
-                                            ((2, "therapist"), "Equality"),
-                                            ((3, "client"), "Togetherness"),
-                                            ((3, "therapist"), "Togetherness"),
-                                            ((4, "client"), "No common ground")):
-            session.add(Coding(coder_id=sue.id, transcript_id=transcripts[(number, perspective)].id,
-                               code_id=codes[code].id, start_offset=29, end_offset=40, phase="consensus",
-                               made_blind=True))
+        for (number, perspective), code in (
+            ((1, "client"), "Safety replaces fear"),
+            ((1, "therapist"), "Fear stays"),
+            ((2, "therapist"), "Equality"),
+            ((3, "client"), "Togetherness"),
+            ((3, "therapist"), "Togetherness"),
+            ((4, "client"), "No common ground"),
+        ):
+            session.add(
+                Coding(
+                    coder_id=sue.id,
+                    transcript_id=transcripts[(number, perspective)].id,
+                    code_id=codes[code].id,
+                    start_offset=29,
+                    end_offset=40,
+                    phase="consensus",
+                    made_blind=True,
+                )
+            )
     return workspace
 
 
@@ -484,10 +572,16 @@ def test_representativeness_by_theme(ipr_study):
         ["4", "frail", "", "C", ""],
     ]
     totals = wide.iloc[4:].set_index("dyad")
-    assert totals.loc["Total, all dyads", ["Relational safety", "Equal partners", "Togetherness"]].tolist() == \
-        ["1/4", "2/4", "1/4"]
-    assert totals.loc["Total, frail dyads", ["Relational safety", "Equal partners", "Togetherness"]].tolist() == \
-        ["0/2", "1/2", "1/2"]
+    assert totals.loc["Total, all dyads", ["Relational safety", "Equal partners", "Togetherness"]].tolist() == [
+        "1/4",
+        "2/4",
+        "1/4",
+    ]
+    assert totals.loc["Total, frail dyads", ["Relational safety", "Equal partners", "Togetherness"]].tolist() == [
+        "0/2",
+        "1/2",
+        "1/2",
+    ]
     assert totals.loc["Total, positive dyads", ["Relational safety", "Equal partners"]].tolist() == ["1/2", "1/2"]
     long = table.long
     row = long[(long["dyad"] == "1") & (long["code path"] == "Relational safety")].iloc[0]
@@ -495,8 +589,7 @@ def test_representativeness_by_theme(ipr_study):
 
 
 def test_representativeness_by_subtheme(ipr_study):
-    table = representativeness_table(gather(as_person(ipr_study, "sue")), level="subtheme",
-                                     group_attribute="outcome")
+    table = representativeness_table(gather(as_person(ipr_study, "sue")), level="subtheme", group_attribute="outcome")
     first = table.wide.set_index("dyad").loc["1"]
     assert first["Relational safety > Safety replaces fear"] == "C"
     assert first["Relational safety > Fear stays"] == "T"

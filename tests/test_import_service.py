@@ -21,8 +21,10 @@ SESSION = "T: Good to see you again, Anna.\nP: (sighs) It has been a hard week.\
 
 def _counts(workspace) -> dict:
     with workspace.store.reader() as session:
-        return {model.__name__: session.scalar(select(func.count()).select_from(model))
-                for model in (Transcript, Turn, Attribute, TherapySession, QuestionnaireScore, Coding)}
+        return {
+            model.__name__: session.scalar(select(func.count()).select_from(model))
+            for model in (Transcript, Turn, Attribute, TherapySession, QuestionnaireScore, Coding)
+        }
 
 
 @pytest.fixture
@@ -55,8 +57,8 @@ def test_import_links_sessions_keeps_text_and_refuses_duplicates(study, tmp_path
     assert (detail.dyad, detail.session_number) == ("12", 5)
     assert detail.text == SESSION.rstrip("\n") or detail.text == SESSION
     second = detail.turns[1]
-    assert detail.text[second.char_start:second.char_end] == "(sighs) It has been a hard week."
-    assert second.nonverbal and detail.text[second.nonverbal[0][0]:second.nonverbal[0][1]] == "(sighs)"
+    assert detail.text[second.char_start : second.char_end] == "(sighs) It has been a hard week."
+    assert second.nonverbal and detail.text[second.nonverbal[0][0] : second.nonverbal[0][1]] == "(sighs)"
     copy = tmp_path / "copy.txt"
     copy.write_bytes(path.read_bytes())
     with pytest.raises(InputError, match="imported before"):
@@ -89,13 +91,18 @@ def test_pseudonymised_before_storage_with_register_outside_the_study(study, tmp
 
 def test_ipr_interview_with_replayed_stretch(study, tmp_path):
     path = tmp_path / "ipr.txt"
-    path.write_text("I: What happened here?\n[VIDEO 00:12:30]\nT: How are you?\nP: Fine.\n[/VIDEO]\n"
-                    "C: I was not fine at all.\n")
+    path.write_text(
+        "I: What happened here?\n[VIDEO 00:12:30]\nT: How are you?\nP: Fine.\n[/VIDEO]\nC: I was not fine at all.\n"
+    )
     import_transcripts(study, [str(path)], kind="ipr", perspective="client", session="3:5", pseudonymize=False)
     detail = transcripts.get_transcript(as_person(study, "sue"), "ipr")
     assert detail.kind == "ipr" and detail.perspective == "client"
     assert [(t.speaker_role, t.replayed) for t in detail.turns] == [
-        ("interviewer", False), ("therapist", True), ("client", True), ("client", False)]
+        ("interviewer", False),
+        ("therapist", True),
+        ("client", True),
+        ("client", False),
+    ]
     assert detail.turns[1].start_time == 750.0
     with pytest.raises(ConcordError, match="perspective"):
         import_transcripts(study, [str(path)], kind="ipr", key="x", pseudonymize=False)
@@ -103,8 +110,10 @@ def test_ipr_interview_with_replayed_stretch(study, tmp_path):
 
 def test_turn_table_with_blinded_attribute_hidden_from_coders(study, tmp_path):
     table = tmp_path / "turns.csv"
-    table.write_text("transcript,turn,speaker,text,group,site\nA,1,T,Hello.,high,Oslo\nA,2,P,Hi.,high,Oslo\n"
-                     "B,1,T,Welcome.,low,Lund\n")
+    table.write_text(
+        "transcript,turn,speaker,text,group,site\nA,1,T,Hello.,high,Oslo\nA,2,P,Hi.,high,Oslo\n"
+        "B,1,T,Welcome.,low,Lund\n"
+    )
     import_transcripts(study, [str(table)], attributes=("group", "site"), blinded=("group",), pseudonymize=False)
     ann_view = transcripts.get_transcript(as_person(study, "ann"), "A")
     sue_view = transcripts.get_transcript(as_person(study, "sue"), "A")
@@ -138,9 +147,11 @@ def test_measures_scored_and_refused_whole_on_bad_values(study, tmp_path):
 
 def test_codings_import_creates_coders_and_refuses_unknown_codes(study, tmp_path):
     table = tmp_path / "codings.csv"
-    table.write_text("transcript,turn,coder,code,group,start,end,memo\n"
-                     "S-A,2,cai,hopeless talk,Stagnation themes,,,\n"
-                     "S-A,1,cai,Moving forward,,0,3,first words\n")
+    table.write_text(
+        "transcript,turn,coder,code,group,start,end,memo\n"
+        "S-A,2,cai,hopeless talk,Stagnation themes,,,\n"
+        "S-A,1,cai,Moving forward,,0,3,first words\n"
+    )
     before = _counts(study)
     with pytest.raises(InputError, match="hopeless talk"):
         import_codings(study, str(table))
@@ -191,8 +202,10 @@ def test_import_cli_reports_and_errors(tmp_path):
     runner.invoke(main, ["init", str(study)])
     path = tmp_path / "a.txt"
     path.write_text(SESSION)
-    result = runner.invoke(main, ["import", "transcripts", str(study), str(path), "--no-pseudonymize",
-                                  "--dry-run", "--format-output", "json"])
+    result = runner.invoke(
+        main,
+        ["import", "transcripts", str(study), str(path), "--no-pseudonymize", "--dry-run", "--format-output", "json"],
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["transcripts"][0]["turns"] == 3
     empty = tmp_path / "empty.txt"
@@ -234,14 +247,23 @@ def test_real_mibot_conversations_import_with_exact_turn_counts_and_care_scores(
         report = import_transcripts(workspace, [str(table)], pseudonymize=False, attributes=("dyad", "session"))
         assert len(report.transcripts) == 106
         with workspace.store.reader() as session:
-            counts = dict(session.execute(select(Transcript.key, func.count(Turn.id))
-                                          .join(Turn, Turn.transcript_id == Transcript.id)
-                                          .group_by(Transcript.key)).all())
+            counts = dict(
+                session.execute(
+                    select(Transcript.key, func.count(Turn.id))
+                    .join(Turn, Turn.transcript_id == Transcript.id)
+                    .group_by(Transcript.key)
+                ).all()
+            )
         assert {k: counts[k] for k in expected} == expected
         care = tmp_path / "care.yaml"
         care.write_text(CARE)
-        scores = import_measures(workspace, str(mibot_dir() / "data.csv"), str(care), respondent="client",
-                                 columns={"dyad": "ParticipantID", "session": "=1"})
+        scores = import_measures(
+            workspace,
+            str(mibot_dir() / "data.csv"),
+            str(care),
+            respondent="client",
+            columns={"dyad": "ParticipantID", "session": "=1"},
+        )
         assert scores.rows == 106 and scores.sessions_created == 0
         some = next(iter(expected))
         detail = transcripts.get_transcript(workspace, some)

@@ -47,7 +47,12 @@ def test_manifest_rows_become_entries_with_attributes(study_folder):
     first, second, third = manifest.entries
     assert first.file == study_folder / "transcripts" / "d4s3.txt"
     assert (first.key, first.kind, first.dyad, first.session, first.perspective, first.language) == (
-        None, "session", "4", 3, None, "sv",
+        None,
+        "session",
+        "4",
+        3,
+        None,
+        "sv",
     )
     assert first.attributes == {"therapist_id": "th02"}
     assert first.blinded_attributes == {"group": "high"}

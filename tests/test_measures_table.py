@@ -24,8 +24,9 @@ WAI_ROWS = [
 ]
 
 
-def write_csv(path: Path, header: list[str], rows: list[list[object]], *, encoding: str = "utf-8",
-              delimiter: str = ",") -> Path:
+def write_csv(
+    path: Path, header: list[str], rows: list[list[object]], *, encoding: str = "utf-8", delimiter: str = ","
+) -> Path:
     with path.open("w", encoding=encoding, newline="") as handle:
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(header)
@@ -47,7 +48,10 @@ def test_reads_and_scores_a_wai_sr_table(tmp_path):
     path = write_csv(tmp_path / "wai.csv", wai_header(), WAI_ROWS)
     rows = read_measures(path, load_instrument("wai-sr"))
     assert [(row.row_number, row.dyad, row.client, row.session, row.respondent) for row in rows] == [
-        (2, "1", None, 3, "client"), (3, "1", None, 5, "client"), (4, "2", None, 3, "client")]
+        (2, "1", None, 3, "client"),
+        (3, "1", None, 5, "client"),
+        (4, "2", None, 3, "client"),
+    ]
     assert rows[0].items["10"] == 5
     assert rows[0].scored.subscales == {"Task": 1 + 2 + 5 + 2, "Bond": 3 + 5 + 2 + 4, "Goal": 4 + 1 + 3 + 1}
     assert rows[1].scored.total == 60
@@ -73,7 +77,10 @@ def test_xlsx_with_a_title_row_numbers_rows_as_the_sheet_does(tmp_path):
     path = tmp_path / "phq.xlsx"
     workbook.save(path)
     rows = read_measures(path, load_instrument("phq-9"))
-    assert [(row.row_number, row.client, row.dyad, row.session) for row in rows] == [(3, "A7", None, 1), (4, "12", None, 2)]
+    assert [(row.row_number, row.client, row.dyad, row.session) for row in rows] == [
+        (3, "A7", None, 1),
+        (4, "12", None, 2),
+    ]
     assert (rows[0].scored.total, rows[0].scored.band, rows[0].scored.review) == (13, "moderate", ["9"])
     assert (rows[1].scored.total, rows[1].scored.band, rows[1].scored.review) == (24, "severe", [])
 
@@ -92,14 +99,19 @@ def test_cp1252_and_utf8_bom_files(tmp_path):
     for path in (legacy, bom):
         read = read_measures(path, load_instrument("gad-7"))
         assert [(row.client, row.scored.total, row.scored.band) for row in read] == [
-            ("Zoë", 7, "mild"), ("Jürgen", 21, "severe")]
+            ("Zoë", 7, "mild"),
+            ("Jürgen", 21, "severe"),
+        ]
 
 
 def test_semicolon_table_with_decimal_commas(tmp_path):
     path = tmp_path / "srs.csv"
     path.write_text("dyad;session;SRS1;SRS2;SRS3;SRS4\n4;3;9,1;9,0;8,9;9,0\n4;5;8,9;9;9;9\n", encoding="utf-8")
     rows = read_measures(path, load_instrument("srs"))
-    assert [(row.scored.total, row.scored.band) for row in rows] == [(36.0, "at or above cutoff"), (35.9, "below cutoff")]
+    assert [(row.scored.total, row.scored.band) for row in rows] == [
+        (36.0, "at or above cutoff"),
+        (35.9, "below cutoff"),
+    ]
 
 
 def test_column_overrides_and_constants(tmp_path):
@@ -175,10 +187,14 @@ def test_all_problems_listed_up_to_twenty(tmp_path):
 
 def test_respondent_column_selects_and_checks_rows(tmp_path):
     header = ["dyad", "session", "respondent", *(f"GAD{number}" for number in range(1, 8))]
-    path = write_csv(tmp_path / "gad.csv", header, [
-        ["1", "1", "client", 1, 1, 1, 1, 1, 1, 1],
-        ["1", "1", "therapist", 2, 2, 2, 2, 2, 2, 2],
-    ])
+    path = write_csv(
+        tmp_path / "gad.csv",
+        header,
+        [
+            ["1", "1", "client", 1, 1, 1, 1, 1, 1, 1],
+            ["1", "1", "therapist", 2, 2, 2, 2, 2, 2, 2],
+        ],
+    )
     error = refusal(path, "gad-7")
     assert error.line == 3
     assert "column 'respondent': this row was answered by the therapist, but GAD-7 is a client form" in str(error)
@@ -190,13 +206,17 @@ def test_either_respondent_instrument_needs_to_know_who_answered(tmp_path):
     definition = tmp_path / "alliance.yaml"
     definition.write_text("id: alliance-3\nitems: 3\nscale: {min: 1, max: 7}\nrespondent: either\n", encoding="utf-8")
     instrument = load_instrument(definition)
-    plain = write_csv(tmp_path / "plain.csv", ["dyad", "session", "alliance1", "alliance2", "alliance3"],
-                      [["1", "2", 7, 6, 5]])
+    plain = write_csv(
+        tmp_path / "plain.csv", ["dyad", "session", "alliance1", "alliance2", "alliance3"], [["1", "2", 7, 6, 5]]
+    )
     with pytest.raises(InputError, match="may be answered by client or therapist"):
         read_measures(plain, instrument)
     assert read_measures(plain, instrument, respondent="therapist")[0].respondent == "therapist"
-    both = write_csv(tmp_path / "both.csv", ["dyad", "session", "rater", "alliance1", "alliance2", "alliance3"],
-                     [["1", "2", "T", 7, 6, 5], ["1", "2", "P", 1, 2, 3], ["1", "2", "therapist", 1, 1, 1]])
+    both = write_csv(
+        tmp_path / "both.csv",
+        ["dyad", "session", "rater", "alliance1", "alliance2", "alliance3"],
+        [["1", "2", "T", 7, 6, 5], ["1", "2", "P", 1, 2, 3], ["1", "2", "therapist", 1, 1, 1]],
+    )
     error = refusal(both, str(definition))
     assert error.line == 4 and "repeats dyad 1, session 2, therapist (first at row 2)" in str(error)
     rows = read_measures(both, instrument, respondent="client")
@@ -210,8 +230,9 @@ def test_competing_item_columns_must_be_chosen(tmp_path):
     rows = read_measures(path, load_instrument("wai-sr"), columns={"items": "WAISR"})
     assert [row.scored.total for row in rows] == [33, 60, 34]
 
-    generic = write_csv(tmp_path / "q.csv", ["dyad", "session", *(f"Q{n}" for n in range(1, 31))],
-                        [row + [1] * 18 for row in WAI_ROWS])
+    generic = write_csv(
+        tmp_path / "q.csv", ["dyad", "session", *(f"Q{n}" for n in range(1, 31))], [row + [1] * 18 for row in WAI_ROWS]
+    )
     assert "the columns 'Q1' to 'Q30' hold more than the 12 WAI-SR items" in str(refusal(generic))
     rows = read_measures(generic, load_instrument("wai-sr"), columns={"items": "Q"})
     assert [row.scored.total for row in rows] == [33, 60, 34]
@@ -242,7 +263,8 @@ def test_templates_and_unreadable_files_are_refused(tmp_path):
 @pytest.mark.skipif(not MIBOT.is_file(), reason=f"MIBot data not found at {MIBOT}")
 def test_mibot_care_questionnaire_as_a_user_instrument(tmp_path):
     definition = tmp_path / "care.yaml"
-    definition.write_text(textwrap.dedent("""
+    definition.write_text(
+        textwrap.dedent("""
         id: care
         title: CARE
         citation: CARE questionnaire as collected in the MIBot data (Mahmood et al., 2025)
@@ -254,7 +276,9 @@ def test_mibot_care_questionnaire_as_a_user_instrument(tmp_path):
         missing_values: [0]   # 0 = not applicable
         missing: {rule: prorate, max_missing: 2}
         column_prefixes: [CAREQ]
-    """), encoding="utf-8")
+    """),
+        encoding="utf-8",
+    )
     rows = read_measures(MIBOT, load_instrument(definition), columns={"dyad": "ParticipantID", "session": "=1"})
 
     with MIBOT.open(encoding="utf-8", newline="") as handle:
@@ -277,16 +301,18 @@ def test_mibot_care_questionnaire_as_a_user_instrument(tmp_path):
 def test_item_columns_of_user_instruments(tmp_path):
     lettered = tmp_path / "lettered.yaml"
     lettered.write_text("id: mood\nitems: [calm, tense]\nscale: {min: 0, max: 4}\nreverse: [tense]\n", encoding="utf-8")
-    table = write_csv(tmp_path / "mood.csv", ["client", "session", "respondent", "Calm", "MOOD_tense"],
-                      [["c1", "2", "client", 3, 1]])
+    table = write_csv(
+        tmp_path / "mood.csv", ["client", "session", "respondent", "Calm", "MOOD_tense"], [["c1", "2", "client", 3, 1]]
+    )
     row = read_measures(table, load_instrument(lettered))[0]
     assert row.items == {"calm": 3, "tense": 1} and row.scored.total == 3 + 3
 
     # stems come from the id as well: CAREQ3 is item 3 of 'care' (a trailing Q names no instrument)
     care = tmp_path / "care.yaml"
     care.write_text("id: care\nitems: 3\nscale: {min: 1, max: 5}\nrespondent: client\n", encoding="utf-8")
-    table = write_csv(tmp_path / "care.csv", ["dyad", "session", "CAREQ1", "CAREQ2", "CAREQ3", "careq_3"],
-                      [["1", "1", 5, 4, 3, 3]])
+    table = write_csv(
+        tmp_path / "care.csv", ["dyad", "session", "CAREQ1", "CAREQ2", "CAREQ3", "careq_3"], [["1", "1", 5, 4, 3, 3]]
+    )
     error = refusal(table, str(care))
     assert "columns 'CAREQ3' and 'careq_3' both look like the same item" in str(error)
     assert read_measures(table, load_instrument(care), columns={"item:3": "CAREQ3"})[0].scored.total == 12

@@ -94,11 +94,21 @@ def test_register_open_to_others_is_refused(tmp_path):
     ("name", "content", "line", "message"),
     [
         ("bad_kind.csv", "real,pseudonym,kind\nAnna,Maria,person\nUppsala,Lund,city\n", 3, "unknown name kind 'city'"),
-        ("twice.csv", "real,pseudonym,kind\nAnna,Maria,person\nEva,Sara,person\nanna,Lisa,person\n", 4, "registered twice"),
+        (
+            "twice.csv",
+            "real,pseudonym,kind\nAnna,Maria,person\nEva,Sara,person\nanna,Lisa,person\n",
+            4,
+            "registered twice",
+        ),
         ("no_kind.csv", "real,pseudonym\nAnna,Maria\n", 1, "missing: kind"),
         ("empty.csv", "real,pseudonym,kind\nAnna,,person\n", 2, "pseudonym for 'Anna' is empty"),
         ("same_pseudonym.csv", "real,pseudonym,kind\nAnna,Maria,person\nEva,Maria,person\n", 3, "aliases"),
-        ("bad_kind.yaml", "- real: Anna\n  pseudonym: Maria\n  kind: person\n- real: Oslo\n  pseudonym: By\n  kind: town\n", 6, "'town'"),
+        (
+            "bad_kind.yaml",
+            "- real: Anna\n  pseudonym: Maria\n  kind: person\n- real: Oslo\n  pseudonym: By\n  kind: town\n",
+            6,
+            "'town'",
+        ),
         ("missing.yaml", "- real: Anna\n  kind: person\n", 1, "no 'pseudonym'"),
     ],
 )
@@ -173,7 +183,9 @@ def test_named_pipeline_keeps_only_what_ner_needs(english_ner):
 
 
 def test_english_genitives_keep_their_ending(tmp_path, blank):
-    register = register_of(tmp_path, ("Anna", "Maria", "person"), ("James", "Tom", "person"), ("Boris", "Lars", "person"))
+    register = register_of(
+        tmp_path, ("Anna", "Maria", "person"), ("James", "Tom", "person"), ("Boris", "Lars", "person")
+    )
     text = "Anna's dog, Anna’s cat, James' car, Boris' bike and ANNA herself."
     result = run(text, register, blank["en"], "en")
     assert result.text == "Maria's dog, Maria’s cat, Tom's car, Lars' bike and MARIA herself."
@@ -192,7 +204,9 @@ def test_scandinavian_genitives_keep_their_ending(tmp_path, blank):
 
 
 def test_typos_and_inflections_are_matched_fuzzily(tmp_path, blank):
-    register = register_of(tmp_path, ("Kristoffer", "Johan", "person"), ("Bart", "Olle", "person"), ("Rose", "Lily", "person"))
+    register = register_of(
+        tmp_path, ("Kristoffer", "Johan", "person"), ("Bart", "Olle", "person"), ("Rose", "Lily", "person")
+    )
     text = "Kristofer came, then Kristofers dog, then Kristoffer. Best of all, Bart brought a rose for Rose."
     result = run(text, register, blank["en"], "en")
     assert result.text == "Johan came, then Johans dog, then Johan. Best of all, Olle brought a rose for Lily."
@@ -225,7 +239,9 @@ def test_protected_ranges_are_never_altered(tmp_path, blank):
 
 
 def test_offsets_map_turn_boundaries(tmp_path, blank):
-    register = register_of(tmp_path, ("Kristoffer Lindqvist", "Jo Ek", "person"), ("Uppsala", "Stockholm-Arlanda", "place"))
+    register = register_of(
+        tmp_path, ("Kristoffer Lindqvist", "Jo Ek", "person"), ("Uppsala", "Stockholm-Arlanda", "place")
+    )
     lines = [
         "T: How was the week, Kristoffer?",
         "P: Kristoffer Lindqvist's week? Long. Uppsala was cold.",
@@ -356,7 +372,8 @@ def score(transcript: planted.PlantedTranscript, result) -> dict[str, float]:
     known = [name for name in transcript.planted if name.known]
     unknown = [name for name in transcript.planted if not name.known]
     correct = sum(
-        result.text[map_offset(result.offset_map, name.start) : map_offset(result.offset_map, name.end)] == name.expected
+        result.text[map_offset(result.offset_map, name.start) : map_offset(result.offset_map, name.end)]
+        == name.expected
         for name in known
     )
     found = [name for name in unknown if all(covered[name.start : name.start + len(name.real)])]
@@ -366,7 +383,9 @@ def score(transcript: planted.PlantedTranscript, result) -> dict[str, float]:
         if " " not in name.real:
             continue
         pseudonyms[name.real].add(
-            result.text[map_offset(result.offset_map, name.start) : map_offset(result.offset_map, name.start + len(name.real))]
+            result.text[
+                map_offset(result.offset_map, name.start) : map_offset(result.offset_map, name.start + len(name.real))
+            ]
         )
     spans = [(name.start, name.end) for name in transcript.planted]
     on_names = sum(any(s < r.end and e > r.start for s, e in spans) for r in result.replacements)
@@ -395,8 +414,10 @@ def test_recall_of_registered_names_with_rules_only(tmp_path, blank, language):
     assert figures["precision"] >= 0.99
     # unknown names cannot be replaced without NER, but a person must be shown them
     assert figures["unknown"] >= 20 and figures["flagged"] >= 0.9
-    assert all(result.text[map_offset(result.offset_map, s) : map_offset(result.offset_map, e)] == transcript.text[s:e]
-               for s, e in transcript.protected)
+    assert all(
+        result.text[map_offset(result.offset_map, s) : map_offset(result.offset_map, e)] == transcript.text[s:e]
+        for s, e in transcript.protected
+    )
 
 
 @needs_model

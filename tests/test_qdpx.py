@@ -25,8 +25,8 @@ from concord.importers.qdpx import (
     read_qdpx,
     turns_from_text,
 )
-from concord.services.coding import add_memo, apply_code
 from concord.services.codes import create_inductive_code, visible_codes
+from concord.services.coding import add_memo, apply_code
 from concord.services.exchange import export_qdpx, import_qdpx
 from concord.services.study import add_coder, init_study
 from concord.services.transcripts import get_transcript
@@ -102,8 +102,14 @@ def rich_study(target: str) -> Workspace:
     codes = {code.name: code for code in visible_codes(sue)}
     transcript = get_transcript(sue, "S-A")
     turn2 = transcript.turns[1]
-    first = apply_code(ann, transcript.id, codes["Moving forward"].id, turn2.char_start, turn2.char_start + 4,
-                       memo="hard week\nsecond line")
+    first = apply_code(
+        ann,
+        transcript.id,
+        codes["Moving forward"].id,
+        turn2.char_start,
+        turn2.char_start + 4,
+        memo="hard week\nsecond line",
+    )
     apply_code(bob, transcript.id, codes["Moving forward"].id, turn2.char_start, turn2.char_start + 4)
     apply_code(bob, transcript.id, codes["Stagnation"].id, turn2.char_start + 55, turn2.char_end)
     hopeless = create_inductive_code(bob, "Hopelessness", "the client sees no way out")
@@ -123,24 +129,57 @@ def rich_study(target: str) -> Workspace:
         session.add(second)
         session.flush()
         for number, (label, role, start, end) in enumerate(spans, 1):
-            session.add(Turn(transcript_id=second.id, number=number, speaker_role=role, speaker_label=label,
-                             char_start=start, char_end=end, start_time=1.5 * number, end_time=None,
-                             nonverbal=[[start + 10, start + 18]] if number == 2 else []))
-        session.add_all([
-            Attribute(target_kind="dyad", target_id=dyad.id, name="therapy", value="CBT", blinded=False),
-            Attribute(target_kind="session", target_id=therapy.id, name="group", value="low", blinded=True),
-            Attribute(target_kind="session", target_id=therapy.id, name="WAI mean", value_type="number",
-                      value="4.25", blinded=True),
-            Attribute(target_kind="transcript", target_id=second.id, name="reviewed", value_type="boolean",
-                      value="true", blinded=False),
-        ])
+            session.add(
+                Turn(
+                    transcript_id=second.id,
+                    number=number,
+                    speaker_role=role,
+                    speaker_label=label,
+                    char_start=start,
+                    char_end=end,
+                    start_time=1.5 * number,
+                    end_time=None,
+                    nonverbal=[[start + 10, start + 18]] if number == 2 else [],
+                )
+            )
+        session.add_all(
+            [
+                Attribute(target_kind="dyad", target_id=dyad.id, name="therapy", value="CBT", blinded=False),
+                Attribute(target_kind="session", target_id=therapy.id, name="group", value="low", blinded=True),
+                Attribute(
+                    target_kind="session",
+                    target_id=therapy.id,
+                    name="WAI mean",
+                    value_type="number",
+                    value="4.25",
+                    blinded=True,
+                ),
+                Attribute(
+                    target_kind="transcript",
+                    target_id=second.id,
+                    name="reviewed",
+                    value_type="boolean",
+                    value="true",
+                    blinded=False,
+                ),
+            ]
+        )
         moving = session.get(Code, codes["Moving forward"].id)
         moving.label, moving.definition, moving.inclusion = "MF", "Goals, hope, agency.", "talk about goals"
         moving.exclusion, moving.example, moving.pole, moving.high_pole = "mere plans", "P: I'll try", "high", True
         moving.colour = "#2E8B57"
         sue_id = session.scalar(select(Coder.id).where(Coder.name == "sue"))
-        session.add(Coding(coder_id=sue_id, transcript_id=first.transcript_id, code_id=codes["Moving forward"].id,
-                           start_offset=first.start, end_offset=first.end, phase="consensus", made_blind=False))
+        session.add(
+            Coding(
+                coder_id=sue_id,
+                transcript_id=first.transcript_id,
+                code_id=codes["Moving forward"].id,
+                start_offset=first.start,
+                end_offset=first.end,
+                phase="consensus",
+                made_blind=False,
+            )
+        )
     emoji_start = text.index("😞")
     apply_code(ann, second.id, codes["Stagnation"].id, emoji_start, emoji_start + 8)
     return workspace
@@ -154,13 +193,20 @@ def study_state(workspace: Workspace) -> dict:
         books = dict(session.execute(select(Codebook.id, Codebook.key)).all())
         transcripts = {row.id: row for row in session.scalars(select(Transcript))}
         turns = {row.id: row for row in session.scalars(select(Turn))}
-        places = {row.id: (session.get(Dyad, row.dyad_id).key, row.number)
-                  for row in session.scalars(select(TherapySession))}
+        places = {
+            row.id: (session.get(Dyad, row.dyad_id).key, row.number) for row in session.scalars(select(TherapySession))
+        }
         codings = {row.id: row for row in session.scalars(select(Coding).where(Coding.deleted_at.is_(None)))}
 
         def coding_ident(row):
-            return (transcripts[row.transcript_id].key, coders[row.coder_id], codes[row.code_id].guid,
-                    row.start_offset, row.end_offset, row.phase)
+            return (
+                transcripts[row.transcript_id].key,
+                coders[row.coder_id],
+                codes[row.code_id].guid,
+                row.start_offset,
+                row.end_offset,
+                row.phase,
+            )
 
         def target(kind, target_id):
             if kind == "transcript":
@@ -180,27 +226,87 @@ def study_state(workspace: Workspace) -> dict:
         return {
             "coders": sorted(coders.values()),
             "transcripts": sorted(
-                (row.key, row.kind, row.perspective, row.language, row.phase, row.text, row.source_name,
-                 places.get(row.session_id),
-                 tuple((t.number, t.speaker_role, t.speaker_label, t.char_start, t.char_end, t.start_time,
-                        t.end_time, t.replayed, tuple(map(tuple, t.nonverbal))) for t in sorted(
-                     (t for t in turns.values() if t.transcript_id == row.id), key=lambda t: t.number)))
-                for row in transcripts.values()),
+                (
+                    row.key,
+                    row.kind,
+                    row.perspective,
+                    row.language,
+                    row.phase,
+                    row.text,
+                    row.source_name,
+                    places.get(row.session_id),
+                    tuple(
+                        (
+                            t.number,
+                            t.speaker_role,
+                            t.speaker_label,
+                            t.char_start,
+                            t.char_end,
+                            t.start_time,
+                            t.end_time,
+                            t.replayed,
+                            tuple(map(tuple, t.nonverbal)),
+                        )
+                        for t in sorted(
+                            (t for t in turns.values() if t.transcript_id == row.id), key=lambda t: t.number
+                        )
+                    ),
+                )
+                for row in transcripts.values()
+            ),
             "codes": sorted(
-                (books[row.codebook_id], row.guid, row.name, codes[row.parent_id].guid if row.parent_id else None,
-                 row.label, row.definition, row.inclusion, row.exclusion, row.example, row.pole, row.high_pole,
-                 row.hotkey, row.colour, row.origin, coders.get(row.creator_id), row.position)
-                for row in codes.values()),
-            "codings": sorted(coding_ident(row) + (row.memo, row.created_at.replace(microsecond=0, tzinfo=None))
-                              for row in codings.values()),
-            "attributes": sorted((row.target_kind, str(target(row.target_kind, row.target_id)), row.name,
-                                  row.value_type, row.value, row.blinded)
-                                 for row in session.scalars(select(Attribute))),
-            "memos": sorted((coders[row.coder_id], row.target_kind, str(target(row.target_kind, row.target_id)),
-                             row.text) for row in session.scalars(select(Memo).where(Memo.deleted_at.is_(None)))),
+                (
+                    books[row.codebook_id],
+                    row.guid,
+                    row.name,
+                    codes[row.parent_id].guid if row.parent_id else None,
+                    row.label,
+                    row.definition,
+                    row.inclusion,
+                    row.exclusion,
+                    row.example,
+                    row.pole,
+                    row.high_pole,
+                    row.hotkey,
+                    row.colour,
+                    row.origin,
+                    coders.get(row.creator_id),
+                    row.position,
+                )
+                for row in codes.values()
+            ),
+            "codings": sorted(
+                coding_ident(row) + (row.memo, row.created_at.replace(microsecond=0, tzinfo=None))
+                for row in codings.values()
+            ),
+            "attributes": sorted(
+                (
+                    row.target_kind,
+                    str(target(row.target_kind, row.target_id)),
+                    row.name,
+                    row.value_type,
+                    row.value,
+                    row.blinded,
+                )
+                for row in session.scalars(select(Attribute))
+            ),
+            "memos": sorted(
+                (coders[row.coder_id], row.target_kind, str(target(row.target_kind, row.target_id)), row.text)
+                for row in session.scalars(select(Memo).where(Memo.deleted_at.is_(None)))
+            ),
             "sessions": sorted(places.values()),
-            "codebooks": sorted(session.execute(select(Codebook.key, Codebook.title, Codebook.version, Codebook.source,
-                                                       Codebook.description, Codebook.origin)).all()),
+            "codebooks": sorted(
+                session.execute(
+                    select(
+                        Codebook.key,
+                        Codebook.title,
+                        Codebook.version,
+                        Codebook.source,
+                        Codebook.description,
+                        Codebook.origin,
+                    )
+                ).all()
+            ),
             "participants": sorted(session.execute(select(Participant.pseudonym, Participant.role)).all()),
         }
 
@@ -231,8 +337,11 @@ def test_export_is_schema_valid_and_offsets_count_code_points(study_target, tmp_
     assert names[0] == "project.qde" and len(names) == 3 and all(n.startswith("sources/") for n in names[1:])
     # The emoji counts as one position: the coding after it covers exactly the coded words.
     second = texts["S-B"]
-    selection = next(s for s in root.iter(f"{{{NS}}}PlainTextSelection")
-                     if s.getparent().get("name") == "S-B" and s.find(f"{{{NS}}}Coding") is not None)
+    selection = next(
+        s
+        for s in root.iter(f"{{{NS}}}PlainTextSelection")
+        if s.getparent().get("name") == "S-B" and s.find(f"{{{NS}}}Coding") is not None
+    )
     start, end = int(selection.get("startPosition")), int(selection.get("endPosition"))
     assert second[start:end] == "😞 then, "
     # One selection holds both coders' codings of the same span, each with its own creatingUser.
@@ -240,8 +349,11 @@ def test_export_is_schema_valid_and_offsets_count_code_points(study_target, tmp_
     shared = [s for s in root.iter(f"{{{NS}}}PlainTextSelection") if len(s.findall(f"{{{NS}}}Coding")) == 3]
     assert len(shared) == 1
     assert {c.get("creatingUser") for c in shared[0].findall(f"{{{NS}}}Coding")} == {
-        users["ann"], users["bob"], users["Consensus"]}
-    assert texts["S-A"][int(shared[0].get("startPosition")):int(shared[0].get("endPosition"))] == "Hard"
+        users["ann"],
+        users["bob"],
+        users["Consensus"],
+    }
+    assert texts["S-A"][int(shared[0].get("startPosition")) : int(shared[0].get("endPosition"))] == "Hard"
     # Blinded session attributes are case variables, flagged as blinded for Concord.
     variables = {v.get("name"): v for v in root.iter(f"{{{NS}}}Variable")}
     assert variables["WAI mean"].get("typeOfVariable") == "Float"
@@ -252,7 +364,9 @@ def test_export_guids_are_stable_across_exports(study_target, tmp_path):
     workspace = as_person(rich_study(study_target), "sue")
     export_qdpx(workspace, tmp_path / "one.qdpx")
     export_qdpx(workspace, tmp_path / "two.qdpx")
-    guids = [sorted(etree.fromstring(project_xml(tmp_path / name)).xpath("//@guid")) for name in ("one.qdpx", "two.qdpx")]
+    guids = [
+        sorted(etree.fromstring(project_xml(tmp_path / name)).xpath("//@guid")) for name in ("one.qdpx", "two.qdpx")
+    ]
     assert guids[0] == guids[1] and len(guids[0]) > 30
 
 
@@ -294,8 +408,11 @@ def test_round_trip_loses_nothing(study_target, second_target, tmp_path, schema,
         assert after[part] == before[part], part
     # Coder roles come back with the coders.
     with fresh.store.reader() as session:
-        assert dict(session.execute(select(Coder.name, Coder.role)).all()) == {"ann": "coder", "bob": "coder",
-                                                                             "sue": "supervisor"}
+        assert dict(session.execute(select(Coder.name, Coder.role)).all()) == {
+            "ann": "coder",
+            "bob": "coder",
+            "sue": "supervisor",
+        }
 
     second = tmp_path / "second.qdpx"
     export_qdpx(fresh, second)
@@ -343,12 +460,14 @@ def import_sample(target: str, name: str):
 
 def coded_strings(workspace: Workspace) -> dict[str, set[str]]:
     with workspace.store.reader() as session:
-        rows = session.execute(select(Coding, Code.name, Transcript.text)
-                               .join(Code, Code.id == Coding.code_id)
-                               .join(Transcript, Transcript.id == Coding.transcript_id)).all()
+        rows = session.execute(
+            select(Coding, Code.name, Transcript.text)
+            .join(Code, Code.id == Coding.code_id)
+            .join(Transcript, Transcript.id == Coding.transcript_id)
+        ).all()
     found: dict[str, set[str]] = {}
     for coding, code, text in rows:
-        found.setdefault(code, set()).add(text[coding.start_offset:coding.end_offset])
+        found.setdefault(code, set()).add(text[coding.start_offset : coding.end_offset])
     return found
 
 
@@ -359,8 +478,10 @@ def test_qc_sample_codings_land_on_their_lines(study_target):
     assert result.codings == 205 and result.codes_created == 262 and result.coders_created == ("cp",)
     coded = coded_strings(workspace)
     assert "This district goal is engage every student in joyful, purposeful learning that \n" in coded["fun"]
-    assert "maximizes each student's opportunity to excel academically. Action step five \n" in coded[
-        "learning_opportunities"]
+    assert (
+        "maximizes each student's opportunity to excel academically. Action step five \n"
+        in coded["learning_opportunities"]
+    )
     assert "similar equity issues [inaudible 00:54:11] access to that curriculum, which we \n" in coded["equity"]
     assert "issue with introducing computer science through our math programs is precisely \n" in coded["math"]
     with workspace.store.reader() as session:
@@ -368,21 +489,23 @@ def test_qc_sample_codings_land_on_their_lines(study_target):
         lines = text.split("\n")
         # qc names each selection after its line: every coding covers one whole line.
         for coding in session.scalars(select(Coding)):
-            covered = text[coding.start_offset:coding.end_offset]
+            covered = text[coding.start_offset : coding.end_offset]
             assert covered.endswith("\n") and covered[:-1] in lines
         # Foreign codings are independent codings of the user who made them.
         assert set(session.scalars(select(Coding.phase))) == {"independent"}
         assert set(session.scalars(select(Coder.name).join(Coding, Coding.coder_id == Coder.id))) == {"cp"}
         # Turns: every paragraph opens with "Speaker 2:", "Moderator:", "Mr. Dabor:"...; the labels name
         # no role, so the role is "other".
-        turns = session.scalars(select(Turn).join(Transcript).where(Transcript.key == "board_2017")
-                                .order_by(Turn.number)).all()
+        turns = session.scalars(
+            select(Turn).join(Transcript).where(Transcript.key == "board_2017").order_by(Turn.number)
+        ).all()
         assert len(turns) == len([p for p in re.split(r"\n\s*\n", text) if p.strip()]) == 131
         assert {t.speaker_role for t in turns} == {"other"}
         assert sum(1 for t in turns if t.speaker_label == "Moderator") == 16
         assert (turns[0].speaker_label, turns[1].speaker_label) == ("Speaker 1", "Speaker 2")
-        assert text[turns[0].char_start:turns[0].char_end] == (
-            "Thank you. Let's move on to the preK-12 computer science \ncurriculum.")
+        assert text[turns[0].char_start : turns[0].char_end] == (
+            "Thank you. Let's move on to the preK-12 computer science \ncurriculum."
+        )
         # Same-named codes under different parents stay apart, keyed by GUID.
         assert session.scalar(select(func.count()).select_from(Code).where(Code.name == "programming")) == 2
         code = session.scalar(select(Code).where(Code.guid == "36636563-3863-6264-3638-303637613863"))
@@ -401,8 +524,11 @@ def test_maxqda_sample_keeps_codes_colours_descriptions_and_reports_sets(study_t
         assert code.definition == "Apply this code when a study uses Gee's concept of affinity spaces."
         assert session.get(Code, code.parent_id).name == "Additional Themes and Ideas"
         text = session.scalar(select(Transcript.text).where(Transcript.key == "ICLS 2024 3-10"))
-        raw = zipfile.ZipFile(SAMPLES / "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx").read(
-            "sources/C5E4C960-5296-4FDE-8C63-DEABA4E17F92.txt").decode("utf-8")
+        raw = (
+            zipfile.ZipFile(SAMPLES / "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx")
+            .read("sources/C5E4C960-5296-4FDE-8C63-DEABA4E17F92.txt")
+            .decode("utf-8")
+        )
         assert text == raw
         assert set(session.scalars(select(Transcript.kind))) == {"session"}
 
@@ -430,8 +556,15 @@ def test_blank_atlas_sample_imports_nothing_but_its_user(study_target):
         assert list(session.scalars(select(Coder.name))) == ["Enric Llagostera"]
 
 
-@pytest.mark.parametrize("name", ["qc-1.3.2_demo.qdpx", "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx",
-                                  "nvivo-mac-15.0.0_qc-project.qdpx", "atlasti-win-23.2.3_target-atlas-project.qdpx"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "qc-1.3.2_demo.qdpx",
+        "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx",
+        "nvivo-mac-15.0.0_qc-project.qdpx",
+        "atlasti-win-23.2.3_target-atlas-project.qdpx",
+    ],
+)
 def test_imported_samples_export_valid_and_keep_their_guids(name, tmp_path, schema, lxml_schema):
     workspace = init_study(str(tmp_path / "s.concord"), title="samples", blind=False)
     import_qdpx(workspace, SAMPLES / name)
@@ -443,6 +576,7 @@ def test_imported_samples_export_valid_and_keep_their_guids(name, tmp_path, sche
     code_guids = {canonical_guid(g) for g in original.xpath("//*[local-name()='Code']/@guid")}
     again = etree.fromstring(xml)
     assert {canonical_guid(g) for g in again.xpath("//*[local-name()='Code']/@guid")} == code_guids
+
     # Each coding comes back on the same text (sources are LF-only in these samples).
     def quotes(root, texts):
         found = set()
@@ -450,8 +584,10 @@ def test_imported_samples_export_valid_and_keep_their_guids(name, tmp_path, sche
             text = texts(source)
             for sel in source.xpath("*[local-name()='PlainTextSelection']"):
                 codes = sel.xpath("*[local-name()='Coding']/*[local-name()='CodeRef']/@targetGUID")
-                found |= {(canonical_guid(c), text[int(sel.get("startPosition")):int(sel.get("endPosition"))])
-                          for c in codes}
+                found |= {
+                    (canonical_guid(c), text[int(sel.get("startPosition")) : int(sel.get("endPosition"))])
+                    for c in codes
+                }
         return found
 
     def texts_in(path):
@@ -472,8 +608,10 @@ def test_samples_pass_the_schema(schema):
 
 
 def foreign_project(body: str, sources: dict[str, bytes], origin: str = "SomeTool 1.0") -> bytes:
-    xml = (f'<?xml version="1.0" encoding="utf-8"?>\n<Project xmlns="{NS}" name="Foreign" origin="{origin}">'
-           f'{body}</Project>').encode("utf-8")
+    xml = (
+        f'<?xml version="1.0" encoding="utf-8"?>\n<Project xmlns="{NS}" name="Foreign" origin="{origin}">'
+        f"{body}</Project>"
+    ).encode()
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("project.qde", xml)
@@ -489,15 +627,19 @@ def guid() -> str:
 USER = guid()
 CODE_A = guid()
 CODE_B = guid()
-CODEBOOK = (f'<Users><User guid="{USER}" name="Ola"/></Users><CodeBook><Codes>'
-            f'<Code guid="{CODE_A}" name="Rupture" isCodable="true"/>'
-            f'<Code guid="{CODE_B}" name="Repair" isCodable="true"/></Codes></CodeBook>')
+CODEBOOK = (
+    f'<Users><User guid="{USER}" name="Ola"/></Users><CodeBook><Codes>'
+    f'<Code guid="{CODE_A}" name="Rupture" isCodable="true"/>'
+    f'<Code guid="{CODE_B}" name="Repair" isCodable="true"/></Codes></CodeBook>'
+)
 
 
 def selection(text_units: tuple[int, int], code: str, name: str = "") -> str:
-    return (f'<PlainTextSelection guid="{guid()}" name="{name}" startPosition="{text_units[0]}" '
-            f'endPosition="{text_units[1]}" creatingUser="{USER}"><Coding guid="{guid()}" creatingUser="{USER}">'
-            f'<CodeRef targetGUID="{code}"/></Coding></PlainTextSelection>')
+    return (
+        f'<PlainTextSelection guid="{guid()}" name="{name}" startPosition="{text_units[0]}" '
+        f'endPosition="{text_units[1]}" creatingUser="{USER}"><Coding guid="{guid()}" creatingUser="{USER}">'
+        f'<CodeRef targetGUID="{code}"/></Coding></PlainTextSelection>'
+    )
 
 
 def utf16_span(text: str, part: str) -> tuple[int, int]:
@@ -520,11 +662,13 @@ def test_nvivo_windows_offsets_utf16_crlf_and_bom(study_target, tmp_path):
     raw = "\r\n".join(LINES) + "\r\n"
     source = guid()
     selections = selection(utf16_span(raw, "hard, really hard."), CODE_A, name="") + selection(
-        utf16_span(raw, "Tell me more."), CODE_B, name="")
-    body = CODEBOOK + (f'<Sources><TextSource guid="{source}" name="Session 3" '
-                       f'plainTextPath="internal://{source}.txt">{selections}</TextSource></Sources>')
-    data = foreign_project(body, {f"Sources/{source}.txt": b"\xef\xbb\xbf" + raw.encode("utf-8")},
-                           origin="NVivo 12.6")
+        utf16_span(raw, "Tell me more."), CODE_B, name=""
+    )
+    body = CODEBOOK + (
+        f'<Sources><TextSource guid="{source}" name="Session 3" '
+        f'plainTextPath="internal://{source}.txt">{selections}</TextSource></Sources>'
+    )
+    data = foreign_project(body, {f"Sources/{source}.txt": b"\xef\xbb\xbf" + raw.encode("utf-8")}, origin="NVivo 12.6")
     workspace, result = import_bytes(study_target, data, tmp_path)
     assert result.offset_model == UTF16
     assert coded_strings(workspace) == {"Rupture": {"hard, really hard."}, "Repair": {"Tell me more."}}
@@ -532,9 +676,12 @@ def test_nvivo_windows_offsets_utf16_crlf_and_bom(study_target, tmp_path):
         assert session.scalar(select(Transcript.text)) == "\n".join(LINES) + "\n"
         turns = session.scalars(select(Turn).order_by(Turn.number)).all()
         assert [(t.speaker_role, t.speaker_label) for t in turns] == [
-            ("therapist", "T"), ("client", "P"), ("therapist", "T")]
+            ("therapist", "T"),
+            ("client", "P"),
+            ("therapist", "T"),
+        ]
         text = session.scalar(select(Transcript.text))
-        assert text[turns[1].char_start:turns[1].char_end] == "It was 😞 hard, really hard."
+        assert text[turns[1].char_start : turns[1].char_end] == "It was 😞 hard, really hard."
 
 
 def test_atlas_offsets_count_crlf_once(study_target, tmp_path):
@@ -542,10 +689,11 @@ def test_atlas_offsets_count_crlf_once(study_target, tmp_path):
     canonical = "\n".join(LINES)
     start = canonical.index("Tell me more.")
     source = guid()
-    body = CODEBOOK + (f'<Sources><TextSource guid="{source}" name="S" plainTextPath="internal://{source}.txt">'
-                       f'{selection((start, start + 13), CODE_B)}</TextSource></Sources>')
-    data = foreign_project(body, {f"sources/{source}.txt": raw.encode("utf-8")},
-                           origin="ATLAS.ti for Windows 23.2.3")
+    body = CODEBOOK + (
+        f'<Sources><TextSource guid="{source}" name="S" plainTextPath="internal://{source}.txt">'
+        f"{selection((start, start + 13), CODE_B)}</TextSource></Sources>"
+    )
+    data = foreign_project(body, {f"sources/{source}.txt": raw.encode("utf-8")}, origin="ATLAS.ti for Windows 23.2.3")
     workspace, result = import_bytes(study_target, data, tmp_path)
     assert result.offset_model == CODE_POINTS_LF
     assert coded_strings(workspace) == {"Repair": {"Tell me more."}}
@@ -561,13 +709,15 @@ def test_offset_model_switches_when_selection_names_say_so(tmp_path):
     for part in ("It was", "Tell me more.", "How was it?"):
         at = canonical.rindex(part)
         spans.append(selection((at, at + len(part)), CODE_A, name=part))
-    body = CODEBOOK + (f'<Sources><TextSource guid="{source}" name="S" plainTextPath="internal://{source}.txt">'
-                       f'{"".join(spans)}</TextSource></Sources>')
+    body = CODEBOOK + (
+        f'<Sources><TextSource guid="{source}" name="S" plainTextPath="internal://{source}.txt">'
+        f"{''.join(spans)}</TextSource></Sources>"
+    )
     project = read_qdpx(foreign_project(body, {f"sources/{source}.txt": raw.encode("utf-8")}))
     assert project.offset_model == CODE_POINTS_LF
     assert any("3 of 3 quoted selection names" in remark for remark in project.remarks)
     text = project.sources[0].text
-    assert [text[s.start:s.end] for s in project.sources[0].selections] == ["It was", "Tell me more.", "How was it?"]
+    assert [text[s.start : s.end] for s in project.sources[0].selections] == ["It was", "Tell me more.", "How was it?"]
 
 
 def test_offset_map_units():
@@ -590,25 +740,26 @@ def test_data_loss_report_lists_what_concord_cannot_keep(study_target, tmp_path)
         f'<Variable guid="{dtvar}" name="seen" typeOfVariable="DateTime"/></Variables>'
         f'<Cases><Case guid="{guid()}" name="Client 7"><VariableValue><VariableRef targetGUID="{variable}"/>'
         f'<IntegerValue>34</IntegerValue></VariableValue><VariableValue><VariableRef targetGUID="{dtvar}"/>'
-        f'<DateTimeValue>2024-01-02T10:00:00Z</DateTimeValue></VariableValue>'
+        f"<DateTimeValue>2024-01-02T10:00:00Z</DateTimeValue></VariableValue>"
         f'<SourceRef targetGUID="{source}"/><SelectionRef targetGUID="{memo_selection}"/></Case></Cases>'
         f'<Sources><TextSource guid="{source}" name="Interview" plainTextPath="internal://{source}.txt">'
-        f'{selection((fine, fine + 5), CODE_A, name="Fine.")}'
-        f'{selection((3, 3), CODE_A)}'
-        f'{selection((0, 2), guid())}'
+        f"{selection((fine, fine + 5), CODE_A, name='Fine.')}"
+        f"{selection((3, 3), CODE_A)}"
+        f"{selection((0, 2), guid())}"
         f'<PlainTextSelection guid="{memo_selection}" startPosition="{text.index("A line")}" endPosition="{len(text) - 1}">'
-        f'<Description>an in-text memo</Description></PlainTextSelection>'
+        f"<Description>an in-text memo</Description></PlainTextSelection>"
         f'<NoteRef targetGUID="{note}"/></TextSource>'
         f'<PDFSource guid="{pdf}" name="Scan" path="internal://{pdf}.pdf"><PDFSelection guid="{guid()}" page="1" '
         f'firstX="1" firstY="1" secondX="5" secondY="5"><Coding guid="{guid()}"><CodeRef targetGUID="{CODE_A}"/>'
-        f'</Coding></PDFSelection></PDFSource></Sources>'
+        f"</Coding></PDFSelection></PDFSource></Sources>"
         f'<Notes><Note guid="{note}" name="Doc memo" creatingUser="{USER}"><PlainTextContent>about the interview'
         f'</PlainTextContent></Note><Note guid="{link_note}" name="Annotation"><PlainTextContent>an annotation'
-        f'</PlainTextContent></Note></Notes>'
+        f"</PlainTextContent></Note></Notes>"
         f'<Links><Link guid="{guid()}" originGUID="{CODE_A}" targetGUID="{CODE_B}"/></Links>'
         f'<Sets><Set guid="{guid()}" name="Group 1"><MemberSource targetGUID="{source}"/></Set>'
         f'<Set guid="{guid()}" name="gender: female"><MemberSource targetGUID="{source}"/></Set></Sets>'
-        f'<Graphs><Graph guid="{guid()}"/></Graphs>')
+        f'<Graphs><Graph guid="{guid()}"/></Graphs>'
+    )
     data = foreign_project(body, {f"sources/{source}.txt": text.encode("utf-8")})
     workspace, result = import_bytes(study_target, data, tmp_path)
     lost = "\n".join(result.report.lost)
@@ -640,8 +791,10 @@ def test_data_loss_report_lists_what_concord_cannot_keep(study_target, tmp_path)
 def test_a_failed_import_leaves_the_study_untouched(study_target, tmp_path):
     workspace = make_study(study_target)
     source = guid()
-    body = CODEBOOK + (f'<Sources><TextSource guid="{source}" name="S-A" plainTextPath="internal://{source}.txt">'
-                       f'{selection((0, 3), CODE_A)}</TextSource></Sources>')
+    body = CODEBOOK + (
+        f'<Sources><TextSource guid="{source}" name="S-A" plainTextPath="internal://{source}.txt">'
+        f"{selection((0, 3), CODE_A)}</TextSource></Sources>"
+    )
     path = tmp_path / "clash.qdpx"
     path.write_bytes(foreign_project(body, {f"sources/{source}.txt": b"T: hi there"}))
     before = study_state(workspace)
@@ -653,7 +806,7 @@ def test_a_failed_import_leaves_the_study_untouched(study_target, tmp_path):
 def test_turns_from_speaker_prefixes():
     text = "T: Hello there.\nP: Hi.\n   and more words\n\nno speaker here\n[00:01:02] Anna: Yes.\n"
     turns = turns_from_text(text)
-    shown = [(t.speaker_role, t.speaker_label, text[t.char_start:t.char_end]) for t in turns]
+    shown = [(t.speaker_role, t.speaker_label, text[t.char_start : t.char_end]) for t in turns]
     assert shown == [
         ("therapist", "T", "Hello there."),
         ("client", "P", "Hi.\n   and more words"),
@@ -684,8 +837,13 @@ def test_not_a_qdpx_file_is_a_clear_error(tmp_path):
 def test_cli_export_and_import_with_report_on_stderr(tmp_path):
     target = str(tmp_path / "cli.concord")
     rich_study(target).close()
-    group = ConcordGroup(name="concord", commands={"export": ConcordGroup(name="export", commands={"qdpx": qdpx_export}),
-                                                   "import": ConcordGroup(name="import", commands={"qdpx": qdpx_import})})
+    group = ConcordGroup(
+        name="concord",
+        commands={
+            "export": ConcordGroup(name="export", commands={"qdpx": qdpx_export}),
+            "import": ConcordGroup(name="import", commands={"qdpx": qdpx_import}),
+        },
+    )
     runner = CliRunner()
     out = tmp_path / "cli.qdpx"
     refused = runner.invoke(group, ["export", "qdpx", target, "--out", str(out), "--as", "ann"])
@@ -696,7 +854,9 @@ def test_cli_export_and_import_with_report_on_stderr(tmp_path):
 
     fresh = str(tmp_path / "fresh.concord")
     init_study(fresh, title="fresh").close()
-    imported = runner.invoke(group, ["import", "qdpx", fresh, str(SAMPLES / "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx")])
+    imported = runner.invoke(
+        group, ["import", "qdpx", fresh, str(SAMPLES / "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx")]
+    )
     assert imported.exit_code == 0, imported.output
     assert "set 'ICLS 2025' (5 source(s)): Concord has no sets" in imported.stderr
     assert "codes_created" in imported.stdout and "307" in imported.stdout

@@ -51,8 +51,10 @@ def make_grouped_study(target: str):
     add_session_transcript(workspace, "S-C", "3", "low")
     sue = as_person(workspace, "sue")
     ids = {c.name: c.id for c in code_service.visible_codes(sue)}
-    turns = {key: [(t.char_start, t.char_end) for t in transcripts.get_transcript(sue, key).turns]
-             for key in ("S-A", "S-B", "S-C")}
+    turns = {
+        key: [(t.char_start, t.char_end) for t in transcripts.get_transcript(sue, key).turns]
+        for key in ("S-A", "S-B", "S-C")
+    }
     for coder in ("ann", "bob"):
         add_codings(workspace, coder, "S-A", ids["Stagnation"], [turns["S-A"][1]])
         add_codings(workspace, coder, "S-B", ids["Moving forward"], [turns["S-B"][0]])
@@ -81,13 +83,17 @@ async def settle(pilot) -> None:
 
 # -- the numbers -------------------------------------------------------------------------------
 
+
 def test_prevalence_per_group_for_the_consensus_layer_and_a_coder(study):
     sue = as_person(study, "sue")
     found = theme_prevalence(sue)
     assert (found.layer, found.unit, found.group_attribute) == ("consensus", "session", "group")
     assert (found.groups, found.sizes) == (("high", "low"), (2, 1))
-    assert table(found) == {"Therapeutic direction": (100.0, 100.0), "Moving forward": (50.0, 0.0),
-                            "Stagnation": (50.0, 100.0)}
+    assert table(found) == {
+        "Therapeutic direction": (100.0, 100.0),
+        "Moving forward": (50.0, 0.0),
+        "Stagnation": (50.0, 100.0),
+    }
     assert [row.depth for row in found.rows] == [0, 1, 1]
     assert found.rows[1].present == (1, 0)
     assert found.layers == ("consensus", "ann", "bob", "sue")
@@ -98,8 +104,7 @@ def test_prevalence_per_group_for_the_consensus_layer_and_a_coder(study):
 
     no_groups = theme_prevalence(sue, unit="transcript", group_attribute=None)
     assert (no_groups.groups, no_groups.sizes) == (("all transcripts",), (3,))
-    assert table(no_groups) == {"Therapeutic direction": (100.0,), "Moving forward": (33.3,),
-                                "Stagnation": (66.7,)}
+    assert table(no_groups) == {"Therapeutic direction": (100.0,), "Moving forward": (33.3,), "Stagnation": (66.7,)}
     with pytest.raises(ConcordError, match="unknown unit 'dyad'"):
         theme_prevalence(sue, unit="dyad")
 
@@ -142,6 +147,7 @@ def test_bars_are_exact_to_an_eighth_and_lines_fit_the_width(study):
 
 # -- the screen --------------------------------------------------------------------------------
 
+
 async def test_overview_to_results_shows_bars_and_switches_layer(study):
     app = make_app(study.store.target, "sue")
     async with app.run_test(size=SIZE) as pilot:
@@ -172,7 +178,8 @@ async def test_overview_to_results_shows_bars_and_switches_layer(study):
         await settle(pilot)
         assert (screen.prevalence.group_attribute, screen.prevalence.groups) == ("transcriber", ("kb",))
         assert "2 transcripts with no 'transcriber' value are in no group" in str(
-            screen.query_one("#results-status").render())
+            screen.query_one("#results-status").render()
+        )
         await pilot.press("g")  # then none: every unit in one bar
         await settle(pilot)
         assert screen.prevalence.groups == ("all transcripts",)

@@ -29,7 +29,12 @@ def test_bundled_definitions_are_the_confirmed_ones_and_the_templates():
     by_id = {instrument.id: instrument for instrument in list_instruments()}
     assert set(by_id) == {"wai-sr", "bdi-ii", "phq-9", "gad-7", "srs", "wai-s-t", "rri-c-sf", "ses"}
     assert {name for name, item in by_id.items() if item.status == "confirmed"} == {
-        "wai-sr", "bdi-ii", "phq-9", "gad-7", "srs"}
+        "wai-sr",
+        "bdi-ii",
+        "phq-9",
+        "gad-7",
+        "srs",
+    }
     assert by_id["wai-s-t"].to_complete == ("reverse", "subscales")
     assert by_id["wai-s-t"].respondent == "therapist"
     assert by_id["rri-c-sf"].to_complete == ("scale", "scoring", "reverse", "subscales")
@@ -48,7 +53,10 @@ def test_bundled_lookup_ignores_case_and_punctuation():
 def test_wai_sr_subscales_follow_the_confirmed_key():
     wai = load_instrument("wai-sr")
     assert wai.subscale_items == {
-        "Task": ("1", "2", "10", "12"), "Bond": ("3", "5", "7", "9"), "Goal": ("4", "6", "8", "11")}
+        "Task": ("1", "2", "10", "12"),
+        "Bond": ("3", "5", "7", "9"),
+        "Goal": ("4", "6", "8", "11"),
+    }
     assert wai.reverse == () and wai.respondent == "client" and wai.total_range == (12, 60)
     # items 1..12 answered 1,2,3,4,5,1,2,3,4,5,1,2
     result = score(wai, answers(1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2))
@@ -70,12 +78,18 @@ def test_wai_sr_out_of_range_names_item_value_and_range():
 
 
 def test_wai_sr_seven_point_and_mean_scoring_by_extension(tmp_path):
-    seven = load_instrument(write(tmp_path, "wai7.yaml", """
+    seven = load_instrument(
+        write(
+            tmp_path,
+            "wai7.yaml",
+            """
         id: wai-sr-7
         extends: wai-sr
         scale: {min: 1, max: 7}
         scoring: mean
-    """))
+    """,
+        )
+    )
     assert (seven.status, seven.title, seven.scale.max, seven.total_range) == ("user", "WAI-SR", 7, (1, 7))
     assert seven.subscale_items["Bond"] == ("3", "5", "7", "9")
     result = score(seven, answers(7, 7, 6, 6, 5, 5, 4, 4, 3, 3, 2, 2))
@@ -99,15 +113,36 @@ def test_bdi_ii_sum_variants_bands_and_review_item():
         score(bdi, {"16": "2c"})
 
 
-@pytest.mark.parametrize(("instrument_id", "total", "band"), [
-    ("bdi-ii", 0, "minimal"), ("bdi-ii", 13, "minimal"), ("bdi-ii", 14, "mild"), ("bdi-ii", 19, "mild"),
-    ("bdi-ii", 20, "moderate"), ("bdi-ii", 28, "moderate"), ("bdi-ii", 29, "severe"), ("bdi-ii", 63, "severe"),
-    ("phq-9", 4, "none/minimal"), ("phq-9", 5, "mild"), ("phq-9", 9, "mild"), ("phq-9", 10, "moderate"),
-    ("phq-9", 14, "moderate"), ("phq-9", 15, "moderately severe"), ("phq-9", 19, "moderately severe"),
-    ("phq-9", 20, "severe"), ("phq-9", 27, "severe"),
-    ("gad-7", 0, "none/minimal"), ("gad-7", 4, "none/minimal"), ("gad-7", 5, "mild"), ("gad-7", 9, "mild"),
-    ("gad-7", 10, "moderate"), ("gad-7", 14, "moderate"), ("gad-7", 15, "severe"), ("gad-7", 21, "severe"),
-])
+@pytest.mark.parametrize(
+    ("instrument_id", "total", "band"),
+    [
+        ("bdi-ii", 0, "minimal"),
+        ("bdi-ii", 13, "minimal"),
+        ("bdi-ii", 14, "mild"),
+        ("bdi-ii", 19, "mild"),
+        ("bdi-ii", 20, "moderate"),
+        ("bdi-ii", 28, "moderate"),
+        ("bdi-ii", 29, "severe"),
+        ("bdi-ii", 63, "severe"),
+        ("phq-9", 4, "none/minimal"),
+        ("phq-9", 5, "mild"),
+        ("phq-9", 9, "mild"),
+        ("phq-9", 10, "moderate"),
+        ("phq-9", 14, "moderate"),
+        ("phq-9", 15, "moderately severe"),
+        ("phq-9", 19, "moderately severe"),
+        ("phq-9", 20, "severe"),
+        ("phq-9", 27, "severe"),
+        ("gad-7", 0, "none/minimal"),
+        ("gad-7", 4, "none/minimal"),
+        ("gad-7", 5, "mild"),
+        ("gad-7", 9, "mild"),
+        ("gad-7", 10, "moderate"),
+        ("gad-7", 14, "moderate"),
+        ("gad-7", 15, "severe"),
+        ("gad-7", 21, "severe"),
+    ],
+)
 def test_band_boundaries(instrument_id, total, band):
     instrument = load_instrument(instrument_id)
     item_count = len(instrument.items)
@@ -134,13 +169,19 @@ def test_srs_tenth_of_a_centimetre_and_the_cutoff(tmp_path):
     with pytest.raises(ValueError, match=r"SRS item 2: 9.05 is not a point of the scale 0–10 in steps of 0.1"):
         score(srs, answers(9, 9.05, 9, 9))
     # the "36 or less" reading of the cutoff, as a user definition
-    inclusive = load_instrument(write(tmp_path, "srs36.yaml", """
+    inclusive = load_instrument(
+        write(
+            tmp_path,
+            "srs36.yaml",
+            """
         id: srs-36-inclusive
         extends: srs
         bands:
           - {name: at or below cutoff, min: 0, max: 36}
           - {name: above cutoff, min: 36.1, max: 40}
-    """))
+    """,
+        )
+    )
     assert score(inclusive, answers(9.1, 9.0, 8.9, 9.0)).band == "at or below cutoff"
     assert score(inclusive, answers(9.1, 9.1, 8.9, 9.0)).band == "above cutoff"
 
@@ -157,7 +198,11 @@ def test_bundled_definitions_refuse_incomplete_forms():
 
 
 def user_scale(tmp_path: Path, missing: str, scoring: str = "sum") -> Instrument:
-    return load_instrument(write(tmp_path, "six.yaml", f"""
+    return load_instrument(
+        write(
+            tmp_path,
+            "six.yaml",
+            f"""
         id: six
         title: Six items
         respondent: client
@@ -169,7 +214,9 @@ def user_scale(tmp_path: Path, missing: str, scoring: str = "sum") -> Instrument
           A: [1, 2, 3]
           B: [4, 5, 6]
         missing: {missing}
-    """))
+    """,
+        )
+    )
 
 
 def test_reverse_keyed_items_in_a_user_instrument(tmp_path):
@@ -203,11 +250,17 @@ def test_prorating_up_to_the_allowed_number_of_missing_items(tmp_path):
 
 
 def test_a_prorated_total_between_adjacent_bands_stays_in_the_lower_one(tmp_path):
-    bdi = load_instrument(write(tmp_path, "bdi-prorated.yaml", """
+    bdi = load_instrument(
+        write(
+            tmp_path,
+            "bdi-prorated.yaml",
+            """
         id: bdi-ii-prorated
         extends: bdi-ii
         missing: {rule: prorate, max_missing: 4}
-    """))
+    """,
+        )
+    )
     values = [0] * 21
     for index in range(12):
         values[index] = 1
@@ -221,25 +274,37 @@ def test_a_prorated_total_between_adjacent_bands_stays_in_the_lower_one(tmp_path
 
 
 def test_a_wide_gap_between_bands_is_left_unlabelled(tmp_path):
-    gad = load_instrument(write(tmp_path, "gad-screen.yaml", """
+    gad = load_instrument(
+        write(
+            tmp_path,
+            "gad-screen.yaml",
+            """
         id: gad-screen
         extends: gad-7
         bands:
           - {name: low, min: 0, max: 4}
           - {name: probable, min: 10, max: 21}
-    """))
+    """,
+        )
+    )
     assert score(gad, answers(1, 1, 1, 1, 1, 1, 1)).band is None
     assert score(gad, answers(3, 3, 3, 1, 0, 0, 0)).band == "probable"
 
 
 def test_missing_value_codes_count_as_missing(tmp_path):
-    care = load_instrument(write(tmp_path, "care.yaml", """
+    care = load_instrument(
+        write(
+            tmp_path,
+            "care.yaml",
+            """
         id: care
         items: 10
         scale: {min: 1, max: 5}
         missing_values: [0]
         missing: {rule: prorate, max_missing: 2}
-    """))
+    """,
+        )
+    )
     result = score(care, answers(5, 4, 5, 4, 5, 5, 5, 4, 0, 0))
     assert result.missing == ["9", "10"]
     assert result.total == pytest.approx(37 / 8 * 10)
@@ -263,24 +328,34 @@ def test_a_template_is_refused_for_scoring_naming_the_fields_to_complete():
 
 def test_completing_a_template_by_extension(tmp_path):
     # An artificial key standing in for a licensed scoring sheet: not the WAI-S key.
-    partial = write(tmp_path, "partial.yaml", """
+    partial = write(
+        tmp_path,
+        "partial.yaml",
+        """
         id: my-wai-s-t
         extends: wai-s-t
         reverse: []
-    """)
+    """,
+    )
     with pytest.raises(InputError) as raised:
         load_instrument(partial)
     assert raised.value.line == 2
     assert "extends the template 'wai-s-t' but does not complete subscales" in str(raised.value)
 
-    complete = load_instrument(write(tmp_path, "complete.yaml", """
+    complete = load_instrument(
+        write(
+            tmp_path,
+            "complete.yaml",
+            """
         id: my-wai-s-t
         extends: wai-s-t
         reverse: [2]
         subscales:
           First: [1, 2, 3, 4, 5, 6]
           Second: [7, 8, 9, 10, 11, 12]
-    """))
+    """,
+        )
+    )
     assert (complete.status, complete.respondent, complete.scale.max) == ("user", "therapist", 7)
     result = score(complete, answers(7, 7, 7, 7, 7, 7, 1, 1, 1, 1, 1, 1))
     # item 2 reversed as 8 - 7 = 1
@@ -298,68 +373,108 @@ def problem_of(path: Path) -> InputError:
 
 
 def test_unknown_field_names_file_line_and_suggestion(tmp_path):
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 3
         scale: {min: 1, max: 5}
         reverse_items: [1]
-    """))
+    """,
+        )
+    )
     assert (error.path, error.line) == (str(tmp_path / "bad.yaml"), 4)
     assert "unknown field 'reverse_items'; did you mean 'review_items' or 'reverse'?" in str(error)
 
 
 def test_subscale_item_that_does_not_exist(tmp_path):
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale: {min: 1, max: 5}
         subscales:
           A: [1, 2]
           B: [3, 5]
-    """))
+    """,
+        )
+    )
     assert error.line == 6
     assert "subscale 'B' names item 5, which is not among the items (1–4)" in str(error)
 
 
 def test_scale_min_not_below_max(tmp_path):
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale:
           min: 5
           max: 1
-    """))
+    """,
+        )
+    )
     assert error.line == 4
     assert "scale min 5 must be below max 1" in str(error)
 
 
 def test_duplicate_item_ids_and_duplicate_keys(tmp_path):
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: [a1, a2, A1]
         scale: {min: 1, max: 5}
-    """))
+    """,
+        )
+    )
     assert error.line == 2 and "duplicate item id 'A1' (first at line 2)" in str(error)
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale: {min: 1, max: 5}
         subscales:
           A: [1, 2]
           A: [3, 4]
-    """))
+    """,
+        )
+    )
     assert error.line == 6 and "duplicate key 'A' in subscales (first at line 5)" in str(error)
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale: {min: 1, max: 5}
         items: 5
-    """))
+    """,
+        )
+    )
     assert error.line == 4 and "duplicate field 'items' (first at line 2)" in str(error)
 
 
 def test_every_problem_is_listed_with_its_line(tmp_path):
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale: {min: 1, max: 5}
@@ -370,7 +485,9 @@ def test_every_problem_is_listed_with_its_line(tmp_path):
           - {name: low, min: 4, max: 12}
           - {name: high, min: 10, max: 25}
         to_complete: [reverse]
-    """))
+    """,
+        )
+    )
     text = str(error)
     assert text.startswith(f"{tmp_path / 'bad.yaml'}:4: 6 problems")
     for expected in (
@@ -385,27 +502,45 @@ def test_every_problem_is_listed_with_its_line(tmp_path):
 
 
 def test_syntax_errors_and_wrong_shapes(tmp_path):
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale: {min: 1, max: 5
         scoring: sum
-    """))
+    """,
+        )
+    )
     assert error.line == 4 and "not valid YAML" in str(error)
     error = problem_of(write(tmp_path, "bad.yaml", "- id: x\n"))
     assert error.line == 1 and "mapping of fields" in str(error)
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         items: 4
         scale: {min: 1, max: 5, steps: 1}
         scoring: median
-    """))
+    """,
+        )
+    )
     assert "3: unknown field 'steps' in scale" in str(error)
     assert "4: scoring must be one of sum, mean, not 'median'" in str(error)
-    error = problem_of(write(tmp_path, "bad.yaml", """
+    error = problem_of(
+        write(
+            tmp_path,
+            "bad.yaml",
+            """
         id: x
         scale: {min: 1, max: 5}
-    """))
+    """,
+        )
+    )
     assert error.line == 1 and "missing required field 'items'" in str(error)
 
 

@@ -32,15 +32,26 @@ def study(study_target):
         session.add(second)
         session.flush()
         for number, (label, role, start, end) in enumerate(spans, 1):
-            session.add(Turn(transcript_id=second.id, number=number, speaker_role=role, speaker_label=label,
-                             char_start=start, char_end=end, nonverbal=[]))
+            session.add(
+                Turn(
+                    transcript_id=second.id,
+                    number=number,
+                    speaker_role=role,
+                    speaker_label=label,
+                    char_start=start,
+                    char_end=end,
+                    nonverbal=[],
+                )
+            )
     yield workspace
     workspace.close()
 
 
 def hit_rows(screen: SearchScreen) -> list[tuple[str, int, str, str]]:
-    return [(h.source.summary.key, h.hit.turn_number, h.speaker, h.source.detail.text[h.hit.start:h.hit.end])
-            for h in screen.hits]
+    return [
+        (h.source.summary.key, h.hit.turn_number, h.speaker, h.source.detail.text[h.hit.start : h.hit.end])
+        for h in screen.hits
+    ]
 
 
 async def test_search_every_transcript_and_open_one_at_the_hit(study):

@@ -48,8 +48,7 @@ def test_hand_checked_therapy():
     assert fits["A"].p_value < 1e-5
     assert not fits["B"].kept and fits["B"].p_value > 0.5
     tried = [(c.pole, c.session, c.chosen) for c in result.candidates]
-    assert tried == [("high", 8, False), ("high", 4, False), ("high", 3, True),
-                     ("low", 6, False), ("low", 5, True)]
+    assert tried == [("high", 8, False), ("high", 4, False), ("high", 3, True), ("low", 6, False), ("low", 5, True)]
     reasons = {(c.pole, c.session): c.reason for c in result.candidates}
     assert "final session" in reasons[("high", 8)]
     assert "does not fall: outcome 9.6 -> 10 at session 5" in reasons[("high", 4)]
@@ -183,25 +182,43 @@ def test_detrending_changes_the_choice_where_a_time_trend_was_planted():
 
 
 def test_too_few_sessions_and_flat_scores_are_reported_not_fitted():
-    data = pd.DataFrame([("S", 1, 4.0, 20), ("S", 2, 5.0, 18), ("S", 3, 3.0, 22),
-                         ("F", 1, 4.0, 20), ("F", 2, 4.0, 18), ("F", 3, 4.0, 22), ("F", 4, 4.0, 21)],
-                        columns=COLUMNS)
+    data = pd.DataFrame(
+        [
+            ("S", 1, 4.0, 20),
+            ("S", 2, 5.0, 18),
+            ("S", 3, 3.0, 22),
+            ("F", 1, 4.0, 20),
+            ("F", 2, 4.0, 18),
+            ("F", 3, 4.0, 22),
+            ("F", 4, 4.0, 21),
+        ],
+        columns=COLUMNS,
+    )
     fits = {fit.therapy: fit for fit in select_sessions(data).fits}
     assert not fits["S"].kept and "too few" in fits["S"].reason and fits["S"].pairs == 2
     assert not fits["F"].kept and "alliance does not vary" in fits["F"].reason
 
 
 def test_alliance_is_the_mean_of_client_and_therapist_or_the_one_there_is():
-    scores = pd.DataFrame([("A", 1, "client", 50.0), ("A", 1, "therapist", 70.0), ("A", 2, "client", 40.0),
-                           ("A", 3, "therapist", 60.0), ("A", 3, "therapist", 64.0)],
-                          columns=["therapy", "session", "respondent", "total"])
+    scores = pd.DataFrame(
+        [
+            ("A", 1, "client", 50.0),
+            ("A", 1, "therapist", 70.0),
+            ("A", 2, "client", 40.0),
+            ("A", 3, "therapist", 60.0),
+            ("A", 3, "therapist", 64.0),
+        ],
+        columns=["therapy", "session", "respondent", "total"],
+    )
     found = {(a.therapy, a.session): a for a in session_alliance(scores)}
     assert found[("A", 1)].alliance == 60.0 and found[("A", 1)].note == "client and therapist"
     assert found[("A", 2)].alliance == 40.0 and found[("A", 2)].note == "client only"
     assert found[("A", 3)].alliance == 62.0 and found[("A", 3)].note == "therapist only"
-    table = session_table(found.values(), pd.DataFrame([("A", 2, "client", 12.0)],
-                                                       columns=["therapy", "session", "respondent", "total"]),
-                          [("A", 1), ("A", 2), ("A", 3), ("A", 4)])
+    table = session_table(
+        found.values(),
+        pd.DataFrame([("A", 2, "client", 12.0)], columns=["therapy", "session", "respondent", "total"]),
+        [("A", 1), ("A", 2), ("A", 3), ("A", 4)],
+    )
     assert table["session"].tolist() == [1, 2, 3, 4]
     assert table["outcome"].isna().tolist() == [True, False, True, True]
 
@@ -232,12 +249,21 @@ def scored_study(target: str, *, blind: bool = True) -> Workspace:
                 else:
                     scores += [("wai-sr", "client", 10 * a - 6), ("wai-s-t", "therapist", 10 * a + 6)]
                 for instrument, respondent, total in scores:
-                    session.add(QuestionnaireScore(session_id=therapy.id, instrument=instrument,
-                                                   respondent=respondent, items={}, subscales={}, total=total))
+                    session.add(
+                        QuestionnaireScore(
+                            session_id=therapy.id,
+                            instrument=instrument,
+                            respondent=respondent,
+                            items={},
+                            subscales={},
+                            total=total,
+                        )
+                    )
         # An earlier run's mark on a session that will not be chosen again.
         stale = session.scalar(select(TherapySession.id).join(Dyad).where(Dyad.key == "B", TherapySession.number == 2))
-        session.add(Attribute(target_kind="session", target_id=stale, name="alliance group", value="high",
-                              blinded=True))
+        session.add(
+            Attribute(target_kind="session", target_id=stale, name="alliance group", value="high", blinded=True)
+        )
     return workspace
 
 
@@ -253,11 +279,13 @@ def test_service_selects_and_applies_a_blinded_attribute(study_target):
     assert applied.applied == (("A", 3, "high"), ("A", 5, "low"))
     assert applied.cleared == (("B", 2, "high"),)
     with workspace.store.reader() as session:
-        marks = session.execute(select(Dyad.key, TherapySession.number, Attribute.value, Attribute.blinded)
-                                .join(TherapySession, TherapySession.id == Attribute.target_id)
-                                .join(Dyad, Dyad.id == TherapySession.dyad_id)
-                                .where(Attribute.target_kind == "session", Attribute.name == "alliance group")
-                                .order_by(TherapySession.number)).all()
+        marks = session.execute(
+            select(Dyad.key, TherapySession.number, Attribute.value, Attribute.blinded)
+            .join(TherapySession, TherapySession.id == Attribute.target_id)
+            .join(Dyad, Dyad.id == TherapySession.dyad_id)
+            .where(Attribute.target_kind == "session", Attribute.name == "alliance group")
+            .order_by(TherapySession.number)
+        ).all()
     assert [tuple(row) for row in marks] == [("A", 3, "high", True), ("A", 5, "low", True)]
     event = [e for e in list_events(sue) if e.action == "selection.apply"][-1]
     assert event.actor == "sue" and event.details["chosen"] == ["A:3=high", "A:5=low"]
@@ -284,17 +312,33 @@ def test_cli_prints_choices_and_reasons(tmp_path):
     target = str(tmp_path / "cli.concord")
     scored_study(target).close()
     runner = CliRunner()
-    table = runner.invoke(main, ["select-sessions", target, "--alliance", "WAI-SR,WAI-S-T", "--outcome", "BDI-II",
-                                 "--as", "sue"])
+    table = runner.invoke(
+        main, ["select-sessions", target, "--alliance", "WAI-SR,WAI-S-T", "--outcome", "BDI-II", "--as", "sue"]
+    )
     assert table.exit_code == 0, table.output
     assert "Chosen: 1 high and 1 low session(s) from 1 of 2 therapies." in table.output
     assert "final session (no next session)" in table.output
     assert "Alliance from one respondent only: A:1 (client)." in table.output
-    as_json = runner.invoke(main, ["select-sessions", target, "--alliance", "WAI-SR,WAI-S-T", "--outcome",
-                                   "BDI-II", "--as", "sue", "--format", "json", "--detrend"])
+    as_json = runner.invoke(
+        main,
+        [
+            "select-sessions",
+            target,
+            "--alliance",
+            "WAI-SR,WAI-S-T",
+            "--outcome",
+            "BDI-II",
+            "--as",
+            "sue",
+            "--format",
+            "json",
+            "--detrend",
+        ],
+    )
     assert as_json.exit_code == 0, as_json.output
     document = json.loads(as_json.stdout)
     assert document["detrended"] is True and {t["therapy"] for t in document["therapies"]} == {"A", "B"}
-    refused = runner.invoke(main, ["select-sessions", target, "--alliance", "WAI-SR", "--outcome", "BDI-II",
-                                   "--as", "ann"])
+    refused = runner.invoke(
+        main, ["select-sessions", target, "--alliance", "WAI-SR", "--outcome", "BDI-II", "--as", "ann"]
+    )
     assert refused.exit_code == 2 and "blind" in refused.output

@@ -91,11 +91,14 @@ def test_study_from_a_newer_version_is_refused_untouched(tmp_path):
     assert not list(tmp_path.glob("*.before-*"))
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no study here"),
-    (b"hello, not a database", "not a Concord study"),
-    (b"", "not a Concord study"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no study here"),
+        (b"hello, not a database", "not a Concord study"),
+        (b"", "not a Concord study"),
+    ],
+)
 def test_paths_that_are_not_studies(tmp_path, content, message):
     path = tmp_path / "x.concord"
     if content is not None:
@@ -127,8 +130,9 @@ def test_read_only_file_check_does_not_depend_on_permissions(tmp_path, monkeypat
     path = tmp_path / "ro.concord"
     init_study(str(path)).close()
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(path) and mode == os.W_OK
-                        else real_access(p, mode))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if str(p) == str(path) and mode == os.W_OK else real_access(p, mode)
+    )
     with pytest.raises(StudyOpenError, match="read-only"):
         open_study(str(path))
 

@@ -9,7 +9,14 @@ from textual.widgets import Static, Tree
 
 from concord.app.tui.app import make_app
 from concord.app.tui.screens.overview import OverviewScreen
-from concord.app.tui.screens.themes import Confirm, DefinitionEditor, SuggestionsScreen, TargetPicker, TextPrompt, ThemesScreen
+from concord.app.tui.screens.themes import (
+    Confirm,
+    DefinitionEditor,
+    SuggestionsScreen,
+    TargetPicker,
+    TextPrompt,
+    ThemesScreen,
+)
 from concord.services import codebooks, coding, transcripts
 from concord.services import codes as code_service
 from concord.storage.errors import PermissionDenied
@@ -157,7 +164,9 @@ async def test_merge_suggestions_are_accepted_or_rejected_one_by_one(study):
         dialog = app.screen
         assert isinstance(dialog, SuggestionsScreen)
         assert [s.names for s in dialog.suggestions] == [
-            ("client expresses negative feelings", "expressing negative feeling"), ("shared humour", "sharing humor")]
+            ("client expresses negative feelings", "expressing negative feeling"),
+            ("shared humour", "sharing humor"),
+        ]
         assert "(ann)" in screen_text(app) and "(bob)" in screen_text(app)
         await pilot.press("y")  # merge bob's code into ann's
         await pilot.pause()
@@ -172,7 +181,8 @@ async def test_merge_suggestions_are_accepted_or_rejected_one_by_one(study):
     assert set(inductive) == {"client expresses negative feelings", "shared humour", "sharing humor"}
     assert [(c.id, c.code_id) for c in coding.list_codings(bob, 1)] == [(bobs.id, negative.id)]
     assert [s.names for s in codebooks.merge_suggestions(as_person(study, "sue"))] == [
-        ("shared humour", "sharing humor")]
+        ("shared humour", "sharing humor")
+    ]
 
 
 async def test_a_coder_cannot_open_theme_development(study):
@@ -201,5 +211,13 @@ async def test_a_supervisor_finds_theme_development_in_help(study):
         assert rows["overview.themes"].keys == ("T",)
         screen = await open_themes(pilot)
         rows = {row.binding_id for row in app.key_rows_for(screen)}
-        assert {"themes.rename", "themes.definition", "themes.move", "themes.category", "themes.merge",
-                "themes.split", "themes.suggestions", "themes.back"} <= rows
+        assert {
+            "themes.rename",
+            "themes.definition",
+            "themes.move",
+            "themes.category",
+            "themes.merge",
+            "themes.split",
+            "themes.suggestions",
+            "themes.back",
+        } <= rows

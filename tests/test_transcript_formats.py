@@ -165,7 +165,15 @@ def test_timestamps_before_and_after_the_speaker(tmp_path):
         (None, None),
     ]
     assert [transcript.turn_text(t) for t in transcript.turns] == [
-        "First.", "Second.", "Third.", "Fourth.", "Fifth.", "Sixth.", "Seventh.", "Eighth.", "Ninth.",
+        "First.",
+        "Second.",
+        "Third.",
+        "Fourth.",
+        "Fifth.",
+        "Sixth.",
+        "Seventh.",
+        "Eighth.",
+        "Ninth.",
     ]
     # Timestamps stay in the text as typed.
     assert transcript.text.startswith("[00:12:03] T: First.\n00:12:05 P: Second.\n")
@@ -180,8 +188,18 @@ def test_role_words_in_english_and_scandinavian_languages(tmp_path):
     )
     transcript = only(parse_transcript(path))
     assert [t.speaker_role for t in transcript.turns] == [
-        "therapist", "client", "client", "interviewer", "therapist", "client", "client",
-        "interviewer", "interviewer", "client", "client", "interviewer",
+        "therapist",
+        "client",
+        "client",
+        "interviewer",
+        "therapist",
+        "client",
+        "client",
+        "interviewer",
+        "interviewer",
+        "client",
+        "client",
+        "interviewer",
     ]
 
 
@@ -476,7 +494,7 @@ def test_docx_paragraphs_keep_tracked_insertions(tmp_path):
             "<w:r><w:delText>inte </w:delText></w:r></w:del>"
         )
     )
-    paragraph._p.append(parse_xml(f'<w:r {nsdecls("w")}><w:t>bra.</w:t><w:tab/><w:t>[suckar]</w:t></w:r>'))
+    paragraph._p.append(parse_xml(f"<w:r {nsdecls('w')}><w:t>bra.</w:t><w:tab/><w:t>[suckar]</w:t></w:r>"))
     document.save(path)
     transcript = only(parse_transcript(path))
     assert spoken(transcript) == [
@@ -592,7 +610,10 @@ def test_vtt_voice_tags_and_cue_times(tmp_path):
         ("Bo Ek", "client", "Ja."),
     ]
     assert [(t.start_time, t.end_time) for t in transcript.turns] == [
-        (1.0, 4.5), (5.0, 9.25), (62.0, 63.0), (62.0, 63.0),
+        (1.0, 4.5),
+        (5.0, 9.25),
+        (62.0, 63.0),
+        (62.0, 63.0),
     ]
     assert [t.source_line for t in transcript.turns] == [7, 10, 16, 16]
     assert nonverbal_texts(transcript) == ["[sighs]"]
@@ -622,7 +643,7 @@ def test_srt_numbered_cues_with_speaker_prefixes(tmp_path):
             "2\r\n00:00:03,500 --> 00:00:06,000\r\nP: <i>Sådär</i>, (suckar)\r\n\r\n"
             "3\r\n00:00:06,000 --> 00:00:08,000\r\nmen det blir bättre.\r\n\r\n"
             "4\r\n00:00:08,000 --> 00:00:09,000\r\n- T: Bra.\r\n- P: Ja.\r\n"
-        ).encode("utf-8")
+        ).encode()
     )
     transcript = only(parse_transcript(path))
     assert transcript.format == "srt"
@@ -633,7 +654,10 @@ def test_srt_numbered_cues_with_speaker_prefixes(tmp_path):
         ("P", "client", "Ja."),
     ]
     assert [(t.start_time, t.end_time) for t in transcript.turns] == [
-        (1.0, 3.0), (3.5, 8.0), (8.0, 9.0), (8.0, 9.0),
+        (1.0, 3.0),
+        (3.5, 8.0),
+        (8.0, 9.0),
+        (8.0, 9.0),
     ]
     assert nonverbal_texts(transcript) == ["(suckar)"]
 
@@ -672,9 +696,7 @@ def test_csv_turn_table_with_attributes_and_blinded_attributes(tmp_path):
     assert first.blinded_attributes == {"group": "high"}
     assert second.attributes == {"dyad": "7"}
     assert second.blinded_attributes == {"group": "low"}
-    assert first.text == (
-        "T: Hur mår du?\nP: Um-hm. (skrattar) Det är /.../ svårt,\näh.\nT: Berätta.\n"
-    )
+    assert first.text == ("T: Hur mår du?\nP: Um-hm. (skrattar) Det är /.../ svårt,\näh.\nT: Berätta.\n")
     assert spoken(first) == [
         ("T", "therapist", "Hur mår du?"),
         ("P", "client", "Um-hm. (skrattar) Det är /.../ svårt,\näh."),
@@ -692,9 +714,7 @@ def test_csv_turn_table_with_attributes_and_blinded_attributes(tmp_path):
 
 def test_csv_conflicting_attribute_names_the_row(tmp_path):
     path = tmp_path / "turns.csv"
-    path.write_text(
-        "transcript,speaker,text,group\ns1,T,Hej,high\ns1,P,Hej,\ns1,T,Nå,low\n", encoding="utf-8"
-    )
+    path.write_text("transcript,speaker,text,group\ns1,T,Hej,high\ns1,P,Hej,\ns1,T,Nå,low\n", encoding="utf-8")
     with raises_at(path, 4, "attribute 'group' of transcript 's1' is 'low' here but 'high' on line 2"):
         parse_transcript(path, attributes=["group"])
 
@@ -725,9 +745,7 @@ def test_csv_table_errors_name_the_row(tmp_path):
 def test_csv_without_transcript_column_uses_the_file_stem_and_explicit_columns(tmp_path):
     path = tmp_path / "dyad12_session3.csv"
     path.write_text("vem\ttid\tsagt\nT\t0:05\tHej.\nP\t00:00:07\tHej!\n", encoding="utf-8")
-    transcript = only(
-        parse_transcript(path, columns={"speaker": "Vem", "start": "TID", "text": "sagt"})
-    )
+    transcript = only(parse_transcript(path, columns={"speaker": "Vem", "start": "TID", "text": "sagt"}))
     assert transcript.key == "dyad12_session3"
     assert spoken(transcript) == [("T", "therapist", "Hej."), ("P", "client", "Hej!")]
     assert [t.start_time for t in transcript.turns] == [5.0, 7.0]

@@ -26,19 +26,47 @@ SIZE = (70, 16)
 
 def make_detail(utterances=UTTERANCES, **kwargs) -> TranscriptDetail:
     text, turns = build_turns(utterances, nonverbal_marks=("[laughs]", "(sighs)"), **kwargs)
-    return TranscriptDetail(id=1, key="S-A", kind="session", perspective=None, language="sv", text=text,
-                            turns=turns, phase="independent")
+    return TranscriptDetail(
+        id=1, key="S-A", kind="session", perspective=None, language="sv", text=text, turns=turns, phase="independent"
+    )
 
 
 def make_code(code_id: int, name: str, hotkey: str | None, colour: str | None) -> CodeInfo:
-    return CodeInfo(id=code_id, codebook="test", parent_id=None, name=name, label=None, definition=None,
-                    inclusion=None, exclusion=None, example=None, pole=None, high_pole=None, hotkey=hotkey,
-                    colour=colour, origin="deductive", creator=None, position=code_id, guid=f"guid-{code_id}")
+    return CodeInfo(
+        id=code_id,
+        codebook="test",
+        parent_id=None,
+        name=name,
+        label=None,
+        definition=None,
+        inclusion=None,
+        exclusion=None,
+        example=None,
+        pole=None,
+        high_pole=None,
+        hotkey=hotkey,
+        colour=colour,
+        origin="deductive",
+        creator=None,
+        position=code_id,
+        guid=f"guid-{code_id}",
+    )
 
 
 def make_coding(coding_id: int, code_id: int, start: int, end: int, coder: str = "ann") -> CodingInfo:
-    return CodingInfo(id=coding_id, transcript_id=1, coder=coder, code_id=code_id, start=start, end=end,
-                      memo=None, phase="independent", made_blind=True, created_at=NOW, changed_at=NOW)
+    return CodingInfo(
+        id=coding_id,
+        transcript_id=1,
+        coder=coder,
+        code_id=code_id,
+        start=start,
+        end=end,
+        memo=None,
+        phase="independent",
+        made_blind=True,
+        created_at=NOW,
+        changed_at=NOW,
+    )
 
 
 CODES = {
@@ -58,7 +86,12 @@ class Host(App):
     def __init__(self, detail: TranscriptDetail, codings=(), overlay=(), cursor: int = 0, codes=CODES) -> None:
         super().__init__()
         self.detail, self.codings, self.overlay, self.start_cursor, self.codes = (
-            detail, codings, overlay, cursor, codes)
+            detail,
+            codings,
+            overlay,
+            cursor,
+            codes,
+        )
         self.escapes = 0
 
     def compose(self) -> ComposeResult:
@@ -113,7 +146,7 @@ async def test_turns_show_number_speaker_and_text_with_role_colours():
         assert any(line.startswith(gutter + "3 I And what did you feel then?") for line in lines)
         for role, label_text in (("therapist", "T"), ("client", "P"), ("interviewer", "I")):
             expected = view.get_component_rich_style(f"transcript-view--{role}")
-            y = next(i for i, line in enumerate(lines) if line[GUTTER_WIDTH + 2:].startswith(label_text + " "))
+            y = next(i for i, line in enumerate(lines) if line[GUTTER_WIDTH + 2 :].startswith(label_text + " "))
             cell = next(seg for seg in segments_on_screen(view, y) if seg.text == label_text)
             assert cell.style.color == expected.color and cell.style.bold
         client, therapist = (view.get_component_rich_style(f"transcript-view--{r}") for r in ("client", "therapist"))
@@ -291,7 +324,7 @@ async def test_one_key_selects_the_whole_current_turn():
         await pilot.press("t")
         turn = detail.turns[1]
         assert view.selection() == (turn.char_start, turn.char_end)
-        selected = detail.text[turn.char_start:turn.char_end]
+        selected = detail.text[turn.char_start : turn.char_end]
         assert selected.startswith("Hard.") and selected.endswith("svårt.")
         selection_bg = view.get_component_rich_style("transcript-view--selection").bgcolor
         _, seg = find_on_screen(view, "thinking")
@@ -420,9 +453,30 @@ async def test_resizing_rewraps_and_keeps_the_cursor_on_screen():
 
 
 async def test_bindings_have_ids_and_leave_the_coding_keys_free():
-    reserved = {*"123456789", "c", "n", "i", "m", "u", "ctrl+r", "x", "delete", "e", "slash", "/",
-                "question_mark", "?", "f", "d", "o", "left_square_bracket", "[", "right_square_bracket", "]",
-                "ctrl+q"}
+    reserved = {
+        *"123456789",
+        "c",
+        "n",
+        "i",
+        "m",
+        "u",
+        "ctrl+r",
+        "x",
+        "delete",
+        "e",
+        "slash",
+        "/",
+        "question_mark",
+        "?",
+        "f",
+        "d",
+        "o",
+        "left_square_bracket",
+        "[",
+        "right_square_bracket",
+        "]",
+        "ctrl+q",
+    }
     keys = set()
     for binding in TranscriptView.BINDINGS:
         assert isinstance(binding, Binding)
@@ -430,19 +484,67 @@ async def test_bindings_have_ids_and_leave_the_coding_keys_free():
         assert not binding.priority
         keys.update(binding.key.split(","))
     assert not keys & reserved
-    assert {"j", "k", "down", "up", ")", "(", "w", "b", "l", "h", "g", "G", "home", "end", "pageup",
-            "pagedown", "shift+right", "ctrl+shift+right", "v", "t", "escape"} <= keys
+    assert {
+        "j",
+        "k",
+        "down",
+        "up",
+        ")",
+        "(",
+        "w",
+        "b",
+        "l",
+        "h",
+        "g",
+        "G",
+        "home",
+        "end",
+        "pageup",
+        "pagedown",
+        "shift+right",
+        "ctrl+shift+right",
+        "v",
+        "t",
+        "escape",
+    } <= keys
 
 
 async def test_a_20000_turn_transcript_loads_and_reaches_its_end():
     rng = random.Random(11)
-    words = "jag tycker att det är svårt när hon säger så och sedan um-hm [laughs] well I do not know".split()
-    utterances = [("T" if i % 2 else "P", "therapist" if i % 2 else "client",
-                   " ".join(rng.choice(words) for _ in range(rng.randint(3, 60)))) for i in range(20_000)]
+    words = [
+        "jag",
+        "tycker",
+        "att",
+        "det",
+        "är",
+        "svårt",
+        "när",
+        "hon",
+        "säger",
+        "så",
+        "och",
+        "sedan",
+        "um-hm",
+        "[laughs]",
+        "well",
+        "I",
+        "do",
+        "not",
+        "know",
+    ]
+    utterances = [
+        (
+            "T" if i % 2 else "P",
+            "therapist" if i % 2 else "client",
+            " ".join(rng.choice(words) for _ in range(rng.randint(3, 60))),
+        )
+        for i in range(20_000)
+    ]
     detail = make_detail(utterances, times=[i * 7.0 for i in range(20_000)])
     start = detail.turns[0].char_start
-    codings = [make_coding(i, 1 + i % 5, detail.turns[i * 10].char_start, detail.turns[i * 10].char_end)
-               for i in range(2_000)]
+    codings = [
+        make_coding(i, 1 + i % 5, detail.turns[i * 10].char_start, detail.turns[i * 10].char_end) for i in range(2_000)
+    ]
     app = Host(detail, codings)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
@@ -486,8 +588,9 @@ async def test_a_view_loaded_before_mounting_opens_at_its_cursor():
 
 
 async def test_a_transcript_without_turns_shows_nothing_and_ignores_keys():
-    empty = TranscriptDetail(id=2, key="E", kind="session", perspective=None, language="en", text="",
-                             turns=(), phase="independent")
+    empty = TranscriptDetail(
+        id=2, key="E", kind="session", perspective=None, language="en", text="", turns=(), phase="independent"
+    )
     app = Host(empty)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()

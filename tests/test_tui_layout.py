@@ -36,19 +36,27 @@ def build_turns(
             at = utterance.find(mark)
             if at >= 0:
                 nonverbal.append((start + at, start + at + len(mark)))
-        turns.append(TurnInfo(
-            id=index + 1, number=index + 1, speaker_role=role, speaker_label=label,
-            start_time=times[index] if times else None, end_time=None,
-            char_start=start, char_end=start + len(utterance), replayed=index in replayed,
-            nonverbal=tuple(sorted(nonverbal)),
-        ))
+        turns.append(
+            TurnInfo(
+                id=index + 1,
+                number=index + 1,
+                speaker_role=role,
+                speaker_label=label,
+                start_time=times[index] if times else None,
+                end_time=None,
+                char_start=start,
+                char_end=start + len(utterance),
+                replayed=index in replayed,
+                nonverbal=tuple(sorted(nonverbal)),
+            )
+        )
         lines.append(prefix + utterance)
         offset += len(prefix) + len(utterance) + 1
     return "\n".join(lines), tuple(turns)
 
 
 def shown(layout: TranscriptLayout, y: int) -> str:
-    return layout.source.text[layout.line_starts[y]:layout.shown_end(y)]
+    return layout.source.text[layout.line_starts[y] : layout.shown_end(y)]
 
 
 def all_positions(source: LayoutSource) -> list[int]:
@@ -67,8 +75,13 @@ def test_words_wrap_at_spaces_and_lines_tile_each_turn():
     layout = TranscriptLayout(source, width=source.header_width + 18)
     assert layout.text_width == 17
     assert [shown(layout, y) for y in range(layout.line_count)] == [
-        "Jag tycker att ", "det är svårt när ", "hon säger så.",
-        "Ja. ", "Överväldigande ", "känslor, förstås! ", "Hmm.",
+        "Jag tycker att ",
+        "det är svårt när ",
+        "hon säger så.",
+        "Ja. ",
+        "Överväldigande ",
+        "känslor, förstås! ",
+        "Hmm.",
     ]
     assert layout.turn_first_line == [0, 3, 7]
     for index, turn in enumerate(turns):
@@ -82,8 +95,14 @@ def test_words_wrap_at_spaces_and_lines_tile_each_turn():
 def test_no_line_is_wider_than_the_text_column_except_its_break_space():
     rng = random.Random(7)
     words = ["å", "ärlig", "överväldigande", "självklart", "um-hm", "(sighs)", "[laughs]", "I", "don't"]
-    utterances = [("T" if i % 2 else "P", "therapist" if i % 2 else "client",
-                   " ".join(rng.choice(words) for _ in range(rng.randint(1, 40)))) for i in range(60)]
+    utterances = [
+        (
+            "T" if i % 2 else "P",
+            "therapist" if i % 2 else "client",
+            " ".join(rng.choice(words) for _ in range(rng.randint(1, 40))),
+        )
+        for i in range(60)
+    ]
     text, turns = build_turns(utterances)
     source = LayoutSource(text, turns)
     for width in (source.header_width + 12, 40, 71, 200):
@@ -155,14 +174,23 @@ def test_wide_characters_take_two_cells_and_still_round_trip():
 
 
 def test_the_blocks_taken_as_one_cell_wide_are_one_cell_wide():
-    wrong = [hex(code) for lo, hi in ONE_CELL_BLOCKS for code in range(lo, hi + 1)
-             if chr(code) != "\n" and cell_width(chr(code)) != 1]
+    wrong = [
+        hex(code)
+        for lo, hi in ONE_CELL_BLOCKS
+        for code in range(lo, hi + 1)
+        if chr(code) != "\n" and cell_width(chr(code)) != 1
+    ]
     assert wrong == []
 
 
 def test_curly_quotes_keep_the_fast_path_and_accents_written_apart_do_not():
-    text, turns = build_turns([("P", "client", "“Det är väl så” – sa hon… ’nej’"),
-                               ("T", "therapist", "Combining: a\u0308r"), ("P", "client", "plain")])
+    text, turns = build_turns(
+        [
+            ("P", "client", "“Det är väl så” – sa hon… ’nej’"),
+            ("T", "therapist", "Combining: a\u0308r"),
+            ("P", "client", "plain"),
+        ]
+    )
     source = LayoutSource(text, turns)
     assert source.simple == [True, False, True]
     layout = TranscriptLayout(source, width=40)
@@ -190,7 +218,7 @@ def test_line_lookup_names_turn_line_and_characters():
     layout = TranscriptLayout(source, width=source.header_width + 18)
     line = layout.line(5)
     assert (line.turn_index, line.line_in_turn) == (1, 2)
-    assert text[line.start:line.end] == "känslor, förstås! "
+    assert text[line.start : line.end] == "känslor, förstås! "
     with pytest.raises(IndexError):
         layout.line(7)
 
@@ -198,16 +226,21 @@ def test_line_lookup_names_turn_line_and_characters():
 def test_header_shows_number_time_video_mark_and_cut_label():
     text, turns = build_turns(
         [("T", "therapist", "a"), ("Interviewer Johansson", "interviewer", "b"), ("P", "client", "c")],
-        times=[5.0, 75.5, None], replayed={2},
+        times=[5.0, 75.5, None],
+        replayed={2},
     )
     source = LayoutSource(text, turns)
     header = source.header(1)
     assert [(p.kind, p.text) for p in header] == [
-        ("number", "2"), ("space", " "), ("time", "01:15"), ("space", " "), ("mark", "  "),
-        ("label", "Interviewer…"), ("space", " "),
+        ("number", "2"),
+        ("space", " "),
+        ("time", "01:15"),
+        ("space", " "),
+        ("mark", "  "),
+        ("label", "Interviewer…"),
+        ("space", " "),
     ]
-    assert [p.text for p in source.header(2) if p.kind in ("time", "mark", "label")] == [
-        "     ", "▶ ", "P           "]
+    assert [p.text for p in source.header(2) if p.kind in ("time", "mark", "label")] == ["     ", "▶ ", "P           "]
     assert source.header_width == sum(len(p.text) for p in header)
 
 
@@ -322,9 +355,33 @@ def test_span_index_files_spans_under_the_turns_they_touch():
 
 def test_relayout_of_20000_turns_is_fast():
     rng = random.Random(3)
-    words = "jag tycker att det är svårt när hon säger så och sedan går jag hem um-hm [laughs]".split()
-    utterances = [("T" if i % 2 else "P", "therapist" if i % 2 else "client",
-                   " ".join(rng.choice(words) for _ in range(rng.randint(2, 50)))) for i in range(20_000)]
+    words = [
+        "jag",
+        "tycker",
+        "att",
+        "det",
+        "är",
+        "svårt",
+        "när",
+        "hon",
+        "säger",
+        "så",
+        "och",
+        "sedan",
+        "går",
+        "jag",
+        "hem",
+        "um-hm",
+        "[laughs]",
+    ]
+    utterances = [
+        (
+            "T" if i % 2 else "P",
+            "therapist" if i % 2 else "client",
+            " ".join(rng.choice(words) for _ in range(rng.randint(2, 50))),
+        )
+        for i in range(20_000)
+    ]
     text, turns = build_turns(utterances, times=[i * 6.0 for i in range(20_000)])
     source = LayoutSource(text, turns)
     timings = []

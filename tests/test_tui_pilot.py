@@ -32,12 +32,24 @@ SIZE = (120, 36)
 def study(study_target):
     workspace = make_study(study_target, blind=True)
     with workspace.store.session() as session:
-        session.execute(update(Code).where(Code.name == "Moving forward").values(
-            definition="Talk of goals, homework and hope: change is in the client's hands.",
-            inclusion="Plans, homework done, hope voiced.", exclusion="Plans the therapist imposes."))
-        session.execute(update(Code).where(Code.name == "Stagnation").values(
-            definition="Hard circumstances, resignation, 'it never ends'.",
-            inclusion="Frustration, hopelessness.", exclusion="Sadness without resignation."))
+        session.execute(
+            update(Code)
+            .where(Code.name == "Moving forward")
+            .values(
+                definition="Talk of goals, homework and hope: change is in the client's hands.",
+                inclusion="Plans, homework done, hope voiced.",
+                exclusion="Plans the therapist imposes.",
+            )
+        )
+        session.execute(
+            update(Code)
+            .where(Code.name == "Stagnation")
+            .values(
+                definition="Hard circumstances, resignation, 'it never ends'.",
+                inclusion="Frustration, hopelessness.",
+                exclusion="Sadness without resignation.",
+            )
+        )
     yield workspace
     workspace.close()
 
@@ -78,8 +90,10 @@ async def open_first_transcript(pilot) -> TranscriptScreen:
 
 
 def cells(table: DataTable) -> list[list[str]]:
-    return [[cell.plain if isinstance(cell, Text) else str(cell) for cell in table.get_row_at(index)]
-            for index in range(table.row_count)]
+    return [
+        [cell.plain if isinstance(cell, Text) else str(cell) for cell in table.get_row_at(index)]
+        for index in range(table.row_count)
+    ]
 
 
 def screen_text(app) -> str:
@@ -90,6 +104,7 @@ def screen_text(app) -> str:
 
 # -- the overview ------------------------------------------------------------------------------
 
+
 async def test_overview_lists_own_progress_and_opens_a_transcript(study):
     ann = as_person(study, "ann")
     coding.apply_code(ann, 1, code_ids(ann)["Stagnation"], 0, 5)
@@ -99,7 +114,13 @@ async def test_overview_lists_own_progress_and_opens_a_transcript(study):
         await settle(pilot)
         table = app.screen.query_one("#transcripts", DataTable)
         assert [str(column.label) for column in table.columns.values()] == [
-            "Transcript", "Kind", "Turns", "Reviewed", "Codings", "Done"]
+            "Transcript",
+            "Kind",
+            "Turns",
+            "Reviewed",
+            "Codings",
+            "Done",
+        ]
         assert cells(table) == [["S-A", "session", "4", "3/4", "1", ""]]
         await pilot.press("enter")
         await settle(pilot)
@@ -111,12 +132,22 @@ async def test_overview_lists_own_progress_and_opens_a_transcript(study):
 async def test_overview_filter_and_sort(study):
     with study.store.session() as session:
         from concord.storage.models import Transcript, Turn
+
         for key in ("S-C", "S-B"):
             row = Transcript(key=key, kind="session", language="en", text="T: hello")
             session.add(row)
             session.flush()
-            session.add(Turn(transcript_id=row.id, number=1, speaker_role="therapist", speaker_label="T",
-                             char_start=3, char_end=8, nonverbal=[]))
+            session.add(
+                Turn(
+                    transcript_id=row.id,
+                    number=1,
+                    speaker_role="therapist",
+                    speaker_label="T",
+                    char_start=3,
+                    char_end=8,
+                    nonverbal=[],
+                )
+            )
     app = make_app(study.store.target, "ann")
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -134,6 +165,7 @@ async def test_overview_filter_and_sort(study):
 
 
 # -- selecting and coding ----------------------------------------------------------------------
+
 
 async def test_select_a_span_by_keys_and_apply_a_code_by_hotkey(study):
     ann = as_person(study, "ann")
@@ -203,7 +235,8 @@ async def test_apply_a_code_through_the_fuzzy_picker(study):
         assert isinstance(app.screen, TranscriptScreen)
         second = turn(ann, 2)
         assert [(c.code_id, c.start, c.end) for c in coding.list_codings(ann, 1)] == [
-            (code_ids(ann)["Stagnation"], second.char_start, second.char_end)]
+            (code_ids(ann)["Stagnation"], second.char_start, second.char_end)
+        ]
 
 
 async def test_picker_escape_commits_nothing(study):
@@ -254,7 +287,7 @@ async def test_in_vivo_code_from_the_selected_words(study):
         made = {c.name: c for c in code_service.visible_codes(ann)}["it never ends"]
         assert made.origin == "inductive"
         [stored] = coding.list_codings(ann, 1)
-        assert (stored.code_id, text[stored.start:stored.end]) == (made.id, "it never ends.")
+        assert (stored.code_id, text[stored.start : stored.end]) == (made.id, "it never ends.")
         screen.view.jump_to(0)
         await pilot.press("i")  # no selection: nothing created
         assert len(code_service.visible_codes(ann)) == len(code_ids(ann))
@@ -371,19 +404,25 @@ async def test_find_plain_and_fuzzy_jumps_to_the_hit(study):
         await pilot.press("enter")
         await settle(pilot)
         start, end = screen.view.selection()
-        assert "homework" in text[start - 2:end + 2]
+        assert "homework" in text[start - 2 : end + 2]
 
 
 def test_find_functions_and_kwic():
     text = "T: Ab ab AB\nP: nothing [laughs] here"
     from concord.services.dto import TurnInfo
-    turns = (TurnInfo(1, 1, "therapist", "T", None, None, 3, 11, False, ()),
-             TurnInfo(2, 2, "client", "P", None, None, 15, 35, False, ()))
+
+    turns = (
+        TurnInfo(1, 1, "therapist", "T", None, None, 3, 11, False, ()),
+        TurnInfo(2, 2, "client", "P", None, None, 15, 35, False, ()),
+    )
     assert [(h.start, h.end, h.turn_number) for h in find_plain(text, turns, "ab")] == [
-        (3, 5, 1), (6, 8, 1), (9, 11, 1)]
+        (3, 5, 1),
+        (6, 8, 1),
+        (9, 11, 1),
+    ]
     assert find_plain(text, turns, "") == []
     [fuzzy] = find_fuzzy(text, turns, "lauhgs")
-    assert fuzzy.turn_number == 2 and "laugh" in text[fuzzy.start:fuzzy.end]
+    assert fuzzy.turn_number == 2 and "laugh" in text[fuzzy.start : fuzzy.end]
     assert find_fuzzy(text, turns, "ab") == []  # too short to be fuzzy
     line = kwic(text, find_plain(text, turns, "[laughs]")[0], width=8)
     assert line.plain.endswith("nothing [laughs] here")
@@ -411,7 +450,8 @@ async def test_enter_on_a_code_in_the_codebook_applies_it(study):
         await pilot.press("enter")
         second = turn(ann, 2)
         assert [(c.code_id, c.start, c.end) for c in coding.list_codings(ann, 1)] == [
-            (code_ids(ann)["Stagnation"], second.char_start, second.char_end)]
+            (code_ids(ann)["Stagnation"], second.char_start, second.char_end)
+        ]
         assert screen.panel.count_of(code_ids(ann)["Stagnation"]) == 1
 
 
@@ -467,6 +507,7 @@ async def test_quitting_saves_the_place(study):
 
 
 # -- the blind and open mode ---------------------------------------------------------------
+
 
 async def test_blind_mode_hides_group_scores_and_other_coders(study):
     ann, bob = as_person(study, "ann"), as_person(study, "bob")
@@ -546,6 +587,7 @@ async def test_supervisor_in_a_blind_study_sees_through_it(study):
 
 # -- help, palette, keys, errors ---------------------------------------------------------------
 
+
 async def test_help_lists_every_action_with_its_key(study):
     app = make_app(study.store.target, "ann")
     async with app.run_test(size=SIZE) as pilot:
@@ -611,7 +653,7 @@ def test_key_file_errors_name_the_file_and_line(tmp_path, monkeypatch):
     keys.write_text('"transcript.undo" = "z"\n"transcript.nope" = "y"\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"keys.toml:2: unknown binding id 'transcript.nope'"):
         load_keymap(keys, known_ids={"transcript.undo"})
-    keys.write_text('[transcript]\nundo = 3\n', encoding="utf-8")
+    keys.write_text("[transcript]\nundo = 3\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"keys.toml:2: transcript.undo: give a key"):
         load_keymap(keys, known_ids={"transcript.undo"})
     keys.write_text('undo = "z\n', encoding="utf-8")
@@ -686,11 +728,15 @@ async def test_hotkeys_apply_within_one_codebook_and_ctrl_b_switches(study):
 
 
 def test_bundled_codebook_hotkeys_never_clash_with_workbench_keys():
-    from concord.codebooks.loader import RESERVED_HOTKEYS, bundled_ids, load_bundled
     from concord.app.tui.widgets.transcript_view import TranscriptView
+    from concord.codebooks.loader import RESERVED_HOTKEYS, bundled_ids, load_bundled
 
-    bound = {key for widget in (TranscriptView, TranscriptScreen) for binding in widget.BINDINGS
-             for key in binding.key.split(",")}
+    bound = {
+        key
+        for widget in (TranscriptView, TranscriptScreen)
+        for binding in widget.BINDINGS
+        for key in binding.key.split(",")
+    }
     single = {key for key in bound if len(key) == 1 and not key.isdigit()}
     named = {"left_square_bracket": "[", "right_square_bracket": "]", "slash": "/"}
     single |= {char for name, char in named.items() if name in bound}
@@ -784,7 +830,10 @@ async def test_a_supervisor_finds_the_sections_in_help_and_the_palette(study):
         await pilot.pause()
         rows = {row.binding_id: row for row in app.screen.rows}
         assert (rows["overview.consensus"].keys, rows["overview.agreement"].keys, rows["overview.results"].keys) == (
-            ("c",), ("g",), ("R",))
+            ("c",),
+            ("g",),
+            ("R",),
+        )
         assert rows["overview.results"].where == "Overview"
         await pilot.press("escape")
         await pilot.pause()

@@ -7,7 +7,7 @@ from sklearn.metrics import cohen_kappa_score
 
 from concord.app.tui.app import make_app
 from concord.app.tui.screens.consensus import ConsensusScreen, ConsensusSetup, RationaleDialog
-from concord.services import coding, codes, consensus, transcripts
+from concord.services import codes, coding, consensus, transcripts
 from concord.services.agreement import AgreementOptions, compute_agreement
 from concord.services.unblinding import unblind
 from concord.storage.errors import ConcordError, PermissionDenied
@@ -17,10 +17,14 @@ from tests.test_agreement_service import add_transcript
 
 # Which turns each coder codes with which pole, per transcript (turn number -> code name).
 PLAN = {
-    "S-A": {"ann": {1: "Moving forward", 2: "Stagnation", 4: "Moving forward"},
-            "bob": {1: "Moving forward", 2: "Stagnation", 3: "Stagnation"}},
-    "S-B": {"ann": {1: "Stagnation", 3: "Moving forward", 5: "Moving forward", 6: "Stagnation"},
-            "bob": {1: "Stagnation", 2: "Moving forward", 5: "Stagnation", 6: "Stagnation"}},
+    "S-A": {
+        "ann": {1: "Moving forward", 2: "Stagnation", 4: "Moving forward"},
+        "bob": {1: "Moving forward", 2: "Stagnation", 3: "Stagnation"},
+    },
+    "S-B": {
+        "ann": {1: "Stagnation", 3: "Moving forward", 5: "Moving forward", 6: "Stagnation"},
+        "bob": {1: "Stagnation", 2: "Moving forward", 5: "Stagnation", 6: "Stagnation"},
+    },
 }
 
 
@@ -90,8 +94,7 @@ async def test_blind_coding_agreement_consensus_in_the_tui_and_unblinding(study)
         assert round(row.value, 4) == round(cohen_kappa_score(ann, bob), 4)
 
     open_before = consensus.consensus_queue(sue)
-    assert [(i.transcript, i.turn) for i in open_before] == [
-        ("S-A", 3), ("S-A", 4), ("S-B", 2), ("S-B", 3), ("S-B", 5)]
+    assert [(i.transcript, i.turn) for i in open_before] == [("S-A", 3), ("S-A", 4), ("S-B", 2), ("S-B", 3), ("S-B", 5)]
     with pytest.raises(ConcordError, match="lack a finished consensus"):
         unblind(sue)
 
@@ -99,8 +102,10 @@ async def test_blind_coding_agreement_consensus_in_the_tui_and_unblinding(study)
     assert len(pressed) == len(open_before)
 
     # The consensus layer is complete: every transcript done, nothing open, every unit settled and traced.
-    assert {s.key: s.phase for s in transcripts.list_transcripts(sue)} == {"S-A": "consensus_done",
-                                                                          "S-B": "consensus_done"}
+    assert {s.key: s.phase for s in transcripts.list_transcripts(sue)} == {
+        "S-A": "consensus_done",
+        "S-B": "consensus_done",
+    }
     assert consensus.consensus_queue(sue) == []
     settled = consensus.consensus_queue(sue, include_settled=True)
     assert {i.status for i in settled} == {"agreed", "decided"}

@@ -18,8 +18,25 @@ from concord.services.agreement import (
 from concord.storage.models import SPEAKER_ROLES
 
 SHORT_NAMES = {full: short for short, full in STATISTIC_NAMES.items()}
-JSON_FIELDS = ("scope", "statistic", "value", "units", "coders", "ci_low", "ci_high", "unit", "units_total",
-               "disagreements", "reading", "code", "group", "transcript", "coder_pair", "coder_names", "note")
+JSON_FIELDS = (
+    "scope",
+    "statistic",
+    "value",
+    "units",
+    "coders",
+    "ci_low",
+    "ci_high",
+    "unit",
+    "units_total",
+    "disagreements",
+    "reading",
+    "code",
+    "group",
+    "transcript",
+    "coder_pair",
+    "coder_names",
+    "note",
+)
 
 
 def split_list(value: str | None) -> tuple[str, ...]:
@@ -49,9 +66,15 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
     notes: list[str] = []
     for row in report.rows:
         key = (row.reading, row.scope, _subject(row))
-        line = lines.setdefault(key, {"scope": row.scope if row.reading == "code" or row.scope != "pooled"
-                                      else "pooled groups", "of": _subject(row), "units": row.units_total,
-                                      "disagree": row.disagreements})
+        line = lines.setdefault(
+            key,
+            {
+                "scope": row.scope if row.reading == "code" or row.scope != "pooled" else "pooled groups",
+                "of": _subject(row),
+                "units": row.units_total,
+                "disagree": row.disagreements,
+            },
+        )
         name = SHORT_NAMES.get(row.statistic, row.statistic)
         if name not in statistics:
             statistics.append(name)
@@ -59,12 +82,14 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
         if with_ci and row.value is not None and row.ci_low is not None:
             cell += f" [{row.ci_low:.3f}, {row.ci_high:.3f}]"
         line[name] = cell
-        for part in (row.note.split("; ") if row.note and not row.note.startswith("skipped") else [row.note]):
+        for part in row.note.split("; ") if row.note and not row.note.startswith("skipped") else [row.note]:
             if not part:
                 continue
             if "bootstrap resamples undefined" in part:
-                note = ("some bootstrap resamples had only one category and were left out of the intervals"
-                        " (counts per row: --format json)")
+                note = (
+                    "some bootstrap resamples had only one category and were left out of the intervals"
+                    " (counts per row: --format json)"
+                )
             else:
                 note = part if part.startswith("skipped") else f"{name}: {part}"
             if note not in notes:
@@ -77,28 +102,85 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
 @study_argument
 @click.option("--transcripts", metavar="KEYS", help="Only these transcripts (comma-separated keys).")
 @click.option("--coders", metavar="A,B,...", help="Only these coders (default: everyone who coded).")
-@click.option("--phase", type=click.Choice(PHASES), default="independent", show_default=True,
-              help="consensus: add the consensus layer as one more rater, to compare each coder with it.")
-@click.option("--unit", type=click.Choice(UNIT_KINDS), default="turn", show_default=True,
-              help="What is rated: each turn, each aligned span, or each whole transcript.")
-@click.option("--code", "codes", multiple=True, metavar="CODE",
-              help="A code, present or absent per unit (repeatable; default: every code used).")
-@click.option("--group", "groups", multiple=True, metavar="GROUP",
-              help="A theme or parent code whose children are the values of one variable (repeatable).")
+@click.option(
+    "--phase",
+    type=click.Choice(PHASES),
+    default="independent",
+    show_default=True,
+    help="consensus: add the consensus layer as one more rater, to compare each coder with it.",
+)
+@click.option(
+    "--unit",
+    type=click.Choice(UNIT_KINDS),
+    default="turn",
+    show_default=True,
+    help="What is rated: each turn, each aligned span, or each whole transcript.",
+)
+@click.option(
+    "--code",
+    "codes",
+    multiple=True,
+    metavar="CODE",
+    help="A code, present or absent per unit (repeatable; default: every code used).",
+)
+@click.option(
+    "--group",
+    "groups",
+    multiple=True,
+    metavar="GROUP",
+    help="A theme or parent code whose children are the values of one variable (repeatable).",
+)
 @click.option("--speaker", type=click.Choice(SPEAKER_ROLES), help="Only turns of this speaker role.")
-@click.option("--uncoded", type=click.Choice(UNCODED_CHOICES), default="category", show_default=True,
-              help="Units no coder coded: left out, or kept as their own category (absent / (none)).")
-@click.option("--overlap", type=float, default=0.5, show_default=True,
-              help="With --unit span: the share of the shorter span two spans must share to match.")
-@click.option("--statistic", "statistics", multiple=True, type=click.Choice(STATISTIC_CHOICES),
-              default=("all",), show_default=True, help="Which statistic (repeatable).")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=0, metavar="N",
-              help="Add 95% bootstrap confidence intervals from N resamples of the units.")
+@click.option(
+    "--uncoded",
+    type=click.Choice(UNCODED_CHOICES),
+    default="category",
+    show_default=True,
+    help="Units no coder coded: left out, or kept as their own category (absent / (none)).",
+)
+@click.option(
+    "--overlap",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="With --unit span: the share of the shorter span two spans must share to match.",
+)
+@click.option(
+    "--statistic",
+    "statistics",
+    multiple=True,
+    type=click.Choice(STATISTIC_CHOICES),
+    default=("all",),
+    show_default=True,
+    help="Which statistic (repeatable).",
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=0,
+    metavar="N",
+    help="Add 95% bootstrap confidence intervals from N resamples of the units.",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @as_option
 @format_option()
-def agreement(study, transcripts, coders, phase, unit, codes, groups, speaker, uncoded, overlap, statistics,
-              bootstrap, seed, actor, output_format):
+def agreement(
+    study,
+    transcripts,
+    coders,
+    phase,
+    unit,
+    codes,
+    groups,
+    speaker,
+    uncoded,
+    overlap,
+    statistics,
+    bootstrap,
+    seed,
+    actor,
+    output_format,
+):
     """Inter-coder agreement: percent, Cohen's and Fleiss' kappa, Krippendorff's alpha, Brennan-Prediger.
 
     While the study is blind this is for supervisors and admins (--as). Percent agreement is the mean share
@@ -112,9 +194,19 @@ def agreement(study, transcripts, coders, phase, unit, codes, groups, speaker, u
       concord agreement pilot.concord --as sue --unit span --overlap 0.5 --statistic alpha --format json
     """
     options = AgreementOptions(
-        transcripts=split_list(transcripts), coders=split_list(coders), phase=phase, unit=unit, codes=tuple(codes),
-        groups=tuple(groups), speaker=speaker, uncoded=uncoded, overlap=overlap, statistics=tuple(statistics),
-        bootstrap=bootstrap, seed=seed)
+        transcripts=split_list(transcripts),
+        coders=split_list(coders),
+        phase=phase,
+        unit=unit,
+        codes=tuple(codes),
+        groups=tuple(groups),
+        speaker=speaker,
+        uncoded=uncoded,
+        overlap=overlap,
+        statistics=tuple(statistics),
+        bootstrap=bootstrap,
+        seed=seed,
+    )
     with opened(study, actor) as workspace:
         report = compute_agreement(workspace, options)
     if output_format in ("json", "csv"):

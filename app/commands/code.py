@@ -9,14 +9,21 @@ from concord.app.cli_common import as_option, study_argument
 
 def keys_option(func):
     return click.option(
-        "--keys", "config_path", type=click.Path(dir_okay=False), metavar="FILE",
-        help="Key remapping file (default: $CONCORD_KEYMAP, else keys.toml in the user config folder).")(func)
+        "--keys",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Key remapping file (default: $CONCORD_KEYMAP, else keys.toml in the user config folder).",
+    )(func)
 
 
 def theme_option(func):
     return click.option(
-        "--theme", envvar="CONCORD_THEME", metavar="NAME",
-        help="A Textual theme, e.g. textual-light, nord, gruvbox (default: $CONCORD_THEME or textual-dark).")(func)
+        "--theme",
+        envvar="CONCORD_THEME",
+        metavar="NAME",
+        help="A Textual theme, e.g. textual-light, nord, gruvbox (default: $CONCORD_THEME or textual-dark).",
+    )(func)
 
 
 def run_workbench(study, actor, **options) -> None:
@@ -35,9 +42,14 @@ def run_workbench(study, actor, **options) -> None:
 @as_option
 @keys_option
 @theme_option
-@click.option("--start", type=click.Choice(["overview", "consensus", "agreement", "results"]), default="overview",
-              show_default=True, help="Open straight in a section (consensus is for supervisors; agreement and"
-                                      " results too while the study is blind).")
+@click.option(
+    "--start",
+    type=click.Choice(["overview", "consensus", "agreement", "results"]),
+    default="overview",
+    show_default=True,
+    help="Open straight in a section (consensus is for supervisors; agreement and"
+    " results too while the study is blind).",
+)
 @click.option("--transcript", "transcript_key", metavar="KEY", help="Open this transcript for coding straight away.")
 def code(study, actor, config_path, theme, start, transcript_key):
     """Open the coding workbench on STUDY for the person --as NAME.

@@ -30,8 +30,12 @@ def _print_tree(codes, indent=0, show_definitions=True):
         key = f" ({code.hotkey})" if code.hotkey else ""
         click.echo(f"{'  ' * indent}- {code.name}{key}{pole}")
         if show_definitions:
-            for label, text in (("definition", code.definition), ("include", code.inclusion),
-                                ("exclude", code.exclusion), ("example", code.example)):
+            for label, text in (
+                ("definition", code.definition),
+                ("include", code.inclusion),
+                ("exclude", code.exclusion),
+                ("example", code.example),
+            ):
                 if text:
                     click.echo(f"{'  ' * (indent + 1)}  {label}: {' '.join(text.split())}")
         _print_tree(code.children, indent + 1, show_definitions)
@@ -184,9 +188,19 @@ def suggest_merges(study, threshold, review, actor, output_format):
     with opened(study, actor) as workspace:
         groups = service.merge_suggestions(workspace, threshold)
         if not review:
-            emit_rows([{"group": i, "score": round(g.score, 3), "codes": " | ".join(
-                f"{n} ({c})" for n, c in zip(g.names, g.creators)), "ids": list(g.code_ids)}
-                for i, g in enumerate(groups, 1)], output_format, ["group", "score", "codes", "ids"])
+            emit_rows(
+                [
+                    {
+                        "group": i,
+                        "score": round(g.score, 3),
+                        "codes": " | ".join(f"{n} ({c})" for n, c in zip(g.names, g.creators)),
+                        "ids": list(g.code_ids),
+                    }
+                    for i, g in enumerate(groups, 1)
+                ],
+                output_format,
+                ["group", "score", "codes", "ids"],
+            )
             return
         for number, group in enumerate(groups, 1):
             click.echo(f"\n{number}. score {group.score:.2f}")

@@ -18,15 +18,25 @@ def _queue_rows(items) -> list[dict]:
     for item in items:
         readings = " | ".join(f"{r.label}: {', '.join(r.codes) or '-'}" for r in item.readings)
         decision = item.decision
-        rows.append({
-            "transcript": item.transcript, "unit": item.unit, "turn": item.turn, "unit_start": item.start,
-            "unit_end": item.end, "speaker": item.speaker, "status": item.status, "readings": readings,
-            "decision": decision.decision if decision else None,
-            "result": ", ".join(f"{code} {start}-{end}" for code, start, end in decision.result) if decision else None,
-            "rationale": decision.rationale if decision else None,
-            "decided_by": decision.decided_by if decision else None,
-            "text": item.text if len(item.text) <= 80 else item.text[:77] + "...",
-        })
+        rows.append(
+            {
+                "transcript": item.transcript,
+                "unit": item.unit,
+                "turn": item.turn,
+                "unit_start": item.start,
+                "unit_end": item.end,
+                "speaker": item.speaker,
+                "status": item.status,
+                "readings": readings,
+                "decision": decision.decision if decision else None,
+                "result": ", ".join(f"{code} {start}-{end}" for code, start, end in decision.result)
+                if decision
+                else None,
+                "rationale": decision.rationale if decision else None,
+                "decided_by": decision.decided_by if decision else None,
+                "text": item.text if len(item.text) <= 80 else item.text[:77] + "...",
+            }
+        )
     return rows
 
 
@@ -40,22 +50,50 @@ def _queue_json(items) -> list[dict]:
 @study_argument
 @as_option
 @click.option("--present", metavar="A,B,...", help="Everyone at a consensus meeting (recorded with each decision).")
-@click.option("--unit", type=click.Choice(consensus_service.CONSENSUS_UNITS), default="turn", show_default=True,
-              help="Decide turn by turn, or by aligned spans.")
-@click.option("--overlap", type=float, default=0.5, show_default=True,
-              help="With --unit span: the share of the shorter span two codings must share to be one unit.")
+@click.option(
+    "--unit",
+    type=click.Choice(consensus_service.CONSENSUS_UNITS),
+    default="turn",
+    show_default=True,
+    help="Decide turn by turn, or by aligned spans.",
+)
+@click.option(
+    "--overlap",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="With --unit span: the share of the shorter span two codings must share to be one unit.",
+)
 @click.option("--transcripts", metavar="KEYS", help="Only these transcripts (comma-separated keys).")
 @click.option("--accept-agreed", is_flag=True, help="Put every unit the coders agree on into the consensus layer.")
-@click.option("--decisions", "decisions_file", type=click.Path(dir_okay=False), metavar="FILE.csv",
-              help="Apply decisions from a CSV file (columns: transcript, unit_start, unit_end or turn, code,"
-                   " decision take|all|none|code|span, coder, start, end, rationale).")
+@click.option(
+    "--decisions",
+    "decisions_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.csv",
+    help="Apply decisions from a CSV file (columns: transcript, unit_start, unit_end or turn, code,"
+    " decision take|all|none|code|span, coder, start, end, rationale).",
+)
 @click.option("--list", "list_queue", is_flag=True, help="Print the queue of open disagreements.")
 @click.option("--all", "include_settled", is_flag=True, help="With --list: also decided and agreed units.")
 @format_option()
 @keys_option
 @theme_option
-def consensus(study, actor, present, unit, overlap, transcripts, accept_agreed, decisions_file, list_queue,
-              include_settled, output_format, config_path, theme):
+def consensus(
+    study,
+    actor,
+    present,
+    unit,
+    overlap,
+    transcripts,
+    accept_agreed,
+    decisions_file,
+    list_queue,
+    include_settled,
+    output_format,
+    config_path,
+    theme,
+):
     """Reconcile the coders' codings into the consensus layer (supervisors).
 
     Without --accept-agreed, --decisions or --list this opens the consensus screen: a queue of the units
@@ -76,39 +114,68 @@ def consensus(study, actor, present, unit, overlap, transcripts, accept_agreed, 
         workspace.require_supervisor()
         acted = False
         if accept_agreed:
-            accepted = consensus_service.accept_agreed(workspace, transcripts=keys, unit=unit, overlap=overlap,
-                                                       present=present_names)
+            accepted = consensus_service.accept_agreed(
+                workspace, transcripts=keys, unit=unit, overlap=overlap, present=present_names
+            )
             total = sum(accepted.values())
-            click.echo(f"Accepted {total} agreed unit(s) into the consensus layer"
-                       + (f" ({', '.join(f'{k}: {n}' for k, n in accepted.items() if n)})." if total else "."),
-                       err=output_format != "table")
+            click.echo(
+                f"Accepted {total} agreed unit(s) into the consensus layer"
+                + (f" ({', '.join(f'{k}: {n}' for k, n in accepted.items() if n)})." if total else "."),
+                err=output_format != "table",
+            )
             acted = True
         if decisions_file:
             requests = consensus_service.read_decisions(decisions_file)
-            made = consensus_service.apply_decisions(workspace, requests, unit=unit, overlap=overlap,
-                                                     present=present_names)
+            made = consensus_service.apply_decisions(
+                workspace, requests, unit=unit, overlap=overlap, present=present_names
+            )
             click.echo(f"Applied {len(made)} decision(s) from {decisions_file}.", err=output_format != "table")
             acted = True
         if list_queue:
-            items = consensus_service.consensus_queue(workspace, transcripts=keys, unit=unit, overlap=overlap,
-                                                      include_settled=include_settled)
+            items = consensus_service.consensus_queue(
+                workspace, transcripts=keys, unit=unit, overlap=overlap, include_settled=include_settled
+            )
             if output_format == "json":
                 emit_rows(_queue_json(items), "json")
             else:
-                emit_rows(_queue_rows(items), output_format,
-                          ["transcript", "turn", "unit_start", "unit_end", "status", "readings", "decision",
-                           "result", "rationale", "decided_by", "text"])
+                emit_rows(
+                    _queue_rows(items),
+                    output_format,
+                    [
+                        "transcript",
+                        "turn",
+                        "unit_start",
+                        "unit_end",
+                        "status",
+                        "readings",
+                        "decision",
+                        "result",
+                        "rationale",
+                        "decided_by",
+                        "text",
+                    ],
+                )
             acted = True
         if acted:
             if output_format == "table":
                 for row in consensus_service.consensus_overview(workspace, unit=unit, overlap=overlap):
                     if not keys or row.transcript in keys:
                         waiting = f", {row.agreed_pending} agreed not yet accepted" if row.agreed_pending else ""
-                        click.echo(f"{row.transcript}: {row.phase} ({row.open} open, {row.decided} decided,"
-                                   f" {row.agreed} agreed{waiting})")
+                        click.echo(
+                            f"{row.transcript}: {row.phase} ({row.open} open, {row.decided} decided,"
+                            f" {row.agreed} agreed{waiting})"
+                        )
             return
-    _run_screen(study, actor, config_path=config_path, theme=theme, unit=unit, overlap=overlap,
-                present=tuple(present_names), transcripts=tuple(keys))
+    _run_screen(
+        study,
+        actor,
+        config_path=config_path,
+        theme=theme,
+        unit=unit,
+        overlap=overlap,
+        present=tuple(present_names),
+        transcripts=tuple(keys),
+    )
 
 
 def _run_screen(study, actor, *, config_path, theme, **setup) -> None:
@@ -116,12 +183,14 @@ def _run_screen(study, actor, *, config_path, theme, **setup) -> None:
     import sys
 
     if not sys.stdin.isatty() or not sys.stdout.isatty():
-        raise ConcordError("the consensus screen needs a terminal; use --list, --accept-agreed or --decisions"
-                           " in scripts")
+        raise ConcordError(
+            "the consensus screen needs a terminal; use --list, --accept-agreed or --decisions in scripts"
+        )
     from concord.app.tui.screens.consensus import ConsensusSetup
 
-    run_workbench(study, actor, config_path=config_path, theme=theme, start="consensus",
-                  consensus=ConsensusSetup(**setup))
+    run_workbench(
+        study, actor, config_path=config_path, theme=theme, start="consensus", consensus=ConsensusSetup(**setup)
+    )
 
 
 @click.command()
@@ -136,9 +205,13 @@ def unblind(study, actor, reason, force):
     """
     with opened(study, actor) as workspace:
         result = unblind_study(workspace, reason=reason, force=force)
-    click.echo(f"Unblinded by {result.unblinded_by} at {result.unblinded_at:%Y-%m-%d %H:%M} UTC:"
-               " group attributes and scores are now visible to coders, and new codings are recorded as"
-               " made unblinded.")
+    click.echo(
+        f"Unblinded by {result.unblinded_by} at {result.unblinded_at:%Y-%m-%d %H:%M} UTC:"
+        " group attributes and scores are now visible to coders, and new codings are recorded as"
+        " made unblinded."
+    )
     if result.forced:
-        click.echo(f"Forced with {len(result.unfinished)} transcript(s) still without a finished consensus"
-                   f" ({', '.join(result.unfinished)}).")
+        click.echo(
+            f"Forced with {len(result.unfinished)} transcript(s) still without a finished consensus"
+            f" ({', '.join(result.unfinished)})."
+        )

@@ -43,8 +43,7 @@ def summary_lines(result: DemoResult) -> list[str]:
         f" {summary.sessions} sessions of {summary.dyads} dyads",
         f"  people        {', '.join(coders)} (coders), {', '.join(supervisors)} (supervisor)",
         "  The study is blind: coders see neither the high/low group nor the scores nor each other's codes.",
-        "  The material was written for the demo and is already pseudonymised, so the import did not"
-        " pseudonymise it.",
+        "  The material was written for the demo and is already pseudonymised, so the import did not pseudonymise it.",
     ]
 
 
@@ -52,18 +51,26 @@ def next_steps(path: Path) -> list[str]:
     study = _quoted(path)
     other_coder = "kim" if TUI_CODER != "kim" else "alex"
     steps = [
-        (f"code blind as {TUI_CODER}: no groups, no scores, no other coder's codes",
-         f"concord code {study} --as {TUI_CODER}"),
+        (
+            f"code blind as {TUI_CODER}: no groups, no scores, no other coder's codes",
+            f"concord code {study} --as {TUI_CODER}",
+        ),
         ("the same study through the other coder's eyes", f"concord code {study} --as {other_coder}"),
         ("how far the two coders agree", f"concord agreement {study} --as {SUPERVISOR}"),
         ("the supervisor reconciles their codes", f"concord consensus {study} --as {SUPERVISOR}"),
-        ("which sessions the selection rules pick as high and low alliance (supervisors see the scores)",
-         f"concord select-sessions {study} --as {SUPERVISOR} --alliance WAI-SR,WAI-S-DEMO --outcome BDI-II"),
-        ("reveal the high/low groups (forced: consensus is not finished)",
-         f'concord unblind {study} --as {SUPERVISOR} --force --reason "trying the demo"'),
-        ("theme counts per group, linked to the alliance scores",
-         f"concord export frequencies {study} --as {SUPERVISOR} --layer {TUI_CODER} --by group"
-         " --out demo-frequencies.csv"),
+        (
+            "which sessions the selection rules pick as high and low alliance (supervisors see the scores)",
+            f"concord select-sessions {study} --as {SUPERVISOR} --alliance WAI-SR,WAI-S-DEMO --outcome BDI-II",
+        ),
+        (
+            "reveal the high/low groups (forced: consensus is not finished)",
+            f'concord unblind {study} --as {SUPERVISOR} --force --reason "trying the demo"',
+        ),
+        (
+            "theme counts per group, linked to the alliance scores",
+            f"concord export frequencies {study} --as {SUPERVISOR} --layer {TUI_CODER} --by group"
+            " --out demo-frequencies.csv",
+        ),
     ]
     lines = ["Next, try:"]
     for about, command in steps:
@@ -74,11 +81,19 @@ def next_steps(path: Path) -> list[str]:
 
 
 @click.command("demo")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
-              help="Keep the demo study in DIR (default: Concord's folder in your user data directory).")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    metavar="DIR",
+    help="Keep the demo study in DIR (default: Concord's folder in your user data directory).",
+)
 @click.option("--no-tui", is_flag=True, help="Only build the demo and print what it holds; do not open the workbench.")
-@click.option("--rebuild", is_flag=True,
-              help="Throw the demo study away and build it again from scratch (close the workbench on it first).")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="Throw the demo study away and build it again from scratch (close the workbench on it first).",
+)
 def demo(directory, no_tui, rebuild):
     """Build a demo study and open it in the coding workbench as the coder alex.
 
@@ -94,8 +109,7 @@ def demo(directory, no_tui, rebuild):
       concord demo --dir /tmp/try --no-tui
     """
     click.echo("Preparing the demo study ...", err=True)
-    result = ensure_demo(directory, rebuild=rebuild,
-                         progress=lambda step: click.echo(f"  {step}", err=True))
+    result = ensure_demo(directory, rebuild=rebuild, progress=lambda step: click.echo(f"  {step}", err=True))
     for line in summary_lines(result):
         click.echo(line)
     if no_tui:

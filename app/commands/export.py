@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -25,9 +25,14 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 def _meta(data, **more) -> dict:
-    return {"title": data.title, "layer": data.layer, "exported by": data.actor,
-            "blind for the exporter": data.blind,
-            "exported at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **more}
+    return {
+        "title": data.title,
+        "layer": data.layer,
+        "exported by": data.actor,
+        "blind for the exporter": data.blind,
+        "exported at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **more,
+    }
 
 
 def _write(out: str, specs, *, wide: bool, meta: dict, rows: int) -> list[Path]:
@@ -43,28 +48,62 @@ def _report(paths: list[Path], what: str) -> None:
     click.echo(f"{what}: " + ", ".join(str(p) for p in paths))
 
 
-layer_option = click.option("--layer", default="consensus", show_default=True, metavar="consensus|CODER",
-                            help="Whose codings: the consensus layer or one coder's independent codings.")
-group_option = click.option("--group-attribute", default="group", show_default=True, metavar="NAME",
-                            help="The attribute (on sessions, dyads or transcripts) that splits units into groups.")
-out_option = click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE",
-                          help=f"The file to write; its extension picks the format ({', '.join(FORMATS)}).")
-codebook_option = click.option("--codebook", "codebooks", multiple=True, metavar="KEY",
-                               help="Only this codebook's codes (repeatable; default: all).")
+layer_option = click.option(
+    "--layer",
+    default="consensus",
+    show_default=True,
+    metavar="consensus|CODER",
+    help="Whose codings: the consensus layer or one coder's independent codings.",
+)
+group_option = click.option(
+    "--group-attribute",
+    default="group",
+    show_default=True,
+    metavar="NAME",
+    help="The attribute (on sessions, dyads or transcripts) that splits units into groups.",
+)
+out_option = click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help=f"The file to write; its extension picks the format ({', '.join(FORMATS)}).",
+)
+codebook_option = click.option(
+    "--codebook",
+    "codebooks",
+    multiple=True,
+    metavar="KEY",
+    help="Only this codebook's codes (repeatable; default: all).",
+)
 
 
 @export.command(short_help="Theme and code counts per unit, with scores and groups.")
 @study_argument
 @out_option
 @layer_option
-@click.option("--by", type=click.Choice(["transcript", "session", "dyad", "group"]), default="transcript",
-              show_default=True, help="What one row is.")
-@click.option("--count", "measure", type=click.Choice(["segments", "turns", "words", "presence"]),
-              default="segments", show_default=True,
-              help="segments: codings; turns: distinct turns overlapped; words: words in the coded spans "
-                   "(once per code, non-verbal annotations left out); presence: 0/1.")
-@click.option("--measures", multiple=True, metavar="NAME[,NAME...]",
-              help="Only these questionnaires (e.g. WAI-SR,BDI-II; default: all).")
+@click.option(
+    "--by",
+    type=click.Choice(["transcript", "session", "dyad", "group"]),
+    default="transcript",
+    show_default=True,
+    help="What one row is.",
+)
+@click.option(
+    "--count",
+    "measure",
+    type=click.Choice(["segments", "turns", "words", "presence"]),
+    default="segments",
+    show_default=True,
+    help="segments: codings; turns: distinct turns overlapped; words: words in the coded spans "
+    "(once per code, non-verbal annotations left out); presence: 0/1.",
+)
+@click.option(
+    "--measures",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Only these questionnaires (e.g. WAI-SR,BDI-II; default: all).",
+)
 @group_option
 @codebook_option
 @click.option("--wide", is_flag=True, help="CSV/JSON: one row per unit instead of the tidy long form.")
@@ -82,13 +121,19 @@ def frequencies(study, out, layer, by, measure, measures, group_attribute, codeb
 
     format_of(out)
     with opened(study, actor) as workspace:
-        data = gather(workspace, layer=layer, codebooks=codebooks or None, purpose="frequencies",
-                      **GATHER_FOR[measure])
-    tables = frequency_table(data, by=by, measure=measure, measures=_split(measures) or None,
-                             group_attribute=group_attribute)
+        data = gather(workspace, layer=layer, codebooks=codebooks or None, purpose="frequencies", **GATHER_FOR[measure])
+    tables = frequency_table(
+        data, by=by, measure=measure, measures=_split(measures) or None, group_attribute=group_attribute
+    )
     specs = frequency_specs(tables, long=not wide)
-    meta = _meta(data, by=by, count=measure, units=len(tables.wide), codes=len(tables.code_columns),
-                 subtitle=f"{len(tables.wide)} {by}s, {len(tables.code_columns)} codes, layer {data.layer}")
+    meta = _meta(
+        data,
+        by=by,
+        count=measure,
+        units=len(tables.wide),
+        codes=len(tables.code_columns),
+        subtitle=f"{len(tables.wide)} {by}s, {len(tables.code_columns)} codes, layer {data.layer}",
+    )
     paths = _write(out, specs, wide=wide, meta=meta, rows=len(tables.wide))
     for note in tables.notes:
         click.echo(f"note: {note}", err=True)
@@ -99,8 +144,13 @@ def frequencies(study, out, layer, by, measure, measures, group_attribute, codeb
 @study_argument
 @out_option
 @layer_option
-@click.option("--level", type=click.Choice(["theme", "subtheme"]), default="theme", show_default=True,
-              help="Columns: themes or sub-themes.")
+@click.option(
+    "--level",
+    type=click.Choice(["theme", "subtheme"]),
+    default="theme",
+    show_default=True,
+    help="Columns: themes or sub-themes.",
+)
 @group_option
 @codebook_option
 @click.option("--wide", is_flag=True, help="CSV/JSON: the table as printed instead of the tidy long form.")
@@ -128,17 +178,35 @@ def representativeness(study, out, layer, level, group_attribute, codebooks, wid
 
 @export.command(short_help="Coded excerpts per theme with context, definitions and counts.")
 @study_argument
-@click.option("--out", required=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="report.docx, report.md or report.html (md/html get the chart as FILE-STEM.prevalence.png).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="report.docx, report.md or report.html (md/html get the chart as FILE-STEM.prevalence.png).",
+)
 @layer_option
-@click.option("--codes", multiple=True, metavar="NAME[,NAME...]",
-              help="Only these codes and the codes below them (name, label, 'Theme > Sub' or id).")
+@click.option(
+    "--codes",
+    multiple=True,
+    metavar="NAME[,NAME...]",
+    help="Only these codes and the codes below them (name, label, 'Theme > Sub' or id).",
+)
 @click.option("--memos", is_flag=True, help="Add the memos on the codes and on the coded segments.")
-@click.option("--context", default=0, show_default=True, type=click.IntRange(0, 20),
-              help="Turns of context before and after each coded turn.")
+@click.option(
+    "--context",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 20),
+    help="Turns of context before and after each coded turn.",
+)
 @group_option
-@click.option("--group-label", default="{value} alliance", show_default=True,
-              help="How a session's group reads in attributions, {value} being the group value.")
+@click.option(
+    "--group-label",
+    default="{value} alliance",
+    show_default=True,
+    help="How a session's group reads in attributions, {value} being the group value.",
+)
 @codebook_option
 @as_option
 def excerpts(study, out, layer, codes, memos, context, group_attribute, group_label, codebooks, actor):
@@ -155,10 +223,17 @@ def excerpts(study, out, layer, codes, memos, context, group_attribute, group_la
     if "{value}" not in group_label:
         raise click.BadParameter("must contain {value}", param_hint="--group-label")
     with opened(study, actor) as workspace:
-        data = gather(workspace, layer=layer, codebooks=codebooks or None, codes=_split(codes) or None,
-                      spans=True, turns="text", with_memos=memos, purpose="excerpts")
-    report = build_report(data, context=context, group_attribute=group_attribute, group_label=group_label,
-                          memos=memos)
+        data = gather(
+            workspace,
+            layer=layer,
+            codebooks=codebooks or None,
+            codes=_split(codes) or None,
+            spans=True,
+            turns="text",
+            with_memos=memos,
+            purpose="excerpts",
+        )
+    report = build_report(data, context=context, group_attribute=group_attribute, group_label=group_label, memos=memos)
     if report.excerpt_count < PROGRESS_FROM_EXCERPTS:
         paths = write_report(report, out)
     else:

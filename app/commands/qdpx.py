@@ -14,8 +14,14 @@ from concord.app.output import emit_mapping, format_option
 
 @click.command("qdpx")
 @study_argument
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), metavar="FILE.qdpx",
-              help="Where to write the project.")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE.qdpx",
+    help="Where to write the project.",
+)
 @as_option
 @format_option(choices=("table", "json"))
 def qdpx_export(study, out, actor, output_format):
@@ -29,9 +35,18 @@ def qdpx_export(study, out, actor, output_format):
 
         result = export_qdpx(workspace, out)
     click.echo(result.report.render(f"Exported to {result.path}; what the file does not hold:"), err=True)
-    emit_mapping({"file": str(result.path), "transcripts": result.transcripts, "codes": result.codes,
-                  "codings": result.codings, "memos": result.memos, "users": result.users,
-                  "not_kept": list(result.report.lost)}, output_format)
+    emit_mapping(
+        {
+            "file": str(result.path),
+            "transcripts": result.transcripts,
+            "codes": result.codes,
+            "codings": result.codings,
+            "memos": result.memos,
+            "users": result.users,
+            "not_kept": list(result.report.lost),
+        },
+        output_format,
+    )
 
 
 @click.command("qdpx")
@@ -53,9 +68,22 @@ def qdpx_import(study, file, dry_run, actor, output_format):
         result = import_qdpx(workspace, file, dry_run=dry_run)
     title = f"{'Checked (dry run, nothing stored)' if dry_run else 'Imported'} {file} from {result.origin or 'an unknown tool'}:"
     click.echo(result.report.render(title), err=True)
-    emit_mapping({"file": file, "dry_run": dry_run, "concord_file": result.concord_file,
-                  "offset_model": result.offset_model, "transcripts": len(result.transcripts),
-                  "turns": result.turns, "codebooks": list(result.codebooks), "codes_created": result.codes_created,
-                  "codes_matched": result.codes_matched, "codings": result.codings, "memos": result.memos,
-                  "attributes": result.attributes, "coders_created": list(result.coders_created),
-                  "not_kept": len(result.report.lost)}, output_format)
+    emit_mapping(
+        {
+            "file": file,
+            "dry_run": dry_run,
+            "concord_file": result.concord_file,
+            "offset_model": result.offset_model,
+            "transcripts": len(result.transcripts),
+            "turns": result.turns,
+            "codebooks": list(result.codebooks),
+            "codes_created": result.codes_created,
+            "codes_matched": result.codes_matched,
+            "codings": result.codings,
+            "memos": result.memos,
+            "attributes": result.attributes,
+            "coders_created": list(result.coders_created),
+            "not_kept": len(result.report.lost),
+        },
+        output_format,
+    )

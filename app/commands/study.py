@@ -13,11 +13,22 @@ from concord.services import study as study_service
 @click.command()
 @study_argument
 @click.option("--title", help="The study's title (default: the file name).")
-@click.option("--blind/--open", default=True, show_default=True,
-              help="Blind: coders see neither groups, scores nor each other's codes until unblinding.")
-@click.option("--language", default="en", show_default=True, help="The transcripts' main language (en, sv, nb, da, de, ...).")
-@click.option("--codebook", "codebooks", multiple=True, metavar="ID",
-              help="Add a bundled codebook (repeatable; see: concord codebook list).")
+@click.option(
+    "--blind/--open",
+    default=True,
+    show_default=True,
+    help="Blind: coders see neither groups, scores nor each other's codes until unblinding.",
+)
+@click.option(
+    "--language", default="en", show_default=True, help="The transcripts' main language (en, sv, nb, da, de, ...)."
+)
+@click.option(
+    "--codebook",
+    "codebooks",
+    multiple=True,
+    metavar="ID",
+    help="Add a bundled codebook (repeatable; see: concord codebook list).",
+)
 @as_option
 def init(study, title, blind, language, codebooks, actor):
     """Create a new study at STUDY (a new .concord file or a PostgreSQL URL).
@@ -27,8 +38,9 @@ def init(study, title, blind, language, codebooks, actor):
       concord init pilot.concord --title "Pilot" --blind --codebook cbt-alliance-themes
       concord init postgresql+psycopg://postgres@127.0.0.1/pilot --open
     """
-    workspace = study_service.init_study(study, title=title, blind=blind, language=language, actor=actor,
-                                         codebooks=codebooks)
+    workspace = study_service.init_study(
+        study, title=title, blind=blind, language=language, actor=actor, codebooks=codebooks
+    )
     try:
         settings = workspace.settings()
     finally:

@@ -52,6 +52,7 @@ def demo_path(directory: str | Path | None = None) -> Path:
 
 # -- what the material holds -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class MaterialCounts:
     """What a complete demo study holds, read from the material itself."""
@@ -106,15 +107,20 @@ def material_counts() -> MaterialCounts:
         sessions.update((row.dyad, row.session) for row in rows)
         dyads.update(row.dyad for row in rows)
     return MaterialCounts(
-        turns=turns, kinds=kinds, replayed_turns=replayed,
+        turns=turns,
+        kinds=kinds,
+        replayed_turns=replayed,
         people={row["name"]: row["role"] for row in _rows("people.csv")},
         codings=dict(sorted(codings.items())),
         memos=dict(sorted(Counter(row["coder"] for row in _rows("memos.csv")).items())),
-        forms=forms, sessions=len(sessions), dyads=len(dyads),
+        forms=forms,
+        sessions=len(sessions),
+        dyads=len(dyads),
     )
 
 
 # -- building ----------------------------------------------------------------------------------
+
 
 def build_study(target: str | Path, progress: Progress = _quiet) -> None:
     """Build the demo study at ``target``, a path where no study exists yet.
@@ -198,6 +204,7 @@ def _coders_own_work(store) -> None:
 
 # -- checking and describing a built demo -----------------------------------------------------
 
+
 @dataclass(frozen=True)
 class DemoSummary:
     transcripts: int
@@ -236,12 +243,14 @@ def incomplete_reason(path: Path) -> str | None:
     try:
         workspace = _open_as_supervisor(path)
     except ConcordError as exc:
-        raise ConcordError(f"{path} exists but is not a demo study ({exc}); remove it or choose another --dir") \
-            from None
+        raise ConcordError(
+            f"{path} exists but is not a demo study ({exc}); remove it or choose another --dir"
+        ) from None
     try:
         if workspace.settings().title != DEMO_TITLE:
-            raise ConcordError(f"{path} holds another study ({workspace.settings().title!r}), not the demo;"
-                               " choose another --dir")
+            raise ConcordError(
+                f"{path} holds another study ({workspace.settings().title!r}), not the demo; choose another --dir"
+            )
         try:
             coders = {coder.name: coder.role for coder in list_coders(workspace)}
             transcripts = {summary.key: summary.turns for summary in list_transcripts(workspace)}
@@ -253,8 +262,10 @@ def incomplete_reason(path: Path) -> str | None:
     if missing_people:
         return f"people missing: {', '.join(missing_people)}"
     if transcripts != expected.turns:
-        return (f"it holds {len(transcripts)} transcripts with {sum(transcripts.values())} turns,"
-                f" not {expected.transcripts} with {expected.total_turns}")
+        return (
+            f"it holds {len(transcripts)} transcripts with {sum(transcripts.values())} turns,"
+            f" not {expected.transcripts} with {expected.total_turns}"
+        )
     return None
 
 
@@ -268,8 +279,12 @@ def describe(path: Path) -> DemoSummary:
     with _open_as_supervisor(path) as workspace:
         status = study_status(workspace)
         summaries = list_transcripts(workspace)
-        replayed = sum(turn.replayed for summary in summaries if summary.kind == "ipr"
-                       for turn in get_transcript(workspace, summary.id).turns)
+        replayed = sum(
+            turn.replayed
+            for summary in summaries
+            if summary.kind == "ipr"
+            for turn in get_transcript(workspace, summary.id).turns
+        )
         memos = Counter(memo.coder for memo in list_memos(workspace))
         done = Counter(progress.coder for summary in summaries for progress in summary.others if progress.done)
         people = {coder.name: coder.role for coder in list_coders(workspace)}
@@ -277,14 +292,21 @@ def describe(path: Path) -> DemoSummary:
         transcripts=status["transcripts"],
         session_transcripts=sum(summary.kind == "session" for summary in summaries),
         ipr_interviews=sum(summary.kind == "ipr" for summary in summaries),
-        turns=status["turns"], replayed_turns=replayed, codes=status["codes"],
+        turns=status["turns"],
+        replayed_turns=replayed,
+        codes=status["codes"],
         codings={name: count for name, count in status["codings"].items() if count},
-        memos=dict(sorted(memos.items())), done=dict(sorted(done.items())), people=people,
-        forms=dict(expected.forms), sessions=expected.sessions, dyads=expected.dyads,
+        memos=dict(sorted(memos.items())),
+        done=dict(sorted(done.items())),
+        people=people,
+        forms=dict(expected.forms),
+        sessions=expected.sessions,
+        dyads=expected.dyads,
     )
 
 
 # -- the whole step: reuse, or build and move into place ---------------------------------------
+
 
 @dataclass(frozen=True)
 class DemoResult:
@@ -327,8 +349,9 @@ def _clear_leftovers(target: Path) -> None:
             _remove(candidate)
 
 
-def ensure_demo(directory: str | Path | None = None, *, rebuild: bool = False,
-                progress: Progress = _quiet) -> DemoResult:
+def ensure_demo(
+    directory: str | Path | None = None, *, rebuild: bool = False, progress: Progress = _quiet
+) -> DemoResult:
     """The demo study, reused when complete, else built from scratch; never half-built in place."""
     started = time.perf_counter()
     target = demo_path(directory)

@@ -52,8 +52,15 @@ class ConcordApp(App[None]):
     study is unblinded) consensus, agreement and results, each a screen pushed over the overview."""
 
     # All styles load once at start; a screen with its own CSS_PATH would re-parse them when pushed.
-    CSS_PATH = ["app.tcss", "screens/overview.tcss", "screens/transcript.tcss", "screens/consensus.tcss",
-                "screens/agreement.tcss", "screens/results.tcss", "screens/themes.tcss"]
+    CSS_PATH = [
+        "app.tcss",
+        "screens/overview.tcss",
+        "screens/transcript.tcss",
+        "screens/consensus.tcss",
+        "screens/agreement.tcss",
+        "screens/results.tcss",
+        "screens/themes.tcss",
+    ]
     TITLE = "Concord"
     COMMANDS = App.COMMANDS | {ConcordCommands}
     BINDINGS = [
@@ -62,9 +69,17 @@ class ConcordApp(App[None]):
         Binding("ctrl+p", "command_palette", "Commands", show=False, priority=True, id="app.palette"),
     ]
 
-    def __init__(self, workspace: Workspace, *, keymap: dict[str, str] | None = None,
-                 keymap_file: Path | None = None, theme: str | None = None, start: str = "overview",
-                 consensus: ConsensusSetup | None = None, transcript: str | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        keymap: dict[str, str] | None = None,
+        keymap_file: Path | None = None,
+        theme: str | None = None,
+        start: str = "overview",
+        consensus: ConsensusSetup | None = None,
+        transcript: str | None = None,
+    ) -> None:
         super().__init__()
         self.workspace = workspace
         self.actor = workspace.require_actor()
@@ -82,7 +97,9 @@ class ConcordApp(App[None]):
         self._reported_clashes: set[str] = set()
         if theme:
             if theme not in self.available_themes:
-                raise ConcordError(f"unknown theme {theme!r}; choose one of: {', '.join(sorted(self.available_themes))}")
+                raise ConcordError(
+                    f"unknown theme {theme!r}; choose one of: {', '.join(sorted(self.available_themes))}"
+                )
             self.theme = theme
         self.sub_title = f"{self.actor.name} ({self.actor.role})"
 
@@ -164,8 +181,7 @@ class ConcordApp(App[None]):
 
     def key_rows_for(self, screen: Screen) -> list[KeyRow]:
         """Every action available on a screen, with its keys after the user's remapping."""
-        nodes = screen.key_nodes() if hasattr(screen, "key_nodes") else [(screen, "This screen"),
-                                                                          (self, "Everywhere")]
+        nodes = screen.key_nodes() if hasattr(screen, "key_nodes") else [(screen, "This screen"), (self, "Everywhere")]
         return key_rows(nodes, self.keymap)
 
     def action_help(self) -> None:
@@ -177,24 +193,55 @@ class ConcordApp(App[None]):
             name = binding.id or binding.action
             if name not in self._reported_clashes:
                 self._reported_clashes.add(name)
-                self.notify(f"{self.keymap_file}: your keys take {binding.key!r} from {name!r}",
-                            title="Key clash", severity="warning", markup=False)
+                self.notify(
+                    f"{self.keymap_file}: your keys take {binding.key!r} from {name!r}",
+                    title="Key clash",
+                    severity="warning",
+                    markup=False,
+                )
 
 
 # Every class whose bindings the user may remap by id.
-KEYED_CLASSES = (ConcordApp, OverviewScreen, TranscriptScreen, TranscriptView, CodePicker, MemoScreen, FindScreen,
-                 HelpScreen, ConsensusScreen, RationaleDialog, CodeChoiceDialog, SpanDialog, AgreementScreen,
-                 DisagreementsScreen, ResultsScreen, ThemesScreen, TextPrompt, DefinitionEditor, Confirm,
-                 TargetPicker, SuggestionsScreen, SearchScreen)
+KEYED_CLASSES = (
+    ConcordApp,
+    OverviewScreen,
+    TranscriptScreen,
+    TranscriptView,
+    CodePicker,
+    MemoScreen,
+    FindScreen,
+    HelpScreen,
+    ConsensusScreen,
+    RationaleDialog,
+    CodeChoiceDialog,
+    SpanDialog,
+    AgreementScreen,
+    DisagreementsScreen,
+    ResultsScreen,
+    ThemesScreen,
+    TextPrompt,
+    DefinitionEditor,
+    Confirm,
+    TargetPicker,
+    SuggestionsScreen,
+    SearchScreen,
+)
 
 
 def remappable_ids() -> set[str]:
     return binding_ids(KEYED_CLASSES)
 
 
-def make_app(study: str, actor: str | None, *, config_path: str | Path | None = None,
-             theme: str | None = None, start: str = "overview", consensus: ConsensusSetup | None = None,
-             transcript: str | None = None) -> ConcordApp:
+def make_app(
+    study: str,
+    actor: str | None,
+    *,
+    config_path: str | Path | None = None,
+    theme: str | None = None,
+    start: str = "overview",
+    consensus: ConsensusSetup | None = None,
+    transcript: str | None = None,
+) -> ConcordApp:
     """Open STUDY for ACTOR with their key file (or ``config_path``) and theme, on the overview or straight
     in ``start`` (consensus, agreement or results; refused with PermissionDenied for who may not see it),
     or with ``transcript`` (a key) open for coding."""
@@ -202,8 +249,15 @@ def make_app(study: str, actor: str | None, *, config_path: str | Path | None = 
     keymap = load_keymap(Path(config_path) if config_path else None, known_ids=remappable_ids())
     workspace = Workspace.open(study, actor)
     try:
-        return ConcordApp(workspace, keymap=keymap, keymap_file=keymap_file, theme=theme, start=start,
-                          consensus=consensus, transcript=transcript)
+        return ConcordApp(
+            workspace,
+            keymap=keymap,
+            keymap_file=keymap_file,
+            theme=theme,
+            start=start,
+            consensus=consensus,
+            transcript=transcript,
+        )
     except BaseException:
         workspace.close()
         raise

@@ -33,8 +33,12 @@ class ConcordCommands(Provider):
         for row in app.key_rows_for(screen):
             if row.action == "command_palette":
                 continue
-            yield PaletteCommand(row.description, row.keys_text, f"{row.where} · key {row.keys_text}",
-                                 partial(app.run_action, row.action, row.node))
+            yield PaletteCommand(
+                row.description,
+                row.keys_text,
+                f"{row.where} · key {row.keys_text}",
+                partial(app.run_action, row.action, row.node),
+            )
         extra = getattr(screen, "palette_commands", None)
         if extra is not None:
             yield from extra()
@@ -47,13 +51,19 @@ class ConcordCommands(Provider):
 
     async def discover(self) -> Hits:
         for command in self._commands():
-            yield DiscoveryHit(self._display(command, Content(command.name)), command.run, text=command.name,
-                               help=escape(command.help))
+            yield DiscoveryHit(
+                self._display(command, Content(command.name)), command.run, text=command.name, help=escape(command.help)
+            )
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for command in self._commands():
             score = matcher.match(command.name)
             if score > 0:
-                yield Hit(score, self._display(command, matcher.highlight(escape(command.name))), command.run,
-                          text=command.name, help=escape(command.help))
+                yield Hit(
+                    score,
+                    self._display(command, matcher.highlight(escape(command.name))),
+                    command.run,
+                    text=command.name,
+                    help=escape(command.help),
+                )

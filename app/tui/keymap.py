@@ -81,8 +81,9 @@ def load_keymap(path: Path | None = None, known_ids: Collection[str] | None = No
     except tomllib.TOMLDecodeError as exc:
         found = _TOML_POSITION.search(str(exc))
         message = _TOML_POSITION.sub("", str(exc)).strip()
-        raise InputError(f"not valid TOML: {message}", path=str(path),
-                         line=int(found.group(1)) if found else None) from None
+        raise InputError(
+            f"not valid TOML: {message}", path=str(path), line=int(found.group(1)) if found else None
+        ) from None
     lines = source.splitlines()
     keymap: dict[str, str] = {}
     for binding_id, leaf, value in _flatten(data):
@@ -92,15 +93,16 @@ def load_keymap(path: Path | None = None, known_ids: Collection[str] | None = No
         elif isinstance(value, list) and all(isinstance(key, str) for key in value):
             keys = [key.strip() for key in value]
         else:
-            raise InputError(f"{binding_id}: give a key as a string or a list of strings", path=str(path),
-                             line=line)
+            raise InputError(f"{binding_id}: give a key as a string or a list of strings", path=str(path), line=line)
         bad = [key for key in keys if not key or any(ch.isspace() for ch in key)]
         if bad or not keys:
-            raise InputError(f"{binding_id}: {value!r} is not a key (write e.g. \"z\" or \"ctrl+z\")",
-                             path=str(path), line=line)
+            raise InputError(
+                f'{binding_id}: {value!r} is not a key (write e.g. "z" or "ctrl+z")', path=str(path), line=line
+            )
         if known_ids is not None and binding_id not in known_ids:
-            raise InputError(f"unknown binding id {binding_id!r} (the help screen, ?, lists every id)",
-                             path=str(path), line=line)
+            raise InputError(
+                f"unknown binding id {binding_id!r} (the help screen, ?, lists every id)", path=str(path), line=line
+            )
         keymap[binding_id] = ",".join(keys)
     return keymap
 
@@ -169,8 +171,14 @@ def key_rows(nodes: Iterable[tuple[DOMNode, str]], keymap: Mapping[str, str]) ->
             slot = (id(node), binding.action)
             if slot in rows:
                 previous = rows[slot]
-                rows[slot] = KeyRow(previous.keys + tuple(k for k in shown if k not in previous.keys),
-                                    previous.description, previous.binding_id, binding.action, node, where)
+                rows[slot] = KeyRow(
+                    previous.keys + tuple(k for k in shown if k not in previous.keys),
+                    previous.description,
+                    previous.binding_id,
+                    binding.action,
+                    node,
+                    where,
+                )
             else:
                 rows[slot] = KeyRow(shown, binding.description, binding.id, binding.action, node, where)
     return list(rows.values())

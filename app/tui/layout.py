@@ -39,15 +39,22 @@ VIDEO_MARK = "▶"
 ELLIPSIS = "…"
 
 # Control characters are shown as one blank cell: their own width (0) would shift every column after.
-_CONTROL_CODES = (*range(0x00, 0x0A), *range(0x0B, 0x20), *range(0x7F, 0xA0))
+_CONTROL_CODES = (*range(0x0A), *range(0x0B, 0x20), *range(0x7F, 0xA0))
 _CONTROL = re.compile("[" + "".join(re.escape(chr(code)) for code in _CONTROL_CODES) + "]")
-CONTROL_TO_SPACE = {code: " " for code in _CONTROL_CODES}
+CONTROL_TO_SPACE = dict.fromkeys(_CONTROL_CODES, " ")
 # Blocks whose every character takes one cell (tests check this against rich's table): Latin,
 # Greek, Cyrillic, common punctuation (curly quotes, dashes, ellipsis), currency, arrows, boxes.
 # Anything else is looked at one distinct character at a time.
 ONE_CELL_BLOCKS = (
-    (0x0000, 0x02FF), (0x0370, 0x0482), (0x048A, 0x052F), (0x2010, 0x2027), (0x2030, 0x205E),
-    (0x20A0, 0x20C0), (0x2100, 0x214F), (0x2190, 0x21FF), (0x2500, 0x257F),
+    (0x0000, 0x02FF),
+    (0x0370, 0x0482),
+    (0x048A, 0x052F),
+    (0x2010, 0x2027),
+    (0x2030, 0x205E),
+    (0x20A0, 0x20C0),
+    (0x2100, 0x214F),
+    (0x2190, 0x21FF),
+    (0x2500, 0x257F),
 )
 _MAYBE_NOT_ONE_CELL = re.compile(
     "[^" + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ONE_CELL_BLOCKS) + "]"

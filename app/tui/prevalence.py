@@ -32,19 +32,19 @@ class PrevalenceRow:
     path: str
     depth: int
     percent: tuple[float, ...]  # one per group, 0-100
-    present: tuple[int, ...]    # units with the theme, one per group
+    present: tuple[int, ...]  # units with the theme, one per group
 
 
 @dataclass(frozen=True)
 class Prevalence:
     title: str
     layer: str
-    unit: str                   # "session" or "transcript"
+    unit: str  # "session" or "transcript"
     group_attribute: str | None  # None: one bar, every unit together
     groups: tuple[str, ...]
     sizes: tuple[int, ...]
     rows: tuple[PrevalenceRow, ...]
-    layers: tuple[str, ...]     # what the layer key cycles through
+    layers: tuple[str, ...]  # what the layer key cycles through
     group_choices: tuple[str, ...]
     notes: tuple[str, ...]
 
@@ -57,8 +57,10 @@ def require_results_rights(workspace: Workspace) -> None:
     """Results compare groups: hidden from coders while the study is blind (the workspace's blind rule)."""
     if workspace.blind_for_actor():
         who = workspace.actor.name if workspace.actor else "a caller without --as"
-        raise PermissionDenied(f"the study is blind: results by group are for supervisors and admins until it is"
-                               f" unblinded ({who} may not see them)")
+        raise PermissionDenied(
+            f"the study is blind: results by group are for supervisors and admins until it is"
+            f" unblinded ({who} may not see them)"
+        )
 
 
 def layer_names(workspace: Workspace) -> tuple[str, ...]:
@@ -66,8 +68,9 @@ def layer_names(workspace: Workspace) -> tuple[str, ...]:
     return (CONSENSUS,) + tuple(coder.name for coder in list_coders(workspace))
 
 
-def theme_prevalence(workspace: Workspace, *, layer: str = CONSENSUS, unit: str | None = None,
-                     group_attribute: str | None = "group") -> Prevalence:
+def theme_prevalence(
+    workspace: Workspace, *, layer: str = CONSENSUS, unit: str | None = None, group_attribute: str | None = "group"
+) -> Prevalence:
     """Per theme and sub-theme, the % of units of each group with at least one coding of it (or below it).
 
     ``unit`` is "session" or "transcript"; by default sessions when the transcripts belong to sessions.
@@ -82,12 +85,14 @@ def theme_prevalence(workspace: Workspace, *, layer: str = CONSENSUS, unit: str 
     if unit is None:
         unit = "session" if data.units["session_id"].notna().any() else "transcript"
     probe = frequency_table(data, by=unit, measure=MEASURE, group_attribute=group_attribute or "group")
-    choices = tuple(name for name in probe.attribute_columns
-                    if 1 <= probe.wide[name].dropna().nunique() <= MOST_GROUPS)
+    choices = tuple(name for name in probe.attribute_columns if 1 <= probe.wide[name].dropna().nunique() <= MOST_GROUPS)
     if group_attribute not in choices:
         group_attribute = None
-    tables = probe if group_attribute in (None, "group") else frequency_table(
-        data, by=unit, measure=MEASURE, group_attribute=group_attribute)
+    tables = (
+        probe
+        if group_attribute in (None, "group")
+        else frequency_table(data, by=unit, measure=MEASURE, group_attribute=group_attribute)
+    )
     summary = tables.summary if group_attribute is not None else None
     wide = tables.wide
     notes = list(tables.notes)
@@ -96,7 +101,7 @@ def theme_prevalence(workspace: Workspace, *, layer: str = CONSENSUS, unit: str 
         if ungrouped:
             notes.append(f"{ungrouped} {UNIT_NOUNS[unit]} with no {group_attribute!r} value are in no group.")
         # The summary's own group order and sizes (its columns are "<group>: N", "<group>: n", "<group>: %").
-        groups = tuple(column[:-len(": N")] for column in summary.columns if column.endswith(": N"))
+        groups = tuple(column[: -len(": N")] for column in summary.columns if column.endswith(": N"))
         sizes = tuple(int(summary[f"{g}: N"].iloc[0]) if len(summary) else 0 for g in groups)
     else:
         groups, sizes = (f"all {UNIT_NOUNS[unit]}",), (len(wide),)
@@ -111,11 +116,21 @@ def theme_prevalence(workspace: Workspace, *, layer: str = CONSENSUS, unit: str 
             count = int((wide[column] > 0).sum())
             present = (count,)
             percent = (100.0 * count / len(wide) if len(wide) else 0.0,)
-        rows.append(PrevalenceRow(label=node.label, path=node.path_name, depth=node.depth, percent=percent,
-                                  present=present))
-    return Prevalence(title=data.title, layer=data.layer, unit=unit, group_attribute=group_attribute,
-                      groups=groups, sizes=sizes, rows=tuple(rows), layers=layer_names(workspace),
-                      group_choices=choices, notes=tuple(notes))
+        rows.append(
+            PrevalenceRow(label=node.label, path=node.path_name, depth=node.depth, percent=percent, present=present)
+        )
+    return Prevalence(
+        title=data.title,
+        layer=data.layer,
+        unit=unit,
+        group_attribute=group_attribute,
+        groups=groups,
+        sizes=sizes,
+        rows=tuple(rows),
+        layers=layer_names(workspace),
+        group_choices=choices,
+        notes=tuple(notes),
+    )
 
 
 def _percent(value) -> float:

@@ -29,6 +29,7 @@ def _number(value: float | None) -> Text:
 
 def worst_first(summaries: tuple[VariableSummary, ...] | list[VariableSummary]) -> list[VariableSummary]:
     """Lowest alpha first (kappa when alpha is undefined); codes with no defined value go last."""
+
     def key(summary: VariableSummary):
         value = summary.alpha if summary.alpha is not None else summary.kappa
         return (value is None, value if value is not None else 0.0, -summary.disagreements, summary.name)
@@ -81,14 +82,24 @@ class AgreementScreen(Screen[None]):
         headline.update(Text(self.report.headline))
         for summary in self.rows:
             name = summary.name if summary.reading == "code" else f"{summary.name} (group)"
-            table.add_row(Text(name), _number(summary.kappa), Text(KAPPA_LABELS[summary.kappa_statistic]),
-                          _number(summary.alpha), _number(summary.percent),
-                          Text(str(summary.units), justify="right"),
-                          Text(str(summary.disagreements), justify="right"),
-                          key=f"{summary.reading}:{summary.name}")
+            table.add_row(
+                Text(name),
+                _number(summary.kappa),
+                Text(KAPPA_LABELS[summary.kappa_statistic]),
+                _number(summary.alpha),
+                _number(summary.percent),
+                Text(str(summary.units), justify="right"),
+                Text(str(summary.disagreements), justify="right"),
+                key=f"{summary.reading}:{summary.name}",
+            )
         skipped = {s.note for s in self.rows if s.note}
-        notes.update(Text("; ".join(sorted(skipped)) if skipped else
-                          "enter: the units where the coders differ · r: recompute · escape: back"))
+        notes.update(
+            Text(
+                "; ".join(sorted(skipped))
+                if skipped
+                else "enter: the units where the coders differ · r: recompute · escape: back"
+            )
+        )
 
     def selected(self) -> VariableSummary | None:
         table = self.query_one("#agreement-table", DataTable)
@@ -135,8 +146,9 @@ class DisagreementsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one("#disagreement-table", DataTable)
         try:
-            self.units = agreement_service.disagreement_units(self.workspace, self.options, self.summary.reading,
-                                                              self.summary.name)
+            self.units = agreement_service.disagreement_units(
+                self.workspace, self.options, self.summary.reading, self.summary.name
+            )
         except ConcordError as exc:
             self.notify(str(exc), severity="error", markup=False)
             self.units = []
@@ -146,8 +158,14 @@ class DisagreementsScreen(Screen[None]):
             where = f"turn {unit.turn}" if unit.turn is not None else f"{unit.start}-{unit.end}"
             ratings = [Text(r.category if r.category is not None else "not rated") for r in unit.ratings]
             excerpt = unit.text.replace("\n", " ")
-            table.add_row(Text(unit.transcript), Text(where), Text(unit.speaker or ""), *ratings,
-                          Text(excerpt[:60] + ("…" if len(excerpt) > 60 else "")), key=str(index))
+            table.add_row(
+                Text(unit.transcript),
+                Text(where),
+                Text(unit.speaker or ""),
+                *ratings,
+                Text(excerpt[:60] + ("…" if len(excerpt) > 60 else "")),
+                key=str(index),
+            )
         self.show_unit(0)
         table.focus()
 

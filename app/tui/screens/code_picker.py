@@ -41,8 +41,7 @@ def code_score(query: str, code: CodeInfo) -> float:
     if len(query) >= 3:
         for body in (code.definition, code.inclusion):
             if body:
-                score = max(score, DEFINITION_WEIGHT * fuzz.partial_ratio(query, body,
-                                                                         processor=utils.default_process))
+                score = max(score, DEFINITION_WEIGHT * fuzz.partial_ratio(query, body, processor=utils.default_process))
     return score
 
 
@@ -73,8 +72,15 @@ class CodePicker(ModalScreen[Picked | None]):
         Binding("up", "move(-1)", "Previous code", show=False, id="picker.previous"),
     ]
 
-    def __init__(self, codes: Sequence[CodeInfo], *, title: str = "Apply a code", allow_create: bool = True,
-                 prefer_create: bool = False, query: str = "") -> None:
+    def __init__(
+        self,
+        codes: Sequence[CodeInfo],
+        *,
+        title: str = "Apply a code",
+        allow_create: bool = True,
+        prefer_create: bool = False,
+        query: str = "",
+    ) -> None:
         super().__init__()
         self.codes = list(codes)
         self.title_text = title
@@ -104,7 +110,9 @@ class CodePicker(ModalScreen[Picked | None]):
         return self.query_one("#picker-options", OptionList)
 
     def _refill(self, query: str) -> None:
-        options: list[Option] = [Option(code_prompt(code), id=f"code:{code.id}") for code in rank_codes(query, self.codes)]
+        options: list[Option] = [
+            Option(code_prompt(code), id=f"code:{code.id}") for code in rank_codes(query, self.codes)
+        ]
         name = " ".join(query.split())
         exists = any(code.name.casefold() == name.casefold() for code in self.codes)
         if self.allow_create and name and not exists:
@@ -125,9 +133,13 @@ class CodePicker(ModalScreen[Picked | None]):
         if option is None:
             definition.update(Text("No matching code", style="dim"))
         elif option.id == CREATE_ID:
-            definition.update(Text.assemble(
-                "Create a new inductive code named ", (self.typed_name, "bold"),
-                ", owned by you, and apply it here."))
+            definition.update(
+                Text.assemble(
+                    "Create a new inductive code named ",
+                    (self.typed_name, "bold"),
+                    ", owned by you, and apply it here.",
+                )
+            )
         else:
             definition.update(code_description(self._code(option.id)))
 

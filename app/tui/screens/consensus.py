@@ -26,6 +26,7 @@ from concord.services.consensus import DecisionRequest, QueueItem
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError
 
+
 @dataclass(frozen=True)
 class ConsensusSetup:
     """How consensus mode opens: the unit to decide, the meeting, and which transcripts."""
@@ -96,8 +97,9 @@ class CodeChoiceDialog(ModalScreen[int | None]):
         options = self.query_one("#code-options", OptionList)
         options.clear_options()
         wanted = query.casefold().strip()
-        options.add_options([Option(Text(label), id=str(code_id)) for code_id, label in self.codes
-                             if wanted in label.casefold()])
+        options.add_options(
+            [Option(Text(label), id=str(code_id)) for code_id, label in self.codes if wanted in label.casefold()]
+        )
         if options.option_count:
             options.highlighted = 0
 
@@ -139,8 +141,13 @@ class SpanDialog(ModalScreen[tuple[str, int, int] | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="consensus-dialog"):
-            yield Static(Text(f"Adjust the span ({self.item.transcript}, {self.item.where}); the whole unit is"
-                              f" {self.item.start}-{self.item.end}"), classes="dialog-title")
+            yield Static(
+                Text(
+                    f"Adjust the span ({self.item.transcript}, {self.item.where}); the whole unit is"
+                    f" {self.item.start}-{self.item.end}"
+                ),
+                classes="dialog-title",
+            )
             yield Input(value=self.coder, placeholder="coder (letter, number or name)", id="span-coder")
             yield Input(value=str(self.item.start), placeholder="start", id="span-start")
             yield Input(value=str(self.item.end), placeholder="end", id="span-end")
@@ -171,8 +178,9 @@ def readings_table(item: QueueItem) -> Table:
     """Every coder's codes, spans and memos in columns of their own."""
     table = Table(expand=True, show_lines=True)
     for reading in item.readings:
-        table.add_column(Text(f"{reading.letter} · {reading.label}" if reading.coder else reading.label,
-                              style="bold"), ratio=1)
+        table.add_column(
+            Text(f"{reading.letter} · {reading.label}" if reading.coder else reading.label, style="bold"), ratio=1
+        )
     if not item.readings:
         table.add_column("")
         return table
@@ -223,8 +231,7 @@ class ConsensusScreen(Screen[None]):
 
     BINDINGS = [
         Binding("1", "take(1)", "Take coder 1..9", id="consensus.take-1"),
-        *[Binding(str(n), f"take({n})", f"Take coder {n}", show=False, id=f"consensus.take-{n}")
-          for n in range(2, 10)],
+        *[Binding(str(n), f"take({n})", f"Take coder {n}", show=False, id=f"consensus.take-{n}") for n in range(2, 10)],
         Binding("a", "decide_all", "All", id="consensus.all"),
         Binding("0", "decide_none", "None", id="consensus.none"),
         Binding("x", "decide_none", "None", show=False, id="consensus.none-x"),
@@ -235,8 +242,15 @@ class ConsensusScreen(Screen[None]):
         Binding("escape", "back", "Back", id="consensus.back"),
     ]
 
-    def __init__(self, workspace: Workspace, *, unit: str = "turn", overlap: float = 0.5,
-                 present: tuple[str, ...] = (), transcripts: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        unit: str = "turn",
+        overlap: float = 0.5,
+        present: tuple[str, ...] = (),
+        transcripts: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.workspace = workspace
         self.unit = unit
@@ -249,8 +263,9 @@ class ConsensusScreen(Screen[None]):
 
     @classmethod
     def from_setup(cls, workspace: Workspace, setup: ConsensusSetup) -> ConsensusScreen:
-        return cls(workspace, unit=setup.unit, overlap=setup.overlap, present=setup.present,
-                   transcripts=setup.transcripts)
+        return cls(
+            workspace, unit=setup.unit, overlap=setup.overlap, present=setup.present, transcripts=setup.transcripts
+        )
 
     def compose(self) -> ComposeResult:
         actor = self.workspace.actor_label
@@ -281,16 +296,26 @@ class ConsensusScreen(Screen[None]):
         queue = self.query_one("#queue", DataTable)
         try:
             self.items = consensus_service.consensus_queue(
-                self.workspace, transcripts=self.transcripts, unit=self.unit, overlap=self.overlap,
-                include_settled=self.show_settled)
+                self.workspace,
+                transcripts=self.transcripts,
+                unit=self.unit,
+                overlap=self.overlap,
+                include_settled=self.show_settled,
+            )
         except ConcordError as exc:
             self.items = []
             self.notify(str(exc), severity="error", markup=False)
         queue.clear()
         for index, item in enumerate(self.items):
             readings = "; ".join(f"{r.letter}: {', '.join(r.codes) or '-'}" for r in item.readings)
-            queue.add_row(Text(item.transcript), Text(item.where), Text(item.speaker or ""),
-                          Text(STATUS_LABELS.get(item.status, item.status)), Text(readings), key=str(index))
+            queue.add_row(
+                Text(item.transcript),
+                Text(item.where),
+                Text(item.speaker or ""),
+                Text(STATUS_LABELS.get(item.status, item.status)),
+                Text(readings),
+                key=str(index),
+            )
         if self.items:
             row = min(keep_index or 0, len(self.items) - 1)
             queue.move_cursor(row=row)
@@ -303,8 +328,9 @@ class ConsensusScreen(Screen[None]):
         open_count = sum(1 for item in self.items if item.status == "open")
         legend = "  ".join(f"{n} {label}" for n, label in enumerate(self.keys[:9], 1))
         scope = "all units" if self.show_settled else "open disagreements"
-        self.query_one("#consensus-status", Static).update(Text(
-            f"{open_count} open · showing {scope} · keys: {legend}  a all  0/x none  c code  s span  v settled"))
+        self.query_one("#consensus-status", Static).update(
+            Text(f"{open_count} open · showing {scope} · keys: {legend}  a all  0/x none  c code  s span  v settled")
+        )
 
     def current(self) -> QueueItem | None:
         queue = self.query_one("#queue", DataTable)
@@ -317,8 +343,9 @@ class ConsensusScreen(Screen[None]):
         context = self.query_one("#unit-context", Static)
         readings = self.query_one("#unit-readings", Static)
         if row is None:
-            done = "Nothing to decide: every disagreement has a decision." if not self.show_settled else \
-                "No coded units."
+            done = (
+                "Nothing to decide: every disagreement has a decision." if not self.show_settled else "No coded units."
+            )
             context.update(Text(done))
             readings.update("")
             return
@@ -333,14 +360,22 @@ class ConsensusScreen(Screen[None]):
     # -- deciding ---------------------------------------------------------------------------------
 
     def _request(self, item: QueueItem, decision: str, **fields) -> DecisionRequest:
-        return DecisionRequest(transcript=item.transcript_id, decision=decision, unit_start=item.start,
-                               unit_end=item.end, where=f"{item.transcript} {item.where}", **fields)
+        return DecisionRequest(
+            transcript=item.transcript_id,
+            decision=decision,
+            unit_start=item.start,
+            unit_end=item.end,
+            where=f"{item.transcript} {item.where}",
+            **fields,
+        )
 
     def submit(self, request: DecisionRequest, what: str) -> None:
         """Decide, asking for a rationale first when the decision matches no coder."""
         try:
             if not request.rationale and consensus_service.needs_rationale(
-                    self.workspace, request, unit=self.unit, overlap=self.overlap):
+                self.workspace, request, unit=self.unit, overlap=self.overlap
+            ):
+
                 def with_rationale(rationale: str | None) -> None:
                     if rationale:
                         self._commit(replace(request, rationale=rationale), what)
@@ -355,8 +390,9 @@ class ConsensusScreen(Screen[None]):
     def _commit(self, request: DecisionRequest, what: str) -> None:
         index = self.query_one("#queue", DataTable).cursor_row
         try:
-            consensus_service.decide(self.workspace, request, unit=self.unit, overlap=self.overlap,
-                                     present=self.present)
+            consensus_service.decide(
+                self.workspace, request, unit=self.unit, overlap=self.overlap, present=self.present
+            )
         except ConcordError as exc:
             self.notify(str(exc), severity="error", markup=False)
             return
@@ -403,8 +439,10 @@ class ConsensusScreen(Screen[None]):
         def adjusted(answer: tuple[str, int, int] | None) -> None:
             if answer is not None:
                 coder_key, start, end = answer
-                self.submit(self._request(item, "span", coder=coder_key, start=start, end=end),
-                            f"took {coder_key} over {start}-{end}")
+                self.submit(
+                    self._request(item, "span", coder=coder_key, start=start, end=end),
+                    f"took {coder_key} over {start}-{end}",
+                )
 
         self.app.push_screen(SpanDialog(item, coder), adjusted)
 

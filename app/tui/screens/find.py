@@ -69,8 +69,9 @@ def _folded(value: str) -> str:
     return lowered if len(lowered) == len(value) else value
 
 
-def find_fuzzy(text: str, turns: Sequence[TurnInfo], query: str, cutoff: float = FUZZY_CUTOFF,
-               limit: int = HIT_LIMIT) -> list[FindHit]:
+def find_fuzzy(
+    text: str, turns: Sequence[TurnInfo], query: str, cutoff: float = FUZZY_CUTOFF, limit: int = HIT_LIMIT
+) -> list[FindHit]:
     """The best approximate match of the query in each turn that scores at least ``cutoff``,
     best first (text order among equal scores)."""
     query = query.strip()
@@ -91,16 +92,17 @@ def find_fuzzy(text: str, turns: Sequence[TurnInfo], query: str, cutoff: float =
 
 def kwic(text: str, hit: FindHit, width: int = CONTEXT) -> Text:
     """The hit in the middle of its left and right context, on one line."""
+
     def flat(value: str) -> str:
         return " ".join(value.split("\n"))
 
-    left = flat(text[max(0, hit.start - width):hit.start])
-    right = flat(text[hit.end:hit.end + width])
+    left = flat(text[max(0, hit.start - width) : hit.start])
+    right = flat(text[hit.end : hit.end + width])
     line = Text()
     line.append(f"T{hit.turn_number:<4} " if hit.turn_number is not None else "      ", style="dim")
     # Pad the left context so the hits line up in one column.
     line.append((("…" if hit.start > width else "") + left).rjust(width + 1))
-    line.append(flat(text[hit.start:hit.end]), style="reverse bold")
+    line.append(flat(text[hit.start : hit.end]), style="reverse bold")
     line.append(right + ("…" if hit.end + width < len(text) else ""))
     return line
 
@@ -115,8 +117,9 @@ class FindScreen(ModalScreen[FindOutcome | None]):
         Binding("up", "move(-1)", "Previous hit", show=False, id="find.previous"),
     ]
 
-    def __init__(self, text: str, turns: Sequence[TurnInfo], *, query: str = "", fuzzy: bool = False,
-                 cursor: int = 0) -> None:
+    def __init__(
+        self, text: str, turns: Sequence[TurnInfo], *, query: str = "", fuzzy: bool = False, cursor: int = 0
+    ) -> None:
         super().__init__()
         self.text = text
         self.turns = tuple(turns)
@@ -131,8 +134,9 @@ class FindScreen(ModalScreen[FindOutcome | None]):
             yield Static(id="find-title", classes="dialog-title")
             yield Input(self.initial_query, placeholder="Find in this transcript", id="find-input")
             yield OptionList(id="find-hits", markup=False)
-            yield Static(Text("enter jump · ↑↓ choose · ctrl+f plain/fuzzy · esc close", style="dim"),
-                         classes="dialog-hint")
+            yield Static(
+                Text("enter jump · ↑↓ choose · ctrl+f plain/fuzzy · esc close", style="dim"), classes="dialog-hint"
+            )
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
@@ -153,8 +157,13 @@ class FindScreen(ModalScreen[FindOutcome | None]):
         query = self.query_one(Input).value
         search = find_fuzzy if self.fuzzy else find_plain
         self._show_title(searching=bool(query))
-        self._search = self.run_worker(partial(search, self.text, self.turns, query), thread=True,
-                                       exclusive=True, group="find", exit_on_error=False)
+        self._search = self.run_worker(
+            partial(search, self.text, self.turns, query),
+            thread=True,
+            exclusive=True,
+            group="find",
+            exit_on_error=False,
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._search:

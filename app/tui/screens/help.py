@@ -31,16 +31,19 @@ class HelpScreen(ModalScreen[None]):
             yield DataTable(id="help-table", cursor_type="row", zebra_stripes=True)
             hint = Text("Remap a key by its id in ", style="dim")
             hint.append(str(self.keymap_file), style="dim italic")
-            hint.append(' (e.g. "transcript.undo" = "z") · ctrl+p lists these as commands · esc closes',
-                        style="dim")
+            hint.append(' (e.g. "transcript.undo" = "z") · ctrl+p lists these as commands · esc closes', style="dim")
             yield Static(hint, classes="dialog-hint")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         table.add_columns("Key", "Action", "Id (for remapping)", "Where")
         for row in self.rows:
-            table.add_row(Text(row.keys_text, style="bold"), Text(row.description),
-                          Text(row.binding_id or "", style="dim"), Text(row.where))
+            table.add_row(
+                Text(row.keys_text, style="bold"),
+                Text(row.description),
+                Text(row.binding_id or "", style="dim"),
+                Text(row.where),
+            )
         table.focus()
 
     def action_close(self) -> None:

@@ -57,8 +57,10 @@ class MemoScreen(ModalScreen[list[MemoEdit] | None]):
                         label.append("  ✎", style="dim")
                     yield RadioButton(label, value=index == self.selected)
             yield TextArea(self.drafts[self.selected], id="memo-text", soft_wrap=True)
-            yield Static(Text("ctrl+s save · esc cancel · tab switches between target and text", style="dim"),
-                         classes="dialog-hint")
+            yield Static(
+                Text("ctrl+s save · esc cancel · tab switches between target and text", style="dim"),
+                classes="dialog-hint",
+            )
 
     def on_mount(self) -> None:
         editor = self.query_one(TextArea)
@@ -77,9 +79,11 @@ class MemoScreen(ModalScreen[list[MemoEdit] | None]):
 
     def action_save(self) -> None:
         self.drafts[self.selected] = self.editor.text
-        edits = [MemoEdit(target, self.drafts[index].strip())
-                 for index, target in enumerate(self.targets)
-                 if self.drafts[index].strip() != target.text.strip()]
+        edits = [
+            MemoEdit(target, self.drafts[index].strip())
+            for index, target in enumerate(self.targets)
+            if self.drafts[index].strip() != target.text.strip()
+        ]
         self.dismiss(edits)
 
     def action_cancel(self) -> None:

@@ -60,20 +60,44 @@ COLUMNS = (
     Column("key", "Transcript", lambda s: s.key, lambda s: s.key.casefold()),
     Column("kind", "Kind", _kind, _kind),
     # Early, so a supervisor sees where each transcript stands even on a narrow terminal.
-    Column("phase", "Phase", lambda s: _phase(s.phase), lambda s: PHASES.index(s.phase) if s.phase in PHASES else -1,
-           open_only=True),
+    Column(
+        "phase",
+        "Phase",
+        lambda s: _phase(s.phase),
+        lambda s: PHASES.index(s.phase) if s.phase in PHASES else -1,
+        open_only=True,
+    ),
     Column("dyad", "Dyad", lambda s: s.dyad or "", lambda s: s.dyad or "", open_only=True),
-    Column("session", "Session", lambda s: "" if s.session_number is None else str(s.session_number),
-           lambda s: s.session_number if s.session_number is not None else -1, open_only=True),
+    Column(
+        "session",
+        "Session",
+        lambda s: "" if s.session_number is None else str(s.session_number),
+        lambda s: s.session_number if s.session_number is not None else -1,
+        open_only=True,
+    ),
     Column("turns", "Turns", lambda s: str(s.turns), lambda s: s.turns),
-    Column("reviewed", "Reviewed", lambda s: f"{_own(s).turns_reviewed}/{s.turns}",
-           lambda s: _own(s).turns_reviewed / s.turns if s.turns else 0),
+    Column(
+        "reviewed",
+        "Reviewed",
+        lambda s: f"{_own(s).turns_reviewed}/{s.turns}",
+        lambda s: _own(s).turns_reviewed / s.turns if s.turns else 0,
+    ),
     Column("codings", "Codings", lambda s: str(_own(s).codings), lambda s: _own(s).codings),
     Column("done", "Done", lambda s: "✓" if _own(s).done else "", lambda s: _own(s).done),
-    Column("coders", "Coders", lambda s: ", ".join(_progress_text(p, s.turns) for p in s.others),
-           lambda s: sum(p.done for p in s.others), open_only=True),
-    Column("attributes", "Attributes", lambda s: ", ".join(f"{a.name}={a.value or ''}" for a in s.attributes),
-           lambda s: tuple((a.name, a.value or "") for a in s.attributes), open_only=True),
+    Column(
+        "coders",
+        "Coders",
+        lambda s: ", ".join(_progress_text(p, s.turns) for p in s.others),
+        lambda s: sum(p.done for p in s.others),
+        open_only=True,
+    ),
+    Column(
+        "attributes",
+        "Attributes",
+        lambda s: ", ".join(f"{a.name}={a.value or ''}" for a in s.attributes),
+        lambda s: tuple((a.name, a.value or "") for a in s.attributes),
+        open_only=True,
+    ),
 )
 
 
@@ -86,8 +110,9 @@ class OverviewData:
 
 def load_overview(app: ConcordApp) -> OverviewData:
     settings = app.workspace.settings()
-    return OverviewData(transcript_service.list_transcripts(app.workspace), settings,
-                        app.workspace.blind_for_actor(settings))
+    return OverviewData(
+        transcript_service.list_transcripts(app.workspace), settings, app.workspace.blind_for_actor(settings)
+    )
 
 
 class OverviewScreen(Screen[None]):
@@ -161,8 +186,14 @@ class OverviewScreen(Screen[None]):
 
     def reload(self) -> None:
         """Fetch the transcripts again (progress changes while coding)."""
-        self._loader = self.run_worker(partial(load_overview, self.app), thread=True, exclusive=True, group="overview",
-                                       exit_on_error=False, name="overview-load")
+        self._loader = self.run_worker(
+            partial(load_overview, self.app),
+            thread=True,
+            exclusive=True,
+            group="overview",
+            exit_on_error=False,
+            name="overview-load",
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._loader:
@@ -170,8 +201,7 @@ class OverviewScreen(Screen[None]):
         if event.state == WorkerState.SUCCESS:
             self._show(event.worker.result)
         elif event.state == WorkerState.ERROR:
-            self.notify(str(event.worker.error), title="Could not list the transcripts", severity="error",
-                        markup=False)
+            self.notify(str(event.worker.error), title="Could not list the transcripts", severity="error", markup=False)
 
     def _show(self, data: OverviewData) -> None:
         self.data = data
@@ -200,8 +230,11 @@ class OverviewScreen(Screen[None]):
         if self.data is None:
             return []
         needle = self.query_one("#filter", Input).value.strip().casefold()
-        rows = [summary for summary in self.data.transcripts
-                if not needle or any(needle in column.cell(summary).casefold() for column in self.columns)]
+        rows = [
+            summary
+            for summary in self.data.transcripts
+            if not needle or any(needle in column.cell(summary).casefold() for column in self.columns)
+        ]
         column = next((c for c in self.columns if c.key == self.sort_column), self.columns[0])
         return sorted(rows, key=column.sort_key, reverse=self.sort_reverse)
 
@@ -260,7 +293,9 @@ class OverviewScreen(Screen[None]):
     def action_sort_next(self) -> None:
         keys = [column.key for column in self.columns]
         if keys:
-            self.sort_column = keys[(keys.index(self.sort_column) + 1) % len(keys)] if self.sort_column in keys else keys[0]
+            self.sort_column = (
+                keys[(keys.index(self.sort_column) + 1) % len(keys)] if self.sort_column in keys else keys[0]
+            )
             self.sort_reverse = False
             self._fill()
 

@@ -58,8 +58,14 @@ class ResultsScreen(Screen[None]):
         Binding("escape,q", "back", "Back", id="results.back"),
     ]
 
-    def __init__(self, workspace: Workspace, *, layer: str = CONSENSUS, unit: str | None = None,
-                 group_attribute: str | None = "group") -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        *,
+        layer: str = CONSENSUS,
+        unit: str | None = None,
+        group_attribute: str | None = "group",
+    ) -> None:
         super().__init__()
         self.workspace = workspace
         self.coding_layer = layer
@@ -89,11 +95,24 @@ class ResultsScreen(Screen[None]):
 
     def action_reload(self) -> None:
         self.query_one("#results-headline", Static).update(
-            Text(f"Counting the {self.coding_layer} layer…", style="dim"))
-        work = partial(theme_prevalence, self.workspace, layer=self.coding_layer, unit=self.unit,
-                       group_attribute=self.group_attribute)
-        self._loader = self.run_worker(work, thread=True, exclusive=True, group="results", exit_on_error=False,
-                                       name="results-compute", description="theme prevalence by group")
+            Text(f"Counting the {self.coding_layer} layer…", style="dim")
+        )
+        work = partial(
+            theme_prevalence,
+            self.workspace,
+            layer=self.coding_layer,
+            unit=self.unit,
+            group_attribute=self.group_attribute,
+        )
+        self._loader = self.run_worker(
+            work,
+            thread=True,
+            exclusive=True,
+            group="results",
+            exit_on_error=False,
+            name="results-compute",
+            description="theme prevalence by group",
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._loader:

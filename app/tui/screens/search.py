@@ -65,8 +65,10 @@ class SearchOutcome:
 
 def load_corpus(workspace: Workspace) -> list[Searchable]:
     """Every transcript this person may open, as the services show it to them."""
-    return [Searchable(summary, transcript_service.get_transcript(workspace, summary.id))
-            for summary in sorted(transcript_service.list_transcripts(workspace), key=lambda s: s.key.casefold())]
+    return [
+        Searchable(summary, transcript_service.get_transcript(workspace, summary.id))
+        for summary in sorted(transcript_service.list_transcripts(workspace), key=lambda s: s.key.casefold())
+    ]
 
 
 def search_corpus(corpus: Sequence[Searchable], query: str, fuzzy: bool, limit: int = HIT_LIMIT) -> SearchOutcome:
@@ -109,8 +111,11 @@ class SearchScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="title-bar")
-        yield Input(self.initial_query, placeholder="Search every transcript (enter opens the highlighted hit)",
-                    id="search-input")
+        yield Input(
+            self.initial_query,
+            placeholder="Search every transcript (enter opens the highlighted hit)",
+            id="search-input",
+        )
         yield OptionList(id="search-hits", markup=False)
         yield Static(id="search-status", classes="status-line")
         yield Footer()
@@ -140,8 +145,11 @@ class SearchScreen(Screen[None]):
         elif self.query_text:
             sources = len({id(hit.source) for hit in self.hits})
             more = "+" if self.limited else ""
-            title.append(f"  {len(self.hits)}{more} hit{'s' if len(self.hits) != 1 else ''}"
-                         f" in {sources} transcript{'s' if sources != 1 else ''}", style="dim")
+            title.append(
+                f"  {len(self.hits)}{more} hit{'s' if len(self.hits) != 1 else ''}"
+                f" in {sources} transcript{'s' if sources != 1 else ''}",
+                style="dim",
+            )
         self.query_one("#title-bar", Static).update(title)
 
     def _start_search(self) -> None:
@@ -153,9 +161,14 @@ class SearchScreen(Screen[None]):
             self._show(SearchOutcome(self.corpus or [], [], False))
             return
         self._show_title(searching=True)
-        self._search = self.run_worker(partial(run_search, self.workspace, self.corpus, query, self.fuzzy),
-                                       thread=True, exclusive=True, group="search", exit_on_error=False,
-                                       name="search")
+        self._search = self.run_worker(
+            partial(run_search, self.workspace, self.corpus, query, self.fuzzy),
+            thread=True,
+            exclusive=True,
+            group="search",
+            exit_on_error=False,
+            name="search",
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is not self._search:
@@ -163,8 +176,9 @@ class SearchScreen(Screen[None]):
         if event.state == WorkerState.SUCCESS:
             self._show(event.worker.result)
         elif event.state == WorkerState.ERROR:
-            self.query_one("#search-status", Static).update(Text(f"Search failed: {event.worker.error}",
-                                                                 style="bold red"))
+            self.query_one("#search-status", Static).update(
+                Text(f"Search failed: {event.worker.error}", style="bold red")
+            )
             self.notify(str(event.worker.error), title="Search failed", severity="error", markup=False)
 
     def _show(self, outcome: SearchOutcome) -> None:

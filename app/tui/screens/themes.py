@@ -45,6 +45,7 @@ class BookNode:
 
 # -- reading what the tree shows ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ThemeTree:
     books: list[BookNode]
@@ -76,8 +77,12 @@ def code_detail(code: CodeInfo, history: Sequence[CodeChangeInfo]) -> Text:
     if code.hotkey:
         about += f", hotkey {code.hotkey}"
     text.append(about, style="italic")
-    for label, value in (("Definition", code.definition), ("Include", code.inclusion),
-                         ("Exclude", code.exclusion), ("Example", code.example)):
+    for label, value in (
+        ("Definition", code.definition),
+        ("Include", code.inclusion),
+        ("Exclude", code.exclusion),
+        ("Example", code.example),
+    ):
         if value:
             text.append(f"\n\n{label}: ", style="bold")
             text.append(value)
@@ -110,6 +115,7 @@ def suggestion_text(suggestion: MergeSuggestion) -> Text:
 
 
 # -- dialogs -------------------------------------------------------------------------------------------
+
 
 class TextPrompt(ModalScreen[str | None]):
     """One line of text: enter answers it, escape cancels."""
@@ -284,8 +290,10 @@ class SuggestionsScreen(ModalScreen[int]):
             yield Static(id="suggestions-title", classes="dialog-title")
             yield OptionList(id="suggestions-list", markup=False)
             yield Static(id="suggestions-status", classes="status-line")
-            yield Static(Text("y merge into the first (bold) · n keep apart · ↑↓ choose · esc close",
-                              style="dim"), classes="dialog-hint")
+            yield Static(
+                Text("y merge into the first (bold) · n keep apart · ↑↓ choose · esc close", style="dim"),
+                classes="dialog-hint",
+            )
 
     @property
     def options(self) -> OptionList:
@@ -300,8 +308,7 @@ class SuggestionsScreen(ModalScreen[int]):
         if self.suggestions:
             self.options.highlighted = min(highlighted, len(self.suggestions) - 1)
         title = Text("Merge suggestions", style="bold")
-        title.append(f"  {len(self.suggestions)} left · {self.merged} merged · {self.rejected} kept apart",
-                     style="dim")
+        title.append(f"  {len(self.suggestions)} left · {self.merged} merged · {self.rejected} kept apart", style="dim")
         self.query_one("#suggestions-title", Static).update(title)
 
     def _say(self, message: str, style: str = "") -> None:
@@ -346,6 +353,7 @@ class SuggestionsScreen(ModalScreen[int]):
 
 
 # -- the screen --------------------------------------------------------------------------------------
+
 
 class ThemesScreen(Screen[None]):
     """The codebooks as a tree on the left, the highlighted code's definition and history on the right."""
@@ -546,19 +554,24 @@ class ThemesScreen(Screen[None]):
 
     def _renamed(self, code: CodeInfo, name: str | None) -> None:
         if name and name != code.name:
-            self._run(partial(codebook_service.edit_code, self.workspace, code.id, name=name),
-                      f"Renamed “{code.name}” to “{name}” ✓")
+            self._run(
+                partial(codebook_service.edit_code, self.workspace, code.id, name=name),
+                f"Renamed “{code.name}” to “{name}” ✓",
+            )
 
     def action_edit_definition(self) -> None:
         code = self._highlighted_code()
         if code is not None:
-            self.app.push_screen(DefinitionEditor(f"Definition of “{code.name}”", code.definition or ""),
-                                 partial(self._redefined, code))
+            self.app.push_screen(
+                DefinitionEditor(f"Definition of “{code.name}”", code.definition or ""), partial(self._redefined, code)
+            )
 
     def _redefined(self, code: CodeInfo, definition: str | None) -> None:
         if definition is not None and definition != (code.definition or ""):
-            self._run(partial(codebook_service.edit_code, self.workspace, code.id, definition=definition or None),
-                      f"New definition of “{code.name}” ✓")
+            self._run(
+                partial(codebook_service.edit_code, self.workspace, code.id, definition=definition or None),
+                f"New definition of “{code.name}” ✓",
+            )
 
     def action_move(self) -> None:
         code = self._highlighted_code()
@@ -567,8 +580,9 @@ class ThemesScreen(Screen[None]):
         # Not under itself nor anything beneath it: the service refuses that too.
         beneath = self._subtree_ids(code.id)
         targets = [c for c in self.all_codes() if c.id not in beneath]
-        self.app.push_screen(TargetPicker(f"Move “{code.name}” under", targets, top_level=True),
-                             partial(self._moved, code))
+        self.app.push_screen(
+            TargetPicker(f"Move “{code.name}” under", targets, top_level=True), partial(self._moved, code)
+        )
 
     def _subtree_ids(self, code_id: int) -> set[int]:
         codes = self.all_codes()
@@ -589,8 +603,9 @@ class ThemesScreen(Screen[None]):
             return
         parent = None if target == TOP_LEVEL else target
         where = "the top of the codebook" if parent is None else f"“{self._code_name(parent)}”"
-        self._run(partial(codebook_service.move_code, self.workspace, code.id, parent),
-                  f"Moved “{code.name}” under {where} ✓")
+        self._run(
+            partial(codebook_service.move_code, self.workspace, code.id, parent), f"Moved “{code.name}” under {where} ✓"
+        )
 
     def action_new_category(self) -> None:
         book = self._highlighted_book()
@@ -599,8 +614,10 @@ class ThemesScreen(Screen[None]):
             return
         data = self.highlighted
         under = f"under “{data.name}”" if isinstance(data, CodeInfo) else f"at the top of {book}"
-        self.app.push_screen(TextPrompt(f"New category {under}", placeholder="Name of the category or theme"),
-                             partial(self._category_named, book, data.id if isinstance(data, CodeInfo) else None))
+        self.app.push_screen(
+            TextPrompt(f"New category {under}", placeholder="Name of the category or theme"),
+            partial(self._category_named, book, data.id if isinstance(data, CodeInfo) else None),
+        )
 
     def _category_named(self, book: str, parent: int | None, name: str | None) -> None:
         if not name:
@@ -623,26 +640,38 @@ class ThemesScreen(Screen[None]):
     def _merge_into(self, code: CodeInfo, target: int | str | None) -> None:
         if not isinstance(target, int):
             return
-        question = Text.assemble("Merge ", (code.name, "bold"), " into ", (self._code_name(target), "bold"),
-                                 "?\nIts codings and sub-codes move over; it stays in the history, marked merged.")
+        question = Text.assemble(
+            "Merge ",
+            (code.name, "bold"),
+            " into ",
+            (self._code_name(target), "bold"),
+            "?\nIts codings and sub-codes move over; it stays in the history, marked merged.",
+        )
         self.app.push_screen(Confirm(question), partial(self._merge_confirmed, code, target))
 
     def _merge_confirmed(self, code: CodeInfo, target: int, yes: bool | None) -> None:
         if yes:
-            self._run(partial(codebook_service.merge_codes, self.workspace, code.id, target),
-                      f"Merged “{code.name}” into “{self._code_name(target)}” ✓", focus=("code", target))
+            self._run(
+                partial(codebook_service.merge_codes, self.workspace, code.id, target),
+                f"Merged “{code.name}” into “{self._code_name(target)}” ✓",
+                focus=("code", target),
+            )
 
     def action_split(self) -> None:
         code = self._highlighted_code()
         if code is not None:
-            self.app.push_screen(TextPrompt(f"Split “{code.name}” into", placeholder="new names, comma-separated"),
-                                 partial(self._split, code))
+            self.app.push_screen(
+                TextPrompt(f"Split “{code.name}” into", placeholder="new names, comma-separated"),
+                partial(self._split, code),
+            )
 
     def _split(self, code: CodeInfo, names: str | None) -> None:
         if names:
             parts = [name.strip() for name in names.split(",") if name.strip()]
-            self._run(partial(codebook_service.split_code, self.workspace, code.id, parts),
-                      f"Split “{code.name}” into {', '.join(parts)} ✓ (its codings stay with it until recoded)")
+            self._run(
+                partial(codebook_service.split_code, self.workspace, code.id, parts),
+                f"Split “{code.name}” into {', '.join(parts)} ✓ (its codings stay with it until recoded)",
+            )
 
     def action_suggestions(self) -> None:
         try:

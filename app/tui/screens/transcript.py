@@ -44,14 +44,35 @@ if TYPE_CHECKING:
 PROGRESS_DELAY = 0.5
 IN_VIVO_MAX = 120
 OVERLAYS = ((), ("others",), ("consensus",), ("others", "consensus"))
-NEEDS_TRANSCRIPT = frozenset({
-    "apply_hotkey", "pick_code", "new_code", "in_vivo", "change_coding", "remove_coding", "memo", "undo", "redo",
-    "find", "jump_coding", "cycle_overlay", "toggle_done",
-})
+NEEDS_TRANSCRIPT = frozenset(
+    {
+        "apply_hotkey",
+        "pick_code",
+        "new_code",
+        "in_vivo",
+        "change_coding",
+        "remove_coding",
+        "memo",
+        "undo",
+        "redo",
+        "find",
+        "jump_coding",
+        "cycle_overlay",
+        "toggle_done",
+    }
+)
 # The hint line under the status line: binding id -> a short name.
-HINTED = {"transcript.pick-code": "code", "transcript.memo": "memo", "transcript.undo": "undo",
-          "transcript.find": "find", "transcript.done": "done", "transcript.overlay": "overlay",
-          "transcript.close": "back", "app.help": "keys", "app.palette": "commands"}
+HINTED = {
+    "transcript.pick-code": "code",
+    "transcript.memo": "memo",
+    "transcript.undo": "undo",
+    "transcript.find": "find",
+    "transcript.done": "done",
+    "transcript.overlay": "overlay",
+    "transcript.close": "back",
+    "app.help": "keys",
+    "app.palette": "commands",
+}
 
 
 @dataclass(frozen=True)
@@ -77,8 +98,9 @@ def load_transcript(workspace: Workspace, transcript_id: int) -> LoadedTranscrip
 
 def own_memos(workspace: Workspace, transcript_id: int) -> list[MemoInfo]:
     actor = workspace.require_actor()
-    return [memo for memo in coding_service.list_memos(workspace, transcript_id=transcript_id)
-            if memo.coder == actor.name]
+    return [
+        memo for memo in coding_service.list_memos(workspace, transcript_id=transcript_id) if memo.coder == actor.name
+    ]
 
 
 def session_text(detail: TranscriptDetail) -> Text:
@@ -97,8 +119,7 @@ def session_text(detail: TranscriptDetail) -> Text:
         if score.band:
             text.append(f" {score.band}")
         if score.subscales:
-            text.append("\n  " + ", ".join(f"{name} {value:g}" for name, value in score.subscales.items()),
-                        style="dim")
+            text.append("\n  " + ", ".join(f"{name} {value:g}" for name, value in score.subscales.items()), style="dim")
     if not (detail.dyad or detail.attributes or detail.scores):
         text.append("\nno attributes or scores", style="dim")
     return text
@@ -111,8 +132,10 @@ def counted(number: int, noun: str) -> str:
 def _hotkey_bindings() -> list[Binding]:
     # Digits are bound so they can be remapped and listed; a code's other hotkey
     # characters work through on_key whenever no binding has the key.
-    return [Binding(str(n), f"apply_hotkey('{n}')", f"Apply the code with hotkey {n}", id=f"transcript.apply-{n}")
-            for n in (*range(1, 10), 0)]
+    return [
+        Binding(str(n), f"apply_hotkey('{n}')", f"Apply the code with hotkey {n}", id=f"transcript.apply-{n}")
+        for n in (*range(1, 10), 0)
+    ]
 
 
 class TranscriptScreen(Screen[None]):
@@ -130,8 +153,7 @@ class TranscriptScreen(Screen[None]):
         Binding("u", "undo", "Undo", id="transcript.undo"),
         Binding("ctrl+r", "redo", "Redo", id="transcript.redo"),
         Binding("f,slash", "find", "Find in the transcript", id="transcript.find"),
-        Binding("left_square_bracket", "jump_coding(-1)", "Previous coding of this code",
-                id="transcript.prev-coding"),
+        Binding("left_square_bracket", "jump_coding(-1)", "Previous coding of this code", id="transcript.prev-coding"),
         Binding("right_square_bracket", "jump_coding(1)", "Next coding of this code", id="transcript.next-coding"),
         Binding("o", "cycle_overlay", "Overlay others / consensus", id="transcript.overlay"),
         Binding("d", "toggle_done", "Mark done / not done", id="transcript.done"),
@@ -195,9 +217,14 @@ class TranscriptScreen(Screen[None]):
     def on_mount(self) -> None:
         self.query_one("#key-hints", Static).update(hint_line(self.app.key_rows_for(self), HINTED))
         self._update_status()
-        self._loader = self.run_worker(partial(load_transcript, self.app.workspace, self.transcript_id),
-                                       thread=True, exclusive=True, group="load", exit_on_error=False,
-                                       name="transcript-load")
+        self._loader = self.run_worker(
+            partial(load_transcript, self.app.workspace, self.transcript_id),
+            thread=True,
+            exclusive=True,
+            group="load",
+            exit_on_error=False,
+            name="transcript-load",
+        )
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is self._loader:
@@ -229,8 +256,7 @@ class TranscriptScreen(Screen[None]):
             self.message = Text(f"{counted(len(self.own), 'coding')} of yours · {counted(len(self.codes), 'code')}")
             shadowed = self._shadowed_hotkeys()
             if shadowed:
-                self.message.append(f" · hotkeys {', '.join(shadowed)} are taken by other keys: use c",
-                                    style="yellow")
+                self.message.append(f" · hotkeys {', '.join(shadowed)} are taken by other keys: use c", style="yellow")
         else:
             self.message = Text("This transcript has no turns to code", style="bold red")
         self._cursor_changed()
@@ -270,8 +296,9 @@ class TranscriptScreen(Screen[None]):
             return
         for code in self.codes.values():
             about = (code.definition or "").splitlines()[0][:80] if code.definition else " › ".join(code.path)
-            yield PaletteCommand(f"Apply code: {code.name}", code.hotkey or "", about,
-                                 partial(self.apply_code, code.id))
+            yield PaletteCommand(
+                f"Apply code: {code.name}", code.hotkey or "", about, partial(self.apply_code, code.id)
+            )
 
     # -- what the screen shows --------------------------------------------------------------
 
@@ -357,9 +384,18 @@ class TranscriptScreen(Screen[None]):
             offset, turns = self._progress_pending
             self._progress_pending = None
             # Arguments are taken here, on the UI thread; the worker thread touches no widget.
-            self.run_worker(partial(transcript_service.record_progress, self.workspace, self.transcript_id,
-                                    turns_reviewed=turns, last_offset=offset),
-                            thread=True, group="progress", exit_on_error=False)
+            self.run_worker(
+                partial(
+                    transcript_service.record_progress,
+                    self.workspace,
+                    self.transcript_id,
+                    turns_reviewed=turns,
+                    last_offset=offset,
+                ),
+                thread=True,
+                group="progress",
+                exit_on_error=False,
+            )
 
     def flush_progress(self) -> None:
         """Write the pending place now (leaving the screen or quitting)."""
@@ -370,8 +406,9 @@ class TranscriptScreen(Screen[None]):
             offset, turns = self._progress_pending
             self._progress_pending = None
             try:
-                transcript_service.record_progress(self.workspace, self.transcript_id, turns_reviewed=turns,
-                                                   last_offset=offset)
+                transcript_service.record_progress(
+                    self.workspace, self.transcript_id, turns_reviewed=turns, last_offset=offset
+                )
             except ConcordError as exc:
                 # The screen may be going away: tell the app, not the status line.
                 self.app.notify(str(exc), title="Could not save your place", severity="error", markup=False)
@@ -430,8 +467,9 @@ class TranscriptScreen(Screen[None]):
         return books[0] if books else None
 
     def _code_with_hotkey(self, hotkey: str) -> CodeInfo | None:
-        return next((code for code in self.codes.values()
-                     if code.hotkey == hotkey and code.codebook == self.hotkey_book), None)
+        return next(
+            (code for code in self.codes.values() if code.hotkey == hotkey and code.codebook == self.hotkey_book), None
+        )
 
     def action_cycle_hotkey_book(self) -> None:
         books = self._hotkey_books()
@@ -463,11 +501,20 @@ class TranscriptScreen(Screen[None]):
 
     def _shadowed_hotkeys(self) -> list[str]:
         """Code hotkeys that keys of the transcript, the screen or the app take (those win)."""
-        taken = {key for node, _ in self.key_nodes() for binding in declared_bindings(type(node))
-                 for key in effective_keys(binding, self.app.keymap)}
-        return sorted(code.hotkey for code in self.codes.values()
-                      if code.hotkey and not code.hotkey.isdigit() and code.codebook == self.hotkey_book
-                      and any(binding.key in taken for binding in Binding.make_bindings([(code.hotkey, "")])))
+        taken = {
+            key
+            for node, _ in self.key_nodes()
+            for binding in declared_bindings(type(node))
+            for key in effective_keys(binding, self.app.keymap)
+        }
+        return sorted(
+            code.hotkey
+            for code in self.codes.values()
+            if code.hotkey
+            and not code.hotkey.isdigit()
+            and code.codebook == self.hotkey_book
+            and any(binding.key in taken for binding in Binding.make_bindings([(code.hotkey, "")]))
+        )
 
     def _create_code(self, name: str) -> CodeInfo | None:
         try:
@@ -493,8 +540,9 @@ class TranscriptScreen(Screen[None]):
         self.app.push_screen(CodePicker(list(self.codes.values())), self._apply_picked)
 
     def action_new_code(self) -> None:
-        self.app.push_screen(CodePicker(list(self.codes.values()), title="New inductive code",
-                                        prefer_create=True), self._apply_picked)
+        self.app.push_screen(
+            CodePicker(list(self.codes.values()), title="New inductive code", prefer_create=True), self._apply_picked
+        )
 
     def _apply_picked(self, picked: Picked | None) -> None:
         code_id = self._picked_code(picked)
@@ -507,7 +555,7 @@ class TranscriptScreen(Screen[None]):
         if not selection or selection[1] <= selection[0]:
             self._say("Select the words first (v, or shift+motion), then press i", "bold red")
             return
-        words = " ".join(self.detail.text[selection[0]:selection[1]].split()).strip(" .,;:!?\"'“”‘’()[]")
+        words = " ".join(self.detail.text[selection[0] : selection[1]].split()).strip(" .,;:!?\"'“”‘’()[]")
         if not words:
             self._say("The selection holds no words", "bold red")
             return
@@ -547,8 +595,10 @@ class TranscriptScreen(Screen[None]):
         coding = self._coding_at_cursor("change")
         if coding is None:
             return
-        picker = CodePicker([code for code in self.codes.values() if code.id != coding.code_id],
-                            title=f"Change “{self._code_name(coding.code_id)}” to")
+        picker = CodePicker(
+            [code for code in self.codes.values() if code.id != coding.code_id],
+            title=f"Change “{self._code_name(coding.code_id)}” to",
+        )
         self.app.push_screen(picker, partial(self._change_to, coding))
 
     def _change_to(self, coding: CodingInfo, picked: Picked | None) -> None:
@@ -602,15 +652,20 @@ class TranscriptScreen(Screen[None]):
         coding_here = self.own_codings_at_cursor()
         if coding_here:
             coding = coding_here[0]
-            targets.append(MemoTarget("coding", coding.id,
-                                      f"coding “{self._code_name(coding.code_id)}” ({coding.start}–{coding.end})",
-                                      coding.memo or ""))
-        for kind, target_id, label in (("turn", turn.id, f"turn {turn.number} ({turn.speaker_label})"),
-                                       ("transcript", self.transcript_id,
-                                        f"transcript {self.detail.key} (familiarisation notes)")):
+            targets.append(
+                MemoTarget(
+                    "coding",
+                    coding.id,
+                    f"coding “{self._code_name(coding.code_id)}” ({coding.start}–{coding.end})",
+                    coding.memo or "",
+                )
+            )
+        for kind, target_id, label in (
+            ("turn", turn.id, f"turn {turn.number} ({turn.speaker_label})"),
+            ("transcript", self.transcript_id, f"transcript {self.detail.key} (familiarisation notes)"),
+        ):
             memo = mine.get((kind, target_id))
-            targets.append(MemoTarget(kind, target_id, label, memo.text if memo else "",
-                                      memo.id if memo else None))
+            targets.append(MemoTarget(kind, target_id, label, memo.text if memo else "", memo.id if memo else None))
         return targets
 
     def action_memo(self) -> None:
@@ -626,8 +681,11 @@ class TranscriptScreen(Screen[None]):
             for edit in edits:
                 target = edit.target
                 if target.kind == "coding":
-                    self._replace(coding_service.change_coding(self.workspace, target.target_id,
-                                                               memo=edit.text or None, clear_memo=not edit.text))
+                    self._replace(
+                        coding_service.change_coding(
+                            self.workspace, target.target_id, memo=edit.text or None, clear_memo=not edit.text
+                        )
+                    )
                 elif target.memo_id is not None:
                     coding_service.update_memo(self.workspace, target.memo_id, edit.text)
                 elif edit.text:
@@ -643,8 +701,9 @@ class TranscriptScreen(Screen[None]):
     # -- finding and jumping ------------------------------------------------------------------
 
     def action_find(self) -> None:
-        screen = FindScreen(self.detail.text, self.detail.turns, query=self.find_query, fuzzy=self.find_fuzzy,
-                            cursor=self.view.cursor)
+        screen = FindScreen(
+            self.detail.text, self.detail.turns, query=self.find_query, fuzzy=self.find_fuzzy, cursor=self.view.cursor
+        )
         self.app.push_screen(screen, self._found)
 
     def _found(self, outcome: FindOutcome | None) -> None:
@@ -684,8 +743,11 @@ class TranscriptScreen(Screen[None]):
         refuse these layers while the study is blind for this person anyway."""
         layers = OVERLAYS[(OVERLAYS.index(self.overlay_layers) + 1) % len(OVERLAYS)]
         try:
-            overlay = [coding for layer in layers
-                       for coding in coding_service.list_codings(self.workspace, self.transcript_id, layer=layer)]
+            overlay = [
+                coding
+                for layer in layers
+                for coding in coding_service.list_codings(self.workspace, self.transcript_id, layer=layer)
+            ]
         except ConcordError as exc:
             self._fail(exc, "Overlay not available")
             return

@@ -56,8 +56,12 @@ def code_description(code: CodeInfo) -> Text:
     origin = "inductive" + (f", by {code.creator}" if code.creator else "") if code.origin == "inductive" else None
     if code.pole or origin:
         text.append("\n" + " · ".join(part for part in (code.pole, origin) if part), style="italic")
-    for heading, body in (("Definition", code.definition), ("Include", code.inclusion),
-                          ("Exclude", code.exclusion), ("Example", code.example)):
+    for heading, body in (
+        ("Definition", code.definition),
+        ("Include", code.inclusion),
+        ("Exclude", code.exclusion),
+        ("Example", code.example),
+    ):
         if body:
             text.append(f"\n{heading}: ", style="bold")
             text.append(body)
@@ -114,8 +118,9 @@ class CodebookPanel(Vertical):
             # Nodes get their line numbers when the tree next lays out its lines.
             self.call_after_refresh(tree.move_cursor, first)
 
-    def _add(self, parent: TreeNode[CodeInfo | None], code: CodeInfo,
-             children: dict[int | None, list[CodeInfo]]) -> None:
+    def _add(
+        self, parent: TreeNode[CodeInfo | None], code: CodeInfo, children: dict[int | None, list[CodeInfo]]
+    ) -> None:
         kids = children.get(code.id, [])
         label = code_label(code, self._code_counts.get(code.id, 0))
         if kids:

@@ -34,7 +34,7 @@ def group_label(name: str, size: int) -> str:
 def _fit(text: str, width: int) -> str:
     if len(text) <= width:
         return text.ljust(width)
-    return text[:max(0, width - 1)] + "…" if width > 0 else ""
+    return text[: max(0, width - 1)] + "…" if width > 0 else ""
 
 
 def chart_lines(prevalence: Prevalence, width: int) -> list[Content]:
@@ -55,12 +55,18 @@ def chart_lines(prevalence: Prevalence, width: int) -> list[Content]:
             style = GROUP_STYLES[index % len(GROUP_STYLES)]
             name = _fit("  " * row.depth + row.label, label_width) if index == 0 else " " * label_width
             drawn = bar(percent, bar_width)
-            lines.append(Content.assemble(
-                (name, "bold" if row.depth == 0 and index == 0 else ""), gap,
-                (label.ljust(group_width), style), gap,
-                (drawn, style), " " * (bar_width - len(drawn)), gap,
-                f"{percent:.0f}%".rjust(PERCENT_WIDTH),
-            ))
+            lines.append(
+                Content.assemble(
+                    (name, "bold" if row.depth == 0 and index == 0 else ""),
+                    gap,
+                    (label.ljust(group_width), style),
+                    gap,
+                    (drawn, style),
+                    " " * (bar_width - len(drawn)),
+                    gap,
+                    f"{percent:.0f}%".rjust(PERCENT_WIDTH),
+                )
+            )
     return lines
 
 

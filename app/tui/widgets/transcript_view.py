@@ -67,18 +67,36 @@ class TranscriptView(ScrollView, can_focus=True):
         Binding("G,end", "end", "End of transcript", show=False, id="transcript.end"),
         Binding("pagedown", "page_down", "Page down", show=False, id="transcript.page-down"),
         Binding("pageup", "page_up", "Page up", show=False, id="transcript.page-up"),
-        Binding("shift+right", "extend('next_char')", "Select character right", show=False,
-                id="transcript.select-next-char"),
-        Binding("shift+left", "extend('previous_char')", "Select character left", show=False,
-                id="transcript.select-previous-char"),
-        Binding("shift+down", "extend('next_turn')", "Select to turn end", show=False,
-                id="transcript.select-next-turn"),
-        Binding("shift+up", "extend('previous_turn')", "Select to turn start", show=False,
-                id="transcript.select-previous-turn"),
-        Binding("ctrl+shift+right", "extend('next_word')", "Select word right", show=False,
-                id="transcript.select-next-word"),
-        Binding("ctrl+shift+left", "extend('previous_word')", "Select word left", show=False,
-                id="transcript.select-previous-word"),
+        Binding(
+            "shift+right", "extend('next_char')", "Select character right", show=False, id="transcript.select-next-char"
+        ),
+        Binding(
+            "shift+left",
+            "extend('previous_char')",
+            "Select character left",
+            show=False,
+            id="transcript.select-previous-char",
+        ),
+        Binding(
+            "shift+down", "extend('next_turn')", "Select to turn end", show=False, id="transcript.select-next-turn"
+        ),
+        Binding(
+            "shift+up",
+            "extend('previous_turn')",
+            "Select to turn start",
+            show=False,
+            id="transcript.select-previous-turn",
+        ),
+        Binding(
+            "ctrl+shift+right", "extend('next_word')", "Select word right", show=False, id="transcript.select-next-word"
+        ),
+        Binding(
+            "ctrl+shift+left",
+            "extend('previous_word')",
+            "Select word left",
+            show=False,
+            id="transcript.select-previous-word",
+        ),
         Binding("v", "toggle_visual", "Select mode", id="transcript.visual"),
         Binding("t", "select_turn", "Select turn", id="transcript.select-turn"),
         Binding("escape", "clear_selection", "Clear selection", show=False, id="transcript.clear-selection"),
@@ -148,8 +166,9 @@ class TranscriptView(ScrollView, can_focus=True):
             """The view that posted it (lets ``@on(..., "#id")`` pick a view)."""
             return getattr(self, "_view", None)
 
-    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None,
-                 disabled: bool = False) -> None:
+    def __init__(
+        self, *, name: str | None = None, id: str | None = None, classes: str | None = None, disabled: bool = False
+    ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
         self.detail: TranscriptDetail | None = None
         self.codes: Mapping[int, CodeInfo] = {}
@@ -171,8 +190,14 @@ class TranscriptView(ScrollView, can_focus=True):
 
     # --- public API ----------------------------------------------------------------------------
 
-    def load(self, detail: TranscriptDetail, codes: Mapping[int, CodeInfo], codings: Sequence[CodingInfo],
-             overlay: Sequence[CodingInfo] = (), cursor: int = 0) -> None:
+    def load(
+        self,
+        detail: TranscriptDetail,
+        codes: Mapping[int, CodeInfo],
+        codings: Sequence[CodingInfo],
+        overlay: Sequence[CodingInfo] = (),
+        cursor: int = 0,
+    ) -> None:
         """Show a transcript with the acting coder's codings (and optionally someone else's overlay)."""
         self.detail = detail
         self.codes = dict(codes)
@@ -477,8 +502,10 @@ class TranscriptView(ScrollView, can_focus=True):
             "label": self._component(role),
             "space": base,
         }
-        return [Segment(part.text.translate(CONTROL_TO_SPACE), styles[part.kind])
-                for part in self._source.header(turn_index)]
+        return [
+            Segment(part.text.translate(CONTROL_TO_SPACE), styles[part.kind])
+            for part in self._source.header(turn_index)
+        ]
 
     # --- state changes --------------------------------------------------------------------------
 
@@ -537,12 +564,24 @@ class TranscriptView(ScrollView, can_focus=True):
 
     # --- motions --------------------------------------------------------------------------------
 
-    _FORWARD = {"next_turn": "turn_next_start", "next_sentence": "sentence_next_start",
-                "next_word": "word_next_start", "next_char": "char_right"}
-    _FORWARD_SELECTING = {"next_turn": "turn_next_end", "next_sentence": "sentence_next_end",
-                          "next_word": "word_next_end", "next_char": "char_right"}
-    _BACKWARD = {"previous_turn": "turn_prev_start", "previous_sentence": "sentence_prev_start",
-                 "previous_word": "word_prev_start", "previous_char": "char_left"}
+    _FORWARD = {
+        "next_turn": "turn_next_start",
+        "next_sentence": "sentence_next_start",
+        "next_word": "word_next_start",
+        "next_char": "char_right",
+    }
+    _FORWARD_SELECTING = {
+        "next_turn": "turn_next_end",
+        "next_sentence": "sentence_next_end",
+        "next_word": "word_next_end",
+        "next_char": "char_right",
+    }
+    _BACKWARD = {
+        "previous_turn": "turn_prev_start",
+        "previous_sentence": "sentence_prev_start",
+        "previous_word": "word_prev_start",
+        "previous_char": "char_left",
+    }
 
     def _target(self, motion: str, selecting: bool) -> int:
         """Where a motion takes the cursor; forward motions stop at unit ends while selecting."""
