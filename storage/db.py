@@ -19,7 +19,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, select, text
+from sqlalchemy import Engine, MetaData, Table, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -360,9 +360,12 @@ def backup_study(store: StudyStore, dest: str | Path) -> Path:
     try:
         with store.engine.connect() as src, copy.engine.connect() as dst:
             with src.begin(), dst.begin():
-                for table in Base.metadata.sorted_tables:
-                    if table.name not in inspect(store.engine).get_table_names():
+                present = set(inspect(src).get_table_names())
+                for model_table in Base.metadata.sorted_tables:
+                    if model_table.name not in present:
                         continue
+                    # The study may be at an older revision than the models: copy the columns it has.
+                    table = Table(model_table.name, MetaData(), autoload_with=src)
                     rows = [dict(row._mapping) for row in src.execute(select(table))]
                     if rows:
                         dst.execute(table.insert(), rows)

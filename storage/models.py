@@ -85,6 +85,13 @@ class Study(Base):
     anonymous_consensus: Mapped[bool] = mapped_column(Boolean, default=False)
     pseudonym_register: Mapped[str | None] = mapped_column(Text)
     nlp_pipeline: Mapped[str | None] = mapped_column(String(120))
+    # How a command knows who runs it: "trusted" (--as is believed), "os-login" (bound to the
+    # operating-system login) or "database" (PostgreSQL logins, row-level security).
+    identity_mode: Mapped[str] = mapped_column(String(16), default="trusted", server_default="trusted")
+    # Identifies the study for coder work files (handout/collect); a work file records whose it is.
+    study_uid: Mapped[str | None] = mapped_column(String(36))
+    handout_for: Mapped[str | None] = mapped_column(String(120))
+    handout_of: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -97,6 +104,8 @@ class Coder(Base):
     role: Mapped[str] = mapped_column(String(16), default="coder")
     # The PostgreSQL login this person uses, for row-level security.
     db_role: Mapped[str | None] = mapped_column(String(63), unique=True)
+    # The operating-system login bound to this person (SQLite studies in "os-login" mode).
+    os_login: Mapped[str | None] = mapped_column(String(120), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -414,3 +423,19 @@ class AuditEvent(Base):
     entity: Mapped[str | None] = mapped_column(String(64))
     entity_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The hash chain: each event's hash covers its canonical form and the previous event's hash.
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A recorded head of the audit chain (at each backup, or asked for): truncation shows against it."""
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    event_id: Mapped[int] = mapped_column(Integer)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    event_count: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(200))

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from concord.services.study import add_coder, init_study, list_coders
 from concord.services.workspace import Workspace
 from concord.storage.db import StudyOpenError, backup_study, create_study_store, head_revision, open_study
-from concord.storage.models import AuditEvent, Coder, Study
+from concord.storage.models import AuditEvent, Coder
 
 
 def test_init_creates_current_schema_with_settings(study_target, backend):
@@ -57,8 +57,16 @@ def test_migrates_forward_from_first_revision_after_backup(study_target, backend
     monkeypatch.chdir(tmp_path)
     store = create_study_store(study_target, revision="0001")
     with store.session() as session:
-        session.add(Study(id=1, title="Old study", language="en", blind=True))
-        session.add(Coder(name="ann", role="coder"))
+        # Plain SQL: today's models have columns the first schema lacks.
+        session.execute(
+            text(
+                "INSERT INTO study (id, title, language, blind, anonymous_consensus, created_at) "
+                "VALUES (1, 'Old study', 'en', true, false, CURRENT_TIMESTAMP)"
+            )
+        )
+        session.execute(
+            text("INSERT INTO coders (name, role, active, created_at) VALUES ('ann', 'coder', true, CURRENT_TIMESTAMP)")
+        )
     store.close()
 
     store = open_study(study_target)
