@@ -63,7 +63,7 @@ def main() -> int:
         coders = small[:2] if statistic == "cohen_kappa" else small
         complete = coders[:, (coders != MISSING).all(axis=0)] if statistic == "fleiss_kappa" else coders
         bootstrap_seconds[statistic], _ = best_of(
-            REPEATS, lambda: bootstrap_ci(statistic, complete, 1000, n_categories=CATEGORIES)
+            REPEATS, lambda s=statistic, c=complete: bootstrap_ci(s, c, 1000, n_categories=CATEGORIES)
         )
 
     print(f"alpha ours     {ours:.12f}  best of {REPEATS}: {ours_seconds * 1000:8.2f} ms")

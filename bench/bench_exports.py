@@ -296,9 +296,9 @@ def main() -> int:
         floor_frame = tables.long() if suffix == ".csv" else tables.wide
         floor_path = folder / f"floor{suffix}"
         writer = (
-            (lambda: floor_frame.to_csv(floor_path, index=False))
+            (lambda f=floor_frame, p=floor_path: f.to_csv(p, index=False))
             if suffix == ".csv"
-            else (lambda: floor_frame.to_excel(floor_path, index=False, engine="openpyxl"))
+            else (lambda f=floor_frame, p=floor_path: f.to_excel(p, index=False, engine="openpyxl"))
         )
         floor, _ = best_of(REPEATS, writer)
         rows.append((suffix, ours, floor, floor_frame.shape))

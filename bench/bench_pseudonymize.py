@@ -131,7 +131,7 @@ def measure(label: str, model: str | None, corpus, folder: Path, repeat: int) ->
         gc.collect()
         for number, (text, ranges) in enumerate(zip(texts, protected)):
 
-            def ours(text=text, ranges=ranges):
+            def ours(text=text, ranges=ranges, register=register):
                 return pseudonymize(text, register=register, nlp=nlp, has_ner=has_ner, language="en", protected=ranges)
 
             def floor(text=text):

@@ -333,7 +333,7 @@ def main() -> int:
     relayout = {}
     for width in RELAYOUT_WIDTHS:
         relayout[width] = min(
-            cpu_timed(lambda: TranscriptLayout(source, width, GUTTER_WIDTH)) for _ in range(args.repeats)
+            cpu_timed(lambda w=width: TranscriptLayout(source, w, GUTTER_WIDTH)) for _ in range(args.repeats)
         )
     lines_at = {width: TranscriptLayout(source, width, GUTTER_WIDTH).line_count for width in RELAYOUT_WIDTHS}
     ratio = view_launch / floor_launch

@@ -48,7 +48,7 @@ def _records(path: Path) -> list[tuple[int, list[str]]]:
 
         try:
             book = load_workbook(path, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises several kinds for a broken file
+        except Exception as exc:  # noqa: BLE001 (openpyxl raises zip, XML, key and value errors for a broken file)
             raise InputError(f"not a readable Excel workbook ({exc.__class__.__name__})", str(path)) from None
         sheet = book.worksheets[0]
         return [
@@ -97,12 +97,12 @@ def read_codings(path: str | Path) -> list[CodingRow]:
     records = [(n, r) for n, r in _records(path) if any(r)]
     if not records:
         raise InputError("empty file", shown)
-    header_line, header = records[0]
+    _header_line, header = records[0]
     columns = _column_map(header, shown)
     rows, problems = [], []
     for line, cells in records[1:]:
 
-        def cell(field: str) -> str:
+        def cell(field: str, cells: list[str] = cells) -> str:
             index = columns.get(field)
             return cells[index] if index is not None and index < len(cells) else ""
 

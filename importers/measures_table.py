@@ -499,7 +499,9 @@ def _rows(
     for row_number, cells in table.records:
         row_problems: list[_Problem] = []
 
-        def problem(source: _Source, message: str) -> None:
+        def problem(
+            source: _Source, message: str, row_problems: list[_Problem] = row_problems, row_number: int = row_number
+        ) -> None:
             row_problems.append(_Problem(row_number, source.name if source.column is not None else None, message))
 
         who = _who(roles["respondent"], cells, instrument, wanted_respondent, problem)

@@ -335,7 +335,7 @@ def _read_yaml(text: str, path: str) -> list[_Row]:
                 )
             fields[key] = value_node
 
-        def scalar(key: str) -> str:
+        def scalar(key: str, fields: dict[str, yaml.Node] = fields, line: int = line) -> str:
             node = fields.get(key)
             if node is None:
                 raise InputError(f"the entry has no {key!r}", path, line)

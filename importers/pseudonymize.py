@@ -425,7 +425,7 @@ class _CompiledRegister:
         self.suspect_reasons.clear()
 
     def live_targets(self) -> list[_Target]:
-        live = [target for target in self.full.values()]
+        live = list(self.full.values())
         live.extend(target for target in self.parts.values() if target is not None)
         return live
 

@@ -544,7 +544,7 @@ def _parse_docx(data: bytes, source: _Source, key: str | None) -> ParsedTranscri
     try:
         document = docx.Document(io.BytesIO(data))
         body = document.element.body
-    except Exception as exc:  # python-docx raises zip, XML and key errors alike for a broken file
+    except Exception as exc:  # noqa: BLE001 (python-docx raises zip, XML and key errors alike for a broken file)
         reason = str(exc) or type(exc).__name__
         raise InputError(
             f"not a readable Word document ({reason}); open it in Word and save it again as .docx",
@@ -837,7 +837,7 @@ def _read_cues(lines: list[str], first_index: int, source: _Source, vtt: bool) -
     cues = []
     for start_line, block in _cue_blocks(lines, first_index):
         head = block[0].strip()
-        if vtt and (head.startswith("NOTE") or head.startswith("STYLE") or head.startswith("REGION")):
+        if vtt and head.startswith(("NOTE", "STYLE", "REGION")):
             continue
         if "-->" in block[0]:
             timing_index = 0
@@ -1017,7 +1017,7 @@ def _read_csv_table(data: bytes, source: _Source) -> tuple[str, int, list[object
 def _read_xlsx_table(data: bytes, source: _Source) -> tuple[None, int, list[object], list[_TableRow]]:
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-    except Exception as exc:  # openpyxl raises zip, XML and key errors alike for a broken file
+    except Exception as exc:  # noqa: BLE001 (openpyxl raises zip, XML and key errors alike for a broken file)
         reason = str(exc) or type(exc).__name__
         raise InputError(f"not a readable Excel workbook ({reason}); save it again as .xlsx", source.path) from None
     try:

@@ -18,7 +18,8 @@ from sqlalchemy import insert, select
 
 from concord.importers.parsed import ParsedTranscript, ParsedTurn
 from concord.services.audit import record
-from concord.services.study import ensure_coder, require_setup_rights
+from concord.services.rights import require_setup_rights
+from concord.services.study import ensure_coder
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError
 from concord.storage.models import (
@@ -459,18 +460,18 @@ def write_transcripts(
 
 
 def _turn_row(transcript_id: int, turn: ParsedTurn) -> dict:
-    return dict(
-        transcript_id=transcript_id,
-        number=turn.number,
-        speaker_role=turn.speaker_role,
-        speaker_label=turn.speaker_label[:120],
-        start_time=turn.start_time,
-        end_time=turn.end_time,
-        char_start=turn.text_start,
-        char_end=turn.text_end,
-        replayed=turn.replayed,
-        nonverbal=[list(r) for r in turn.nonverbal],
-    )
+    return {
+        "transcript_id": transcript_id,
+        "number": turn.number,
+        "speaker_role": turn.speaker_role,
+        "speaker_label": turn.speaker_label[:120],
+        "start_time": turn.start_time,
+        "end_time": turn.end_time,
+        "char_start": turn.text_start,
+        "char_end": turn.text_end,
+        "replayed": turn.replayed,
+        "nonverbal": [list(r) for r in turn.nonverbal],
+    }
 
 
 def import_transcripts(
@@ -555,7 +556,7 @@ def import_measures(
                     session_id=therapy.id,
                     instrument=instrument_name,
                     respondent=row.respondent,
-                    items={k: v for k, v in row.items.items()},
+                    items=dict(row.items),
                     subscales=dict(scored.subscales or {}),
                     total=scored.total,
                     band=scored.band,

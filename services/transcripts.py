@@ -77,14 +77,14 @@ def _session_place(session: Session, transcript: Transcript) -> tuple[str | None
 
 
 def _progress(session: Session, transcript_ids: list[int]) -> dict[tuple[int, int], ProgressInfo]:
-    coding_counts = dict(
-        ((tid, cid), n)
+    coding_counts = {
+        (tid, cid): n
         for tid, cid, n in session.execute(
             select(Coding.transcript_id, Coding.coder_id, func.count())
             .where(Coding.deleted_at.is_(None), Coding.phase == "independent", Coding.transcript_id.in_(transcript_ids))
             .group_by(Coding.transcript_id, Coding.coder_id)
         )
-    )
+    }
     names = dict(session.execute(select(Coder.id, Coder.name)).all())
     rows = {
         (p.transcript_id, p.coder_id): p

@@ -352,7 +352,7 @@ def test_group_as_one_categorical_variable_with_units_coded_by_one_coder(study):
 def test_span_units_with_overlap_thresholds(study):
     ids = add_group(study, "Pole", ["X", "Y"])
     spans = add_transcript(study, "D", ["client"] * 3)
-    (s1, e1), (s2, e2), _ = spans
+    (s1, _e1), (s2, _e2), _ = spans
     add_codings(study, "ann", "D", ids["X"], [(s1, s1 + 10), (s2, s2 + 10)])
     add_codings(study, "bob", "D", ids["X"], [(s1 + 1, s1 + 10), (s2 + 6, s2 + 20)])
     sue = as_person(study, "sue")

@@ -165,7 +165,7 @@ def test_records_with_unknown_names_or_overlapping_turns_are_refused():
     with pytest.raises(UnitsError, match="coding record 0: unknown coder 'cai'"):
         corpus_from_records(TURNS, [CodingRecord("cai", "T1", "X", 1, 2)], coders=["ann"])
     bad_turns = TURNS + [TurnRecord("T1", 4, 45, 60, "client")]
-    with pytest.raises(UnitsError, match="turns 3 .* and 4 .* overlap"):
+    with pytest.raises(UnitsError, match=r"turns 3 .* and 4 .* overlap"):
         corpus_from_records(bad_turns, [])
     with pytest.raises(UnitsError, match="empty or negative"):
         corpus_from_records(TURNS, [CodingRecord("ann", "T1", "X", 5, 5)])

@@ -79,7 +79,7 @@ def test_merge_moves_codings_and_is_audited(study):
     codebooks.merge_codes(sue, worried.id, worry.id)
     assert coding.list_codings(bob, detail.id)[0].code_id == worry.id
     assert worried.id not in {c.id for c in codes.visible_codes(sue)}
-    event = [e for e in list_events(sue) if e.action == "code.merge"][0]
+    event = next(e for e in list_events(sue) if e.action == "code.merge")
     assert event.details["codings_moved"] == 1 and event.details["source"] == worried.name
 
 

@@ -51,7 +51,7 @@ def live_consensus(workspace):
 
 
 def test_queue_shows_differing_units_with_every_reading(study):
-    detail, ids, made = coded(study)
+    detail, _ids, made = coded(study)
     sue = as_person(study, "sue")
     queue = consensus.consensus_queue(sue)
     assert [(i.transcript, i.turn, i.status) for i in queue] == [("S-A", 2, "open"), ("S-A", 4, "open")]
@@ -121,7 +121,7 @@ def test_decisions_fill_the_consensus_layer_and_move_the_phase(study):
 
 
 def test_all_none_and_span_decisions(study):
-    detail, ids, made = coded(study)
+    detail, _ids, made = coded(study)
     sue = as_person(study, "sue")
     t = detail.turns
     # Turn 2: ann Stagnation, bob nothing. "none" matches bob; "all" matches ann.
@@ -162,7 +162,7 @@ def test_a_coding_over_two_turns_is_decided_turn_by_turn_and_span_units(study):
 
 
 def test_accept_agreed_and_decisions_from_csv(study, tmp_path):
-    detail, ids, made = coded(study)
+    detail, _ids, _made = coded(study)
     sue = as_person(study, "sue")
     assert consensus.accept_agreed(sue) == {"S-A": 1}
     assert transcripts.list_transcripts(sue)[0].phase == "in_consensus"
@@ -185,7 +185,7 @@ def test_accept_agreed_and_decisions_from_csv(study, tmp_path):
     before = live_consensus(study)
     partly = tmp_path / "partly.csv"
     partly.write_text("transcript,turn,decision,coder\nS-A,2,none,\nS-A,9,none,\n")
-    with pytest.raises(ConcordError, match="partly.csv:3: transcript 'S-A' has no turn 9"):
+    with pytest.raises(ConcordError, match=r"partly\.csv:3: transcript 'S-A' has no turn 9"):
         consensus.apply_decisions(sue, consensus.read_decisions(partly))
     assert live_consensus(study) == before  # all or nothing
     with pytest.raises(InputError, match="unknown column"):
@@ -199,7 +199,7 @@ def run(*args):
 
 
 def test_consensus_and_unblind_commands(study, study_target, tmp_path):
-    detail, ids, made = coded(study)
+    _detail, _ids, _made = coded(study)
     listed = run("consensus", study_target, "--as", "sue", "--list", "--format", "json")
     assert listed.exit_code == 0, listed.output
     items = json.loads(listed.stdout)
@@ -244,7 +244,7 @@ def test_unblinding_reveals_groups_and_scores_and_marks_new_codings(study):
     ids = {c.name: c.id for c in codes.visible_codes(ann)}
     made = coding.apply_code(ann, detail.id, ids["Stagnation"], 0, 5)
     assert made.made_blind is False
-    event = [e for e in list_events(sue) if e.action == "study.unblind"][0]
+    event = next(e for e in list_events(sue) if e.action == "study.unblind")
     assert event.actor == "sue" and event.details["reason"] == "pilot: no consensus planned"
     assert event.details["unfinished"] == ["S-A"]
     assert study.settings().unblinded_at is not None

@@ -50,7 +50,7 @@ def rendered(widget: Static) -> str:
 
 
 async def test_deciding_with_keys_asks_a_rationale_when_no_coder_matches(study):
-    detail, ids, made = coded(study)
+    _detail, _ids, _made = coded(study)
     sue = as_person(study, "sue")
     app = consensus_app(sue, present=("sue", "ann"))
     async with app.run_test(size=(150, 45)) as pilot:
@@ -94,7 +94,7 @@ async def test_deciding_with_keys_asks_a_rationale_when_no_coder_matches(study):
 
 
 async def test_revising_settled_units_none_all_span_and_anonymous_names(study):
-    detail, ids, made = coded(study)
+    detail, _ids, _made = coded(study)
     sue = as_person(study, "sue")
     update_settings(sue, anonymous_consensus=True)
     t = detail.turns

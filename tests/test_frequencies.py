@@ -263,10 +263,7 @@ def unblind(workspace) -> None:
 @pytest.fixture(scope="module", params=BACKENDS)
 def shared_study(request, tmp_path_factory):
     """One study per backend for the tests that only read it (building one takes a while)."""
-    if request.param == "sqlite":
-        target = str(tmp_path_factory.mktemp("shared") / "study.concord")
-    else:
-        target = fresh_pg_url()
+    target = str(tmp_path_factory.mktemp("shared") / "study.concord") if request.param == "sqlite" else fresh_pg_url()
     workspace = build_session_study(target)
     yield workspace
     workspace.close()

@@ -112,7 +112,7 @@ def test_duplicate_keys_and_files_are_refused(study_folder):
         read_manifest(path)
     assert caught.value.line == 3
     path = write_csv(study_folder / "manifest.csv", [("file",), ("transcripts/d4s3.txt",), ("transcripts/d4s3.txt",)])
-    with pytest.raises(InputError, match="d4s3.txt is listed twice") as caught:
+    with pytest.raises(InputError, match=r"d4s3\.txt is listed twice") as caught:
         read_manifest(path)
     assert caught.value.line == 3
 

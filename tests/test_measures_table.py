@@ -252,11 +252,11 @@ def test_templates_and_unreadable_files_are_refused(tmp_path):
         read_measures(path, template)
     old_excel = tmp_path / "x.xls"
     old_excel.write_bytes(b"\xd0\xcf\x11\xe0")
-    with pytest.raises(InputError, match="old Excel .xls files are not read"):
+    with pytest.raises(InputError, match=r"old Excel \.xls files are not read"):
         read_measures(old_excel, "wai-sr")
     broken = tmp_path / "broken.xlsx"
     broken.write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="not a readable .xlsx workbook"):
+    with pytest.raises(InputError, match=r"not a readable \.xlsx workbook"):
         read_measures(broken, "wai-sr")
 
 

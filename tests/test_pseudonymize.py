@@ -143,7 +143,7 @@ def test_missing_register_is_an_error_unless_created(tmp_path):
         NameRegister.load(tmp_path / "names.csv")
     register = NameRegister.load(tmp_path / "names.csv", create=True)
     assert len(register) == 0
-    with pytest.raises(InputError, match=".csv, .yaml or .yml"):
+    with pytest.raises(InputError, match=r"\.csv, \.yaml or \.yml"):
         NameRegister(tmp_path / "names.txt").save()
 
 

@@ -274,7 +274,7 @@ def test_qdpx_without_a_project_file_is_refused(tmp_path):
     path = tmp_path / "empty.qdpx"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("sources/readme.txt", "no project here")
-    with pytest.raises(InputError, match="no project.qde"):
+    with pytest.raises(InputError, match=r"no project\.qde"):
         import_qdc(path)
     with pytest.raises(InputError, match="no such file"):
         import_qdc(tmp_path / "absent.qdc")

@@ -534,7 +534,7 @@ def test_maxqda_sample_keeps_codes_colours_descriptions_and_reports_sets(study_t
 
 
 def test_nvivo_mac_and_atlas_samples(study_target, second_target):
-    workspace, result = import_sample(study_target, "nvivo-mac-15.0.0_qc-project.qdpx")
+    _workspace, result = import_sample(study_target, "nvivo-mac-15.0.0_qc-project.qdpx")
     assert result.codes_created == 262 and len(result.transcripts) == 2
     assert set(result.coders_created) == {"chrisp", "cp"}
     assert any("rich-text copy" in remark for remark in result.report.remarks)
@@ -823,7 +823,7 @@ def test_guid_canonical_form():
 def test_not_a_qdpx_file_is_a_clear_error(tmp_path):
     path = tmp_path / "broken.qdpx"
     path.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(InputError, match="broken.qdpx: not a readable .qdpx"):
+    with pytest.raises(InputError, match=r"broken\.qdpx: not a readable \.qdpx"):
         read_qdpx(path)
     path.write_bytes(b"<Project name='x'><Sources>")
     with pytest.raises(InputError, match="not well-formed XML"):

@@ -159,7 +159,7 @@ async def test_overview_to_results_shows_bars_and_switches_layer(study):
         assert isinstance(screen, ResultsScreen)
         shown = screen.query_one("#results-chart").text()
         assert "Therapeutic direction" in shown and "Stagnation" in shown
-        stagnation = [line for line in shown.splitlines() if "Stagnation" in line][0]
+        stagnation = next(line for line in shown.splitlines() if "Stagnation" in line)
         assert "high (n=2)" in stagnation and stagnation.rstrip().endswith("50%") and "█" in stagnation
         headline = str(screen.query_one("#results-headline").render())
         assert "consensus codings" in headline and "high (n=2)" in headline

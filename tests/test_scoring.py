@@ -46,7 +46,7 @@ def test_bundled_lookup_ignores_case_and_punctuation():
     assert load_instrument("WAI-SR").id == "wai-sr"
     assert load_instrument("wai_sr").id == "wai-sr"
     assert load_instrument("PHQ9").id == "phq-9"
-    with pytest.raises(NotFound, match="no bundled instrument 'wai-36'.*bdi-ii"):
+    with pytest.raises(NotFound, match=r"no bundled instrument 'wai-36'.*bdi-ii"):
         load_instrument("wai-36")
 
 

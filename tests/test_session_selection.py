@@ -304,7 +304,7 @@ def test_service_respects_the_blind_and_roles(study_target):
     assert select_in_study(ann, alliance=["WAI-SR"], outcome="BDI-II").result.fits
     with pytest.raises(PermissionDenied, match="supervisor"):
         select_in_study(ann, alliance=["WAI-SR"], outcome="BDI-II", apply="group")
-    with pytest.raises(NotFound, match="no scores for instrument 'PHQ-9'.*bdi-ii, wai-s-t, wai-sr"):
+    with pytest.raises(NotFound, match=r"no scores for instrument 'PHQ-9'.*bdi-ii, wai-s-t, wai-sr"):
         select_in_study(ann, alliance=["WAI-SR"], outcome="PHQ-9")
 
 

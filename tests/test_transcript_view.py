@@ -184,7 +184,7 @@ async def test_coded_spans_are_tinted_with_their_code_colour_and_marked_in_the_g
         _, anna = find_on_screen(view, "Anna")
         assert anna.text == "Anna"
         assert anna.style.bgcolor == background.blend(Color.parse("#FF0000"), CODE_TINT).rich_color
-        gutter = [seg for seg in segments_on_screen(view, y)][:2]
+        gutter = list(segments_on_screen(view, y))[:2]
         assert [seg.text for seg in gutter] == ["1", "2"]  # both codes touch the turn's first line
         assert gutter[0].style.bgcolor == Color.parse("#008000").rich_color
         _, week = find_on_screen(view, "week")

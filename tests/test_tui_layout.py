@@ -196,7 +196,7 @@ def test_curly_quotes_keep_the_fast_path_and_accents_written_apart_do_not():
     layout = TranscriptLayout(source, width=40)
     second = turns[1]
     # The decomposed "ä" takes one cell, so "r" sits right after it.
-    y, x = layout.offset_to_yx(second.char_end - 1)
+    _y, x = layout.offset_to_yx(second.char_end - 1)
     assert x - layout.text_x == len("Combining: a")
 
 
@@ -390,6 +390,6 @@ def test_relayout_of_20000_turns_is_fast():
         layout = TranscriptLayout(source, width=width, gutter_width=5)
         timings.append(time.perf_counter() - started)
         assert layout.line_count >= 20_000
-        y, x = layout.offset_to_yx(turns[-1].char_end)
+        y, _x = layout.offset_to_yx(turns[-1].char_end)
         assert y == layout.line_count - 1
     assert max(timings) < 1.0, timings

@@ -431,8 +431,8 @@ def test_find_functions_and_kwic():
 
 def test_rank_codes_by_name_label_and_definition(study):
     codes = code_service.visible_codes(study)
-    assert [c.name for c in rank_codes("stagn", codes)][0] == "Stagnation"
-    assert [c.name for c in rank_codes("homework", codes)][0] == "Moving forward"
+    assert next(c.name for c in rank_codes("stagn", codes)) == "Stagnation"
+    assert next(c.name for c in rank_codes("homework", codes)) == "Moving forward"
     assert rank_codes("", codes) == codes
     assert rank_codes("zzzzqqq", codes) == []
 

@@ -11,6 +11,7 @@ The view owns the cursor and the selection and reports them with ``CursorMoved``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -369,7 +370,7 @@ class TranscriptView(ScrollView, can_focus=True):
         layout = self._layout
         if layout is None:
             return
-        y, x = layout.offset_to_yx(self._cursor)
+        y, _x = layout.offset_to_yx(self._cursor)
         height = self.scrollable_content_region.height
         top = round(self.scroll_y)
         if center and not top <= y < top + height:
@@ -442,7 +443,7 @@ class TranscriptView(ScrollView, can_focus=True):
             cuts.update((cursor, cursor + 1))
         points = sorted(cuts)
         text = source.text
-        for a, b in zip(points, points[1:]):
+        for a, b in itertools.pairwise(points):
             style = text_style
             if any(na <= a < nb for na, nb in nonverbal):
                 style = style + nonverbal_style
