@@ -40,7 +40,6 @@ from concord.analysis.agreement_units import Corpus, ReviewUnit, UnitsError, che
 from concord.services.agreement import LoadedCorpus, load_corpus
 from concord.services.audit import record
 from concord.services.codes import find_code
-from concord.services.rights import require_consensus_rights
 from concord.services.transcripts import find_transcript
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError, NotFound
@@ -485,7 +484,7 @@ class _Session:
     """Decisions applied inside one unit of work, transcript by transcript."""
 
     def __init__(self, workspace: Workspace, session: Session, unit: str, overlap: float, present: tuple[str, ...]):
-        self.actor = require_consensus_rights(workspace)
+        self.actor = workspace.require_supervisor()
         self.settings = workspace.settings()
         self.session = session
         self.unit, self.overlap = unit, overlap
@@ -907,7 +906,7 @@ def consensus_queue(
     the consensus layer (``agreed-pending``). Supervisors only.
     """
     _check_unit(unit, overlap)
-    require_consensus_rights(workspace)
+    workspace.require_supervisor()
     anonymous = workspace.settings().anonymous_consensus
     with workspace.store.reader() as session:
         letters = _coder_letters(session)
@@ -922,7 +921,7 @@ def consensus_queue(
 
 def coder_keys(workspace: Workspace) -> list[str]:
     """The labels behind keys 1..9 in consensus: "Coder A", ... or the coders' names."""
-    require_consensus_rights(workspace)
+    workspace.require_supervisor()
     anonymous = workspace.settings().anonymous_consensus
     with workspace.store.reader() as session:
         letters = _coder_letters(session)
@@ -944,7 +943,7 @@ class TranscriptConsensus:
 def consensus_overview(workspace: Workspace, *, unit: str = "turn", overlap: float = 0.5) -> list[TranscriptConsensus]:
     """Per transcript: its phase and how many units are open, decided, agreed."""
     _check_unit(unit, overlap)
-    require_consensus_rights(workspace)
+    workspace.require_supervisor()
     with workspace.store.reader() as session:
         overview = []
         for row in session.scalars(select(Transcript).order_by(Transcript.key)).all():
@@ -977,7 +976,7 @@ def consensus_codings_count(workspace: Workspace, transcript: str | int) -> int:
 
 def sources_of(workspace: Workspace, consensus_coding_id: int) -> list[int]:
     """The independent codings a consensus coding came from."""
-    require_consensus_rights(workspace)
+    workspace.require_supervisor()
     with workspace.store.reader() as session:
         return sorted(
             session.scalars(

@@ -39,7 +39,6 @@ class CoderInfo:
     name: str
     role: str
     active: bool
-    os_login: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from concord.services.audit import record
-from concord.services.rights import require_unblinding_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError
 from concord.storage.models import Study, Transcript
@@ -38,7 +37,7 @@ def unfinished_transcripts(workspace: Workspace) -> list[str]:
 
 
 def unblind(workspace: Workspace, *, reason: str | None = None, force: bool = False) -> UnblindResult:
-    actor = require_unblinding_rights(workspace)
+    actor = workspace.require_supervisor()
     reason = (reason or "").strip() or None
     with workspace.store.session() as session:
         study = session.get(Study, 1)

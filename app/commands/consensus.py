@@ -110,10 +110,8 @@ def consensus(
     """
     present_names = split_list(present)
     keys = split_list(transcripts)
-    from concord.services.rights import require_consensus_rights
-
     with opened(study, actor) as workspace:
-        require_consensus_rights(workspace)
+        workspace.require_supervisor()
         acted = False
         if accept_agreed:
             accepted = consensus_service.accept_agreed(

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from concord.exporters.frequencies import GATHER_FOR, frequency_table
 from concord.services.results import CONSENSUS, gather
-from concord.services.rights import require_results_rights
 from concord.services.study import list_coders
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, PermissionDenied
@@ -52,6 +51,16 @@ class Prevalence:
     @property
     def unit_noun(self) -> str:
         return UNIT_NOUNS[self.unit]
+
+
+def require_results_rights(workspace: Workspace) -> None:
+    """Results compare groups: hidden from coders while the study is blind (the workspace's blind rule)."""
+    if workspace.blind_for_actor():
+        who = workspace.actor.name if workspace.actor else "a caller without --as"
+        raise PermissionDenied(
+            f"the study is blind: results by group are for supervisors and admins until it is"
+            f" unblinded ({who} may not see them)"
+        )
 
 
 def layer_names(workspace: Workspace) -> tuple[str, ...]:
