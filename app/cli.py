@@ -1,26 +1,134 @@
-"""The `concord` command: small composable commands over a study."""
+"""The `concord` command: small composable commands over a study.
+
+Each command's module is imported only when that command runs (or shows its own --help): the
+commands pull in SQLAlchemy, pandas, spaCy, statsmodels or Textual, and `concord --version`,
+`concord --help` or `concord status` should not wait for what they do not use.
+bench/bench_startup.py measures it; tests/test_cli_startup.py guards it.
+"""
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
+from typing import NamedTuple
 
 import click
 
-from concord.app.commands import study as study_commands
-from concord.app.commands.agreement import agreement
-from concord.app.commands.code import code
-from concord.app.commands.codebook import codebook
-from concord.app.commands.consensus import consensus, unblind
-from concord.app.commands.demo import demo
-from concord.app.commands.export import export
-from concord.app.commands.importing import import_
-from concord.app.commands.qdpx import qdpx_export, qdpx_import
-from concord.app.commands.select import select_sessions
 from concord.storage.errors import ConcordError
 
 
+class LazyCommand(NamedTuple):
+    """Where a command is defined, and the first paragraph of its help, which `concord --help` lists."""
+
+    module: str
+    attribute: str
+    summary: str
+    # Subcommands defined in other modules, attached when the group loads: (module, attribute).
+    subcommands: tuple[tuple[str, str], ...] = ()
+
+    def load(self) -> click.Command:
+        command = getattr(import_module(self.module), self.attribute)
+        for module, attribute in self.subcommands:
+            command.add_command(getattr(import_module(module), attribute))
+        return command
+
+
+_COMMANDS = "concord.app.commands"
+
+# tests/test_cli_startup.py checks each summary against the command's own help text.
+COMMANDS: dict[str, LazyCommand] = {
+    "agreement": LazyCommand(
+        f"{_COMMANDS}.agreement",
+        "agreement",
+        "Inter-coder agreement: percent, Cohen's and Fleiss' kappa, Krippendorff's alpha, Brennan-Prediger.",
+    ),
+    "audit": LazyCommand(f"{_COMMANDS}.study", "audit", "The append-only log of every change: who, when, what."),
+    "backup": LazyCommand(
+        f"{_COMMANDS}.study", "backup", "Write a consistent copy of STUDY to DEST (a new .concord file)."
+    ),
+    "code": LazyCommand(f"{_COMMANDS}.code", "code", "Open the coding workbench on STUDY for the person --as NAME."),
+    "codebook": LazyCommand(
+        f"{_COMMANDS}.codebook",
+        "codebook",
+        "Codebooks: list, show, add, export, import; theme development for supervisors.",
+    ),
+    "coder": LazyCommand(
+        f"{_COMMANDS}.study", "coder", "The people in a study and their roles (coder, supervisor, admin)."
+    ),
+    "consensus": LazyCommand(
+        f"{_COMMANDS}.consensus", "consensus", "Reconcile the coders' codings into the consensus layer (supervisors)."
+    ),
+    "demo": LazyCommand(
+        f"{_COMMANDS}.demo", "demo", "Build a demo study and open it in the coding workbench as the coder alex."
+    ),
+    "export": LazyCommand(
+        f"{_COMMANDS}.export",
+        "export",
+        "Tables and reports for the paper: frequencies, representativeness, excerpts.",
+        subcommands=((f"{_COMMANDS}.qdpx", "qdpx_export"),),
+    ),
+    "import": LazyCommand(
+        f"{_COMMANDS}.importing",
+        "import_",
+        "Bring data into a study: transcripts, questionnaire scores, earlier codings, REFI-QDA projects.",
+        subcommands=((f"{_COMMANDS}.qdpx", "qdpx_import"),),
+    ),
+    "init": LazyCommand(
+        f"{_COMMANDS}.study", "init", "Create a new study at STUDY (a new .concord file or a PostgreSQL URL)."
+    ),
+    "select-sessions": LazyCommand(
+        f"{_COMMANDS}.select",
+        "select_sessions",
+        "Pick the highest- and lowest-alliance session of every therapy where alliance predicts the next"
+        " session's outcome (Ekeblad et al. 2022), and say why each session was chosen or passed over.",
+    ),
+    "status": LazyCommand(
+        f"{_COMMANDS}.study",
+        "status",
+        "Counts of transcripts, turns, codes and codings per coder; the phase; blind or not.",
+    ),
+    "unblind": LazyCommand(
+        f"{_COMMANDS}.consensus", "unblind", "Reveal groups and scores to everyone (supervisors; after consensus)."
+    ),
+}
+
+
 class ConcordGroup(click.Group):
-    """Turns Concord's own errors into one line on stderr and exit code 2."""
+    """The top-level group: loads each command when it is first asked for, and turns Concord's own
+    errors into one line on stderr and exit code 2."""
+
+    def __init__(self, *args, lazy: dict[str, LazyCommand] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(self.lazy[cmd_name].load(), cmd_name)
+        return self.commands.get(cmd_name)
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand as exc:
+            # click draws its "Did you mean" from the commands loaded so far; offer all of them.
+            raise click.exceptions.NoSuchCommand(
+                exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's listing, with the registered summary standing in for a command not loaded yet."""
+        commands = []
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name) or click.Command(name, help=self.lazy[name].summary)
+            if not command.hidden:
+                commands.append((name, command))
+        if commands:
+            limit = formatter.width - 6 - max(len(name) for name, _ in commands)
+            with formatter.section("Commands"):
+                formatter.write_dl([(name, command.get_short_help_str(limit)) for name, command in commands])
 
     def invoke(self, ctx):
         try:
@@ -30,7 +138,11 @@ class ConcordGroup(click.Group):
             ctx.exit(exc.exit_code)
 
 
-@click.group(cls=ConcordGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=ConcordGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="concord")
 def main():
     """Concord: qualitative coding of psychotherapy transcripts, blind or open.
@@ -38,28 +150,6 @@ def main():
     STUDY is always the first argument: a .concord file or a postgresql+psycopg:// URL.
     Commands that act for a person take --as NAME (default: $CONCORD_CODER).
     """
-
-
-for command in (
-    study_commands.init,
-    study_commands.coder,
-    study_commands.status,
-    study_commands.backup,
-    study_commands.audit,
-    codebook,
-    import_,
-    export,
-    code,
-    agreement,
-    consensus,
-    unblind,
-    select_sessions,
-    demo,
-):
-    main.add_command(command)
-
-export.add_command(qdpx_export)
-import_.add_command(qdpx_import)
 
 
 if __name__ == "__main__":  # pragma: no cover

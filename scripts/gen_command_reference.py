@@ -51,8 +51,10 @@ def _walk(chain: tuple[click.Command, ...], path: tuple[str, ...]):
     yield chain, path
     command = chain[-1]
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from _walk((*chain, command.commands[name]), (*path, name))
+        # Through list_commands/get_command, so the top-level group's lazily loaded commands appear too.
+        context = click.Context(command)
+        for name in sorted(command.list_commands(context)):
+            yield from _walk((*chain, command.get_command(context, name)), (*path, name))
 
 
 def help_text(chain: tuple[click.Command, ...], path: tuple[str, ...]) -> str:
