@@ -46,8 +46,9 @@ from concord.analysis.agreement_units import (
     stack,
 )
 from concord.services.codes import find_code
+from concord.services.rights import require_agreement_rights
 from concord.services.workspace import Workspace
-from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import (
     SPEAKER_ROLES,
     Code,
@@ -165,14 +166,6 @@ class DisagreementUnit:
 
 
 # ------------------------------------------------------------------------------------ who may see it
-
-
-def require_agreement_rights(workspace: Workspace) -> None:
-    if workspace.blind_for_actor():
-        raise PermissionDenied(
-            "agreement compares the coders' work: while the study is blind it is for supervisors and admins"
-            " (--as SUPERVISOR)"
-        )
 
 
 # ----------------------------------------------------------------------------------------- loading

@@ -23,7 +23,7 @@ from concord.codebooks.spec import CodebookSpec, CodeSpec
 from concord.services.audit import record
 from concord.services.codes import code_infos, find_code
 from concord.services.dto import CodeInfo
-from concord.services.study import require_setup_rights
+from concord.services.rights import require_codebook_history_rights, require_setup_rights, require_theme_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError, NotFound
 from concord.storage.models import Code, Codebook, CodebookVersion, CodeChange, Coder, Coding
@@ -198,12 +198,6 @@ def codebook_tree(workspace: Workspace, key: str) -> list[CodeInfo]:
         return code_infos(session, rows)
 
 
-def _require_unblinded_or_supervisor(workspace: Workspace) -> None:
-    """Snapshots and histories name every coder's inductive codes: behind the blind for coders."""
-    if workspace.blind_for_actor():
-        workspace.require_supervisor()
-
-
 def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
     with workspace.store.reader() as session:
         row = find_code(session, code)
@@ -227,7 +221,7 @@ def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
 
 def codebook_versions(workspace: Workspace, key: str) -> list[tuple[int, datetime, str | None, str | None]]:
     """(number, when, by whom, why) of every kept version of a codebook."""
-    _require_unblinded_or_supervisor(workspace)
+    require_codebook_history_rights(workspace)
     with workspace.store.reader() as session:
         book = _book(session, key)
         return [
@@ -239,7 +233,7 @@ def codebook_versions(workspace: Workspace, key: str) -> list[tuple[int, datetim
 
 
 def codebook_version_text(workspace: Workspace, key: str, number: int) -> str:
-    _require_unblinded_or_supervisor(workspace)
+    require_codebook_history_rights(workspace)
     with workspace.store.reader() as session:
         book = _book(session, key)
         row = session.scalar(
@@ -410,7 +404,7 @@ def _is_descendant(session: Session, maybe_child: int, ancestor: int) -> bool:
 
 def edit_code(workspace: Workspace, code: str | int, **changes) -> CodeInfo:
     """Rename or redefine a code; each changed field goes into its history."""
-    actor = workspace.require_supervisor()
+    actor = require_theme_rights(workspace)
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ConcordError(f"cannot edit {', '.join(sorted(unknown))}; editable: {', '.join(EDITABLE_FIELDS)}")
@@ -446,7 +440,7 @@ def edit_code(workspace: Workspace, code: str | int, **changes) -> CodeInfo:
 
 def move_code(workspace: Workspace, code: str | int, new_parent: str | int | None) -> CodeInfo:
     """Put a code under another (a category or theme), or at the top with None."""
-    actor = workspace.require_supervisor()
+    actor = require_theme_rights(workspace)
     with workspace.store.session() as session:
         row = find_code(session, code)
         parent = find_code(session, new_parent) if new_parent is not None else None
@@ -485,7 +479,7 @@ def create_category(
     workspace: Workspace, codebook_key: str, name: str, parent: str | int | None = None, definition: str | None = None
 ) -> CodeInfo:
     """A new theme, sub-theme or category to gather codes under."""
-    actor = workspace.require_supervisor()
+    actor = require_theme_rights(workspace)
     with workspace.store.session() as session:
         book = _book(session, codebook_key)
         parent_row = find_code(session, parent) if parent is not None else None
@@ -510,7 +504,7 @@ def create_category(
 
 def merge_codes(workspace: Workspace, source: str | int, target: str | int) -> CodeInfo:
     """Merge ``source`` into ``target``: its codings and children follow; the source is kept, marked merged."""
-    actor = workspace.require_supervisor()
+    actor = require_theme_rights(workspace)
     with workspace.store.session() as session:
         src = find_code(session, source)
         dst = find_code(session, target)
@@ -544,7 +538,7 @@ def merge_codes(workspace: Workspace, source: str | int, target: str | int) -> C
 
 def split_code(workspace: Workspace, code: str | int, into: list[str]) -> list[CodeInfo]:
     """Split a code into new sibling codes; its codings stay with it until recoded, so nothing is lost."""
-    actor = workspace.require_supervisor()
+    actor = require_theme_rights(workspace)
     names = [n.strip() for n in into if n.strip()]
     if len(names) < 2:
         raise ConcordError("split a code into at least two new codes")
@@ -577,7 +571,7 @@ def split_code(workspace: Workspace, code: str | int, into: list[str]) -> list[C
 
 def merge_suggestions(workspace: Workspace, threshold: float | None = None) -> list[MergeSuggestion]:
     """Groups of near-identical inductive code names across coders, to accept or reject one by one."""
-    workspace.require_supervisor()
+    require_theme_rights(workspace)
     with workspace.store.reader() as session:
         rows = session.execute(
             select(Code.id, Code.name, Coder.name)

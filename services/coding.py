@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from concord.services.audit import record
 from concord.services.codes import usable_code
 from concord.services.dto import CodingInfo, MemoInfo
+from concord.services.rights import require_coding_layer_rights, require_own_coding, require_own_memo
 from concord.services.workspace import Workspace, settings_of
-from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import Coder, Coding, EditStep, Memo, Study, Transcript
 
 CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
@@ -59,12 +60,7 @@ def list_codings(workspace: Workspace, transcript_id: int, *, layer: str = "own"
 
     While the study is blind a coder may read only their own layer.
     """
-    blind = workspace.blind_for_actor()
-    actor = workspace.actor
-    if layer == "own":
-        actor = workspace.require_actor()
-    elif blind and not (actor and layer == actor.name):
-        raise PermissionDenied("the study is blind: you can see only your own codings")
+    actor = require_coding_layer_rights(workspace, layer, blind=workspace.blind_for_actor())
     with workspace.store.reader() as session:
         query = (
             select(Coding, Coder.name)
@@ -110,8 +106,7 @@ def _own_coding(session: Session, workspace: Workspace, coding_id: int) -> Codin
     row = session.get(Coding, coding_id)
     if row is None or row.deleted_at is not None:
         raise NotFound(f"no coding {coding_id}")
-    if row.coder_id != actor.id or row.phase != "independent":
-        raise PermissionDenied("you can change only your own codings")
+    require_own_coding(actor, coder_id=row.coder_id, phase=row.phase)
     return row
 
 
@@ -296,8 +291,7 @@ def update_memo(workspace: Workspace, memo_id: int, text: str) -> MemoInfo:
         row = session.get(Memo, memo_id)
         if row is None or row.deleted_at is not None:
             raise NotFound(f"no memo {memo_id}")
-        if row.coder_id != actor.id:
-            raise PermissionDenied("you can change only your own memos")
+        require_own_memo(actor, coder_id=row.coder_id)
         if text.strip():
             row.text = text.strip()
             action = "memo.change"

@@ -40,6 +40,7 @@ from concord.analysis.agreement_units import Corpus, ReviewUnit, UnitsError, che
 from concord.services.agreement import LoadedCorpus, load_corpus
 from concord.services.audit import record
 from concord.services.codes import find_code
+from concord.services.rights import require_consensus_rights
 from concord.services.transcripts import find_transcript
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError, NotFound
@@ -484,7 +485,7 @@ class _Session:
     """Decisions applied inside one unit of work, transcript by transcript."""
 
     def __init__(self, workspace: Workspace, session: Session, unit: str, overlap: float, present: tuple[str, ...]):
-        self.actor = workspace.require_supervisor()
+        self.actor = require_consensus_rights(workspace)
         self.settings = workspace.settings()
         self.session = session
         self.unit, self.overlap = unit, overlap
@@ -906,7 +907,7 @@ def consensus_queue(
     the consensus layer (``agreed-pending``). Supervisors only.
     """
     _check_unit(unit, overlap)
-    workspace.require_supervisor()
+    require_consensus_rights(workspace)
     anonymous = workspace.settings().anonymous_consensus
     with workspace.store.reader() as session:
         letters = _coder_letters(session)
@@ -921,7 +922,7 @@ def consensus_queue(
 
 def coder_keys(workspace: Workspace) -> list[str]:
     """The labels behind keys 1..9 in consensus: "Coder A", ... or the coders' names."""
-    workspace.require_supervisor()
+    require_consensus_rights(workspace)
     anonymous = workspace.settings().anonymous_consensus
     with workspace.store.reader() as session:
         letters = _coder_letters(session)
@@ -943,7 +944,7 @@ class TranscriptConsensus:
 def consensus_overview(workspace: Workspace, *, unit: str = "turn", overlap: float = 0.5) -> list[TranscriptConsensus]:
     """Per transcript: its phase and how many units are open, decided, agreed."""
     _check_unit(unit, overlap)
-    workspace.require_supervisor()
+    require_consensus_rights(workspace)
     with workspace.store.reader() as session:
         overview = []
         for row in session.scalars(select(Transcript).order_by(Transcript.key)).all():
@@ -976,7 +977,7 @@ def consensus_codings_count(workspace: Workspace, transcript: str | int) -> int:
 
 def sources_of(workspace: Workspace, consensus_coding_id: int) -> list[int]:
     """The independent codings a consensus coding came from."""
-    workspace.require_supervisor()
+    require_consensus_rights(workspace)
     with workspace.store.reader() as session:
         return sorted(
             session.scalars(

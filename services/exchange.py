@@ -69,9 +69,10 @@ from concord.importers.qdpx import (
 )
 from concord.services.audit import record
 from concord.services.codebooks import codebook_spec, snapshot_codebook
-from concord.services.study import ensure_coder, require_setup_rights
+from concord.services.rights import require_project_export_rights, require_setup_rights
+from concord.services.study import ensure_coder
 from concord.services.workspace import Workspace
-from concord.storage.errors import ConcordError, InputError, PermissionDenied
+from concord.storage.errors import ConcordError, InputError
 from concord.storage.models import (
     SPEAKER_ROLES,
     TRANSCRIPT_KINDS,
@@ -166,11 +167,7 @@ class QdpxImportResult:
 
 def export_qdpx(workspace: Workspace, out: str | Path) -> QdpxExportResult:
     """Write the whole study as a .qdpx archive; refused to a coder while the study is blind."""
-    if workspace.blind_for_actor():
-        raise PermissionDenied(
-            "the study is blind: a project export holds everyone's codings and blinded "
-            "attributes, so it takes a supervisor or admin (--as), or an unblinded study"
-        )
+    require_project_export_rights(workspace)
     out = Path(out)
     if out.suffix.lower() != ".qdpx":
         raise ConcordError(f"{out}: a REFI-QDA project file ends in .qdpx")

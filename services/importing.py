@@ -18,7 +18,8 @@ from sqlalchemy import insert, select
 
 from concord.importers.parsed import ParsedTranscript, ParsedTurn
 from concord.services.audit import record
-from concord.services.study import ensure_coder, require_setup_rights
+from concord.services.rights import require_setup_rights
+from concord.services.study import ensure_coder
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError
 from concord.storage.models import (

@@ -32,8 +32,9 @@ from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from concord.services.audit import record
+from concord.services.rights import CONSENSUS_LAYER, require_export_layer_rights
 from concord.services.workspace import Workspace
-from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import (
     Attribute,
     Code,
@@ -49,7 +50,7 @@ from concord.storage.models import (
     Turn,
 )
 
-CONSENSUS = "consensus"
+CONSENSUS = CONSENSUS_LAYER
 TURN_DETAIL = ("none", "bounds", "text")
 TURN_COLUMNS = ["turn_id", "transcript_id", "char_start", "char_end", "nonverbal"]
 LEVELS = ("theme", "subtheme", "code")
@@ -126,19 +127,6 @@ class ResultsData:
     @property
     def codes_by_id(self) -> dict[int, CodeNode]:
         return {node.id: node for node in self.codes}
-
-
-def check_layer(workspace: Workspace, layer: str, blind: bool) -> str:
-    """The layer name to read, or PermissionDenied under the blind."""
-    layer = (layer or CONSENSUS).strip()
-    actor = workspace.actor
-    if blind and not (actor is not None and layer == actor.name):
-        who = actor.name if actor else "a caller without --as"
-        what = "the consensus layer" if layer == CONSENSUS else f"{layer!r}'s codings"
-        raise PermissionDenied(
-            f"the study is blind: {who} may not export {what} (a supervisor can, or anyone after unblinding)"
-        )
-    return layer
 
 
 def _code_nodes(
@@ -440,7 +428,7 @@ def gather(
         raise ValueError(f"turns must be one of {', '.join(TURN_DETAIL)}")
     settings = workspace.settings()
     blind = workspace.blind_for_actor(settings)
-    layer = check_layer(workspace, layer, blind)
+    layer = require_export_layer_rights(workspace, layer, blind=blind)
     with workspace.store.reader() as session:
         title = session.get(Study, 1).title
         if layer != CONSENSUS and session.scalar(select(Coder.id).where(Coder.name == layer)) is None:

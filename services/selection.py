@@ -16,8 +16,9 @@ from sqlalchemy import select
 from concord.analysis.session_selection import SelectionResult, SessionAlliance, session_alliance, session_table
 from concord.analysis.session_selection import select_sessions as run_selection
 from concord.services.audit import record
+from concord.services.rights import require_lead, require_selection_rights
 from concord.services.workspace import Workspace
-from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import Attribute, Dyad, QuestionnaireScore, TherapySession
 
 
@@ -47,13 +48,8 @@ def select_sessions(
     apply: str | None = None,
 ) -> SessionSelection:
     """Run the selection procedure on the study's scores; with ``apply``, store high/low on the chosen sessions."""
-    if workspace.blind_for_actor():
-        raise PermissionDenied(
-            "the study is blind: questionnaire scores are hidden from coders, so session "
-            "selection takes a supervisor or admin (--as), or an unblinded study"
-        )
+    require_selection_rights(workspace, apply=apply is not None)
     if apply is not None:
-        workspace.require_supervisor()
         apply = apply.strip()
         if not apply or len(apply) > 120:
             raise ConcordError("--apply needs an attribute name of 1 to 120 characters")
@@ -111,7 +107,7 @@ def select_sessions(
 
 def _apply(workspace: Workspace, selection: SessionSelection, name: str) -> SessionSelection:
     """Store high/low as a blinded attribute of the chosen sessions; the name's earlier marks on other sessions go."""
-    actor = workspace.require_supervisor()
+    actor = require_lead(workspace)
     chosen = {(c.therapy, c.session): c.pole for c in selection.result.chosen}
     applied, cleared = [], []
     with workspace.store.session() as session:

@@ -8,9 +8,10 @@ from sqlalchemy import func, select
 
 from concord.services.audit import record
 from concord.services.dto import CoderInfo, StudySettings
+from concord.services.rights import require_backup_rights, require_setup_rights
 from concord.services.workspace import Workspace, settings_of
 from concord.storage.db import backup_study, create_study_store, discard_new_study
-from concord.storage.errors import ConcordError, NotFound, PermissionDenied
+from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import CODER_ROLES, Code, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
 
 
@@ -69,19 +70,6 @@ def update_settings(workspace: Workspace, **changes) -> StudySettings:
             new={k: str(v) for k, v in changes.items()},
         )
         return settings_of(row)
-
-
-def require_setup_rights(workspace: Workspace) -> None:
-    """Setting up people and settings is open until the study has a supervisor or admin;
-    from then on it takes one of them (--as)."""
-    with workspace.store.reader() as session:
-        has_lead = session.scalar(
-            select(func.count()).select_from(Coder).where(Coder.role.in_(("supervisor", "admin")))
-        )
-    if has_lead:
-        if workspace.actor is None:
-            raise PermissionDenied("this study has a supervisor: setting it up takes --as SUPERVISOR")
-        workspace.require_supervisor()
 
 
 def add_coder(workspace: Workspace, name: str, role: str = "coder") -> CoderInfo:
@@ -202,6 +190,7 @@ def study_status(workspace: Workspace) -> dict:
 
 
 def backup(workspace: Workspace, dest: str) -> Path:
+    require_backup_rights(workspace)
     path = backup_study(workspace.store, dest)
     with workspace.store.session() as session:
         record(session, workspace.actor_label, "study.backup", "study", 1, dest=str(path))

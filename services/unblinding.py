@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from concord.services.audit import record
+from concord.services.rights import require_unblinding_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError
 from concord.storage.models import Study, Transcript
@@ -37,7 +38,7 @@ def unfinished_transcripts(workspace: Workspace) -> list[str]:
 
 
 def unblind(workspace: Workspace, *, reason: str | None = None, force: bool = False) -> UnblindResult:
-    actor = workspace.require_supervisor()
+    actor = require_unblinding_rights(workspace)
     reason = (reason or "").strip() or None
     with workspace.store.session() as session:
         study = session.get(Study, 1)

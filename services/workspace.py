@@ -75,12 +75,6 @@ class Workspace:
             raise PermissionDenied("say who you are: --as NAME (or set CONCORD_CODER)")
         return actor
 
-    def require_supervisor(self) -> Actor:
-        actor = self.require_actor()
-        if not actor.supervises:
-            raise PermissionDenied(f"{actor.name} is a {actor.role}; this needs a supervisor or admin")
-        return actor
-
     @property
     def actor_label(self) -> str:
         return self.actor.name if self.actor else "(unnamed)"

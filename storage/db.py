@@ -14,12 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, MetaData, Table, create_engine, event, inspect, select, text
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from concord.storage.errors import ConcordError
 from concord.storage.models import Base
 from concord.storage.resources import package_path
+from concord.storage.revisions import head_revision, known_revisions
+
+if TYPE_CHECKING:
+    # Alembic loads every SQL dialect it knows and Mako: it is imported only where a study is created or
+    # migrated. Opening a study reads the revisions from the migration files (storage/revisions.py).
+    from alembic.config import Config
 
 MIGRATIONS = package_path("concord.storage.migrations")
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -46,20 +49,17 @@ def _busy_timeout_ms() -> int:
 
 
 def _alembic_config(connection) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
     return config
 
 
-def head_revision() -> str:
-    script = ScriptDirectory.from_config(_alembic_config(None))
-    return script.get_current_head()
-
-
-def known_revisions() -> set[str]:
-    script = ScriptDirectory.from_config(_alembic_config(None))
-    return {rev.revision for rev in script.walk_revisions()}
+def schema_revision(conn: Connection) -> str | None:
+    """The revision the study on ``conn`` is at, as Alembic stamped it (None before any migration ran)."""
+    return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 def _safe_url(url: str) -> str:
@@ -150,7 +150,7 @@ class StudyStore:
 
     def revision(self) -> str | None:
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return schema_revision(conn)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -246,6 +246,8 @@ def _migration_backup_path(store: StudyStore, revision: str | None) -> Path:
 
 
 def _upgrade(engine: Engine) -> None:
+    from alembic import command
+
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
         if sqlite:
@@ -283,6 +285,8 @@ def _ensure_pg_database(target: str) -> None:
 
 def create_study_store(target: str, *, revision: str = "head") -> StudyStore:
     """Create the empty schema of a new study; refuse a target that already holds one."""
+    from alembic import command
+
     target = str(target)
     if is_url(target):
         _ensure_pg_database(target)

@@ -37,7 +37,8 @@ def test_setup_flow_on_every_backend(study_target, tmp_path):
     assert status["blind"] is True and status["phase"] == "independent coding"
 
     dest = tmp_path / "backup.concord"
-    assert run("backup", study_target, dest).exit_code == 0
+    assert run("backup", study_target, dest).exit_code == 2  # a backup holds everything: the lead's
+    assert run("backup", study_target, dest, "--as", "sue").exit_code == 0
     copied = json.loads(run("coder", "list", str(dest), "--format", "json").stdout)
     assert [c["name"] for c in copied] == ["ann", "sue", "bob", "cai"]
 

@@ -110,8 +110,10 @@ def consensus(
     """
     present_names = split_list(present)
     keys = split_list(transcripts)
+    from concord.services.rights import require_consensus_rights
+
     with opened(study, actor) as workspace:
-        workspace.require_supervisor()
+        require_consensus_rights(workspace)
         acted = False
         if accept_agreed:
             accepted = consensus_service.accept_agreed(

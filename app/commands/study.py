@@ -117,6 +117,8 @@ def backup(study, dest, actor):
 
     SQLite studies use the online backup API, so coders may keep working.
     PostgreSQL studies are dumped logically into the same portable file format.
+    A copy holds everything, blinded attributes included: once the study has a
+    supervisor or admin, a backup takes one of them (--as).
     """
     with opened(study, actor) as workspace:
         path = study_service.backup(workspace, dest)

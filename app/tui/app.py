@@ -12,7 +12,6 @@ from textual.screen import Screen
 from concord.app.tui.commands import ConcordCommands
 from concord.app.tui.keymap import KeyRow, binding_ids, key_rows, keymap_path, load_keymap
 from concord.app.tui.messages import OpenTranscript
-from concord.app.tui.prevalence import require_results_rights
 from concord.app.tui.screens.agreement import AgreementScreen, DisagreementsScreen
 from concord.app.tui.screens.code_picker import CodePicker
 from concord.app.tui.screens.consensus import (
@@ -38,8 +37,14 @@ from concord.app.tui.screens.themes import (
 )
 from concord.app.tui.screens.transcript import TranscriptScreen
 from concord.app.tui.widgets.transcript_view import TranscriptView
-from concord.services.agreement import AgreementOptions, require_agreement_rights
+from concord.services.agreement import AgreementOptions
 from concord.services.dto import TranscriptSummary
+from concord.services.rights import (
+    require_agreement_rights,
+    require_consensus_rights,
+    require_results_rights,
+    require_theme_rights,
+)
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, PermissionDenied
 
@@ -138,10 +143,10 @@ class ConcordApp(App[None]):
 
     # The services' own checks, asked before a section opens so a refusal is a message, not an empty screen.
     SECTION_RIGHTS = {
-        "consensus": Workspace.require_supervisor,
+        "consensus": require_consensus_rights,
         "agreement": require_agreement_rights,
         "results": require_results_rights,
-        "themes": Workspace.require_supervisor,
+        "themes": require_theme_rights,
     }
 
     def open_section(self, section: str, **options) -> bool:

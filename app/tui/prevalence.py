@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from concord.exporters.frequencies import GATHER_FOR, frequency_table
 from concord.services.results import CONSENSUS, gather
+from concord.services.rights import require_results_rights
 from concord.services.study import list_coders
 from concord.services.workspace import Workspace
-from concord.storage.errors import ConcordError, PermissionDenied
+from concord.storage.errors import ConcordError
 
 MEASURE = "presence"
 # Themes and sub-themes: the codes below them count for them but get no row of their own.
@@ -53,16 +54,6 @@ class Prevalence:
         return UNIT_NOUNS[self.unit]
 
 
-def require_results_rights(workspace: Workspace) -> None:
-    """Results compare groups: hidden from coders while the study is blind (the workspace's blind rule)."""
-    if workspace.blind_for_actor():
-        who = workspace.actor.name if workspace.actor else "a caller without --as"
-        raise PermissionDenied(
-            f"the study is blind: results by group are for supervisors and admins until it is"
-            f" unblinded ({who} may not see them)"
-        )
-
-
 def layer_names(workspace: Workspace) -> tuple[str, ...]:
     """The consensus layer, then every coder's independent layer."""
     return (CONSENSUS,) + tuple(coder.name for coder in list_coders(workspace))
@@ -80,8 +71,7 @@ def theme_prevalence(
     if unit is not None and unit not in UNIT_NOUNS:
         raise ConcordError(f"unknown unit {unit!r}; choose one of {', '.join(UNIT_NOUNS)}")
     data = gather(workspace, layer=layer, purpose="results", **GATHER_FOR[MEASURE])
-    if data.blind:  # the study was made blind again since the check above
-        raise PermissionDenied("the study is blind: results by group are for supervisors and admins")
+    require_results_rights(workspace, blind=data.blind)
     if unit is None:
         unit = "session" if data.units["session_id"].notna().any() else "transcript"
     probe = frequency_table(data, by=unit, measure=MEASURE, group_attribute=group_attribute or "group")

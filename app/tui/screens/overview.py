@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from concord.app.tui.messages import OpenTranscript
+from concord.services import rights
 from concord.services import transcripts as transcript_service
 from concord.services.dto import ProgressInfo, StudySettings, TranscriptSummary
 
@@ -150,8 +151,10 @@ class OverviewScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Consensus and theme development are the supervisors'; agreement and results compare coders and
         groups, so they stay hidden while the blind applies to this person. (The services refuse them anyway.)"""
-        if action in ("consensus", "themes"):
-            return self.app.actor.supervises
+        if action == "consensus":
+            return rights.allows(rights.require_consensus_rights, self.app.workspace)
+        if action == "themes":
+            return rights.allows(rights.require_theme_rights, self.app.workspace)
         if action in ("agreement", "results"):
             return not self.app.blind
         return True
