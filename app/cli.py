@@ -87,6 +87,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "status",
         "Counts of transcripts, turns, codes and codings per coder; the phase; blind or not.",
     ),
+    "team": LazyCommand(
+        f"{_COMMANDS}.team",
+        "team",
+        "PostgreSQL team mode: one database login per person, the blind enforced by the database.",
+    ),
     "unblind": LazyCommand(
         f"{_COMMANDS}.consensus", "unblind", "Reveal groups and scores to everyone (supervisors; after consensus)."
     ),

@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from concord.storage.errors import ConcordError
+from concord.storage.errors import ConcordError, PermissionDenied
 from concord.storage.models import Base
 from concord.storage.resources import package_path
 from concord.storage.revisions import head_revision, known_revisions
@@ -156,12 +156,25 @@ class StudyStore:
         self.engine.dispose()
 
 
+# SQLSTATE 42501 (insufficient_privilege): a missing grant, a row-level security policy refusing a row,
+# or a command only the owner may run. On a team study that is the database enforcing a role.
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    return getattr(exc.orig, "sqlstate", None) or getattr(getattr(exc.orig, "diag", None), "sqlstate", None)
+
+
 @contextmanager
 def _translate_db_errors(name: str) -> Iterator[None]:
     try:
         yield
-    except OperationalError as exc:
+    except DBAPIError as exc:
+        if not isinstance(exc, OperationalError) and _sqlstate(exc) != _INSUFFICIENT_PRIVILEGE:
+            raise
         message = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        if _sqlstate(exc) == _INSUFFICIENT_PRIVILEGE:
+            raise PermissionDenied(f"{name}: your database login may not do this ({message})") from None
         if "locked" in message or "busy" in message:
             raise StudyOpenError(f"{name}: the study is locked by another program; try again") from None
         if "readonly" in message or "read-only" in message:
