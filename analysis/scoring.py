@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from concord.storage.errors import InputError, NotFound
+from concord.storage.limits import MAX_YAML_BYTES, compose_yaml, decode_yaml, read_file_bytes
 from concord.storage.resources import package_path
 
 BUNDLED_DIRECTORY = package_path("concord.analysis.instruments")
@@ -436,8 +437,15 @@ def _bundled_paths_by_id() -> dict[str, tuple[str, Path]]:
 
 def _load_file(path: Path) -> Instrument:
     problems = _Problems()
-    definition = _read_definition(path, problems, chain=())
-    instrument = _build(definition, problems)
+    try:
+        definition = _read_definition(path, problems, chain=())
+        instrument = _build(definition, problems)
+    except yaml.YAMLError as error:  # a value no plain type holds: a mapping as a key, a list that contains itself
+        mark = getattr(error, "problem_mark", None)
+        problem = getattr(error, "problem", None) or str(error)
+        raise InputError(
+            f"unreadable YAML value: {problem}", path=str(path), line=mark.line + 1 if mark else None
+        ) from None
     problems.raise_if_any()
     assert instrument is not None
     return instrument
@@ -482,27 +490,28 @@ class _Definition:
     template_base: tuple[str, tuple[str, ...], _Field] | None  # (base id, to_complete, extends field)
 
 
-_constructor = yaml.constructor.SafeConstructor()
+class _LenientConstructor(yaml.constructor.SafeConstructor):
+    """A scalar that looks like a date or number but is not one (2021-13-45) stays the text written."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> object:
+        if not isinstance(node, yaml.ScalarNode):
+            return super().construct_object(node, deep)  # type: ignore[no-untyped-call]
+        try:
+            return super().construct_object(node, deep)  # type: ignore[no-untyped-call]
+        except (ValueError, OverflowError, yaml.YAMLError):
+            self.recursive_objects.pop(node, None)
+            return node.value
 
 
 def _python(node: yaml.Node) -> object:
-    return _constructor.construct_object(node, deep=True)
+    # A fresh constructor each time: one that failed (say, on a recursive alias) keeps stale state.
+    return _LenientConstructor().construct_object(node, deep=True)
 
 
 def _read_definition(path: Path, problems: _Problems, chain: tuple[Path, ...]) -> _Definition:
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"not UTF-8 text ({error.reason} at byte {error.start})", path=where) from None
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror}", path=where) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise InputError(f"not valid YAML: {error.problem or error.context}", path=where, line=line) from None
+    text = decode_yaml(read_file_bytes(path, limit=MAX_YAML_BYTES, where=where), where)
+    root = compose_yaml(text, where)
     if root is None:
         raise InputError("empty instrument definition", path=where, line=1)
     if not isinstance(root, yaml.MappingNode):

@@ -18,6 +18,7 @@ from rapidfuzz import process
 
 from concord.codebooks.spec import CODE_TEXT_FIELDS, CodebookSpec, CodeSpec
 from concord.storage.errors import InputError, NotFound
+from concord.storage.limits import MAX_YAML_BYTES, check_yaml, decode_yaml, read_file_bytes
 
 CODEBOOK_FIELDS: tuple[str, ...] = ("id", "title", "version", "source", "description", "codes")
 CODE_FIELDS: tuple[str, ...] = ("name", *CODE_TEXT_FIELDS[:6], "high_pole", *CODE_TEXT_FIELDS[6:], "children")
@@ -198,17 +199,10 @@ def _read_source(path_or_text: str | os.PathLike[str], source_name: str | None) 
         return path_or_text, source_name or "<codebook text>"
     path = Path(path_or_text)
     where = source_name or str(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError("no such codebook file", where) from None
-    except OSError as error:
-        raise InputError(f"cannot read the codebook file: {error.strerror}", where) from None
-    try:
-        return raw.decode("utf-8-sig"), where
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise InputError("the codebook is not UTF-8 text", where, line) from None
+    if not path.exists():
+        raise InputError("no such codebook file", where)
+    raw = read_file_bytes(path, limit=MAX_YAML_BYTES, where=where)
+    return decode_yaml(raw, where), where
 
 
 def _looks_like_path(text: str) -> bool:
@@ -281,6 +275,8 @@ class _CodebookReader:
         )
 
     def _compose(self) -> yaml.Node | None:
+        # Depth, aliases and tags first: composing recurses once per level of nesting.
+        check_yaml(self.text, self.where)
         loader = _AliasRecordingLoader(self.text)
         try:
             node = loader.get_single_node()

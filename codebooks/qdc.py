@@ -25,13 +25,20 @@ from lxml import etree
 from concord.codebooks.loader import NAMED_COLOURS, colour_hex, hotkey_problem
 from concord.codebooks.spec import CodebookSpec, CodeSpec
 from concord.storage.errors import ConcordError, InputError
+from concord.storage.limits import (
+    MAX_QDPX_UNCOMPRESSED_BYTES,
+    MAX_QDPX_XML_BYTES,
+    check_zip,
+    read_file_bytes,
+    refuse_xml_dtd,
+)
 
 CODEBOOK_NAMESPACE = "urn:QDA-XML:codebook:1.0"
 CODE_FIELDS_MARKER = "-- Concord code fields --"
 CODEBOOK_FIELDS_MARKER = "-- Concord codebook --"
 # Stable GUIDs: the same codebook id and path of code names always give the same GUID.
 GUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:concord:codebook")
-MAX_PROJECT_XML_BYTES = 512 * 1024 * 1024
+MAX_PROJECT_XML_BYTES = MAX_QDPX_XML_BYTES
 
 # Block key -> CodeSpec field, in writing order.
 _CODE_BLOCK_KEYS: dict[str, str] = {
@@ -254,17 +261,15 @@ def read_input(
         return bytes(path_or_bytes), source_name or f"<{kind} data>"
     path = Path(path_or_bytes)
     where = source_name or str(path)
-    try:
-        return path.read_bytes(), where
-    except FileNotFoundError:
-        raise InputError("no such file", where) from None
-    except IsADirectoryError:
-        raise InputError(f"is a folder, not a .{kind} file", where) from None
-    except OSError as error:
-        raise InputError(f"cannot read the file: {error.strerror}", where) from None
+    if path.is_dir():
+        raise InputError(f"is a folder, not a .{kind} file", where)
+    if not path.exists():
+        raise InputError("no such file", where)
+    return read_file_bytes(path, where=where), where
 
 
 def _project_xml_from_archive(data: bytes, where: str) -> tuple[bytes, str]:
+    check_archive(data, where)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as error:
@@ -295,9 +300,17 @@ def parse_xml(data: bytes, where: str, *, huge_tree: bool = False) -> etree._Ele
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
         raise InputError(f"not well-formed XML: {error.msg}", where, error.lineno) from None
+    except ValueError as error:  # lxml refuses some inputs (e.g. a str with an encoding declaration) this way
+        raise InputError(f"not well-formed XML: {error}", where) from None
     if root is None:
         raise InputError("the file holds no XML element", where)
+    refuse_xml_dtd(root, where)
     return root
+
+
+def check_archive(data: bytes, where: str) -> None:
+    """The limits of a .qdpx (ZIP) archive, checked from its directory before anything is unpacked."""
+    check_zip(data, where, ".qdpx (ZIP) archive", max_total=MAX_QDPX_UNCOMPRESSED_BYTES, max_entry=MAX_QDPX_XML_BYTES)
 
 
 def _children(element: etree._Element, local_name: str) -> list[etree._Element]:

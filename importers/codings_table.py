@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from concord.importers.encoding import read_text_file
 from concord.storage.errors import InputError
+from concord.storage.limits import check_zip, csv_error, csv_reader, read_file_bytes, refuse_extra_cells
 
 REQUIRED = ("transcript", "turn", "coder", "code")
 OPTIONAL = ("group", "start", "end", "memo")
@@ -27,6 +29,12 @@ _ALIASES = {
     "end": ("end", "end_offset", "to"),
     "memo": ("memo", "note", "comment"),
 }
+
+
+# Names become rows of the study: longer than its columns hold (coders.name, codes.name in
+# storage/models.py; tests/test_fuzz_importers.py keeps them in step) would fail on PostgreSQL mid-import.
+NAME_LIMITS = {"coder": 120, "code": 300, "group": 300}
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -46,22 +54,33 @@ def _records(path: Path) -> list[tuple[int, list[str]]]:
     if path.suffix.lower() == ".xlsx":
         from openpyxl import load_workbook
 
+        data = read_file_bytes(path)
+        check_zip(data, str(path), "Excel workbook")
         try:
-            book = load_workbook(path, read_only=True, data_only=True)
+            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
         except Exception as exc:  # noqa: BLE001 (openpyxl raises zip, XML, key and value errors for a broken file)
             raise InputError(f"not a readable Excel workbook ({exc.__class__.__name__})", str(path)) from None
-        sheet = book.worksheets[0]
-        return [
-            (number, ["" if v is None else str(v).strip() for v in row])
-            for number, row in enumerate(sheet.iter_rows(values_only=True), 1)
-        ]
-    text = read_text_file(path)[1].text
+        try:
+            sheet = book.worksheets[0]
+            return [
+                (number, ["" if v is None else str(v).strip() for v in row])
+                for number, row in enumerate(sheet.iter_rows(values_only=True), 1)
+            ]
+        except Exception as exc:  # noqa: BLE001 (read-only openpyxl parses the sheet while rows are read)
+            raise InputError(f"not a readable Excel workbook ({exc.__class__.__name__})", str(path)) from None
+        finally:
+            book.close()
+    # Coder and code names come from these cells: bytes that are not UTF-8 are refused, not guessed.
+    text = read_text_file(path, legacy=False)[1].text
     dialect = "excel-tab" if "\t" in text.split("\n", 1)[0] else "excel"
     rows, line = [], 1
-    reader = csv.reader(io.StringIO(text), dialect=dialect)
-    for row in reader:
-        rows.append((line, [cell.strip() for cell in row]))
-        line = reader.line_num + 1
+    reader = csv_reader(text, dialect=dialect)
+    try:
+        for row in reader:
+            rows.append((line, [cell.strip() for cell in row]))
+            line = reader.line_num + 1
+    except csv.Error as exc:
+        raise csv_error(exc, str(path), line) from None
     return rows
 
 
@@ -82,7 +101,7 @@ def _column_map(header: list[str], path: str) -> dict[str, int]:
 def _int(value: str, column: str, path: str, line: int, *, minimum: int) -> int:
     try:
         number = int(float(value))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise InputError(f"column {column}: {value!r} is not a whole number", path, line) from None
     if number != float(value) or number < minimum:
         raise InputError(f"column {column}: {value!r} must be a whole number >= {minimum}", path, line)
@@ -107,9 +126,15 @@ def read_codings(path: str | Path) -> list[CodingRow]:
             return cells[index] if index is not None and index < len(cells) else ""
 
         try:
+            refuse_extra_cells(cells, len(header), shown, line)
             for field in REQUIRED:
                 if not cell(field):
                     raise InputError(f"column {field} is empty", shown, line)
+            for field, limit in NAME_LIMITS.items():
+                if len(cell(field)) > limit:
+                    raise InputError(f"column {field}: longer than {limit} characters", shown, line)
+                if _CONTROL.search(cell(field)):
+                    raise InputError(f"column {field}: {cell(field)!r} holds a control character", shown, line)
             start = _int(cell("start"), "start", shown, line, minimum=0) if cell("start") else None
             end = _int(cell("end"), "end", shown, line, minimum=1) if cell("end") else None
             if start is not None and end is not None and end <= start:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from concord.storage.errors import InputError
+from concord.storage.limits import MAX_FILE_BYTES, MAX_TEXT_FILE_BYTES, check_line_lengths, check_size, read_file_bytes
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -40,29 +41,30 @@ def normalise_line_endings(text: str) -> str:
     return _LINE_BREAK.sub("\n", text)
 
 
-def read_text_file(path: str | Path) -> tuple[bytes, DecodedText]:
-    """The file's raw bytes (for hashing) and its decoded text."""
-    data = read_bytes(path)
-    return data, decode_bytes(data, str(path))
+def read_text_file(path: str | Path, *, legacy: bool = True) -> tuple[bytes, DecodedText]:
+    """The file's raw bytes (for hashing) and its decoded text (see decode_bytes for `legacy`)."""
+    data = read_file_bytes(path, limit=MAX_TEXT_FILE_BYTES)
+    return data, decode_bytes(data, str(path), legacy=legacy)
 
 
 def read_bytes(path: str | Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise InputError("file not found", str(path)) from None
-    except IsADirectoryError:
-        raise InputError("is a folder, not a file", str(path)) from None
-    except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", str(path)) from None
+    """A file's bytes; files larger than storage.limits.MAX_FILE_BYTES are refused before reading."""
+    return read_file_bytes(path, limit=MAX_FILE_BYTES)
 
 
-def decode_bytes(data: bytes, path: str | None = None) -> DecodedText:
+def decode_bytes(data: bytes, path: str | None = None, *, legacy: bool = True) -> DecodedText:
+    """Decode text, refusing what is not text and lines longer than storage.limits.MAX_LINE_CHARS.
+
+    With legacy=False only Unicode is accepted: bytes that are not UTF-8 are an error naming their
+    offset instead of being read as Windows-1252. Tables whose cells become names (coders, codes)
+    use that, so a damaged byte cannot become a person nobody can type.
+    """
     if not data:
         raise InputError("empty file", path)
+    check_size(len(data), path or "<text>", MAX_TEXT_FILE_BYTES)
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            return _decode_unicode(data[len(bom) :], codec, path, bom_codec=codec)
+            return _decode_unicode(data[len(bom) :], codec, path, bom_codec=codec, bom_length=len(bom))
     utf16 = _bomless_utf16_codec(data)
     if utf16 is not None:
         return _decode_unicode(data, utf16, path, bom_codec=None)
@@ -76,7 +78,13 @@ def decode_bytes(data: bytes, path: str | None = None) -> DecodedText:
     try:
         text = data.decode("utf-8")
         codec = "utf-8"
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        if not legacy:
+            raise InputError(
+                f"not valid UTF-8 at byte {exc.start} ({exc.reason}); save the file as UTF-8",
+                path,
+                _raw_line_number(data, exc.start),
+            ) from None
         _reject_mixed_utf8(data, path)
         try:
             text = data.decode("cp1252")
@@ -87,20 +95,27 @@ def decode_bytes(data: bytes, path: str | None = None) -> DecodedText:
             text = data.decode("latin-1")
             codec = "latin-1"
     text = normalise_line_endings(text)
+    check_line_lengths(text, path)
     return DecodedText(text, codec, _control_character_warnings(text, path))
 
 
-def _decode_unicode(payload: bytes, codec: str, path: str | None, bom_codec: str | None) -> DecodedText:
+def _decode_unicode(
+    payload: bytes, codec: str, path: str | None, bom_codec: str | None, bom_length: int = 0
+) -> DecodedText:
     try:
         text = payload.decode(codec)
     except UnicodeDecodeError as exc:
         prefix = payload[: exc.start].decode(codec, errors="replace")
         line = normalise_line_endings(prefix).count("\n") + 1
         how = "its byte order mark says" if bom_codec else "its NUL byte pattern suggests"
-        raise InputError(f"not valid {codec.upper()} although {how} so ({exc.reason})", path, line) from None
+        offset = exc.start + bom_length
+        raise InputError(
+            f"not valid {codec.upper()} at byte {offset} although {how} so ({exc.reason})", path, line
+        ) from None
     text = normalise_line_endings(text)
     if not text:
         raise InputError("empty file", path)
+    check_line_lengths(text, path)
     return DecodedText(text, codec, _control_character_warnings(text, path))
 
 
@@ -123,20 +138,26 @@ def _reject_mixed_utf8(data: bytes, path: str | None) -> None:
     """A file pasted together from UTF-8 and Windows-1252 sources cannot be decoded as either."""
     first_utf8_line = None
     first_bad_line = None
+    first_bad_byte = 0
+    position = 0
     for number, raw_line in enumerate(_RAW_LINE_BREAK.split(data), start=1):
+        line_start = data.find(raw_line, position) if raw_line else position
+        position = line_start + len(raw_line)
         if raw_line.isascii():
             continue
         try:
             raw_line.decode("utf-8")
-        except UnicodeDecodeError:
+        except UnicodeDecodeError as exc:
             if first_bad_line is None:
                 first_bad_line = number
+                first_bad_byte = line_start + exc.start
         else:
             if first_utf8_line is None:
                 first_utf8_line = number
         if first_bad_line is not None and first_utf8_line is not None:
             raise InputError(
-                f"mixed encodings: line {first_bad_line} is not UTF-8 (Windows-1252/Latin-1 bytes?) "
+                f"mixed encodings: line {first_bad_line} is not UTF-8 at byte {first_bad_byte} "
+                "(Windows-1252/Latin-1 bytes?) "
                 f"while line {first_utf8_line} is UTF-8; re-save the whole file as UTF-8",
                 path,
                 first_bad_line,

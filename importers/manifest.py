@@ -8,7 +8,6 @@ File paths are relative to the manifest's folder.
 from __future__ import annotations
 
 import csv
-import io
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +17,7 @@ from concord.importers.encoding import decode_bytes, read_bytes
 from concord.importers.parsed import ParsedTranscript
 from concord.importers.transcript_formats import KINDS, parse_transcript
 from concord.storage.errors import InputError
+from concord.storage.limits import csv_error, csv_reader, refuse_extra_cells
 
 RESERVED_COLUMNS = ("file", "key", "kind", "dyad", "session", "perspective", "language")
 PERSPECTIVES = ("client", "therapist")
@@ -56,7 +56,7 @@ def read_manifest(path: str | Path) -> Manifest:
         raise InputError("empty file", shown)
     first_line = next(line for line in text.split("\n") if line.strip())
     delimiter = max((",", ";", "\t"), key=first_line.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    reader = csv_reader(text, delimiter=delimiter, strict=True)
     header: list[str] | None = None
     header_line = 0
     columns: dict[str, int] = {}
@@ -73,9 +73,10 @@ def read_manifest(path: str | Path) -> Manifest:
                 header, header_line = cells, line
                 columns, attribute_columns = _read_header(header, shown, line)
                 continue
+            refuse_extra_cells(cells, len(header), shown, line)
             entries.append(_read_entry(cells, line, columns, attribute_columns, path))
     except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", shown, reader.line_num) from None
+        raise csv_error(exc, shown, reader.line_num) from None
     if header is None or not entries:
         raise InputError("the manifest has no rows under its header", shown, header_line or None)
     _check_unique_keys(entries, shown)
@@ -132,7 +133,7 @@ def _read_entry(cells, line, columns, attribute_columns, manifest_path: Path) ->
 
     session = None
     if cell("session"):
-        if not re.fullmatch(r"\d+", cell("session")) or int(cell("session")) < 1:
+        if not re.fullmatch(r"\d{1,6}", cell("session")) or int(cell("session")) < 1:
             raise InputError(f"session {cell('session')!r} is not a session number (1, 2, ...)", shown, line)
         session = int(cell("session"))
 

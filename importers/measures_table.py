@@ -32,6 +32,7 @@ from concord.analysis.scoring import (
 )
 from concord.importers.encoding import read_text_file
 from concord.storage.errors import InputError
+from concord.storage.limits import check_zip, csv_error, csv_reader, read_file_bytes, refuse_extra_cells
 
 MAX_LISTED = 20
 
@@ -190,6 +191,8 @@ def _read_table(path: Path, sheet: str | None) -> _Table:
         if not _blank_row(cells):
             header = ["" if cell is None else str(cell).strip() for cell in cells]
             body = [(number, row) for number, row in records[index + 1 :] if not _blank_row(row)]
+            for number, row in body:
+                refuse_extra_cells(row, len(header), where, number)
             return _Table(row_number, header, body)
     raise InputError("the table is empty", path=where)
 
@@ -205,22 +208,22 @@ def _csv_records(path: Path) -> list[tuple[int, list[object]]]:
     delimiter = max((",", ";", "\t"), key=first_line.count)
     if path.suffix.lower() == ".tsv":
         delimiter = "\t"
+    reader = csv_reader(text, delimiter=delimiter)
     try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         return [(number, list(cells)) for number, cells in enumerate(reader, start=1)]
     except csv.Error as error:
-        raise InputError(f"not readable as CSV: {error}", path=str(path)) from None
+        raise csv_error(error, str(path), reader.line_num + 1) from None
 
 
 def _xlsx_records(path: Path, sheet: str | None) -> list[tuple[int, list[object]]]:
-    import zipfile
-
     import openpyxl
 
+    data = read_file_bytes(path)
+    check_zip(data, str(path), ".xlsx workbook")
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
-        raise InputError(f"not a readable .xlsx workbook ({error})", path=str(path)) from None
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as error:  # noqa: BLE001 (openpyxl raises zip, XML, key and value errors for a broken file)
+        raise InputError(f"not a readable .xlsx workbook ({error or type(error).__name__})", path=str(path)) from None
     try:
         if sheet is None:
             worksheet = workbook.worksheets[0]
@@ -234,6 +237,10 @@ def _xlsx_records(path: Path, sheet: str | None) -> list[tuple[int, list[object]
             (number, list(cells))
             for number, cells in enumerate(worksheet.iter_rows(min_row=1, min_col=1, values_only=True), start=1)
         ]
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 (read-only openpyxl parses the sheet while rows are read)
+        raise InputError(f"not a readable .xlsx workbook ({error or type(error).__name__})", path=str(path)) from None
     finally:
         workbook.close()
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import yaml
 
 from concord.storage.errors import ConcordError, InputError
+from concord.storage.limits import compose_yaml, csv_error, csv_reader
 
 KINDS = ("person", "place", "organisation")
 _KIND_SYNONYMS = {
@@ -112,7 +113,10 @@ class NameRegister:
             raise InputError(f"the name register is not UTF-8 text ({exc.reason})", str(path)) from exc
         suffix = path.suffix.casefold()
         if suffix == ".csv":
-            rows = _read_csv(text, str(path))
+            try:
+                rows = _read_csv(text, str(path))
+            except csv.Error as exc:
+                raise csv_error(exc, str(path), None) from None
         elif suffix in (".yaml", ".yml"):
             rows = _read_yaml(text, str(path))
         else:
@@ -275,7 +279,7 @@ _Row = tuple[int, str, str, str, tuple[str, ...]]
 
 
 def _read_csv(text: str, path: str) -> list[_Row]:
-    reader = csv.reader(io.StringIO(text))
+    reader = csv_reader(text)
     rows: list[_Row] = []
     header: list[str] | None = None
     for record in reader:
@@ -312,7 +316,7 @@ def _read_csv(text: str, path: str) -> list[_Row]:
 
 def _read_yaml(text: str, path: str) -> list[_Row]:
     try:
-        document = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = compose_yaml(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -33,12 +33,13 @@ from pathlib import Path, PurePosixPath
 
 from lxml import etree
 
-from concord.codebooks.qdc import parse_xml, read_input, read_qdc
+from concord.codebooks.qdc import check_archive, parse_xml, read_input, read_qdc
 from concord.codebooks.spec import CodebookSpec
 from concord.storage.errors import InputError
+from concord.storage.limits import MAX_QDPX_SOURCE_BYTES, MAX_QDPX_XML_BYTES, check_line_lengths
 
-MAX_XML_BYTES = 512 * 1024 * 1024
-MAX_SOURCE_BYTES = 256 * 1024 * 1024
+MAX_XML_BYTES = MAX_QDPX_XML_BYTES
+MAX_SOURCE_BYTES = MAX_QDPX_SOURCE_BYTES
 # The user ATLAS.ti adds to every project; it never codes anything itself.
 ATLAS_TI_SYSTEM_USER = "c32a2bd5-537f-4838-8b17-df9efbafdf4b"
 
@@ -270,7 +271,25 @@ def read_qdpx(path_or_bytes: str | os.PathLike[str] | bytes, source_name: str | 
     reader = _ProjectReader(project, archive, xml_where)
     reader.read(root)
     choose_offset_model(project)
+    _refuse_misfit_selections(project, xml_where)
     return project
+
+
+def _refuse_misfit_selections(project: ParsedProject, where: str) -> None:
+    """A selection outside its source's text means the positions and the text disagree: the file is
+    damaged or was edited by hand, and codings made from it would mark the wrong words."""
+    for source in project.sources:
+        check_line_lengths(source.text, f"{where} (source {source.name or source.guid!r})")
+        for selection in source.selections:
+            if selection.start is None or selection.clamped:
+                raise InputError(
+                    f"selection {selection.name or selection.guid!r} at positions {selection.raw_start}-"
+                    f"{selection.raw_end} does not fit the text of source {source.name or source.guid!r} "
+                    f"({len(source.text):,} characters, read as {project.offset_model}); the project's "
+                    "positions do not match its text",
+                    where,
+                    selection.line,
+                )
 
 
 class _Archive:
@@ -278,6 +297,7 @@ class _Archive:
 
     def __init__(self, data: bytes, where: str):
         self.where = where
+        check_archive(data, where)
         try:
             self.zip = zipfile.ZipFile(io.BytesIO(data))
         except zipfile.BadZipFile as error:

@@ -33,6 +33,7 @@ from concord.importers.speakers import (
     parse_timestamp_token,
 )
 from concord.storage.errors import InputError
+from concord.storage.limits import check_zip, check_zip_directory, csv_error, csv_reader, refuse_extra_cells
 
 FORMATS = ("txt", "md", "docx", "vtt", "srt", "csv", "xlsx")
 KINDS = ("session", "ipr")
@@ -143,9 +144,10 @@ def detect_format(path: str | Path, data: bytes) -> str:
     by_extension = _EXTENSION_FORMATS.get(extension)
     if data.startswith(b"PK\x03\x04"):
         try:
+            check_zip_directory(data, str(path), "ZIP archive")
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 names = set(archive.namelist())
-        except (zipfile.BadZipFile, OSError, ValueError):
+        except (InputError, zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
             names = None
         if names is not None and "word/document.xml" in names:
             return "docx"
@@ -404,7 +406,10 @@ def _sniff_text_format(text: str) -> str | None:
         return "srt"
     first_line = stripped.split("\n", 1)[0]
     if first_line:
-        header = next(csv.reader([first_line], delimiter=_guess_delimiter(first_line)))
+        try:
+            header: list[str] = next(csv_reader(first_line, delimiter=_guess_delimiter(first_line)), [])
+        except csv.Error:
+            return None  # not a table header; the text parser says what is wrong with the line
         normalised = [_column_key(name) for name in header]
         if (
             len(header) >= 2
@@ -541,6 +546,7 @@ def _parse_plain_text(decoded: DecodedText, format_name: str, source: _Source, k
 
 
 def _parse_docx(data: bytes, source: _Source, key: str | None) -> ParsedTranscript:
+    check_zip(data, source.path, "Word document")
     try:
         document = docx.Document(io.BytesIO(data))
         body = document.element.body
@@ -994,7 +1000,7 @@ def _read_csv_table(data: bytes, source: _Source) -> tuple[str, int, list[object
     if header_index is None:
         raise InputError("empty file (only blank lines)", source.path)
     delimiter = _guess_delimiter(lines[header_index])
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
+    reader = csv_reader(text, delimiter=delimiter, strict=True)
     header: list[object] | None = None
     header_line = 0
     rows: list[_TableRow] = []
@@ -1008,13 +1014,15 @@ def _read_csv_table(data: bytes, source: _Source) -> tuple[str, int, list[object
                     continue
                 header, header_line = list(cells), line
                 continue
+            refuse_extra_cells(cells, len(header), source.path, line, "line")
             rows.append(_TableRow(line, tuple(cells)))
     except csv.Error as exc:
-        raise InputError(f"malformed CSV: {exc}", source.path, reader.line_num) from None
+        raise csv_error(exc, source.path, reader.line_num) from None
     return decoded.encoding, header_line, header or [], rows
 
 
 def _read_xlsx_table(data: bytes, source: _Source) -> tuple[None, int, list[object], list[_TableRow]]:
+    check_zip(data, source.path, "Excel workbook")
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # noqa: BLE001 (openpyxl raises zip, XML and key errors alike for a broken file)
@@ -1031,7 +1039,13 @@ def _read_xlsx_table(data: bytes, source: _Source) -> tuple[None, int, list[obje
                     continue
                 header, header_line = list(values), number
                 continue
+            refuse_extra_cells(list(values), len(header), source.path, number)
             rows.append(_TableRow(number, tuple(values)))
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (read-only openpyxl parses the sheet while rows are read)
+        reason = str(exc) or type(exc).__name__
+        raise InputError(f"not a readable Excel workbook ({reason}); save it again as .xlsx", source.path) from None
     finally:
         workbook.close()
     return None, header_line, header or [], rows

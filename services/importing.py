@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from sqlalchemy import insert, select
+from sqlalchemy import text as sql_text
 
 from concord.importers.parsed import ParsedTranscript, ParsedTurn
 from concord.services.audit import record
@@ -594,6 +595,18 @@ class CodingsReport:
     dry_run: bool
 
 
+# Any number that is the same in every process: the key of PostgreSQL's advisory lock for code creation.
+_CODE_CREATION_LOCK = 0x436F6E63  # "Conc"
+
+
+def _lock_code_creation(session) -> None:
+    """Two codings imports at once on PostgreSQL would each find a code missing and both create it
+    (codes have no unique name). The second waits here until the first commits, then reads its
+    codes and codebook and reuses them. SQLite's BEGIN IMMEDIATE already queues writers."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CODE_CREATION_LOCK})
+
+
 def import_codings(
     workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False, dry_run: bool = False
 ) -> CodingsReport:
@@ -605,6 +618,7 @@ def import_codings(
     settings = workspace.settings()
     codebook_key = codebook or "imported"
     with workspace.store.session() as session:
+        _lock_code_creation(session)
         transcripts = {
             t.key: t
             for t in session.scalars(select(Transcript).where(Transcript.key.in_({r.transcript for r in rows})))
