@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from concord.app.cli_common import as_option, opened, study_argument
+from concord.app.cli_common import as_option, note_identity, opened, study_argument
 from concord.app.output import emit_mapping, emit_rows, format_option
 from concord.services import audit as audit_service
+from concord.services import identity
 from concord.services import study as study_service
 
 
@@ -29,25 +30,53 @@ from concord.services import study as study_service
     metavar="ID",
     help="Add a bundled codebook (repeatable; see: concord codebook list).",
 )
+@click.option(
+    "--identity",
+    "identity_mode",
+    type=click.Choice(identity.IDENTITY_MODES),
+    help="How people are identified: os-login (a study file's default: each coder is bound to an"
+    " operating-system login and --as must agree), database (PostgreSQL logins, after concord team"
+    " setup) or trusted (--as is believed; for the demo and one-person studies).",
+)
+@click.option(
+    "--admin",
+    metavar="NAME",
+    help="With os-login: the name of the first admin, bound to your login (default: your login name).",
+)
 @as_option
-def init(study, title, blind, language, codebooks, actor):
+def init(study, title, blind, language, codebooks, identity_mode, admin, actor):
     """Create a new study at STUDY (a new .concord file or a PostgreSQL URL).
+
+    With --identity os-login (the default for a file) you become its first admin.
 
     \b
     Examples:
       concord init pilot.concord --title "Pilot" --blind --codebook cbt-alliance-themes
       concord init postgresql+psycopg://postgres@127.0.0.1/pilot --open
     """
+    identity_mode = identity_mode or identity.default_mode(study)
     workspace = study_service.init_study(
-        study, title=title, blind=blind, language=language, actor=actor, codebooks=codebooks
+        study,
+        title=title,
+        blind=blind,
+        language=language,
+        actor=actor,
+        codebooks=codebooks,
+        identity_mode=identity_mode,
+        admin=admin,
     )
     try:
         settings = workspace.settings()
+        admin_name = workspace.actor_label
     finally:
         workspace.close()
     mode = "blind" if settings.blind else "open"
     extra = f" with codebook(s) {', '.join(codebooks)}" if codebooks else ""
     click.echo(f"Created {mode} study {settings.title!r} at {workspace.store.display_name}{extra}.")
+    if identity_mode == identity.OS_LOGIN:
+        click.echo(f"You are its admin {admin_name}, bound to the login {identity.current_login()}.")
+    else:
+        note_identity(workspace)
     click.echo(f"Next: concord coder add {study} NAME --role coder")
 
 
@@ -60,16 +89,26 @@ def coder():
 @study_argument
 @click.argument("name")
 @click.option("--role", type=click.Choice(["coder", "supervisor", "admin"]), default="coder", show_default=True)
+@click.option(
+    "--login",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[LOGIN]",
+    help="Study file: the operating-system login this person works under (os-login studies bind"
+    " every person; default: the same as NAME).",
+)
 @as_option
-def coder_add(study, name, role, actor):
+def coder_add(study, name, role, login, actor):
     """Add a person to the study.
 
     Until the study has a supervisor or admin anyone may add people; after
     that it takes one of them (--as).
     """
     with opened(study, actor) as workspace:
-        info = study_service.add_coder(workspace, name, role)
-    click.echo(f"Added {info.role} {info.name}.")
+        info = study_service.add_coder(workspace, name, role, login=login)
+    bound = f", bound to the login {info.os_login}" if info.os_login else ""
+    click.echo(f"Added {info.role} {info.name}{bound}.")
 
 
 @coder.command("list")
