@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import click
 
+from concord.services import identity
 from concord.services.workspace import Workspace
 
 STUDY_HELP = "STUDY is a study file (*.concord) or a postgresql+psycopg:// URL."
@@ -31,9 +32,23 @@ def as_option(func):
 def opened(study: str, actor: str | None = None) -> Iterator[Workspace]:
     workspace = Workspace.open(study, actor)
     try:
+        note_identity(workspace)
         yield workspace
     finally:
         workspace.close()
+
+
+def note_identity(workspace: Workspace) -> None:
+    """In a study that takes --as on trust, say so: one line on stderr, once per command."""
+    if workspace.identity_mode != identity.TRUSTED:
+        return
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        root = ctx.find_root()
+        if root.meta.get("concord.identity_noted"):
+            return
+        root.meta["concord.identity_noted"] = True
+    click.echo(identity.TRUSTED_NOTICE, err=True)
 
 
 def progress_bar(total: int, label: str):

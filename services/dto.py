@@ -39,6 +39,7 @@ class CoderInfo:
     name: str
     role: str
     active: bool
+    os_login: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from concord.services import identity
 from concord.services.audit import record
 from concord.services.dto import CoderInfo, StudySettings
 from concord.services.rights import require_backup_rights, require_setup_rights
@@ -24,23 +25,64 @@ def init_study(
     language: str = "en",
     actor: str | None = None,
     codebooks: tuple[str, ...] = (),
+    identity_mode: str = identity.TRUSTED,
+    admin: str | None = None,
 ) -> Workspace:
     """Create a new study, with the named codebooks, and return it opened.
 
     Codebooks are read and validated before anything is created, so a bad one
-    leaves no half-made study behind.
+    leaves no half-made study behind. In "os-login" mode the person running this
+    becomes the study's first admin, bound to their login (``admin`` names them,
+    default: the login), so that from the first command on nobody else can act
+    for them. Programmatic callers (the demo, tests) get a "trusted" study unless
+    they ask; `concord init` asks for the backend's default (identity.default_mode).
     """
     from concord.services.codebooks import add_codebook_spec, resolve_codebook
 
+    identity.check_mode(identity_mode, "postgresql" if "://" in str(target) else "sqlite")
+    if admin is not None and identity_mode != identity.OS_LOGIN:
+        raise ConcordError("--admin binds the first admin to your login: it needs --identity os-login")
     specs = [resolve_codebook(name) for name in codebooks]
     store = create_study_store(target)
     workspace = Workspace(store, actor)
     try:
         with store.session() as session:
             session.add(
-                Study(id=1, title=title or Path(str(target)).stem or "Untitled study", language=language, blind=blind)
+                Study(
+                    id=1,
+                    title=title or Path(str(target)).stem or "Untitled study",
+                    language=language,
+                    blind=blind,
+                    identity_mode=identity_mode,
+                )
             )
-            record(session, actor or "(unnamed)", "study.init", "study", 1, title=title, blind=blind, language=language)
+            first = None
+            if identity_mode == identity.OS_LOGIN:
+                login = identity.current_login()
+                first = (admin or login).strip()
+                if not first:
+                    raise ConcordError("the first admin needs a name (--admin NAME)")
+                if actor and actor != first:
+                    raise identity.IdentityRefused(
+                        f"you are logged in as {login}, and become the admin {first}; --as {actor} refused"
+                    )
+            label = first or actor or "(unnamed)"
+            record(
+                session,
+                label,
+                "study.init",
+                "study",
+                1,
+                title=title,
+                blind=blind,
+                language=language,
+                identity=identity_mode,
+            )
+            if first:
+                coder = Coder(name=first, role="admin", os_login=login)
+                session.add(coder)
+                session.flush()
+                record(session, label, "coder.add", "coder", coder.id, name=first, role="admin", login=login)
         for spec, origin in specs:
             add_codebook_spec(workspace, spec, origin=origin)
     except BaseException:
@@ -73,7 +115,8 @@ def update_settings(workspace: Workspace, **changes) -> StudySettings:
         return settings_of(row)
 
 
-def add_coder(workspace: Workspace, name: str, role: str = "coder") -> CoderInfo:
+def add_coder(workspace: Workspace, name: str, role: str = "coder", *, login: str | None = None) -> CoderInfo:
+    """Add a person; on a study file bind them to an OS login (identity.login_for_new_coder)."""
     name = name.strip()
     if not name:
         raise ConcordError("a coder needs a name")
@@ -83,11 +126,13 @@ def add_coder(workspace: Workspace, name: str, role: str = "coder") -> CoderInfo
     with workspace.store.session() as session:
         if session.scalar(select(Coder).where(Coder.name == name)):
             raise ConcordError(f"a coder named {name!r} already exists")
-        coder = Coder(name=name, role=role)
+        os_login = identity.login_for_new_coder(session, name, login)
+        coder = Coder(name=name, role=role, os_login=os_login)
         session.add(coder)
         session.flush()
-        record(session, workspace.actor_label, "coder.add", "coder", coder.id, name=name, role=role)
-        return CoderInfo(id=coder.id, name=coder.name, role=coder.role, active=coder.active)
+        details = {"login": os_login} if os_login else {}
+        record(session, workspace.actor_label, "coder.add", "coder", coder.id, name=name, role=role, **details)
+        return CoderInfo(id=coder.id, name=coder.name, role=coder.role, active=coder.active, os_login=coder.os_login)
 
 
 def ensure_coder(session, name: str, actor_label: str, role: str = "coder") -> Coder:

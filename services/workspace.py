@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from concord.services import identity
 from concord.services.dto import Actor, StudySettings
 from concord.storage.db import StudyStore, open_study
-from concord.storage.errors import NotFound, PermissionDenied
-from concord.storage.models import Coder, Study
+from concord.storage.errors import PermissionDenied
+from concord.storage.models import Study
 
 
 def settings_of(row: Study) -> StudySettings:
@@ -28,18 +28,30 @@ def settings_of(row: Study) -> StudySettings:
 class Workspace:
     """A study opened for one person (or for nobody in particular, for setup commands).
 
-    The actor is looked up once; services ask the workspace whether the actor may
-    see other coders' work, blinded attributes and scores.
+    The actor is looked up once, by the study's identity rule (services/identity.py): a name
+    given with --as is a claim, checked against the login running the command unless the
+    study is "trusted". Services ask the workspace whether the actor may see other coders'
+    work, blinded attributes and scores.
     """
 
     def __init__(self, store: StudyStore, actor_name: str | None = None):
         self.store = store
         self.actor_name = actor_name or None
         self._actor: Actor | None = None
+        self._resolved = False
 
     @classmethod
     def open(cls, target: str, actor_name: str | None = None) -> Workspace:
-        return cls(open_study(target), actor_name if actor_name is not None else os.environ.get("CONCORD_CODER"))
+        workspace = cls(open_study(target), actor_name if actor_name is not None else os.environ.get("CONCORD_CODER"))
+        try:
+            # Checked now, not when first needed: a refused --as must stop every command, even
+            # one that would never ask who is acting. (A trusted study keeps the lazy lookup.)
+            if workspace.identity_mode != identity.TRUSTED:
+                _ = workspace.actor
+        except BaseException:
+            workspace.close()
+            raise
+        return workspace
 
     def close(self) -> None:
         self.store.close()
@@ -54,25 +66,30 @@ class Workspace:
 
     @property
     def actor(self) -> Actor | None:
-        if self._actor is None and self.actor_name:
+        if not self._resolved:
             with self.store.reader() as session:
                 self._actor = self.actor_in(session)
+            self._resolved = True
         return self._actor
 
     def actor_in(self, session: Session) -> Actor | None:
-        if not self.actor_name:
-            return None
-        row = session.scalar(select(Coder).where(Coder.name == self.actor_name))
-        if row is None:
-            raise NotFound(f"no coder named {self.actor_name!r} in this study (see: concord coder list)")
-        if not row.active:
-            raise PermissionDenied(f"coder {self.actor_name!r} is deactivated")
-        return Actor(id=row.id, name=row.name, role=row.role)
+        row = identity.resolve_actor(session, self.actor_name)
+        return None if row is None else Actor(id=row.id, name=row.name, role=row.role)
+
+    @property
+    def identity_mode(self) -> str:
+        with self.store.reader() as session:
+            return identity.study_mode(session)
 
     def require_actor(self) -> Actor:
         actor = self.actor
         if actor is None:
-            raise PermissionDenied("say who you are: --as NAME (or set CONCORD_CODER)")
+            if self.identity_mode == identity.TRUSTED:
+                raise PermissionDenied("say who you are: --as NAME (or set CONCORD_CODER)")
+            raise PermissionDenied(
+                "this needs a person, and the login running it is bound to no coder in this study"
+                " (an admin binds it: concord coder add STUDY NAME --login LOGIN)"
+            )
         return actor
 
     @property

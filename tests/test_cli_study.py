@@ -15,7 +15,8 @@ def run(*args, env=None):
 
 
 def test_setup_flow_on_every_backend(study_target, tmp_path):
-    assert run("init", study_target, "--title", "Pilot", "--blind").exit_code == 0
+    # A trusted study: --as is believed (tests/test_identity.py covers the checked modes).
+    assert run("init", study_target, "--title", "Pilot", "--blind", "--identity", "trusted").exit_code == 0
     assert run("coder", "add", study_target, "ann").exit_code == 0
     assert run("coder", "add", study_target, "sue", "--role", "supervisor").exit_code == 0
     refused = run("coder", "add", study_target, "bob")
@@ -49,7 +50,7 @@ def test_setup_flow_on_every_backend(study_target, tmp_path):
 
 def test_csv_and_table_output(tmp_path):
     study = tmp_path / "s.concord"
-    run("init", study)
+    run("init", study, "--identity", "trusted")
     run("coder", "add", study, "ann")
     assert run("coder", "list", study, "--format", "csv").stdout.splitlines() == ["name,role,active", "ann,coder,True"]
     table = run("coder", "list", study).stdout.splitlines()

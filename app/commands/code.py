@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from concord.app.cli_common import as_option, study_argument
+from concord.app.cli_common import as_option, note_identity, study_argument
 
 
 def keys_option(func):
@@ -32,6 +32,7 @@ def run_workbench(study, actor, **options) -> None:
     from concord.app.tui.app import make_app
 
     app = make_app(study, actor, **options)
+    note_identity(app.workspace)
     app.run()
     if app.return_code:
         raise SystemExit(app.return_code)

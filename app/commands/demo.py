@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from concord.app.cli_common import note_identity
 from concord.app.demo.build import FIRST_TRANSCRIPT, SUPERVISOR, TUI_CODER, DemoResult, demo_path, ensure_demo
 
 
@@ -133,6 +134,7 @@ def demo(directory, no_tui, rebuild):
             click.echo(line)
         return
     app = make_app(str(result.path), TUI_CODER, transcript=FIRST_TRANSCRIPT)
+    note_identity(app.workspace)
     app.run()
     for line in next_steps(result.path):
         click.echo(line)

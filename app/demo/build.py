@@ -132,7 +132,10 @@ def build_study(target: str | Path, progress: Progress = _quiet) -> None:
     from concord.services.workspace import Workspace
 
     progress("creating the study with the bundled codebooks")
-    setup = init_study(str(target), title=DEMO_TITLE, blind=True, language="en", codebooks=CODEBOOKS)
+    # Trusted: the tour switches between alex, kim and sam with --as on one machine.
+    setup = init_study(
+        str(target), title=DEMO_TITLE, blind=True, language="en", codebooks=CODEBOOKS, identity_mode="trusted"
+    )
     try:
         # Supervisors come last: once a study has one, adding people takes a supervisor.
         for row in sorted(_rows("people.csv"), key=lambda row: row["role"] in ("supervisor", "admin")):
