@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 
@@ -71,7 +72,7 @@ def _is_missing_label(label: object) -> bool:
 
 def encode_ratings(
     rows: Sequence[Sequence[Hashable | None]], categories: Sequence[Hashable] | None = None
-) -> tuple[np.ndarray, list]:
+) -> tuple[np.ndarray, list[Hashable]]:
     """Turn one row of labels per coder into a ratings matrix and its list of categories.
 
     ``None`` (and a float NaN, as pandas writes a gap) means the coder did not rate that unit. Without
@@ -88,7 +89,7 @@ def encode_ratings(
             raise RatingsError(f"coder row {coder} has {len(row)} units but row 0 has {width}")
 
     if categories is None:
-        seen: dict[Hashable, None] = {}
+        seen: dict[Any, None] = {}  # Any: sorted() below may meet labels that do not compare
         for row in table:
             for label in row:
                 if not _is_missing_label(label):
@@ -193,7 +194,7 @@ class _Plan:
 
 
 def _only_one_category(category_totals: np.ndarray) -> np.ndarray:
-    return np.count_nonzero(category_totals, axis=-1) <= 1
+    return np.asarray(np.count_nonzero(category_totals, axis=-1) <= 1)
 
 
 def _percent_finish(sums: np.ndarray) -> np.ndarray:
@@ -354,7 +355,7 @@ def coincidence_matrix(ratings: object, n_categories: int | None = None) -> np.n
     weighted = counts / (per_unit[pairable] - 1.0)[:, None]
     coincidences = weighted.T @ counts
     coincidences[np.diag_indices(k)] -= weighted.sum(axis=0)
-    return coincidences
+    return np.asarray(coincidences)
 
 
 def krippendorff_alpha(ratings: object, n_categories: int | None = None) -> float:
@@ -437,7 +438,11 @@ def _resample_values_from_plan(plan: _Plan, n_resamples: int, rng: np.random.Gen
 
 
 def _resample_values_by_calling(
-    function: Callable[..., float], matrix: np.ndarray, n_resamples: int, rng: np.random.Generator, kwargs: dict
+    function: Callable[..., float],
+    matrix: np.ndarray,
+    n_resamples: int,
+    rng: np.random.Generator,
+    kwargs: dict[str, Any],
 ) -> np.ndarray:
     n = matrix.shape[1]
     values = np.full(n_resamples, np.nan)
@@ -487,7 +492,7 @@ def bootstrap_ci(
     function = _statistic_function(statistic)
     rng = np.random.default_rng(seed)
     if function in _PLANNERS:
-        n_categories = kwargs.pop("n_categories", None)
+        n_categories = cast("int | None", kwargs.pop("n_categories", None))
         if kwargs:
             raise RatingsError(f"unexpected arguments for {function.__name__}: {', '.join(kwargs)}")
         values = _resample_values_from_plan(_planned(function, ratings, n_categories), int(n_resamples), rng)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     Date,
     DateTime,
     Float,
@@ -294,7 +295,7 @@ class Code(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     @classmethod
-    def live(cls):
+    def live(cls) -> ColumnElement[bool]:
         """The SQL condition for codes still in use: neither merged into another nor retired."""
         return and_(cls.merged_into_id.is_(None), cls.retired_at.is_(None))
 

@@ -40,6 +40,7 @@ def revision_chain() -> dict[str, str | None]:
             continue
         found = dict(_ASSIGNMENT.findall(path.read_text(encoding="utf-8")))
         revision = _value(path, "revision", found.get("revision"))
+        assert revision is not None  # _value gives None only for a first down_revision
         chain[revision] = _value(path, "down_revision", found.get("down_revision"))
     return chain
 
