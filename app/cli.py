@@ -76,6 +76,12 @@ COMMANDS: dict[str, LazyCommand] = {
     "init": LazyCommand(
         f"{_COMMANDS}.study", "init", "Create a new study at STUDY (a new .concord file or a PostgreSQL URL)."
     ),
+    "restore": LazyCommand(
+        f"{_COMMANDS}.restore",
+        "restore",
+        "Load BACKUP (a file from concord backup) into TARGET: a new .concord file or an empty PostgreSQL"
+        " database.",
+    ),
     "select-sessions": LazyCommand(
         f"{_COMMANDS}.select",
         "select_sessions",

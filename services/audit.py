@@ -7,16 +7,62 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from concord.services import rights
 from concord.services.dto import AuditInfo
 from concord.services.workspace import Workspace
+from concord.storage.audit_chain import ChainHead, ChainReport, add_checkpoint, append_event, chain_head, verify_chain
+from concord.storage.errors import ConcordError, PermissionDenied
 from concord.storage.models import AuditEvent, Coder
+
+
+class AuditChainBroken(ConcordError):
+    """`concord audit --verify` found a link that does not hold, or a checkpoint the log no longer meets."""
 
 
 def record(
     session: Session, actor: str, action: str, entity: str | None = None, entity_id: int | None = None, **details: Any
 ) -> None:
-    """Add an audit event in the caller's unit of work, so it commits with the change."""
-    session.add(AuditEvent(actor=actor, action=action, entity=entity, entity_id=entity_id, details=details))
+    """Add an audit event in the caller's unit of work, so it commits with the change; chained onto the
+    event before it (storage.audit_chain.append_event is the only writer of events)."""
+    append_event(session, actor, action, entity, entity_id, details)
+
+
+def require_audit_housekeeping(workspace: Workspace) -> None:
+    """Verifying the whole log, printing its head, recording a checkpoint and taking a backup read every
+    event and every row: housekeeping for supervisors and admins, never for a coder. A study without a
+    supervisor or admin yet (one researcher) lets a caller without --as do it."""
+    rights.require_backup_rights(workspace)
+    actor = workspace.actor
+    if actor is not None and not actor.supervises:
+        raise PermissionDenied(f"{actor.name} is a {actor.role}; this needs a supervisor or admin")
+
+
+def verify(workspace: Workspace) -> ChainReport:
+    """Walk the hash chain and the checkpoints; raise AuditChainBroken naming the first broken link."""
+    require_audit_housekeeping(workspace)
+    with workspace.store.reader() as session:
+        report = verify_chain(session)
+    if not report.intact:
+        raise AuditChainBroken(f"{workspace.store.display_name}: audit log broken: {report.problem}")
+    return report
+
+
+def head(workspace: Workspace) -> ChainHead:
+    require_audit_housekeeping(workspace)
+    with workspace.store.reader() as session:
+        return chain_head(session)
+
+
+def checkpoint(workspace: Workspace, reason: str | None = None) -> ChainHead:
+    """Record the current head in the study, so a later cut-off tail or emptied log shows."""
+    require_audit_housekeeping(workspace)
+    with workspace.store.session() as session:
+        current = chain_head(session)
+        if current.event_id is None:
+            raise ConcordError(f"{workspace.store.display_name}: the audit log is empty; nothing to checkpoint")
+        add_checkpoint(session, current, reason or f"asked for by {workspace.actor_label}")
+        record(session, workspace.actor_label, "audit.checkpoint", "audit", current.event_id, hash=current.hash)
+    return current
 
 
 # Events about these say what a coder coded or what a session scored: behind the blind.

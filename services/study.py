@@ -7,12 +7,13 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from concord.services import backup as backup_service
 from concord.services import identity
 from concord.services.audit import record
 from concord.services.dto import CoderInfo, StudySettings
-from concord.services.rights import require_backup_rights, require_setup_rights
+from concord.services.rights import require_setup_rights
 from concord.services.workspace import Workspace, settings_of
-from concord.storage.db import backup_study, create_study_store, discard_new_study
+from concord.storage.db import create_study_store, discard_new_study
 from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import CODER_ROLES, Code, Coder, Coding, Study, Transcript, TranscriptProgress, Turn
 
@@ -246,8 +247,5 @@ def study_status(workspace: Workspace) -> dict:
 
 
 def backup(workspace: Workspace, dest: str) -> Path:
-    require_backup_rights(workspace)
-    path = backup_study(workspace.store, dest)
-    with workspace.store.session() as session:
-        record(session, workspace.actor_label, "study.backup", "study", 1, dest=str(path))
-    return path
+    """A consistent, verified copy of the study; services.backup holds the rule and records the checkpoint."""
+    return Path(backup_service.backup(workspace, dest).path)

@@ -8,11 +8,15 @@ by a newer Concord is refused untouched.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from concord.storage.audit_chain import ChainHead, chain_head, seal_unchained, utc_iso
 from concord.storage.errors import ConcordError, PermissionDenied
 from concord.storage.models import Base
 from concord.storage.resources import package_path
@@ -243,6 +248,7 @@ def open_study(target: str, *, migrate: bool = True) -> StudyStore:
                 backup_path = _migration_backup_path(store, current)
                 backup_study(store, backup_path)
                 _upgrade(engine)
+                _start_chain_after_upgrade(store, current)
     except BaseException:
         store.close()
         raise
@@ -336,7 +342,8 @@ def discard_new_study(target: str) -> None:
             Base.metadata.drop_all(engine)
             with engine.begin() as conn:
                 conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
-                conn.exec_driver_sql("DROP FUNCTION IF EXISTS audit_log_append_only() CASCADE")
+                for function in ("audit_log_append_only", "audit_log_no_truncate", "concord_audit_head"):
+                    conn.exec_driver_sql(f"DROP FUNCTION IF EXISTS {function}() CASCADE")
         finally:
             engine.dispose()
     else:
@@ -350,45 +357,354 @@ def _remove_sqlite_files(path: Path) -> None:
             candidate.unlink()
 
 
-def backup_study(store: StudyStore, dest: str | Path) -> Path:
-    """Write a consistent copy of the study to ``dest`` (a new SQLite study file).
+# -- backups and restore ------------------------------------------------------------------------------
 
-    SQLite uses the online backup API, so a backup can run while coders work.
-    PostgreSQL gets a logical dump into the same portable format: every row of
-    every table, at the same schema revision, readable by ``concord`` itself.
+
+class BackupError(ConcordError):
+    """A backup or restore could not be made, or did not read back as it was written."""
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """How a table read back: its row count and a SHA-256 over its rows in primary-key order."""
+
+    rows: int
+    checksum: str
+
+
+@dataclass(frozen=True)
+class CopyResult:
+    path: str
+    revision: str | None
+    tables: dict[str, TableCheck]
+    head: ChainHead | None  # the audit chain's head in the copy (None before schema 0003)
+
+
+def _plain(value):
+    """One spelling of a value whichever backend returned it, for checksums across SQLite and PostgreSQL."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, datetime):
+        return utc_iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).hex()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _digest_row(digest, row) -> None:
+    digest.update(json.dumps([_plain(v) for v in row], ensure_ascii=True, separators=(",", ":")).encode("ascii"))
+    digest.update(b"\n")
+
+
+def _for_destination(value, dialect: str):
+    # SQLite keeps a time as text without its zone, and PostgreSQL reads a zone-less time in the session's
+    # zone: hand each an unambiguous UTC instant.
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect == "sqlite" else value
+    return value
+
+
+def _copied_tables(conn: Connection) -> list[Table]:
+    """The study's tables in foreign-key order (parents first), as the connection's schema has them."""
+    metadata = MetaData()
+    metadata.reflect(conn)
+    return [t for t in metadata.sorted_tables if t.name != "alembic_version"]
+
+
+def _ordered(table: Table):
+    keys = list(table.primary_key.columns) or list(table.columns)
+    return select(table).order_by(*keys)
+
+
+def _typed_checks(conn: Connection) -> dict[str, TableCheck]:
+    checks = {}
+    for table in _copied_tables(conn):
+        digest = hashlib.sha256()
+        count = 0
+        for row in conn.execution_options(stream_results=True, yield_per=2000).execute(_ordered(table)):
+            _digest_row(digest, row)
+            count += 1
+        checks[table.name] = TableCheck(count, digest.hexdigest())
+    return checks
+
+
+def _copy_rows(src: Connection, dst: Connection) -> dict[str, TableCheck]:
+    """Copy every row of every table of ``dst``'s schema from ``src``, parents before children.
+
+    A table that refers to itself (codes.parent_id, codes.merged_into_id, consensus_decisions.supersedes_id)
+    can hold a row before the row it refers to, whatever order it is read in: those columns are written
+    empty first and filled in once every row of the table is there. Returns each table's count and checksum
+    as read from ``src``.
     """
-    dest = Path(dest)
-    if dest.exists():
-        raise StudyOpenError(f"{dest}: already exists; choose a new backup file")
+    dialect = dst.dialect.name
+    checks = {}
+    for table in _copied_tables(dst):
+        source = Table(table.name, MetaData(), autoload_with=src)
+        names = [c.name for c in table.columns]
+        keys = [c.name for c in table.primary_key.columns]
+        self_refs = sorted({fk.parent.name for fk in table.foreign_keys if fk.column.table.name == table.name})
+        query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in keys or names))
+        digest = hashlib.sha256()
+        count = 0
+        later: list[tuple[dict, dict]] = []
+        result = src.execution_options(stream_results=True, yield_per=1000).execute(query)
+        for batch in result.partitions():
+            rows = []
+            for row in batch:
+                _digest_row(digest, row)
+                count += 1
+                values = {n: _for_destination(v, dialect) for n, v in zip(names, row, strict=True)}
+                refs = {n: values[n] for n in self_refs if values[n] is not None}
+                if refs:
+                    later.append(({k: values[k] for k in keys}, refs))
+                    values.update(dict.fromkeys(refs))
+                rows.append(values)
+            dst.execute(table.insert(), rows)
+        for key, refs in later:
+            dst.execute(table.update().where(*(table.c[k] == v for k, v in key.items())).values(**refs))
+        checks[table.name] = TableCheck(count, digest.hexdigest())
+    return checks
+
+
+def _compare(expected: dict[str, TableCheck], found: dict[str, TableCheck], where: str) -> None:
+    for name in sorted(set(expected) | set(found)):
+        want, got = expected.get(name), found.get(name)
+        if want != got:
+            detail = (
+                f"{want.rows if want else 'no'} rows read, {got.rows if got else 'no'} rows written"
+                if not want or not got or want.rows != got.rows
+                else "the rows differ (checksum)"
+            )
+            raise BackupError(f"{where}: table {name} did not read back as written: {detail}")
+
+
+def _raw_sqlite_checks(conn: sqlite3.Connection) -> dict[str, TableCheck]:
+    checks = {}
+    names = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            " AND name <> 'alembic_version' ORDER BY name"
+        )
+    ]
+    for name in names:
+        digest = hashlib.sha256()
+        count = 0
+        for row in conn.execute(f'SELECT * FROM "{name}" ORDER BY rowid'):
+            _digest_row(digest, row)
+            count += 1
+        checks[name] = TableCheck(count, digest.hexdigest())
+    return checks
+
+
+def _create_private_file(dest: Path) -> None:
     if not dest.parent.exists():
         raise StudyOpenError(f"{dest.parent}: no such folder")
-    if store.backend == "sqlite":
-        source = sqlite3.connect(store.target, timeout=_busy_timeout_ms() / 1000)
-        target = sqlite3.connect(dest)
-        try:
-            source.backup(target)
-            target.execute("PRAGMA journal_mode=DELETE")
-        finally:
-            target.close()
-            source.close()
-        return dest
-    revision = store.revision()
-    copy = create_study_store(str(dest), revision=revision)
     try:
-        with store.engine.connect() as src, copy.engine.connect() as dst:
-            with src.begin(), dst.begin():
-                present = set(inspect(src).get_table_names())
-                for model_table in Base.metadata.sorted_tables:
-                    if model_table.name not in present:
-                        continue
-                    # The study may be at an older revision than the models: copy the columns it has.
-                    table = Table(model_table.name, MetaData(), autoload_with=src)
-                    rows = [dict(row._mapping) for row in src.execute(select(table))]
-                    if rows:
-                        dst.execute(table.insert(), rows)
+        # Mode 0600 from the first byte: a backup holds everything, blinded groups and every coder's work.
+        # SQLite gives its journal files the mode of the database file.
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise StudyOpenError(f"{dest}: already exists; choose a new backup file") from None
+    except OSError as exc:
+        raise StudyOpenError(f"{dest}: cannot write: {exc.strerror}") from None
+    os.close(fd)
+
+
+def _finish_copy(dest: Path, source_name: str) -> ChainHead | None:
+    """Check the copy's foreign keys, and record its audit chain head in it as a checkpoint."""
+    engine = create_engine(f"sqlite:///{dest}")
+    try:
+        with engine.begin() as conn:
+            problems = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if problems:
+                table, rowid, parent, _ = problems[0]
+                raise BackupError(f"{dest}: row {rowid} of {table} refers to a missing row of {parent}")
+            if "audit_checkpoints" not in inspect(conn).get_table_names():
+                return None
+            head = chain_head(Session(bind=conn))
+            if head.event_id is not None and head.hash:
+                checkpoints = Table("audit_checkpoints", MetaData(), autoload_with=conn)
+                conn.execute(
+                    checkpoints.insert().values(
+                        at=datetime.now(UTC).replace(tzinfo=None),
+                        event_id=head.event_id,
+                        head_hash=head.hash,
+                        event_count=head.count,
+                        reason=f"backup of {source_name}"[:200],
+                    )
+                )
+            return head
+    finally:
+        engine.dispose()
+
+
+def backup_study(store: StudyStore, dest: str | Path) -> CopyResult:
+    """Write one consistent snapshot of the study to ``dest`` (a new SQLite study file, mode 0600).
+
+    SQLite: the online backup API, inside the read transaction whose rows are counted and checksummed, so
+    coders may keep working. PostgreSQL: a logical copy read in one READ ONLY REPEATABLE READ transaction
+    into the same portable file format at the same schema revision. Either way every table is read back from
+    the new file and must match the snapshot (row count and checksum per table); then the copy records the
+    head of its audit chain as a checkpoint. A failed backup leaves no file behind.
+    """
+    dest = Path(dest)
+    _create_private_file(dest)
+    try:
+        with _translate_db_errors(store.display_name):
+            if store.backend == "sqlite":
+                revision, expected = _backup_sqlite(store, dest)
+                written = sqlite3.connect(dest)
+                try:
+                    found = _raw_sqlite_checks(written)
+                finally:
+                    written.close()
+            else:
+                revision, expected = _backup_postgres(store, dest)
+                reader = create_engine(f"sqlite:///{dest}")
+                try:
+                    with reader.connect() as conn:
+                        found = _typed_checks(conn)
+                finally:
+                    reader.dispose()
+            _compare(expected, found, str(dest))
+            head = _finish_copy(dest, store.display_name)
     except BaseException:
-        copy.close()
         _remove_sqlite_files(dest)
         raise
-    copy.close()
-    return dest
+    return CopyResult(str(dest), revision, expected, head)
+
+
+def _backup_sqlite(store: StudyStore, dest: Path) -> tuple[str | None, dict[str, TableCheck]]:
+    source = sqlite3.connect(store.target, timeout=_busy_timeout_ms() / 1000, isolation_level=None)
+    target = sqlite3.connect(dest)
+    try:
+        # The first read fixes the snapshot (WAL); the backup API reads through the same connection, so
+        # it copies exactly the rows counted here, however many writers commit meanwhile.
+        source.execute("BEGIN")
+        expected = _raw_sqlite_checks(source)
+        revision = source.execute("SELECT version_num FROM alembic_version").fetchone()
+        source.backup(target)
+        source.execute("COMMIT")
+        target.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        target.close()
+        source.close()
+    return (revision[0] if revision else None), expected
+
+
+def _backup_postgres(store: StudyStore, dest: Path) -> tuple[str | None, dict[str, TableCheck]]:
+    snapshot = store.engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with snapshot as src, src.begin():
+        revision = schema_revision(src)
+        copy = create_study_store(str(dest), revision=revision)
+        try:
+            with copy.engine.connect() as dst:
+                with dst.begin():
+                    expected = _copy_rows(src, dst)
+        finally:
+            copy.close()
+    single_file = sqlite3.connect(dest)
+    try:
+        single_file.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        single_file.close()
+    return revision, expected
+
+
+def restore_study(backup: str | Path, target: str) -> CopyResult:
+    """Load a backup file into a new SQLite study or an empty PostgreSQL database, then migrate it forward.
+
+    The rows are checked against the backup (count and checksum per table) before any migration; a backup
+    from before the audit chain gets its chain started, as when such a study is opened.
+    """
+    backup = Path(backup)
+    target = str(target)
+    _check_sqlite_file(backup, writable=False)
+    source = create_engine(f"sqlite:///file:{backup}?mode=ro&uri=true")
+    try:
+        with source.connect() as src:
+            names = set(inspect(src).get_table_names())
+            if "alembic_version" not in names or "study" not in names:
+                raise StudyOpenError(f"{backup}: not a Concord study or backup (no study tables)")
+            revision = schema_revision(src)
+            if revision not in known_revisions():
+                raise StudyOpenError(
+                    f"{backup}: made by a newer version of Concord (schema {revision}); upgrade Concord to restore it"
+                )
+            _require_empty_target(target)
+            copy = create_study_store(target, revision=revision)
+            try:
+                with _translate_db_errors(copy.display_name):
+                    with copy.engine.connect() as dst:
+                        # src has been reading since the checks above: one transaction, one state of the file.
+                        with dst.begin():
+                            expected = _copy_rows(src, dst)
+                            if copy.backend == "postgresql":
+                                _reset_sequences(dst)
+                        found = _typed_checks(dst)
+                        dst.rollback()
+                    _compare(expected, found, copy.display_name)
+                    if revision != head_revision():
+                        _upgrade(copy.engine)
+                        _start_chain_after_upgrade(copy, revision)
+                    with copy.reader() as session:
+                        head = chain_head(session)
+            except BaseException:
+                copy.close()
+                discard_new_study(target)
+                raise
+            copy.close()
+    finally:
+        source.dispose()
+    return CopyResult(target, revision, expected, head)
+
+
+def _require_empty_target(target: str) -> None:
+    if not is_url(target):
+        path = Path(target)
+        if path.exists():
+            raise StudyOpenError(f"{path}: already exists; restore into a new file")
+        return
+    _ensure_pg_database(target)
+    engine = _connect_engine(target)
+    try:
+        tables = inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    if tables:
+        raise StudyOpenError(
+            f"{_safe_url(target)}: the database is not empty ({len(tables)} tables, e.g. {sorted(tables)[0]});"
+            " restore into an empty one"
+        )
+
+
+def _reset_sequences(conn: Connection) -> None:
+    """Rows came with their ids: move each id sequence past the largest, so new rows do not collide."""
+    serials = conn.execute(
+        text(
+            "SELECT table_name, column_name, pg_get_serial_sequence(quote_ident(table_name), column_name)"
+            " FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND column_default LIKE 'nextval(%'"
+        )
+    ).all()
+    for table, column, sequence in serials:
+        if sequence:
+            conn.execute(
+                text(f'SELECT setval(:seq, coalesce((SELECT max("{column}") FROM "{table}"), 0) + 1, false)'),
+                {"seq": sequence},
+            )
+
+
+def _start_chain_after_upgrade(store: StudyStore, from_revision: str | None) -> None:
+    with store.session() as session:
+        seal_unchained(session, from_revision=from_revision)

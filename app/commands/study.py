@@ -7,6 +7,7 @@ import click
 from concord.app.cli_common import as_option, note_identity, opened, study_argument
 from concord.app.output import emit_mapping, emit_rows, format_option
 from concord.services import audit as audit_service
+from concord.services import backup as backup_service
 from concord.services import identity
 from concord.services import study as study_service
 
@@ -154,27 +155,78 @@ def status(study, actor, output_format):
 def backup(study, dest, actor):
     """Write a consistent copy of STUDY to DEST (a new .concord file).
 
-    SQLite studies use the online backup API, so coders may keep working.
-    PostgreSQL studies are dumped logically into the same portable file format.
+    One consistent snapshot, so coders may keep working: SQLite studies use
+    the online backup API, PostgreSQL studies are copied in one read-only
+    transaction into the same portable file format. Every table is read back
+    and compared (rows and a checksum); the file is readable by its owner only
+    (mode 600). The head of the audit chain is recorded as a checkpoint in the
+    study and in the copy. Load a backup with: concord restore.
     A copy holds everything, blinded attributes included: once the study has a
     supervisor or admin, a backup takes one of them (--as).
     """
     with opened(study, actor) as workspace:
-        path = study_service.backup(workspace, dest)
-    click.echo(f"Backed up {study} to {path}.")
+        result = backup_service.backup(workspace, dest)
+    rows = sum(check.rows for check in result.tables.values())
+    click.echo(f"Backed up {study} to {result.path}: {len(result.tables)} tables, {rows} rows, read back and checked.")
+    if result.head is not None:
+        click.echo(f"Audit chain head in the copy: event {result.head.event_id}, {result.head.hash}.")
 
 
 @click.command()
 @study_argument
 @click.option("--limit", type=int, help="Only the last N events.")
 @click.option("--action", help="Only events of this action (e.g. coding.apply).")
+@click.option(
+    "--verify",
+    "check",
+    flag_value="verify",
+    help="Walk the hash chain and check the checkpoints; exit 2 naming the first broken link.",
+)
+@click.option(
+    "--head", "check", flag_value="head", help="Print the chain head (event, hash, count) for the lab record."
+)
+@click.option("--checkpoint", "check", flag_value="checkpoint", help="Record the chain head in the study.")
+@click.option("--reason", metavar="TEXT", help="Why the checkpoint is taken (kept with it).")
 @as_option
 @format_option()
-def audit(study, limit, action, actor, output_format):
+def audit(study, limit, action, check, reason, actor, output_format):
     """The append-only log of every change: who, when, what.
 
     While the study is blind, coders see setup events and their own work only.
+
+    Every event carries the hash of the one before it. --verify finds an
+    event that was changed, removed, inserted or moved, and, against the
+    checkpoints (each backup records one), a log cut short or emptied.
+    --verify, --head and --checkpoint are for supervisors and admins.
+
+    \b
+    Examples:
+      concord audit study.concord --as sam --verify
+      concord audit study.concord --as sam --head
     """
     with opened(study, actor) as workspace:
+        if check == "verify":
+            report = audit_service.verify(workspace)
+            emit_mapping(
+                {
+                    "audit_log": "intact",
+                    "events": report.events,
+                    "before_the_chain": report.unchained,
+                    "head_event": report.head.event_id if report.head else None,
+                    "head_hash": report.head.hash if report.head else None,
+                    "checkpoints_checked": report.checkpoints,
+                    **({"note": "; ".join(report.notes)} if report.notes else {}),
+                },
+                output_format,
+            )
+            return
+        if check == "head":
+            head = audit_service.head(workspace)
+            emit_mapping({"event": head.event_id, "hash": head.hash, "events": head.count}, output_format)
+            return
+        if check == "checkpoint":
+            head = audit_service.checkpoint(workspace, reason)
+            emit_mapping({"event": head.event_id, "hash": head.hash, "events": head.count}, output_format)
+            return
         events = audit_service.list_events(workspace, limit=limit, action=action)
     emit_rows(events, output_format, ["id", "at", "actor", "action", "entity", "entity_id", "details"])
