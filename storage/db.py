@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
@@ -380,7 +380,7 @@ class CopyResult:
     head: ChainHead | None  # the audit chain's head in the copy (None before schema 0003)
 
 
-def _plain(value):
+def _plain(value: object) -> object:
     """One spelling of a value whichever backend returned it, for checksums across SQLite and PostgreSQL."""
     if isinstance(value, bool):
         return int(value)
@@ -455,7 +455,7 @@ def _copy_rows(src: Connection, dst: Connection) -> dict[str, TableCheck]:
         query = select(*(source.c[n] for n in names)).order_by(*(source.c[k] for k in keys or names))
         digest = hashlib.sha256()
         count = 0
-        later: list[tuple[dict, dict]] = []
+        later: list[tuple[dict[str, Any], dict[str, Any]]] = []
         result = src.execution_options(stream_results=True, yield_per=1000).execute(query)
         for batch in result.partitions():
             rows = []
