@@ -79,8 +79,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "restore": LazyCommand(
         f"{_COMMANDS}.restore",
         "restore",
-        "Load BACKUP (a file from concord backup) into TARGET: a new .concord file or an empty PostgreSQL"
-        " database.",
+        "Load BACKUP (a file from concord backup) into TARGET: a new .concord file or an empty PostgreSQL database.",
     ),
     "select-sessions": LazyCommand(
         f"{_COMMANDS}.select",
