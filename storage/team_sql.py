@@ -235,9 +235,14 @@ def _policies_sql(table: str, kind: str, roles: TeamRoles) -> list[str]:
         f"CREATE POLICY concord_lead ON {t} USING ({LEAD}) WITH CHECK ({LEAD})",
     ]
     if kind == "own":
+        check = f"coder_id = {ME}"
+        if table == "codings":
+            # Foreign keys look past row-level security; this does not: a coder codes only with a code they
+            # may see, so another coder's inductive code cannot even be probed by its number.
+            check += " AND EXISTS (SELECT 1 FROM public.codes c WHERE c.id = code_id)"
         out += [
             f"CREATE POLICY concord_read ON {t} FOR SELECT USING (coder_id = {ME} OR {SEES_ALL})",
-            f"CREATE POLICY concord_own ON {t} USING (coder_id = {ME}) WITH CHECK (coder_id = {ME})",
+            f"CREATE POLICY concord_own ON {t} USING (coder_id = {ME}) WITH CHECK ({check})",
         ]
     elif kind == "private":
         out.append(f"CREATE POLICY concord_own ON {t} USING (coder_id = {ME}) WITH CHECK (coder_id = {ME})")

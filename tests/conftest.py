@@ -3,12 +3,14 @@ CONCORD_TEST_PG holds a server URL, on PostgreSQL too."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 
 import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 PG_URL = os.environ.get("CONCORD_TEST_PG")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -34,11 +36,33 @@ def fresh_pg_url() -> str:
     return make_url(PG_URL).set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
 
 
+def _team_logins(url: str) -> list[str]:
+    """The people's logins of a team study (concord team setup), read before its database goes."""
+    engine = create_engine(make_url(PG_URL).set(drivername="postgresql+psycopg", database=make_url(url).database))
+    try:
+        with engine.connect() as conn:
+            if not conn.exec_driver_sql("SELECT to_regnamespace('concord_team') IS NOT NULL").scalar():
+                return []
+            return list(conn.exec_driver_sql("SELECT db_role FROM coders WHERE db_role IS NOT NULL").scalars())
+    except DBAPIError:
+        return []  # no such database (never created, or already dropped)
+    finally:
+        engine.dispose()
+
+
 def drop_pg_database(url: str) -> None:
+    """Drop a test database, and the cluster-wide roles `concord team setup` made for it."""
+    from concord.storage.team_sql import team_roles
+
     name = make_url(url).database
+    logins = _team_logins(url)
     engine = _pg_admin_engine()
     with engine.connect() as conn:
         conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for role in [*logins, *team_roles(name).all]:
+            # A login another test database still uses stays: that database's teardown drops it.
+            with contextlib.suppress(DBAPIError):
+                conn.exec_driver_sql(f'DROP ROLE IF EXISTS "{role}"')
     engine.dispose()
 
 

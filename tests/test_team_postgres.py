@@ -354,6 +354,13 @@ def test_coder_login_cannot_write_in_another_coders_name(team):
             alex,
             "INSERT INTO audit_log (id, at, actor, action, details) VALUES (999999, now(), 'kim', 'x', '{}')",
         )
+        kims_code = su.execute("SELECT id FROM codes WHERE name = %s", (KIM_RENAMED,)).fetchone()[0]
+        assert "row-level security" in _refused(
+            alex,
+            "INSERT INTO codings (coder_id, transcript_id, code_id, start_offset, end_offset, phase, made_blind,"
+            " created_at, changed_at) VALUES (%s, %s, %s, 0, 5, 'independent', true, now(), now())",
+            (me, transcript, kims_code),
+        )
         book = su.execute("SELECT id FROM codebooks WHERE key = 'inductive'").fetchone()[0]
         assert "row-level security" in _refused(
             alex,
@@ -612,3 +619,19 @@ def test_team_roles_are_named_per_database_and_fit_postgres():
 def test_team_setup_refuses_a_study_file(tmp_path):
     result = CliRunner().invoke(concord_cli, ["team", "setup", str(tmp_path / "s.concord")])
     assert result.exit_code == 2 and "team mode is for PostgreSQL studies" in result.stderr
+
+
+def test_every_claim_of_the_admin_guide_names_a_test_here():
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "admin-guide.md").read_text(encoding="utf-8")
+    section = guide[
+        guide.index("#### What it enforces, and against whom") : guide.index("#### What it does not enforce")
+    ]
+    claims = section.split("\n- ")[1:]
+    here = {name for name in globals() if name.startswith("test_")}
+    assert len(claims) >= 8
+    for claim in claims:
+        cited = re.findall(r"`(test_\w+)`", claim)
+        assert cited, f"a claim without a test: {claim[:80]}"
+        assert set(cited) <= here, f"no such test in {__name__}: {set(cited) - here}"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from concord.app.cli_common import as_option, note_identity, opened, study_argument
+from concord.app.commands.team import add_with_login, password_file_option
 from concord.app.output import emit_mapping, emit_rows, format_option
 from concord.services import audit as audit_service
 from concord.services import backup as backup_service
 from concord.services import identity
 from concord.services import study as study_service
+from concord.storage.db import is_url
 
 
 @click.command()
@@ -97,15 +99,24 @@ def coder():
     default=None,
     metavar="[LOGIN]",
     help="Study file: the operating-system login this person works under (os-login studies bind"
-    " every person; default: the same as NAME).",
+    " every person; default: the same as NAME). PostgreSQL team study: create (or reuse) this"
+    " person's database login (default: NAME) and bind it to them.",
 )
+@password_file_option
 @as_option
-def coder_add(study, name, role, login, actor):
+def coder_add(study, name, role, login, password_file, actor):
     """Add a person to the study.
 
     Until the study has a supervisor or admin anyone may add people; after
-    that it takes one of them (--as).
+    that it takes one of them (--as). On a PostgreSQL team study, --login is
+    for a database administrator: the password comes from --password-file,
+    $CONCORD_PASSWORD or a prompt, never from the command line.
     """
+    if login is not None and is_url(study):
+        click.echo(add_with_login(study, name, role, login, password_file, actor))
+        return
+    if password_file is not None:
+        raise click.UsageError("--password-file goes with --login on a PostgreSQL team study")
     with opened(study, actor) as workspace:
         info = study_service.add_coder(workspace, name, role, login=login)
     bound = f", bound to the login {info.os_login}" if info.os_login else ""
