@@ -16,10 +16,20 @@ File formats, chosen by suffix:
 `kind` is `person`, `place` or `organisation`. A name added without a pseudonym gets the next free
 `Person-N`, `Place-N` or `Organisation-N`: a label that reads as a pseudonym to anyone and cannot
 collide with a real name, which a pseudonym drawn from a list of ordinary names could.
+
+Kind `keep` is the allow-list: a word a reviewer decided is no name ("Council", "Hope" in "I hope
+so"); it is neither replaced nor reported again. Its pseudonym column may be left empty.
+
+Two imports may save the same register at once. `save()` takes an exclusive lock (`fcntl.flock` on
+a `.lock` file beside the register), reads what another process saved since this one loaded it,
+merges those entries in and only then writes, atomically, so neither update is lost; a true clash
+(the same pseudonym given to two names) is an error instead of a silent overwrite. An import holds
+the lock from load to save (`NameRegister.locked`), so the other waits for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -34,9 +44,14 @@ from pathlib import Path
 import yaml
 
 from concord.storage.errors import ConcordError, InputError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: there the lock is skipped
+    fcntl = None
 from concord.storage.limits import compose_yaml, csv_error, csv_reader
 
-KINDS = ("person", "place", "organisation")
+KINDS = ("person", "place", "organisation", "keep")
 _KIND_SYNONYMS = {
     "person": "person",
     "people": "person",
@@ -46,6 +61,9 @@ _KIND_SYNONYMS = {
     "organisation": "organisation",
     "organization": "organisation",
     "org": "organisation",
+    "keep": "keep",
+    "allow": "keep",
+    "allowed": "keep",
 }
 PSEUDONYM_PREFIX = {"person": "Person", "place": "Place", "organisation": "Organisation"}
 _CSV_COLUMNS = ("real", "pseudonym", "kind", "aliases")
@@ -93,6 +111,7 @@ class NameRegister:
         self._by_name: dict[str, Entry] = {}
         self._by_pseudonym: dict[str, Entry] = {}
         self.revision = 0
+        self._lock_handle = None  # the open lock file while this object holds the lock
         for entry in entries:
             self._insert(entry)
 
@@ -130,6 +149,21 @@ class NameRegister:
                 raise InputError(str(exc), str(path), line) from exc
         return register
 
+    @classmethod
+    @contextlib.contextmanager
+    def locked(cls, path: str | os.PathLike[str], *, create: bool = False) -> Iterator[NameRegister]:
+        """The register, read and held under its lock until the block ends (save inside it)."""
+        handle = _lock(Path(path))
+        register = None
+        try:
+            register = cls.load(path, create=create)
+            register._lock_handle = handle
+            yield register
+        finally:
+            if register is not None:
+                register._lock_handle = None
+            _unlock(handle)
+
     def lookup(self, text: str) -> Entry | None:
         """The entry whose real name or alias is `text` (case and spacing ignored), if any."""
         return self._by_name.get(normalise_name(text))
@@ -161,38 +195,58 @@ class NameRegister:
         if existing is not None:
             return existing
         kind = normalise_kind(kind)
-        if pseudonym is None:
+        if kind == "keep":
+            pseudonym = real
+        elif pseudonym is None:
             pseudonym = self._next_pseudonym(kind)
         entry = Entry(real=real, pseudonym=" ".join(pseudonym.split()), kind=kind)
         self._insert(entry)
         return entry
 
+    @property
+    def kept(self) -> tuple[Entry, ...]:
+        """The allow-list: words a reviewer decided to keep as they are."""
+        return tuple(entry for entry in self._entries if entry.kind == "keep")
+
     def save(self) -> None:
-        """Write the register atomically (temporary file + rename) with mode 0600."""
+        """Write the register atomically (temporary file + rename) with mode 0600, under its lock.
+
+        Without the lock held already, entries another process saved since this register was read
+        are merged in first, so that two imports saving at once both keep their names.
+        """
         suffix = self.path.suffix.casefold()
-        if suffix == ".csv":
-            content = self._as_csv()
-        elif suffix in (".yaml", ".yml"):
-            content = self._as_yaml()
-        else:
+        if suffix not in (".csv", ".yaml", ".yml"):
             raise InputError("a name register must be a .csv, .yaml or .yml file", str(self.path))
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        # mkstemp creates the file with mode 0600, so the names are never readable by others,
-        # not even for the moment before the rename.
-        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        if self._lock_handle is not None:
+            self._write()
+            return
+        handle = _lock(self.path)
         try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.write(content)
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.chmod(temporary, _PRIVATE_MODE)
-            os.replace(temporary, self.path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
-        _sync_directory(directory)
+            self._merge_saved()
+            self._write()
+        finally:
+            _unlock(handle)
+
+    def _merge_saved(self) -> None:
+        if not self.path.exists():
+            return
+        saved = NameRegister.load(self.path)
+        for entry in saved.entries:
+            known = [self._by_name.get(normalise_name(spelling)) for spelling in entry.spellings]
+            if all(other is not None and other.pseudonym == entry.pseudonym for other in known):
+                continue
+            try:
+                self._insert(entry)
+            except ConcordError as exc:
+                raise ConcordError(
+                    f"the name register {self.path} was changed by another import while this one ran, "
+                    f"and the two clash ({exc}); nothing was written: run this import again"
+                ) from exc
+
+    def _write(self) -> None:
+        suffix = self.path.suffix.casefold()
+        content = self._as_csv() if suffix == ".csv" else self._as_yaml()
+        write_private(self.path, content)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -209,7 +263,7 @@ class NameRegister:
             if other is not None:
                 raise ConcordError(f"the name {spelling!r} is registered twice (also for {other.pseudonym!r})")
         pseudonym_key = normalise_name(entry.pseudonym)
-        other = self._by_pseudonym.get(pseudonym_key)
+        other = self._by_pseudonym.get(pseudonym_key) if entry.kind != "keep" else None
         if other is not None:
             raise ConcordError(
                 f"the pseudonym {entry.pseudonym!r} is given to both {other.real!r} and {entry.real!r};"
@@ -218,7 +272,8 @@ class NameRegister:
         self._entries.append(entry)
         for key in keys:
             self._by_name[key] = entry
-        self._by_pseudonym[pseudonym_key] = entry
+        if entry.kind != "keep":  # a kept word stands for itself, not for a pseudonym
+            self._by_pseudonym[pseudonym_key] = entry
         self.revision += 1
 
     def _next_pseudonym(self, kind: str) -> str:
@@ -259,6 +314,52 @@ def _refuse_shared_file(path: Path) -> None:
             f"it re-identifies every transcript, so run: chmod 600 '{path}'",
             str(path),
         )
+
+
+def write_private(path: str | os.PathLike[str], content: str) -> None:
+    """Write a file that holds real names: mode 0600 from the first byte, replaced atomically."""
+    path = Path(path)
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    # mkstemp creates the file with mode 0600, so the names are never readable by others,
+    # not even for the moment before the rename.
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            stream.write(content)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, _PRIVATE_MODE)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    _sync_directory(directory)
+
+
+def _lock(path: Path):
+    """An exclusive lock for the register at `path`: a lock file beside it, held with flock."""
+    if fcntl is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(f".{path.name}.lock")
+    descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, _PRIVATE_MODE)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def _unlock(descriptor) -> None:
+    if descriptor is None:
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+    finally:
+        os.close(descriptor)
 
 
 def _sync_directory(directory: Path) -> None:
@@ -304,9 +405,11 @@ def _read_csv(text: str, path: str) -> list[_Row]:
         pseudonym = " ".join(cells.get("pseudonym", "").split())
         if not real:
             raise InputError("the real name is empty", path, line)
+        kind = normalise_kind(cells.get("kind", ""), path=path, line=line)
+        if kind == "keep":
+            pseudonym = real
         if not pseudonym:
             raise InputError(f"the pseudonym for {real!r} is empty", path, line)
-        kind = normalise_kind(cells.get("kind", ""), path=path, line=line)
         aliases = tuple(
             " ".join(alias.split()) for alias in cells.get("aliases", "").split(_ALIAS_SEPARATOR) if alias.strip()
         )
@@ -351,8 +454,8 @@ def _read_yaml(text: str, path: str) -> list[_Row]:
             return value
 
         real = scalar("real")
-        pseudonym = scalar("pseudonym")
         kind = normalise_kind(scalar("kind"), path=path, line=fields["kind"].start_mark.line + 1)
+        pseudonym = real if kind == "keep" else scalar("pseudonym")
         aliases: tuple[str, ...] = ()
         alias_node = fields.get("aliases")
         if alias_node is not None:

@@ -62,6 +62,8 @@ import spacy
 from rapidfuzz import process
 from rapidfuzz.distance import OSA
 
+from concord.importers.identifiers import STREET_NAME as _STREET_NAME
+from concord.importers.identifiers import find_identifiers
 from concord.importers.name_register import Entry, NameRegister
 from concord.storage.errors import ConcordError, InputError
 
@@ -142,10 +144,53 @@ _SENTENCE_BOUNDARY = ".!?:…([{/)]}\n"
 _GENITIVES_AFTER_WORD = ("'s", "’s", ":s")
 _APOSTROPHES = "'’"
 
+# Words before a capitalised word that say it is a person's name: relations ("my sister X") and
+# naming verbs ("called X"), in English, Swedish, Norwegian, Danish and German.
+_RELATIONS = frozenset(
+    """sister brother mum mom dad mother father son daughter friend boyfriend girlfriend husband wife
+    partner fiancé fiancée colleague boss manager neighbour neighbor cousin aunt auntie uncle niece
+    nephew nan gran grandma grandpa granddaughter grandson grandmother grandfather stepdad stepmum
+    ex teacher counsellor doctor gp nurse therapist lodger flatmate mate pal named called
+    syster bror mamma pappa mor far son dotter vän väninna kompis pojkvän flickvän man fru sambo
+    särbo kollega chef granne kusin moster faster morbror farbror mormor farmor morfar farfar
+    dottern sonen lärare läkare heter hette kallas
+    søster søsteren broren mamma pappa sønn datter venn venninne kjæreste mann kone samboer sjef
+    nabo fetter kusine tante onkel bestemor bestefar lærer lege heter het
+    søn ven veninde kæreste mand kone chef nabo fætter faster moster farbror morbror mormor farmor
+    hedder hed
+    schwester bruder mutter vater sohn tochter freund freundin mann frau kollege kollegin chef
+    nachbar nachbarin cousine tante onkel oma opa heißt hieß namens""".split()
+)
+# Verbs that, right after a capitalised word at the start of a sentence, make it a subject that
+# is a person: "Will said", "Per sa", "Dag ringte" (a modal or noun there would not be followed
+# by them).
+_SPEECH_VERBS = frozenset(
+    """said says told asked called rang phoned texted came went left laughed cried thinks thought
+    wants wanted knows knew lives lived works worked shouted replied answered wrote emailed smiled
+    sa sade säger frågade ringde kom gick skrev tycker tyckte vet visste bor bodde jobbar jobbade
+    skrek svarade grät skrattade har hade var är blev flyttade
+    sier spurte ringte gikk synes syntes bodde jobber jobbet ropte svarte gråt lo hadde er ble
+    flyttet
+    siger sagde spurgte ringede gik skrev synes syntes ved vidste arbejder arbejdede råbte svarede
+    græd grinede havde blev flyttede
+    sagt sagte fragte rief kam ging schrieb meint meinte weiß wusste wohnt wohnte arbeitet
+    arbeitete lachte weinte hat hatte war ist""".split()
+)
+# Prepositions before a place: "in X", "i X", "från X", "fra X", "nach X".
+_LOCATIVES = frozenset(
+    """in from to near at outside around towards toward into via across
+    i från till på vid nära mot utanför runt ifrån
+    fra til ved nær mot utenfor rundt
+    mod udenfor
+    aus nach bei von zu im nahe ab""".split()
+)
+
 _UPPERCASE = "".join(re.escape(chr(code)) for code in range(0x41, 0x530) if chr(code).isupper())
 # A capitalised word: letters and digits only, so "Anna-Karin" is two words and "Anna's" is "Anna".
 # (Single capitals such as "I" or "T" are never names worth a look.)
 _CAPITALISED_WORD = re.compile(rf"(?<![^\W_])[{_UPPERCASE}][^\W_]+")
+# A word in lower case of three letters or more (names written as transcribers type them).
+_LOWER_WORD = re.compile(r"(?<![^\W_])(?![^\W\d_]*[0-9_])[^\W\d_]{3,}(?![^\W_])")
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -339,15 +384,21 @@ def text_chunks(text: str) -> list[tuple[int, str]]:
 class _Lexicon:
     language: str
     zipf: dict[str, float]  # lower-case words with Zipf >= RARE_ZIPF
-    names: frozenset[str]
+    names: frozenset[str]  # given names and surnames
     capitalised: frozenset[str]
     ordinary_zipf: float
+    given: frozenset[str] = frozenset()
+    places: frozenset[str] = frozenset()
+    wordlike: frozenset[str] = frozenset()  # names and places that are also words of the language
 
     def frequency(self, lower: str) -> float:
         return self.zipf.get(lower, 0.0)
 
     def is_name(self, lower: str) -> bool:
         return lower in self.names or (len(lower) > 3 and lower.endswith("s") and lower[:-1] in self.names)
+
+    def is_wordlike(self, lower: str) -> bool:
+        return lower in self.wordlike or lower in self.capitalised
 
 
 def _read_word_list(filename: str) -> frozenset[str]:
@@ -376,9 +427,12 @@ def _lexicon(language: str) -> _Lexicon:
             if frequency >= floor:
                 zipf[word] = math.log10(frequency) + 9
     capitalised = _read_word_list(f"capitalised_{frequency_language}.txt")
-    names = _read_word_list("names.txt") - capitalised
+    given = _read_word_list("given_names.txt") - capitalised
+    names = (given | _read_word_list("surnames.txt")) - capitalised
+    places = _read_word_list("places.txt") - capitalised
+    wordlike = _read_word_list(f"wordlike_{frequency_language}.txt")
     ordinary = ORDINARY_ZIPF_NOUN_CAPITALISING if language in _NOUN_CAPITALISING_LANGUAGES else ORDINARY_ZIPF
-    return _Lexicon(language, zipf, names, capitalised, ordinary)
+    return _Lexicon(language, zipf, names, capitalised, ordinary, given, places, wordlike)
 
 
 # -- the compiled register -----------------------------------------------------------------------
@@ -404,6 +458,7 @@ class _CompiledRegister:
         self.multi_first: dict[str, list[tuple[str, _Target]]] = {}
         self.fuzzy_by_initial: dict[str, list[str]] = {}
         self.pseudonym_words: set[str] = set()
+        self.kept: set[str] = set()  # the register's allow-list, lower case
         self.fuzzy_cache: dict[str, _Target | None] = {}
         # per written word: (target, genitive -s glued to the word, source) or None
         self.word_hits: dict[str, tuple[_Target, str, str] | None] = {}
@@ -461,6 +516,9 @@ class _CompiledRegister:
         return found
 
     def _add_entry(self, entry: Entry) -> None:
+        if entry.kind == "keep":
+            self.kept.update(spelling.lower() for spelling in entry.spellings)
+            return
         self.pseudonym_words.update(word.lower() for word in re.findall(r"[^\W_]+", entry.pseudonym))
         for spelling in entry.spellings:
             lower = spelling.lower()
@@ -527,9 +585,13 @@ class _CompiledRegister:
 def _written_forms(form: str, lexicon: _Lexicon) -> list[str]:
     forms = [form, form[:1].upper() + form[1:], form.upper()]
     lower = form.lower()
-    # A name that is also a word ("Rose", "Berg") is only taken when capitalised.
-    if len(lower) >= FUZZY_MIN_LENGTH and lexicon.frequency(lower) < RARE_ZIPF and not lexicon.is_name(lower):
-        forms.append(lower)
+    # A name that is also a word ("Rose", "Berg") is only taken when capitalised; a name on our
+    # lists that is no word ("emma", "tobias") is taken in lower case too, as transcribers write it.
+    if " " not in lower and not lexicon.is_wordlike(lower):
+        if (len(lower) >= 3 and lower in lexicon.names) or (
+            len(lower) >= FUZZY_MIN_LENGTH and lexicon.frequency(lower) < RARE_ZIPF and not lexicon.is_name(lower)
+        ):
+            forms.append(lower)
     return list(dict.fromkeys(forms))
 
 
@@ -611,6 +673,14 @@ def pseudonymize(
             raise ValueError(f"protected range ({start}, {end}) is outside the text (0..{len(text)})")
         covered[start:end] = bytes([_PROTECTED]) * (end - start)
 
+    # Numbers and addresses first: a street or an e-mail address holds words NER would take for names.
+    identifiers = []
+    for item in find_identifiers(text, code):
+        if any(covered[item.start : item.end]) or text[item.start : item.end].lower() in compiled.kept:
+            continue
+        covered[item.start : item.end] = bytes([_REPLACED]) * (item.end - item.start)
+        identifiers.append(item)
+
     found: dict[int, _Found] = {}  # by start
     run = [name for name in nlp.pipe_names if name != RULER_NAME] if has_ner else []
     if ruler_has_patterns:
@@ -627,7 +697,8 @@ def pseudonymize(
 
     suspects: list[Suspect] = []
     line_starts = _line_starts(text)
-    _scan_words(text, covered, found, compiled, lexicon, suspects, line_starts)
+    _scan_words(text, covered, found, compiled, register, lexicon, code, suspects, line_starts)
+    _scan_lowercase(text, covered, found, compiled, register, lexicon, code)
     suspects.extend(_protected_names(text, protected, compiled, line_starts))
     hits = sorted(found.values(), key=lambda hit: hit.start)
     suspects.sort(key=lambda suspect: suspect.start)
@@ -644,6 +715,19 @@ def pseudonymize(
         )
         for hit in hits
     ]
+    replacements.extend(
+        Replacement(
+            start=item.start,
+            end=item.end,
+            original=item.text,
+            pseudonym=item.label,
+            kind=item.kind,
+            source="pattern",
+            line=bisect.bisect_right(line_starts, item.start),
+        )
+        for item in identifiers
+    )
+    replacements.sort(key=lambda replacement: replacement.start)
     new_text, offset_map = _apply(text, replacements)
     added = tuple(register.entries[entries_before:])
     return PseudonymResult(new_text, replacements, suspects, offset_map, added)
@@ -657,6 +741,10 @@ def _entity_hits(entity, offset, text, covered, compiled, register, lexicon, lan
             return []
         target, suffix = compiled.resolve(text[start:end])
         if target is None:  # a part of a name shared by several people
+            return []
+        if " " not in target.form and _needs_context(
+            text, start, end - len(suffix), target.form.lower(), covered, lexicon, language
+        ):
             return []
         return [_with_trailing_apostrophe(_Found(start, end, target, suffix, "register"), text, covered)]
 
@@ -707,9 +795,11 @@ def _piece_hit(tokens, kind, offset, text, covered, compiled, register, lexicon,
         return None
     real = " ".join(text[start:end].split())
     lower = real.lower()
-    if register.entry_for_pseudonym(real) is not None:
-        return None  # already pseudonymised text
+    if register.entry_for_pseudonym(real) is not None or lower in compiled.kept:
+        return None  # already pseudonymised text, or a word a reviewer kept
     if len(tokens) == 1 and not _could_be_name(real, lexicon, compiled):
+        return None
+    if len(tokens) == 1 and _needs_context(text, start, end, lower, covered, lexicon, language):
         return None
     target = compiled.find(lower)
     suffix = ""
@@ -748,8 +838,9 @@ def _could_be_name(word: str, lexicon: _Lexicon, compiled: _CompiledRegister) ->
     return lexicon.is_name(lower) or lexicon.frequency(lower) < VERY_COMMON_ZIPF
 
 
-def _scan_words(text, covered, found, compiled, lexicon, suspects, line_starts) -> None:
-    """Look up every capitalised word the pipeline left; note the ones that still look like names.
+def _scan_words(text, covered, found, compiled, register, lexicon, language, suspects, line_starts) -> None:
+    """Look up every capitalised word the pipeline left, decide by the rules whether it is a name
+    the register does not know yet, and note the ones that still look like names.
 
     A registered name of several words also replaces NER entities that lie wholly inside it:
     NER may have seen only "Ferris" in the registered "Caspian Ferris".
@@ -765,15 +856,249 @@ def _scan_words(text, covered, found, compiled, lexicon, suspects, line_starts) 
             hit = None
         if hit is None:
             hit = _single_word_hit(text, start, end, word, lower, compiled, lexicon)
-            if hit is not None and any(covered[hit.start : hit.end]):
+            if hit is not None and (
+                any(covered[hit.start : hit.end])
+                or _needs_context(text, start, start + len(hit.target.form), lower, covered, lexicon, language)
+            ):
                 hit = None
+            if hit is not None and not hit.suffix and hit.target.entry.kind == "person" and " " not in hit.target.form:
+                hit = _longer_name(text, hit, covered, compiled, register, lexicon, language)
+        reason = None
+        if hit is None and lower not in compiled.kept:
+            hit, reason = _rule_hit(text, start, end, word, lower, covered, compiled, register, lexicon, language)
         if hit is not None:
             covered[hit.start : hit.end] = bytes([_REPLACED]) * (hit.end - hit.start)
             found[hit.start] = hit
             continue
-        reason = _suspect_reason(text, start, word, lower, covered, compiled, lexicon)
+        if lower in compiled.kept:
+            continue
+        if reason is None:
+            reason = _suspect_reason(text, start, word, lower, covered, compiled, lexicon)
         if reason is not None:
             suspects.append(Suspect(start, end, word, bisect.bisect_right(line_starts, start), reason))
+
+
+def _previous_word(text: str, start: int) -> str:
+    """The word before `start` in the same sentence, lower case ("" after a sentence boundary)."""
+    position = start - 1
+    while position >= 0 and text[position] in " \t":
+        position -= 1
+    end = position + 1
+    while position >= 0 and (text[position].isalnum() or text[position] in "'’"):
+        position -= 1
+    word = text[position + 1 : end]
+    if not word:
+        return ""
+    if word.lower() in _TITLES and text[end : end + 1] == ".":
+        return word.lower()
+    return word.lower()
+
+
+def _previous_token(text: str, start: int) -> str:
+    """Like `_previous_word`, but a title written with a full stop ("Dr. Patel") counts too."""
+    position = start - 1
+    while position >= 0 and text[position] in " \t":
+        position -= 1
+    if position >= 0 and text[position] == ".":
+        word = _previous_word(text, position)
+        return word if word in _TITLES else ""
+    return _previous_word(text, start)
+
+
+def _next_word(text: str, end: int) -> tuple[str, int]:
+    """The word after `end` when only spaces lie between (else ""), and where it starts."""
+    position = end
+    while position < len(text) and text[position] in " \t":
+        position += 1
+    if position == end:
+        return "", position
+    start = position
+    while position < len(text) and text[position].isalnum():
+        position += 1
+    return text[start:position], start
+
+
+def _is_label(text: str, start: int, end: int) -> bool:
+    """A word at the start of a line followed by a colon: a speaker label such as "Hope:"."""
+    line_start = text.rfind("\n", 0, start) + 1
+    return not text[line_start:start].strip() and text[end : end + 1] == ":"
+
+
+def _name_context(text: str, start: int, end: int, covered: bytearray, lexicon: _Lexicon) -> bool:
+    """Whether the words around a capitalised word say it is a person's name."""
+    previous = _previous_token(text, start)
+    if previous in _TITLES or previous in _RELATIONS or _is_label(text, start, end):
+        return True
+    if text.startswith(("'s", "’s"), end):
+        return True
+    following, following_start = _next_word(text, end)
+    if following:
+        lower = following.lower()
+        if lower in _SPEECH_VERBS and _sentence_initial(text, start, covered):
+            return True
+        if following[0].isupper() and lower not in lexicon.capitalised and (lower in lexicon.names):
+            return True
+        if lower in ("and", "och", "og", "und") and _sentence_initial(text, start, covered):
+            after, _ = _next_word(text, following_start + len(following))
+            return after.lower() in ("i", "me", "jag", "jeg", "ich", "mig", "meg", "mich")
+    return False
+
+
+def _needs_context(text, start, end, lower, covered, lexicon, language) -> bool:
+    """A name that is also a word ("Will", "Hope", "Per") where nothing says it is a name: at the
+    start of a sentence (anywhere in German, which capitalises nouns), with no title, relation,
+    speech verb or surname beside it."""
+    if not lexicon.is_wordlike(lower):
+        return False
+    if language not in _NOUN_CAPITALISING_LANGUAGES and not _sentence_initial(text, start, covered):
+        return False
+    return not _name_context(text, start, end, covered, lexicon)
+
+
+_WORDLIKE_REASON = "a name that is also an ordinary word; replace it if it is a name here"
+
+
+def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexicon, language):
+    """(hit, suspect reason): whether a capitalised word the register does not know is a name.
+
+    Known given names, surnames and places are names wherever they stand capitalised, unless they
+    are also ordinary words, which need the context to say so. An unknown word is a name when a
+    title or relation comes before it ("Dr X", "my sister X"), when it is rare and capitalised in
+    mid-sentence, or rare after a preposition of place ("in X": a place). A given name takes the
+    capitalised name words after it along ("Grace Okafor") as one name.
+    """
+    if (word.isupper() and len(word) <= 3) or word[1:2].isdigit():
+        return None, None
+    if lower in SPEAKER_LABEL_WORDS or lower in compiled.pseudonym_words:
+        return None, None
+    if lower in lexicon.capitalised or (lower.endswith("s") and lower[:-1] in lexicon.capitalised):
+        return None, None
+    base, glued = lower, ""
+    known = lower in lexicon.names or lower in lexicon.places
+    if not known and language != "en" and len(lower) > 3 and lower.endswith("s"):
+        if lower[:-1] in lexicon.names or lower[:-1] in lexicon.places:
+            base, glued, known = lower[:-1], word[-1], True  # Swedish "Emmas", "Uppsalas"
+    street = _STREET_NAME.fullmatch(word) is not None
+    initial = _sentence_initial(text, start, covered)
+    noun_capitalising = language in _NOUN_CAPITALISING_LANGUAGES
+    mid = not initial and not noun_capitalising
+    previous = _previous_token(text, start)
+    locative = previous in _LOCATIVES
+    if known or street:
+        is_place = street or base in lexicon.places
+        if lexicon.is_wordlike(base) and not (
+            mid or _name_context(text, start, end, covered, lexicon) or (is_place and locative)
+        ):
+            # "Will you ...?": flagged only where the study knows somebody of that name
+            return None, (_WORDLIKE_REASON if compiled.find(base) is not None else None)
+        kind = "place" if is_place and (locative or base not in lexicon.names) else "person"
+    else:
+        frequency = lexicon.frequency(lower)
+        if (previous in _TITLES or previous in _RELATIONS or _is_label(text, start, end)) and (
+            frequency < VERY_COMMON_ZIPF
+        ):
+            kind = "person"
+        elif locative and frequency < RARE_ZIPF and not initial:
+            kind = "place"
+        elif mid and frequency < RARE_ZIPF and len(lower) > 2:
+            kind = "person"
+        else:
+            return None, None
+    name_end = end - len(glued)
+    if kind == "person" and not glued:
+        name_end = _full_name_end(text, name_end, covered, lexicon, language)
+    real = " ".join(text[start:name_end].split())
+    register.add(real, kind)
+    compiled.sync()
+    target = compiled.find(real.lower())
+    if target is None:  # the register refused it
+        return None, None
+    ending = glued or _genitive_after(text, name_end, real.lower())
+    return _Found(start, name_end + len(ending), target, ending, "rules"), None
+
+
+def _longer_name(text, hit, covered, compiled, register, lexicon, language) -> _Found:
+    """A registered first name followed by a surname the register does not know ("Danielle" of
+    "Danielle Holloway") is a name of its own: the lone first name may be somebody else."""
+    end = _full_name_end(text, hit.end, covered, lexicon, language)
+    if end == hit.end:
+        return hit
+    real = " ".join(text[hit.start : end].split())
+    register.add(real, "person")
+    compiled.sync()
+    target = compiled.find(real.lower())
+    if target is None:
+        return hit
+    ending = _genitive_after(text, end, real.lower())
+    return _Found(hit.start, end + len(ending), target, ending, "rules")
+
+
+_NAME_JOINERS = frozenset({"van", "von", "de", "af", "al", "el", "bin", "ibn", "da", "di", "del", "der", "den"})
+
+
+def _full_name_end(text: str, end: int, covered: bytearray, lexicon: _Lexicon, language: str) -> int:
+    """Where a person's name that starts before `end` ends: it takes up to three more capitalised
+    name words ("Grace Okafor", "Anna-Karin Berg", "Ludwig van Beethoven")."""
+    ordinary = RARE_ZIPF if language in _NOUN_CAPITALISING_LANGUAGES else lexicon.ordinary_zipf
+    taken = 0
+    while taken < 3 and end < len(text):
+        gap = text[end : end + 1]
+        if gap not in (" ", "-"):
+            break
+        match = _CAPITALISED_WORD.match(text, end + 1)
+        joiner = None
+        if match is None:
+            particle, particle_start = _next_word(text, end)
+            if particle.lower() in _NAME_JOINERS and gap == " ":
+                joiner = particle_start + len(particle)
+                match = _CAPITALISED_WORD.match(text, joiner + 1) if text[joiner : joiner + 1] == " " else None
+            if match is None:
+                break
+        word = match.group()
+        lower = word.lower()
+        if covered[match.start()] or lower in lexicon.capitalised or lower in SPEAKER_LABEL_WORDS:
+            break
+        if lower.endswith("s") and lower[:-1] in lexicon.capitalised:
+            break
+        if not (lower in lexicon.names or lexicon.frequency(lower) < ordinary):
+            break
+        end = match.end()
+        taken += 1
+    return end
+
+
+def _scan_lowercase(text, covered, found, compiled, register, lexicon, language) -> None:
+    """Names written in lower case ("i told tobias"): a registered name or one on our lists that is
+    no ordinary word of the language."""
+    for match in _LOWER_WORD.finditer(text):
+        start, end = match.span()
+        lower = match.group()
+        if covered[start] or not lower.islower():
+            continue
+        base, glued = lower, ""
+        if lower not in lexicon.names and language != "en" and lower.endswith("s") and lower[:-1] in lexicon.names:
+            base, glued = lower[:-1], "s"
+        if lexicon.is_wordlike(base) or base in compiled.kept or base in compiled.pseudonym_words:
+            continue
+        listed = base in lexicon.names
+        target = compiled.find(base)
+        if target is None and glued == "" and listed is False:
+            continue
+        if target is not None and not listed and (len(base) < FUZZY_MIN_LENGTH or lexicon.frequency(base) >= RARE_ZIPF):
+            continue  # a registered word that is also a word: only when capitalised
+        if target is None:
+            if not listed or lexicon.frequency(base) >= ORDINARY_ZIPF:
+                continue
+            register.add(base.capitalize(), "person")
+            compiled.sync()
+            target = compiled.find(base)
+            if target is None:
+                continue
+        name_end = end - len(glued)
+        ending = glued or _genitive_after(text, name_end, base)
+        hit = _Found(start, name_end + len(ending), target, ending, "rules")
+        covered[hit.start : hit.end] = bytes([_REPLACED]) * (hit.end - hit.start)
+        found[hit.start] = hit
 
 
 def _absorb(hit: _Found, covered: bytearray, found: dict[int, _Found]) -> bool:
