@@ -1,7 +1,8 @@
 """Batch manifest: one CSV row per transcript file with its study metadata.
 
 Columns: file, key, kind, dyad, session, perspective, language; every other column is an attribute
-of the transcript, and a column named `blinded:NAME` is an attribute hidden from blind coders.
+of the transcript, and a column named `blinded:NAME` is an attribute hidden from blind coders. Any other
+prefix (a word and a colon: `blind:NAME`) is an error, so a typo cannot make a hidden attribute visible.
 File paths are relative to the manifest's folder.
 """
 
@@ -22,6 +23,8 @@ from concord.storage.limits import csv_error, csv_reader, refuse_extra_cells
 RESERVED_COLUMNS = ("file", "key", "kind", "dyad", "session", "perspective", "language")
 PERSPECTIVES = ("client", "therapist")
 BLINDED_PREFIX = "blinded:"
+# A word and a colon at the start of a column name is a prefix; "blinded:" is the only one known.
+_PREFIX = re.compile(r"^\s*([A-Za-z][A-Za-z_-]*)\s*:")
 _PERSPECTIVE_WORDS = {"client": "client", "patient": "client", "therapist": "therapist"}
 _TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
 
@@ -92,6 +95,15 @@ def _read_header(header: list[str], path: str, line: int):
         if not name:
             raise InputError(f"column {index + 1} of the header has no name", path, line)
         blinded = name.casefold().startswith(BLINDED_PREFIX)
+        prefix = _PREFIX.match(name)
+        if prefix and not blinded:
+            # A mistyped "blinded:" must not turn a hidden attribute into a visible one.
+            raise InputError(
+                f"column {index + 1} ({raw.strip()!r}): unknown prefix {prefix.group(1) + ':'!r};"
+                f" the known prefix is {BLINDED_PREFIX!r} (an attribute hidden from blind coders)",
+                path,
+                line,
+            )
         if blinded:
             name = name[len(BLINDED_PREFIX) :].strip()
             if not name:

@@ -12,7 +12,7 @@ from concord.services.dto import AuditInfo
 from concord.services.workspace import Workspace
 from concord.storage.audit_chain import ChainHead, ChainReport, add_checkpoint, append_event, chain_head, verify_chain
 from concord.storage.errors import ConcordError, PermissionDenied
-from concord.storage.models import AuditEvent, Coder
+from concord.storage.models import AuditEvent, Code, Coder
 
 
 class AuditChainBroken(ConcordError):
@@ -69,13 +69,33 @@ def checkpoint(workspace: Workspace, reason: str | None = None) -> ChainHead:
 BLINDED_ENTITIES = frozenset({"coding", "memo", "consensus", "score", "attribute", "edit"})
 
 
+def _codes_hidden_from(session: Session, coder_id: int | None) -> set[int]:
+    """Other coders' inductive codes, and the codes a supervisor split from them: their names are their work.
+
+    The complement of codes.seen_under_blind (not imported here: codes records its events through this module).
+    """
+    query = select(Code.id).where(Code.origin != "deductive")
+    if coder_id is not None:
+        query = query.where((Code.creator_id.is_(None)) | (Code.creator_id != coder_id))
+    return set(session.scalars(query))
+
+
+def _about_hidden_code(event: AuditEvent, hidden: set[int]) -> bool:
+    """Whether a supervisor's theme work (rename, move, merge, split) touched a code the viewer may not see."""
+    if event.entity != "code":
+        return False
+    details = event.details or {}
+    return event.entity_id in hidden or details.get("source_id") in hidden
+
+
 def list_events(workspace: Workspace, *, limit: int | None = None, action: str | None = None) -> list[AuditInfo]:
     """The audit trail, oldest first.
 
     While the study is blind, a coder (or a command run without --as) sees the
     study's setup events and their own work: nothing another coder did (their
-    codings, inductive codes, memos, progress), and no event about consensus,
-    scores or attributes.
+    codings, inductive codes, memos, progress), no event about consensus,
+    scores or attributes, and none of a supervisor's theme work on another
+    coder's inductive codes (a rename or split names them).
     """
     blind = workspace.blind_for_actor()
     own_name = workspace.actor.name if workspace.actor else None
@@ -86,8 +106,16 @@ def list_events(workspace: Workspace, *, limit: int | None = None, action: str |
         rows = session.scalars(query).all()
         if blind:
             coders = set(session.scalars(select(Coder.name).where(Coder.role == "coder")))
+            hidden_codes = _codes_hidden_from(session, workspace.actor.id if workspace.actor else None)
             rows = [
-                r for r in rows if r.actor == own_name or (r.actor not in coders and r.entity not in BLINDED_ENTITIES)
+                r
+                for r in rows
+                if r.actor == own_name
+                or (
+                    r.actor not in coders
+                    and r.entity not in BLINDED_ENTITIES
+                    and not _about_hidden_code(r, hidden_codes)
+                )
             ]
         if limit:
             rows = rows[-limit:]

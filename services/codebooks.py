@@ -21,7 +21,7 @@ from concord.codebooks.merge import suggest_merges
 from concord.codebooks.qdc import export_qdc, read_qdc, stable_guid
 from concord.codebooks.spec import CodebookSpec, CodeSpec
 from concord.services.audit import record
-from concord.services.codes import code_infos, find_code
+from concord.services.codes import code_infos, find_code, seen_under_blind
 from concord.services.dto import CodeInfo
 from concord.services.rights import require_codebook_history_rights, require_setup_rights, require_theme_rights
 from concord.services.workspace import Workspace
@@ -200,11 +200,11 @@ def codebook_tree(workspace: Workspace, key: str) -> list[CodeInfo]:
 
 def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
     with workspace.store.reader() as session:
-        row = find_code(session, code)
-        if row.origin == "inductive" and workspace.blind_for_actor():
-            actor = workspace.actor
-            if actor is None or (row.creator_id != actor.id and not actor.supervises):
-                raise NotFound(f"no code {code!r} that you can see")
+        # Under the blind another coder's code is looked up as if it did not exist: the same answer
+        # for "not yours" as for "no such code", so the command cannot probe for their work.
+        actor = workspace.actor
+        among = seen_under_blind(actor.id if actor else None) if workspace.blind_for_actor() else None
+        row = find_code(session, code, among=among)
         changes = session.scalars(select(CodeChange).where(CodeChange.code_id == row.id).order_by(CodeChange.id))
         return [
             CodeChangeInfo(

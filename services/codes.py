@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
 from concord.services.audit import record
@@ -144,10 +144,17 @@ def create_inductive_code(
         return code_infos(session, [row])[0]
 
 
-def find_code(session: Session, name_or_id: str | int, codebook_key: str | None = None) -> Code:
-    """A live code by id, by name, or by codebook-qualified name "book/name"."""
+def find_code(
+    session: Session, name_or_id: str | int, codebook_key: str | None = None, *, among: ColumnElement | None = None
+) -> Code:
+    """A live code by id, by name, or by codebook-qualified name "book/name".
+
+    ``among`` limits the search to the codes a person may see (seen_under_blind): a code outside it is
+    answered exactly as one that does not exist, so a lookup cannot probe for another coder's codes.
+    """
     if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
-        row = session.get(Code, int(name_or_id))
+        query = select(Code).where(Code.id == int(name_or_id))
+        row = session.scalar(query if among is None else query.where(among))
         if row is None:
             raise NotFound(f"no code with id {name_or_id}")
         return row
@@ -155,6 +162,8 @@ def find_code(session: Session, name_or_id: str | int, codebook_key: str | None 
     if codebook_key is None and "/" in text:
         codebook_key, text = text.split("/", 1)
     query = select(Code).where(Code.name == text, Code.live())
+    if among is not None:
+        query = query.where(among)
     if codebook_key:
         query = query.join(Codebook, Codebook.id == Code.codebook_id).where(Codebook.key == codebook_key)
     rows = session.scalars(query).all()
@@ -163,3 +172,9 @@ def find_code(session: Session, name_or_id: str | int, codebook_key: str | None 
     if len(rows) > 1:
         raise ConcordError(f"several codes are named {text!r}; qualify it as CODEBOOK/NAME")
     return rows[0]
+
+
+def seen_under_blind(coder_id: int | None) -> ColumnElement:
+    """The codes a person under the blind may see, as SQL (the rule of visible_codes): every deductive
+    code, and their own inductive ones."""
+    return (Code.origin == "deductive") | (Code.creator_id == (coder_id if coder_id is not None else -1))

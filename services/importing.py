@@ -394,6 +394,58 @@ def _add_attributes(session, target_kind: str, target_id: int, values: dict, bli
         )
 
 
+def _ipr_inherits_blinded(session, session_ids: set[int]) -> None:
+    """An IPR interview about a session carries that session's blinded attributes, blinded.
+
+    A manifest gives the group (or any blinded value) on the session transcript's row. The interview
+    replaying that session belongs to the same group, so it gets the value too, hidden like the
+    original; an interview row that gave the same name as a visible attribute has it hidden, since
+    it is the same variable. Runs on every import, whichever of the two came first.
+    """
+    if not session_ids:
+        return
+    rows = session.execute(
+        select(Transcript.id, Transcript.kind, Transcript.session_id).where(Transcript.session_id.in_(session_ids))
+    ).all()
+    sources = [r.id for r in rows if r.kind == "session"]
+    interviews = [r for r in rows if r.kind == "ipr"]
+    if not sources or not interviews:
+        return
+    blinded: dict[int, dict[str, Attribute]] = {}
+    session_of = {r.id: r.session_id for r in rows}
+    for attribute in session.scalars(
+        select(Attribute)
+        .where(Attribute.target_kind == "transcript", Attribute.target_id.in_(sources), Attribute.blinded.is_(True))
+        .order_by(Attribute.id)
+    ):
+        blinded.setdefault(session_of[attribute.target_id], {}).setdefault(attribute.name, attribute)
+    for interview in interviews:
+        inherited = blinded.get(interview.session_id, {})
+        if not inherited:
+            continue
+        own = {
+            a.name: a
+            for a in session.scalars(
+                select(Attribute).where(Attribute.target_kind == "transcript", Attribute.target_id == interview.id)
+            )
+        }
+        for name, source in inherited.items():
+            if name in own:
+                own[name].blinded = True
+                continue
+            session.add(
+                Attribute(
+                    target_kind="transcript",
+                    target_id=interview.id,
+                    name=name,
+                    value_type=source.value_type,
+                    value=source.value,
+                    blinded=True,
+                )
+            )
+    session.flush()
+
+
 def _value_type(value: str) -> str:
     try:
         float(value)
@@ -412,6 +464,7 @@ def write_transcripts(
         register.save()
     actor = workspace.actor_label
     created: dict[str, int] = {}
+    touched_sessions: set[int] = set()
     with workspace.store.session() as session:
         if register is not None:
             study = session.get(Study, 1)
@@ -457,6 +510,9 @@ def write_transcripts(
                 turns=len(parsed.turns),
                 replacements=len(plan.replacements),
             )
+            if session_id is not None:
+                touched_sessions.add(session_id)
+        _ipr_inherits_blinded(session, touched_sessions)
         progress(total, total, "stored")
 
 

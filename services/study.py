@@ -180,8 +180,9 @@ def set_coder_role(workspace: Workspace, name: str, role: str) -> CoderInfo:
 def study_status(workspace: Workspace) -> dict:
     """Counts of transcripts, turns, codes and codings per coder, the phase, blind or not.
 
-    While the study is blind a coder sees only their own coding count; the counts
-    of others are their progress, which the blind hides.
+    While the study is blind a coder sees only their own coding count, and a caller
+    bound to no coder sees none; the counts of others are their progress, which the
+    blind hides, and so is the size of the consensus.
     """
     settings = workspace.settings()
     blind = workspace.blind_for_actor(settings)
@@ -219,8 +220,9 @@ def study_status(workspace: Workspace) -> dict:
         if blind and actor is not None:
             done_query = done_query.where(TranscriptProgress.coder_id == actor.id)
         done = session.scalar(done_query) or 0
-    if blind and actor is not None:
-        per_coder = {name: count for name, count in per_coder.items() if name == actor.name}
+    if blind:
+        # Nobody-in-particular sees no one's count: how far others are is their work.
+        per_coder = {name: count for name, count in per_coder.items() if actor is not None and name == actor.name}
     if phases.get("consensus_done", 0) == transcripts and transcripts:
         phase = "consensus done"
     elif phases.get("in_consensus") or phases.get("consensus_done"):
@@ -239,7 +241,8 @@ def study_status(workspace: Workspace) -> dict:
         "turns": turns,
         "codes": codes,
         "codings": per_coder,
-        "consensus_codings": consensus,
+        # The consensus is made of every coder's codings: behind the blind, like agreement.
+        "consensus_codings": None if blind else consensus,
         "transcript_phases": {name: phases.get(name, 0) for name in ("independent", "in_consensus", "consensus_done")},
         "transcripts_done": None if blind and actor is None else done,
         "schema": workspace.store.revision(),

@@ -32,9 +32,12 @@ def test_setup_flow_on_every_backend(study_target, tmp_path):
         ("cai", "coder"),
     ]
 
-    status = json.loads(run("status", study_target, "--format", "json").stdout)
+    status = json.loads(run("status", study_target, "--format", "json", "--as", "sue").stdout)
     assert status["transcripts"] == 0 and status["turns"] == 0
     assert status["codings"] == {"ann": 0, "bob": 0, "cai": 0, "sue": 0}
+    # Without a name, nobody's progress shows while the study is blind.
+    nobody = json.loads(run("status", study_target, "--format", "json").stdout)
+    assert nobody["codings"] == {} and nobody["consensus_codings"] is None
     assert status["blind"] is True and status["phase"] == "independent coding"
 
     dest = tmp_path / "backup.concord"
