@@ -635,3 +635,26 @@ def test_every_claim_of_the_admin_guide_names_a_test_here():
         cited = re.findall(r"`(test_\w+)`", claim)
         assert cited, f"a claim without a test: {claim[:80]}"
         assert set(cited) <= here, f"no such test in {__name__}: {set(cited) - here}"
+
+
+def test_a_supervisor_login_backs_up_the_whole_study_and_a_coder_login_cannot(team, tmp_path):
+    runner = CliRunner()
+    refused = runner.invoke(concord_cli, ["backup", team.url_for("alex"), str(tmp_path / "alex.concord")])
+    assert refused.exit_code == 2 and refused.stderr.count("\n") == 1
+    assert not (tmp_path / "alex.concord").exists()
+    made = runner.invoke(concord_cli, ["backup", team.url_for("sam"), str(tmp_path / "sam.concord")])
+    assert made.exit_code == 0, made.output
+    import sqlite3
+
+    copy = sqlite3.connect(tmp_path / "sam.concord")
+    try:
+        with team.connect() as su:
+            for table in ("codings", "questionnaire_scores", "code_changes", "memos", "edit_steps"):
+                total = su.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                assert copy.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == total, table
+            # Every event up to the backup (the backup's own event comes after the copy).
+            last, copied = copy.execute("SELECT max(id), count(*) FROM audit_log").fetchone()
+            assert su.execute("SELECT count(*) FROM audit_log WHERE id <= %s", (last,)).fetchone()[0] == copied
+            assert su.execute("SELECT action FROM audit_log WHERE id > %s", (last,)).fetchall() == [("study.backup",)]
+    finally:
+        copy.close()
