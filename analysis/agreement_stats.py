@@ -1,4 +1,4 @@
-"""Inter-coder agreement statistics for nominal codes on a coders x units matrix.
+"""Inter-coder agreement statistics on a coders x units matrix: nominal codes and rating scales.
 
 Layout: ``ratings[i, j]`` is the category index (0..k-1) that coder *i* gave unit *j*, or ``MISSING`` (-1)
 when coder *i* did not rate unit *j*. ``encode_ratings`` turns rows of labels into that matrix. This module
@@ -14,6 +14,11 @@ Decisions shared by every statistic:
   still gets a table. ``compute`` gives the reason in ``StatResult.note``: no unit with two ratings, or only
   one category among the counted ratings (chance agreement is then 1 and kappa and alpha would divide by
   zero; the ``krippendorff`` package raises there and scikit-learn returns nan).
+
+Rating scales (codes that carry a value) use the same matrix: each category is one point of the scale and
+``values[c]`` is the number it stands for. Krippendorff's alpha then takes the level's metric difference
+(Krippendorff 2011, "Computing Krippendorff's alpha-reliability": ordinal, interval, ratio) and Cohen's
+weighted kappa weighs each disagreement by its distance (linear or quadratic).
 
 Each statistic is written as column sums of per-unit features followed by a closed-form finish. The
 bootstrap reweights the same per-unit rows, so one resample costs a row of a matrix product rather than a
@@ -34,6 +39,16 @@ from concord.storage.errors import InputError
 MISSING = -1
 
 STATISTICS = ("percent", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "brennan_prediger")
+LEVELS = ("nominal", "ordinal", "interval", "ratio")
+WEIGHTS = ("linear", "quadratic")
+# Statistics for values on a scale: they need each category's value (``compute(..., values=...)``).
+SCALE_STATISTICS = (
+    "krippendorff_alpha_ordinal",
+    "krippendorff_alpha_interval",
+    "krippendorff_alpha_ratio",
+    "weighted_kappa_linear",
+    "weighted_kappa_quadratic",
+)
 
 NOTE_ONE_CATEGORY = "undefined: only one category observed"
 NOTE_NO_PAIRABLE_UNIT = "undefined: no unit rated by two or more coders"
@@ -307,6 +322,103 @@ def _alpha_plan(matrix: np.ndarray, k: int) -> _Plan:
     return _Plan(rows, _alpha_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT)
 
 
+def _category_values(values: object, k: int, level: str) -> np.ndarray:
+    """The number each category stands for, checked: one finite, distinct value per category."""
+    if values is None:
+        numbers = np.arange(k, dtype=np.float64)
+    else:
+        try:
+            numbers = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise RatingsError(f"values must be numbers, one per category, got {values!r}") from None
+    if numbers.ndim != 1 or numbers.size != k:
+        raise RatingsError(f"values must give one number per category: {k} categories, got {numbers.size} values")
+    if not np.isfinite(numbers).all():
+        raise RatingsError("values must be finite numbers")
+    if np.unique(numbers).size != numbers.size:
+        raise RatingsError("two categories have the same value; a scale point is one value")
+    if level == "ratio" and (numbers < 0).any():
+        raise RatingsError("ratio values cannot be negative (a ratio scale starts at an absolute zero)")
+    return numbers
+
+
+def _level_distance(level: str, values: np.ndarray, totals: np.ndarray) -> np.ndarray:
+    """Squared metric difference delta^2(c, d) between every two categories (Krippendorff 2011).
+
+    ``totals`` are the coincidence marginals n_c (any leading dimensions, for the bootstrap); only the
+    ordinal difference depends on them: the number of pairable values from c to d, less half of the
+    two end points, squared.
+    """
+    k = values.size
+    if level == "interval":
+        delta = (values[:, None] - values[None, :]) ** 2
+        return np.broadcast_to(delta, (*totals.shape[:-1], k, k))
+    if level == "ratio":
+        total = values[:, None] + values[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            delta = np.where(total > 0, ((values[:, None] - values[None, :]) / total) ** 2, 0.0)
+        return np.broadcast_to(delta, (*totals.shape[:-1], k, k))
+    # Ordinal: walk the categories in the order of their values.
+    order = np.argsort(values, kind="stable")
+    rank = np.empty(k, dtype=np.int64)
+    rank[order] = np.arange(k)
+    ranked = totals[..., order]
+    running = np.cumsum(ranked, axis=-1)
+    low, high = np.minimum.outer(rank, rank), np.maximum.outer(rank, rank)
+    between = running[..., high] - running[..., low] + (ranked[..., low] - ranked[..., high]) / 2.0
+    return np.asarray(between**2)
+
+
+def _metric_alpha_plan(matrix: np.ndarray, k: int, values: np.ndarray, level: str) -> _Plan:
+    """Alpha at any level: per unit its share of the coincidence matrix, k x k, flattened."""
+    counts = _value_counts(matrix, k)
+    per_unit = counts.sum(axis=1)
+    used = per_unit >= 2
+    counts, per_unit = counts[used].astype(np.float64), per_unit[used].astype(np.float64)
+    pairs = counts[:, :, None] * counts[:, None, :]
+    pairs[:, np.arange(k), np.arange(k)] -= counts
+    rows = (pairs / (per_unit - 1.0)[:, None, None]).reshape(-1, k * k)
+
+    def finish(sums: np.ndarray) -> np.ndarray:
+        coincidences = sums.reshape(*sums.shape[:-1], k, k)
+        totals = coincidences.sum(axis=-1)
+        n = totals.sum(axis=-1)
+        delta = _level_distance(level, values, totals)
+        observed = (coincidences * delta).sum(axis=(-2, -1))
+        expected = (totals[..., :, None] * totals[..., None, :] * delta).sum(axis=(-2, -1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = 1.0 - (n - 1.0) * observed / expected
+        return np.where((expected > 0) & (n > 1), alpha, np.nan)
+
+    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, f"{level} metric")
+
+
+def _weighted_kappa_plan(matrix: np.ndarray, k: int, values: np.ndarray, weights: str) -> _Plan:
+    if matrix.shape[0] != 2:
+        raise RatingsError(f"weighted kappa needs exactly 2 coders (rows), got {matrix.shape[0]}")
+    first, second = matrix
+    used = (first != MISSING) & (second != MISSING)
+    first, second = first[used], second[used]
+    n = first.size
+    gap = np.abs(values[:, None] - values[None, :])
+    disagreement = gap if weights == "linear" else gap**2
+    rows = np.zeros((n, 2 + 2 * k))
+    rows[:, 0] = 1.0
+    rows[:, 1] = disagreement[first, second]
+    rows[np.arange(n), 2 + first] = 1.0
+    rows[np.arange(n), 2 + k + second] = 1.0
+
+    def finish(sums: np.ndarray) -> np.ndarray:
+        units = sums[..., 0]
+        first_totals, second_totals = sums[..., 2 : 2 + k], sums[..., 2 + k :]
+        expected = np.einsum("...i,ij,...j->...", first_totals, disagreement, second_totals)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = 1.0 - sums[..., 1] * units / expected
+        return np.where((units > 0) & (expected > 0), kappa, np.nan)
+
+    return _Plan(rows, finish, 2 if n else 0, NOTE_NO_SHARED_UNIT, f"{weights} weights")
+
+
 # ------------------------------------------------------------------------------------ public statistics
 
 
@@ -379,6 +491,57 @@ def brennan_prediger(ratings: object, n_categories: int) -> float:
     Alpert & Goldstein's S. Missing ratings are allowed. ``nan`` when no unit has two ratings.
     """
     return _planned(brennan_prediger, ratings, n_categories).value()
+
+
+def krippendorff_alpha_level(
+    ratings: object, level: str, values: object = None, n_categories: int | None = None
+) -> float:
+    """Krippendorff's alpha at a level of measurement: ``nominal``, ``ordinal``, ``interval`` or ``ratio``.
+
+    ``values[c]`` is the number category c stands for (default: its index). alpha = 1 - (n - 1) *
+    sum(o_cd * delta_cd) / sum(n_c * n_d * delta_cd), with o the coincidence matrix, n_c its marginals and
+    delta the level's squared difference from Krippendorff (2011): ordinal, the pairable values from c to d
+    less half of each end, squared (only the order of the values matters); interval, (v_c - v_d)^2; ratio,
+    ((v_c - v_d) / (v_c + v_d))^2. Missing ratings are allowed; ``nan`` when no unit has two ratings or the
+    pairable ratings show no difference to expect (one value only).
+    """
+    if level == "nominal":
+        return krippendorff_alpha(ratings, n_categories)
+    return _scale_plan(f"krippendorff_alpha_{_checked_level(level)}", ratings, values, n_categories).value()
+
+
+def weighted_kappa(
+    ratings: object, weights: str = "linear", values: object = None, n_categories: int | None = None
+) -> float:
+    """Cohen's weighted kappa for two coders (two rows): 1 - sum(w * observed) / sum(w * expected).
+
+    The disagreement weight of categories c and d is |v_c - v_d| (``linear``) or (v_c - v_d)^2
+    (``quadratic``), where ``values[c]`` is the number category c stands for (default: its index, which is
+    what scikit-learn's ``cohen_kappa_score(weights=...)`` uses: the position in the list of labels). Expected
+    counts come from each coder's own marginals. Units either coder left unrated are dropped; ``nan`` when
+    none is left or no disagreement is possible.
+    """
+    if weights not in WEIGHTS:
+        raise RatingsError(f"unknown weights {weights!r}; choose one of {', '.join(WEIGHTS)}")
+    return _scale_plan(f"weighted_kappa_{weights}", ratings, values, n_categories).value()
+
+
+def _checked_level(level: str) -> str:
+    if level not in LEVELS:
+        raise RatingsError(f"unknown level of measurement {level!r}; choose one of {', '.join(LEVELS)}")
+    return level
+
+
+def _scale_plan(statistic: str, ratings: object, values: object, n_categories: int | None) -> _Plan:
+    """Validate the ratings and values for one of ``SCALE_STATISTICS`` and lay out its per-unit rows."""
+    if n_categories is None and values is not None:
+        n_categories = int(np.asarray(values).size)
+    matrix, k = _checked(ratings, n_categories)
+    kind, _, variant = statistic.rpartition("_")
+    numbers = _category_values(values, k, variant)
+    if kind == "krippendorff_alpha":
+        return _metric_alpha_plan(matrix, k, numbers, variant)
+    return _weighted_kappa_plan(matrix, k, numbers, variant)
 
 
 _FUNCTIONS: dict[str, Callable[..., float]] = {
@@ -481,16 +644,24 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile bootstrap interval for ``statistic``, resampling units (columns) with replacement.
 
-    ``statistic`` is one of this module's functions (or its name in ``STATISTICS``); ``kwargs`` go to it
-    (``n_categories``). For those, the units resampled are the units the statistic uses (those with two or
+    ``statistic`` is one of this module's functions (or its name in ``STATISTICS`` or ``SCALE_STATISTICS``);
+    ``kwargs`` go to it (``n_categories``; ``values`` for a scale statistic). For those, the units resampled are the units the statistic uses (those with two or
     more ratings; for Cohen's kappa those both coders rated), all resamples are evaluated together from
     per-unit sums, and the result is the same for the same ``seed``. Any other function is called once per
     resample on all columns. Resamples where the statistic is undefined (nan, e.g. only one category drawn)
     are left out; (nan, nan) if none is defined.
     """
     _check_bootstrap_arguments(n_resamples, level)
-    function = _statistic_function(statistic)
     rng = np.random.default_rng(seed)
+    if isinstance(statistic, str) and statistic in SCALE_STATISTICS:
+        values = kwargs.pop("values", None)
+        n_categories = cast("int | None", kwargs.pop("n_categories", None))
+        if kwargs:
+            raise RatingsError(f"unexpected arguments for {statistic}: {', '.join(kwargs)}")
+        plan = _scale_plan(statistic, ratings, values, n_categories)
+        low, high, _ = _percentile_interval(_resample_values_from_plan(plan, int(n_resamples), rng), level)
+        return low, high
+    function = _statistic_function(statistic)
     if function in _PLANNERS:
         n_categories = cast("int | None", kwargs.pop("n_categories", None))
         if kwargs:
@@ -511,22 +682,29 @@ def compute(
     n_categories: int | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    *,
+    values: object = None,
 ) -> StatResult:
     """Compute one named statistic with what it rests on and, if ``bootstrap`` > 0, a 95% interval.
 
-    ``statistic_name`` is one of ``STATISTICS``. ``units`` counts the units the statistic used and
+    ``statistic_name`` is one of ``STATISTICS`` or ``SCALE_STATISTICS``; the latter take ``values``, the
+    number each category stands for (default: its index). ``units`` counts the units the statistic used and
     ``coders`` the coders with at least one rating on them. ``note`` names the percent-agreement
     definition, Brennan-Prediger's q, why a value is undefined (nan, and then no interval), or how many
     bootstrap resamples were undefined and left out.
     """
     if not isinstance(statistic_name, str):
         raise RatingsError(f"statistic_name must be one of {', '.join(STATISTICS)}, got {statistic_name!r}")
-    function = _statistic_function(statistic_name)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise RatingsError(f"bootstrap must be a whole number of resamples >= 0, got {bootstrap!r}")
-    plan = _planned(function, ratings, n_categories)
-    # Alpha's own function goes through the coincidence matrix; the others are their plan's value.
-    value = krippendorff_alpha(ratings, n_categories) if function is krippendorff_alpha else plan.value()
+    if statistic_name in SCALE_STATISTICS:
+        plan = _scale_plan(statistic_name, ratings, values, n_categories)
+        value = plan.value()
+    else:
+        function = _statistic_function(statistic_name)
+        plan = _planned(function, ratings, n_categories)
+        # Alpha's own function goes through the coincidence matrix; the others are their plan's value.
+        value = krippendorff_alpha(ratings, n_categories) if function is krippendorff_alpha else plan.value()
 
     note = plan.note
     ci_low = ci_high = None
