@@ -188,16 +188,14 @@ def _phone(candidate: str, text: str, start: int) -> bool:
         return False  # a date, 12/09/1986
     if re.fullmatch(r"\d{1,2}[.-]\d{1,2}[.-]\d{2,4}", candidate):
         return False
-    leading = candidate.lstrip("(")
-    if candidate.startswith(("+", "00")) or leading.startswith("0") or candidate.startswith("("):
+    if candidate.startswith(("+", "0", "(")):
         return True
     shapes = " ".join(str(len(group)) for group in groups)
     if shapes in ("2 2 2 2", "3 2 3", "8", "3 3 4", "4 4", "3 2 2 2") and not _thousands(groups):
         if shapes == "4 4" and not _after_phone_word(text, start):
             return False  # 1985-1990 is a span of years
-        if shapes == "8" and not _after_phone_word(text, start):
-            return False  # 20230115 may be a date or a count
-        return True
+        # eight digits in one run may be a date (20230115) or a count
+        return shapes != "8" or _after_phone_word(text, start)
     return _after_phone_word(text, start) and not _thousands(groups)
 
 
@@ -238,7 +236,7 @@ def _swedish_id(birth: str, serial: str, separator: str | None) -> bool:
 
 
 def _danish_id(match: re.Match) -> bool:
-    birth, separator, serial = match.group(1), match.group(2), match.group(3)
+    birth, separator = match.group(1), match.group(2)
     if len(birth) != 6 or separator != "-":
         return False
     day, month, year = int(birth[:2]), int(birth[2:4]), int(birth[4:6])

