@@ -156,7 +156,7 @@ def test_undefined_and_bad_input():
         krippendorff_alpha_level(one_value, "cardinal")
     with pytest.raises(RatingsError, match="unknown weights"):
         weighted_kappa(one_value, "cubic")
-    with pytest.raises(RatingsError, match="category index 2 is outside 0..1"):
+    with pytest.raises(RatingsError, match=r"category index 2 is outside 0\.\.1"):
         krippendorff_alpha_level(np.array([[0, 2], [1, 2]]), "interval", [1, 2])
     with pytest.raises(RatingsError, match="one number per category: 3 categories, got 2 values"):
         krippendorff_alpha_level(np.array([[0, 2], [1, 2]]), "interval", [1, 2], n_categories=3)
