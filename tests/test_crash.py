@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select, text
 
+from concord.storage.audit_chain import verify_chain
 from concord.storage.db import open_study
 from concord.storage.models import AuditEvent, Coding
 from tests.factories import make_study
@@ -50,5 +51,8 @@ def test_kill_dash_nine_mid_write_loses_nothing_committed(study_target, backend)
         assert set(committed) <= stored
         # Every stored coding was written with its audit event in one transaction.
         assert audited == len(stored)
+        # ... and each event was chained onto the one before it: the kill leaves no broken link.
+        with store.reader() as session:
+            assert verify_chain(session).intact
     finally:
         store.close()
