@@ -2,7 +2,7 @@
 and the coded excerpts with their context, attributed in the field's style; plus a chart of
 theme prevalence by group. Written as .docx, .md or .html.
 
-Built from the plain records of ``services.results.ResultsData`` (gathered with turn text).
+Built from the plain records of ``exporters.records.ResultsData`` (gathered with turn text).
 Under each heading come the excerpts coded with that very code; the count line of a theme
 or sub-theme includes the codes below it. Attribution:
 
@@ -22,17 +22,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape as xml_escape
 
 import numpy as np
 import pandas as pd
 
 from concord.exporters.frequencies import attribute_columns, code_counts, coding_turns, natural_key
+from concord.exporters.records import CodeNode, ResultsData
 from concord.exporters.writers import add_caption, atomic_write, format_of, new_document
-
-if TYPE_CHECKING:
-    from concord.services.results import CodeNode, ResultsData
 
 REPORT_FORMATS = (".docx", ".md", ".html")
 CONTEXT_GREY = (0x6B, 0x6B, 0x6B)
@@ -144,7 +141,8 @@ def build_report(
     for value in groups_by_transcript.values():
         group_sizes[value] = group_sizes.get(value, 0) + 1
     group_order = sorted(group_sizes, key=natural_key)
-    by_node = {node_id: part for node_id, part in counts.groupby("code_id")} if not counts.empty else {}
+    # Not dict(groupby): a GroupBy has a `keys` attribute (the column name), which dict() would take for a mapping.
+    by_node = {node_id: part for node_id, part in counts.groupby("code_id")} if not counts.empty else {}  # noqa: C416
 
     unit_rows = {int(r["transcript_id"]): {k: _plain(v) for k, v in r.items()} for r in units.to_dict(orient="records")}
     excerpts_by_code = _excerpts(data, unit_rows, groups_by_transcript, context, group_label, memos)
@@ -160,7 +158,7 @@ def build_report(
         if node.id not in data.outline_only:
             part = by_node.get(node.id)
             segments = int(part["value"].sum()) if part is not None else 0
-            coded = set(int(t) for t in part["transcript_id"]) if part is not None else set()
+            coded = {int(t) for t in part["transcript_id"]} if part is not None else set()
             count_line = f"Coded {segments} time{'s' if segments != 1 else ''} in {len(coded)} of {n_units} {noun}"
             if group_order:
                 per_group = []

@@ -1,6 +1,6 @@
 """Theme frequency tables, group summaries and the IPR representativeness table.
 
-Pure functions over the plain records of ``services.results.ResultsData`` (pandas
+Pure functions over the plain records of ``exporters.records.ResultsData`` (pandas
 frames and frozen dataclasses); they read no database and write no file.
 
 What a count means (a theme's or sub-theme's count always includes the codings of
@@ -43,17 +43,14 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from concord.analysis.scoring import squash
+from concord.exporters.records import CodeNode, ResultsData
 from concord.exporters.writers import TableSpec
 from concord.storage.errors import ConcordError, PermissionDenied
-
-if TYPE_CHECKING:
-    from concord.services.results import CodeNode, ResultsData
 
 COUNTS = ("segments", "turns", "words", "presence")
 UNITS = ("transcript", "session", "dyad", "group")
@@ -500,7 +497,7 @@ def _unit_label(by: str, dyad, session, group) -> str:
 
 
 def _distinct(values: pd.Series):
-    seen = [v for v in dict.fromkeys(values.dropna().tolist())]
+    seen = list(dict.fromkeys(values.dropna().tolist()))
     if not seen:
         return None
     if len(seen) == 1:

@@ -23,7 +23,6 @@ counts, excerpts), and then only for the transcripts that have codings.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
@@ -31,6 +30,7 @@ import pandas as pd
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
+from concord.exporters.records import CodeNode, MemoNote, ResultsData
 from concord.services.audit import record
 from concord.services.rights import CONSENSUS_LAYER, require_export_layer_rights
 from concord.services.workspace import Workspace
@@ -53,80 +53,6 @@ from concord.storage.models import (
 CONSENSUS = CONSENSUS_LAYER
 TURN_DETAIL = ("none", "bounds", "text")
 TURN_COLUMNS = ["turn_id", "transcript_id", "char_start", "char_end", "nonverbal"]
-LEVELS = ("theme", "subtheme", "code")
-
-
-@dataclass(frozen=True)
-class CodeNode:
-    """A theme, sub-theme or code. ``level`` follows the depth in its codebook's tree:
-    0 = theme, 1 = sub-theme, 2 and deeper = code."""
-
-    id: int
-    codebook: str
-    parent_id: int | None
-    name: str
-    label: str
-    path: tuple[str, ...]
-    depth: int
-    definition: str | None
-    pole: str | None
-    high_pole: bool | None
-
-    @property
-    def level(self) -> str:
-        return LEVELS[min(self.depth, 2)]
-
-    @property
-    def path_name(self) -> str:
-        """The column name: the labels from the theme down, e.g. "Therapeutic direction > Moving forward"."""
-        return " > ".join(self.path)
-
-
-@dataclass(frozen=True)
-class MemoNote:
-    coder: str
-    target_kind: str
-    target_id: int
-    text: str
-
-
-@dataclass(frozen=True)
-class ResultsData:
-    """Plain records for the exporters.
-
-    units: one row per transcript: transcript_id, transcript, kind, perspective,
-        session_id, dyad_id, dyad, session (number). The session and dyad columns are
-        empty when ``blind``.
-    codings: coding_id, transcript_id, code_id (the live code), start, end, coder and memo
-        (a note kept on the coding itself; read with ``with_memos`` only), and with ``spans``
-        text (the coded span).
-    turns: turn_id, transcript_id, char_start, char_end, nonverbal (a list of [start, end]
-        or None), and with turns="text" also number, speaker_role, speaker_label and text;
-        the turns of the transcripts that have codings, or none (see ``gather``).
-    scores: session_id, dyad_id, session (number), instrument, respondent, total,
-        subscales (dict). Holds every session of the study, not only those with
-        transcripts, so within-dyad statistics see the whole therapy. Empty when blind.
-    attributes: target_kind, target_id, name, value, value_type, blinded; the
-        blinded ones only when the actor may see them.
-    """
-
-    title: str
-    layer: str
-    actor: str
-    blind: bool
-    codes: tuple[CodeNode, ...]
-    units: pd.DataFrame
-    codings: pd.DataFrame
-    turns: pd.DataFrame
-    scores: pd.DataFrame
-    attributes: pd.DataFrame
-    memos: tuple[MemoNote, ...] = field(default=())
-    # Ancestors kept only so a report selected with --codes keeps its outline: no codings counted for them.
-    outline_only: frozenset[int] = frozenset()
-
-    @property
-    def codes_by_id(self) -> dict[int, CodeNode]:
-        return {node.id: node for node in self.codes}
 
 
 def _code_nodes(

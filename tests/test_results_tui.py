@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from concord.app.tui.app import make_app
-from concord.app.tui.prevalence import theme_prevalence
 from concord.app.tui.screens.overview import OverviewScreen
 from concord.app.tui.screens.results import ResultsScreen
 from concord.app.tui.widgets.prevalence_chart import bar, chart_lines
 from concord.services import codes as code_service
 from concord.services import consensus, transcripts
+from concord.services.prevalence import theme_prevalence
 from concord.services.results import gather
 from concord.services.unblinding import unblind
 from concord.storage.errors import ConcordError, PermissionDenied

@@ -756,9 +756,9 @@ def section_rows(app) -> set[str]:
 
 
 async def test_a_blind_coder_cannot_reach_consensus_agreement_or_results(study):
-    from concord.app.tui.prevalence import theme_prevalence
     from concord.services import consensus
     from concord.services.agreement import compute_agreement
+    from concord.services.prevalence import theme_prevalence
 
     app = make_app(study.store.target, "ann")
     async with app.run_test(size=SIZE) as pilot:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from pathlib import Path
+from contextlib import contextmanager
 
 import click
 
 from concord.app.cli_common import as_option, opened, progress_bar, study_argument
-from concord.exporters.formats import FORMATS, format_of
+from concord.exporters.formats import FORMATS
 
 # Tables this long show a progress bar on stderr while they are written.
 PROGRESS_FROM_ROWS = 200
@@ -24,28 +23,30 @@ def _split(values: tuple[str, ...]) -> list[str]:
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
-def _meta(data, **more) -> dict:
-    return {
-        "title": data.title,
-        "layer": data.layer,
-        "exported by": data.actor,
-        "blind for the exporter": data.blind,
-        "exported at": datetime.now(UTC).isoformat(timespec="seconds"),
-        **more,
-    }
-
-
-def _write(out: str, specs, *, wide: bool, meta: dict, rows: int) -> list[Path]:
-    from concord.exporters.writers import write_tables
-
+@contextmanager
+def _table_progress(rows: int, steps: int, label: str):
+    """A progress bar on stderr while a long table is written (read at call time, so tests can lower it)."""
     if rows < PROGRESS_FROM_ROWS:
-        return write_tables(out, specs, wide=wide, meta=meta)
-    with progress_bar(len(specs), f"writing {Path(out).name}") as bar:
-        return write_tables(out, specs, wide=wide, meta=meta, progress=bar.update)
+        yield None
+        return
+    with progress_bar(steps, label) as bar:
+        yield bar.update
 
 
-def _report(paths: list[Path], what: str) -> None:
-    click.echo(f"{what}: " + ", ".join(str(p) for p in paths))
+@contextmanager
+def _excerpt_progress(excerpts: int, steps: int, label: str):
+    if excerpts < PROGRESS_FROM_EXCERPTS:
+        yield None
+        return
+    with progress_bar(steps, label) as bar:
+        yield bar.update
+
+
+def _report(written, *, notes: bool = True) -> None:
+    if notes:
+        for note in written.notes:
+            click.echo(f"note: {note}", err=True)
+    click.echo(f"{written.summary}: " + ", ".join(str(p) for p in written.paths))
 
 
 layer_option = click.option(
@@ -116,28 +117,22 @@ def frequencies(study, out, layer, by, measure, measures, group_attribute, codeb
     and the therapist's WAI totals) and its z-score within the dyad, and the group
     attributes -- scores, dyads and blinded groups only for a supervisor or after unblinding.
     """
-    from concord.exporters.frequencies import GATHER_FOR, frequency_specs, frequency_table
-    from concord.services.results import gather
+    from concord.services.reports import export_frequencies
 
-    format_of(out)
     with opened(study, actor) as workspace:
-        data = gather(workspace, layer=layer, codebooks=codebooks or None, purpose="frequencies", **GATHER_FOR[measure])
-    tables = frequency_table(
-        data, by=by, measure=measure, measures=_split(measures) or None, group_attribute=group_attribute
-    )
-    specs = frequency_specs(tables, long=not wide)
-    meta = _meta(
-        data,
-        by=by,
-        count=measure,
-        units=len(tables.wide),
-        codes=len(tables.code_columns),
-        subtitle=f"{len(tables.wide)} {by}s, {len(tables.code_columns)} codes, layer {data.layer}",
-    )
-    paths = _write(out, specs, wide=wide, meta=meta, rows=len(tables.wide))
-    for note in tables.notes:
-        click.echo(f"note: {note}", err=True)
-    _report(paths, f"{len(tables.wide)} rows x {len(tables.code_columns)} codes")
+        written = export_frequencies(
+            workspace,
+            out,
+            layer=layer,
+            by=by,
+            measure=measure,
+            measures=_split(measures),
+            group_attribute=group_attribute,
+            codebooks=codebooks,
+            wide=wide,
+            progress=_table_progress,
+        )
+    _report(written)
 
 
 @export.command(short_help="Which dyads, and which side (C/T), contribute to each theme.")
@@ -161,19 +156,20 @@ def representativeness(study, out, layer, level, group_attribute, codebooks, wid
     Built from IPR interviews (transcripts of kind ipr with a client or therapist
     perspective, linked to a session of the dyad); totals per theme and per group.
     """
-    from concord.exporters.frequencies import representativeness_specs, representativeness_table
-    from concord.services.results import gather
+    from concord.services.reports import export_representativeness
 
-    format_of(out)
     with opened(study, actor) as workspace:
-        data = gather(workspace, layer=layer, codebooks=codebooks or None, purpose="representativeness")
-    table = representativeness_table(data, level=level, group_attribute=group_attribute)
-    specs = representativeness_specs(table)
-    paths = _write(out, specs, wide=wide, meta=_meta(data, level=level), rows=len(table.wide))
-    for note in table.notes[:-1]:
-        click.echo(f"note: {note}", err=True)
-    dyads = table.long["dyad"].nunique() if len(table.long) else 0
-    _report(paths, f"{dyads} dyads x {len(table.code_columns)} {level}s")
+        written = export_representativeness(
+            workspace,
+            out,
+            layer=layer,
+            level=level,
+            group_attribute=group_attribute,
+            codebooks=codebooks,
+            wide=wide,
+            progress=_table_progress,
+        )
+    _report(written)
 
 
 @export.command(short_help="Coded excerpts per theme with context, definitions and counts.")
@@ -216,27 +212,22 @@ def excerpts(study, out, layer, codes, memos, context, group_attribute, group_la
     interviews and "(Session E, high alliance)" for sessions; groups appear only for a
     supervisor or after unblinding. Includes a chart of theme prevalence by group.
     """
-    from concord.exporters.excerpts import REPORT_FORMATS, build_report, write_report
-    from concord.services.results import gather
+    from concord.services.reports import export_excerpts
 
-    format_of(out, REPORT_FORMATS)
     if "{value}" not in group_label:
         raise click.BadParameter("must contain {value}", param_hint="--group-label")
     with opened(study, actor) as workspace:
-        data = gather(
+        written = export_excerpts(
             workspace,
+            out,
             layer=layer,
-            codebooks=codebooks or None,
-            codes=_split(codes) or None,
-            spans=True,
-            turns="text",
-            with_memos=memos,
-            purpose="excerpts",
+            codes=_split(codes),
+            memos=memos,
+            context=context,
+            group_attribute=group_attribute,
+            group_label=group_label,
+            codebooks=codebooks,
+            progress=_excerpt_progress,
         )
-    report = build_report(data, context=context, group_attribute=group_attribute, group_label=group_label, memos=memos)
-    if report.excerpt_count < PROGRESS_FROM_EXCERPTS:
-        paths = write_report(report, out)
-    else:
-        with progress_bar(report.excerpt_count, f"writing {Path(out).name}") as bar:
-            paths = write_report(report, out, progress=bar.update)
-    _report(paths, f"{report.excerpt_count} excerpts")
+    # The report's own notes are printed in it.
+    _report(written, notes=False)

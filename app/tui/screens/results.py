@@ -1,8 +1,8 @@
 """The results screen: theme prevalence by group as horizontal bars, for one layer at a time.
 
 Keys: l the next layer (consensus, then each coder's) · u sessions or transcripts · g the next group
-attribute · r recompute · escape back. The counting runs in a thread worker (app.tui.prevalence, which
-asks services.results and exporters.frequencies); while the study is blind only supervisors get here,
+attribute · r recompute · escape back. The counting runs in a thread worker (services.prevalence, which
+counts as the frequency export does); while the study is blind only supervisors get here,
 and the computation refuses anyone else.
 """
 
@@ -18,8 +18,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from concord.app.tui.prevalence import CONSENSUS, Prevalence, theme_prevalence
 from concord.app.tui.widgets.prevalence_chart import PrevalenceChart, group_label
+from concord.services.prevalence import CONSENSUS, Prevalence, theme_prevalence
 from concord.services.workspace import Workspace
 
 UNITS = ("session", "transcript")

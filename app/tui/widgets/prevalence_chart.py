@@ -7,7 +7,7 @@ from textual.content import Content
 from textual.geometry import Size
 from textual.widget import Widget
 
-from concord.app.tui.prevalence import Prevalence
+from concord.services.prevalence import Prevalence
 
 # Eighths of a cell, so a bar's length is exact to 1/8 of a character.
 PARTIAL_BLOCKS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")

@@ -1,10 +1,10 @@
 """Theme prevalence by group for the results screen: the share of sessions (or transcripts) in which each
 theme and sub-theme was coded, per group.
 
-The counting is the export's: ``services.results.gather`` reads the layer under the blind rule and
-``exporters.frequencies.frequency_table`` counts presence per unit and builds the group summary. This
-module only picks the rows (themes and sub-themes) and the columns (groups) to draw. No Textual here, so
-it runs in a thread worker and in tests without an app.
+The counting is the frequency export's (services.reports): ``services.results.gather`` reads the layer
+under the blind rule and ``exporters.frequencies.frequency_table`` counts presence per unit and builds the
+group summary. This module only picks the rows (themes and sub-themes) and the columns (groups) to draw,
+as plain data: the results screen runs it in a thread worker and draws it.
 """
 
 from __future__ import annotations
