@@ -200,12 +200,25 @@ def codebook_tree(workspace: Workspace, key: str) -> list[CodeInfo]:
 
 def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
     with workspace.store.reader() as session:
+# Changes whose value is the name of another code (or several, comma-separated).
+_LINKS = frozenset({"merged_from", "merged_into", "split_from", "split_into"})
+
+
+def _names_in(value: str | None) -> set[str]:
+    return {part.strip() for part in (value or "").split(",") if part.strip()}
+
+
         # Under the blind another coder's code is looked up as if it did not exist: the same answer
         # for "not yours" as for "no such code", so the command cannot probe for their work.
         actor = workspace.actor
         among = seen_under_blind(actor.id if actor else None) if workspace.blind_for_actor() else None
         row = find_code(session, code, among=among)
-        changes = session.scalars(select(CodeChange).where(CodeChange.code_id == row.id).order_by(CodeChange.id))
+        changes = list(session.scalars(select(CodeChange).where(CodeChange.code_id == row.id).order_by(CodeChange.id)))
+        if among is not None:
+            # A merge or split names the other code: when that code is another coder's, the change
+            # would show its name, so it is left out, as if the merge had not happened.
+            seen = set(session.scalars(select(Code.name).where(among)))
+            changes = [c for c in changes if c.field not in _LINKS or _names_in(c.new_value or c.old_value) <= seen]
         return [
             CodeChangeInfo(
                 code_id=c.code_id,

@@ -4,8 +4,11 @@ CONCORD_TEST_PG holds a server URL, on PostgreSQL too."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
@@ -80,3 +83,37 @@ def study_target(request, tmp_path):
 @pytest.fixture
 def backend(study_target) -> str:
     return "postgresql" if "://" in study_target else "sqlite"
+
+
+# -- the differential blind test's count, in the summary -------------------------------------------
+# Each run of tests/test_blind_differential.py records how many read paths it tried and how many
+# leaked; under xdist the workers write them to files that the controller prints at the end.
+
+_BLIND_COUNTS: list[Path] = []
+
+
+def pytest_configure(config):
+    folder = Path(str(config.rootpath)) / ".pytest_cache" / "blind-differential"
+    _BLIND_COUNTS[:] = [folder]
+    if not hasattr(config, "workerinput"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def record_blind_differential(what: str, tried: int, leaked: int) -> None:
+    folder = _BLIND_COUNTS[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{uuid.uuid4().hex}.json").write_text(json.dumps({"what": what, "tried": tried, "leaked": leaked}))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    folder = _BLIND_COUNTS[0] if _BLIND_COUNTS else None
+    if folder is None or not folder.is_dir():
+        return
+    rows = sorted((json.loads(path.read_text()) for path in folder.glob("*.json")), key=lambda row: row["what"])
+    if not rows:
+        return
+    terminalreporter.section("differential blind test")
+    for row in rows:
+        terminalreporter.write_line(f"{row['what']}: {row['tried']} read paths tried, {row['leaked']} leaked")
+    tried, leaked = sum(row["tried"] for row in rows), sum(row["leaked"] for row in rows)
+    terminalreporter.write_line(f"total: {tried} read paths tried, {leaked} leaked")
