@@ -76,6 +76,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "init": LazyCommand(
         f"{_COMMANDS}.study", "init", "Create a new study at STUDY (a new .concord file or a PostgreSQL URL)."
     ),
+    "pseudonyms": LazyCommand(
+        f"{_COMMANDS}.pseudonyms",
+        "pseudonyms",
+        "The name register: review the suspects imports left, pseudonymise stored transcripts again.",
+    ),
     "restore": LazyCommand(
         f"{_COMMANDS}.restore",
         "restore",

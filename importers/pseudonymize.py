@@ -302,6 +302,7 @@ _RELATIONS = frozenset(
         "namens",
     ]
 )
+_NAMING = frozenset({"named", "called", "heter", "hette", "kallas", "het", "hedder", "hed", "heißt", "hieß", "namens"})
 # Verbs that, right after a capitalised word at the start of a sentence, make it a subject that
 # is a person: "Will said", "Per sa", "Dag ringte" (a modal or noun there would not be followed
 # by them).
@@ -1332,9 +1333,11 @@ def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexico
         kind = "place" if is_place and (locative or base not in lexicon.names) else "person"
     else:
         frequency = lexicon.frequency(lower)
-        if (previous in _TITLES or previous in _RELATIONS or _is_label(text, start, end)) and (
-            frequency < VERY_COMMON_ZIPF
-        ):
+        # "Dr X", "my sister X": X may be a fairly common word and still a name; after "called X"
+        # or as a speaker label ("Moderator:") only a rare word is
+        introduced = previous in _TITLES or (previous in _RELATIONS and previous not in _NAMING)
+        labelled = previous in _NAMING or _is_label(text, start, end)
+        if (introduced and frequency < FUZZY_MAX_ZIPF) or (labelled and frequency < RARE_ZIPF):
             kind = "person"
         elif locative and frequency < RARE_ZIPF and not initial:
             kind = "place"

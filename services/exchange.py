@@ -674,15 +674,45 @@ def _is_integer(value: str | None) -> bool:
 # Import
 
 
-def import_qdpx(workspace: Workspace, path: str | Path, *, dry_run: bool = False) -> QdpxImportResult:
-    """Bring a .qdpx project into the study in one unit of work: everything, or nothing on any error."""
+def import_qdpx(
+    workspace: Workspace,
+    path: str | Path,
+    *,
+    dry_run: bool = False,
+    pseudonymize: bool = True,
+    register_path: str | None = None,
+    nlp_name: str | None = None,
+) -> QdpxImportResult:
+    """Bring a .qdpx project into the study in one unit of work: everything, or nothing on any error.
+
+    Pseudonymised like any import (services/pseudonyms.py): the texts, with every selection moved
+    along, and the names, labels, values and notes a coder would see.
+    """
     require_setup_rights(workspace)
     project = read_qdpx(path)
+    if not pseudonymize:
+        return _import_project(workspace, project, str(path), dry_run, None)
+    from concord.importers.name_register import NameRegister
+    from concord.services.pseudonyms import pseudonymize_project, register_path_for
+
+    with NameRegister.locked(register_path_for(workspace, register_path), create=True) as register:
+        pseudonyms = pseudonymize_project(workspace, project, register, nlp_name)
+        return _import_project(workspace, project, str(path), dry_run, pseudonyms)
+
+
+def _import_project(workspace: Workspace, project, path: str, dry_run: bool, pseudonyms) -> QdpxImportResult:
     with workspace.store.session() as session:
-        importer = _Importer(session, workspace, project, str(path))
+        importer = _Importer(session, workspace, project, path, pseudonyms)
         result = importer.run(dry_run)
         if dry_run:
             session.rollback()
+        elif pseudonyms is not None:
+            # Saved before the study commits, as with transcripts: the register may hold a name
+            # the study never got, never the other way round.
+            pseudonyms.register.save()
+            study = session.get(Study, 1)
+            if study.pseudonym_register != str(pseudonyms.register.path):
+                study.pseudonym_register = str(pseudonyms.register.path)
     return result
 
 
@@ -700,8 +730,9 @@ class _Counts:
 
 
 class _Importer:
-    def __init__(self, session: Session, workspace: Workspace, project: ParsedProject, path: str):
+    def __init__(self, session: Session, workspace: Workspace, project: ParsedProject, path: str, pseudonyms=None):
         self.session = session
+        self.pseudonyms = pseudonyms  # services.pseudonyms.ProjectPseudonyms, or None
         self.workspace = workspace
         self.project = project
         self.path = path
@@ -1076,7 +1107,10 @@ class _Importer:
         project = self.project
         language = session.get(Study, 1).language
         blocks = {source.key: concord_fields(source.description, TRANSCRIPT_MARKER) for source in project.sources}
-        wanted = [((blocks[s.key] or (None, {}))[1].get("Key") or s.label)[:200] for s in project.sources]
+        wanted = [((blocks[s.key] or (None, {}))[1].get("Key") or s.label) for s in project.sources]
+        if self.pseudonyms is not None:  # the source names were pseudonymised; a Concord key was not yet
+            wanted = [self.pseudonyms.label(key, file_name=True) for key in wanted]
+        wanted = [key[:200] for key in wanted]
         keys = unique_names(wanted)
         renamed = [f"{old!r} -> {new!r}" for old, new in zip(wanted, keys) if old != new]
         if renamed:
@@ -1114,7 +1148,9 @@ class _Importer:
                 session_id=session_id,
                 language=(fields.get("Language") or language)[:16],
                 phase=phase,
-                source_name=fields.get("Source name") if self.ours else f"{file_name}!{source.label}",
+                source_name=self._label(fields.get("Source name"), True)
+                if self.ours
+                else f"{file_name}!{source.label}",
                 source_sha256=sha,
                 source_encoding=(fields.get("Source encoding") if self.ours else source.encoding),
                 text=source.text,
@@ -1142,8 +1178,17 @@ class _Importer:
                 format="qdpx",
             )
 
+    def _label(self, text: str | None, file_name: bool = False) -> str | None:
+        return text if self.pseudonyms is None else self.pseudonyms.label(text, file_name)
+
     def _turns(self, source: ParsedSource, fields: dict[str, str], transcript: Transcript) -> list[Turn]:
-        length = len(source.text)
+        pseudonyms = self.pseudonyms
+        # A Concord turn list points into the text as exported, before pseudonymising moved it.
+        length = len(source.text) if pseudonyms is None else pseudonyms.original_lengths[source.key]
+
+        def moved(offset: int) -> int:
+            return offset if pseudonyms is None else pseudonyms.moved(source.key, offset)
+
         if fields.get("Turns"):
             try:
                 turns = []
@@ -1158,13 +1203,13 @@ class _Importer:
                             transcript_id=transcript.id,
                             number=int(number),
                             speaker_role=role,
-                            speaker_label=str(label)[:120],
+                            speaker_label=str(self._label(str(label)))[:120],
                             start_time=start_time,
                             end_time=end_time,
-                            char_start=start,
-                            char_end=end,
+                            char_start=moved(start),
+                            char_end=moved(end),
                             replayed=bool(replayed),
-                            nonverbal=[list(r) for r in nonverbal],
+                            nonverbal=[[moved(a), moved(b)] for a, b in nonverbal],
                         )
                     )
                 return turns

@@ -66,6 +66,14 @@ def refuse_inside_study(workspace: Workspace, path: str | os.PathLike[str], what
         raise ConcordError(f"{what} {path} would be written inside the study {target}; keep it outside the study")
 
 
+def write_report(workspace: Workspace, path: str | os.PathLike[str], text: str) -> None:
+    """The import's pseudonymisation report lists every real name: written like the register."""
+    from concord.importers.name_register import write_private
+
+    refuse_inside_study(workspace, path, "the report")
+    write_private(path, text)
+
+
 def review_path(register_path: str | os.PathLike[str]) -> Path:
     path = Path(register_path)
     return path.with_name(path.name + REVIEW_SUFFIX)
@@ -363,3 +371,90 @@ def repseudonymize_study(
         results = repseudonymize(workspace, register, keys=keys, nlp_name=nlp_name)
         added = len(register) - before
     return {"results": results, "new_register_entries": added, "register": str(path)}
+
+
+# -- REFI-QDA projects -----------------------------------------------------------------------------------
+
+
+@dataclass
+class ProjectPseudonyms:
+    """How a REFI-QDA project's sources were pseudonymised: for the importer to move what points
+    into their texts (turns, selections) and to pseudonymise what it reads later (keys, labels)."""
+
+    register: object
+    language: str
+    results: dict
+    original_lengths: dict
+
+    def label(self, text: str | None, file_name: bool = False) -> str | None:
+        from concord.importers.pseudonymize import pseudonymize_label
+
+        if not text:
+            return text
+        return pseudonymize_label(text, register=self.register, language=self.language, file_name=file_name)
+
+    def moved(self, source_key: str, offset: int) -> int:
+        from concord.importers.pseudonymize import map_offset
+
+        result = self.results.get(source_key)
+        return offset if result is None else map_offset(result.offset_map, offset)
+
+
+def pseudonymize_project(workspace: Workspace, project, register, nlp_name: str | None = None) -> ProjectPseudonyms:
+    """Pseudonymise a read REFI-QDA project in place, before anything of it is stored: the source
+    texts (selections move with them), source names, variable values, notes and case names."""
+    import re
+    from dataclasses import replace
+
+    from concord.importers.pseudonymize import load_pipeline, pipeline_for, pseudonymize
+    from concord.importers.speakers import DEFAULT_LABEL_ROLES
+    from concord.services.importing import _pipeline
+
+    settings = workspace.settings()
+    language = settings.language
+    name = pipeline_for(language, nlp_name, settings.nlp_pipeline)
+    nlp, has_ner = _pipeline(name, language, load_pipeline)
+    done = ProjectPseudonyms(register, language, {}, {})
+    labels = re.compile(r"(?m)^[ \t]*([^\W\d_][^\n:]{0,40}?)[ \t]*:")
+    for index, source in enumerate(project.sources):
+        protected = [
+            (match.start(), match.end())
+            for match in labels.finditer(source.text)
+            if " ".join(match.group(1).split()).casefold() in DEFAULT_LABEL_ROLES
+        ]
+        result = pseudonymize(
+            source.text, register=register, nlp=nlp, has_ner=has_ner, language=language, protected=protected
+        )
+        done.results[source.key] = result
+        done.original_lengths[source.key] = len(source.text)
+        selections = tuple(
+            replace(
+                selection,
+                start=None if selection.start is None else done.moved(source.key, selection.start),
+                end=None if selection.end is None else done.moved(source.key, selection.end),
+                name=done.label(selection.name),
+                description=done.label(selection.description),
+            )
+            for selection in source.selections
+        )
+        project.sources[index] = replace(
+            source,
+            text=result.text,
+            name=done.label(source.name, file_name=True),
+            file_stem=done.label(source.file_stem, file_name=True),
+            selections=selections,
+            values=tuple(replace(value, value=done.label(value.value)) for value in source.values),
+        )
+    project.notes = {
+        key: replace(note, text=done.label(note.text) or "", name=done.label(note.name))
+        for key, note in project.notes.items()
+    }
+    project.cases = [
+        replace(
+            case,
+            name=done.label(case.name),
+            values=tuple(replace(value, value=done.label(value.value)) for value in case.values),
+        )
+        for case in project.cases
+    ]
+    return done

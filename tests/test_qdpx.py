@@ -397,7 +397,7 @@ def test_round_trip_loses_nothing(study_target, second_target, tmp_path, schema,
     fresh = init_study(second_target, title="Test study")
     add_coder(fresh, "sue", "supervisor")
     fresh = as_person(fresh, "sue")
-    result = import_qdpx(fresh, first)
+    result = import_qdpx(fresh, first, pseudonymize=False)
     assert result.concord_file
     assert result.report.lost == () and result.report.adjusted == ()
     assert result.transcripts == ("S-A", "S-B") and result.codings == 6 and result.memos == 5
@@ -432,7 +432,7 @@ def test_importing_twice_into_the_same_study_changes_nothing(study_target, tmp_p
     export_qdpx(workspace, out)
     before = study_state(workspace)
     with pytest.raises(InputError, match="already has transcript"):
-        import_qdpx(workspace, out)
+        import_qdpx(workspace, out, pseudonymize=False)
     assert study_state(workspace) == before
 
 
@@ -440,7 +440,7 @@ def test_dry_run_stores_nothing(study_target, second_target, tmp_path):
     out = tmp_path / "study.qdpx"
     export_qdpx(as_person(rich_study(study_target), "sue"), out)
     fresh = init_study(second_target, title="fresh")
-    result = import_qdpx(fresh, out, dry_run=True)
+    result = import_qdpx(fresh, out, dry_run=True, pseudonymize=False)
     assert result.dry_run and result.codings == 6
     with fresh.store.reader() as session:
         assert session.scalar(select(func.count()).select_from(Transcript)) == 0
@@ -454,7 +454,7 @@ def test_dry_run_stores_nothing(study_target, second_target, tmp_path):
 
 def import_sample(target: str, name: str):
     workspace = init_study(target, title="samples")
-    result = import_qdpx(workspace, SAMPLES / name)
+    result = import_qdpx(workspace, SAMPLES / name, pseudonymize=False)
     return workspace, result
 
 
@@ -567,7 +567,7 @@ def test_blank_atlas_sample_imports_nothing_but_its_user(study_target):
 )
 def test_imported_samples_export_valid_and_keep_their_guids(name, tmp_path, schema, lxml_schema):
     workspace = init_study(str(tmp_path / "s.concord"), title="samples", blind=False)
-    import_qdpx(workspace, SAMPLES / name)
+    import_qdpx(workspace, SAMPLES / name, pseudonymize=False)
     out = tmp_path / "again.qdpx"
     export_qdpx(workspace, out)
     xml = project_xml(out)
@@ -655,7 +655,7 @@ def import_bytes(target: str, data: bytes, tmp_path: Path, name: str = "foreign.
     path = tmp_path / name
     path.write_bytes(data)
     workspace = init_study(target, title="foreign")
-    return workspace, import_qdpx(workspace, path)
+    return workspace, import_qdpx(workspace, path, pseudonymize=False)
 
 
 def test_nvivo_windows_offsets_utf16_crlf_and_bom(study_target, tmp_path):
@@ -799,7 +799,7 @@ def test_a_failed_import_leaves_the_study_untouched(study_target, tmp_path):
     path.write_bytes(foreign_project(body, {f"sources/{source}.txt": b"T: hi there"}))
     before = study_state(workspace)
     with pytest.raises(InputError, match="already has transcript\\(s\\) S-A"):
-        import_qdpx(as_person(workspace, "sue"), path)
+        import_qdpx(as_person(workspace, "sue"), path, pseudonymize=False)
     assert study_state(workspace) == before
 
 

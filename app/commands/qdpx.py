@@ -53,19 +53,35 @@ def qdpx_export(study, out, actor, output_format):
 @study_argument
 @click.argument("file", type=click.Path(dir_okay=False, exists=True), metavar="FILE.qdpx")
 @click.option("--dry-run", is_flag=True, help="Read and check everything, report, store nothing.")
+@click.option(
+    "--pseudonymize/--no-pseudonymize",
+    default=True,
+    show_default=True,
+    help="Pseudonymise the texts, names, labels, values and notes as a transcript import does.",
+)
+@click.option(
+    "--register",
+    type=click.Path(dir_okay=False),
+    help="The name register (default: the study's, else the one in your user data folder).",
+)
+@click.option("--nlp", metavar="PIPELINE", help="The spaCy pipeline that finds names ('none': rules only).")
 @as_option
 @format_option(choices=("table", "json"))
-def qdpx_import(study, file, dry_run, actor, output_format):
+def qdpx_import(study, file, dry_run, pseudonymize, register, nlp, actor, output_format):
     """Bring a REFI-QDA project (.qdpx) into the study, all or nothing.
 
     Text sources become session transcripts (turns from speaker prefixes such as T: and P:),
     users become coders, codings go to the independent phase, notes become memos. What
     Concord cannot keep (PDF, picture and media sources, sets, links...) is listed on stderr.
+    Names, places and numbers are pseudonymised as in `import transcripts`, codings moving
+    with their words; say --no-pseudonymize for a project that already is.
     """
     with opened(study, actor) as workspace:
         from concord.services.exchange import import_qdpx
 
-        result = import_qdpx(workspace, file, dry_run=dry_run)
+        result = import_qdpx(
+            workspace, file, dry_run=dry_run, pseudonymize=pseudonymize, register_path=register, nlp_name=nlp
+        )
     title = f"{'Checked (dry run, nothing stored)' if dry_run else 'Imported'} {file} from {result.origin or 'an unknown tool'}:"
     click.echo(result.report.render(title), err=True)
     emit_mapping(
