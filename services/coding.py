@@ -7,6 +7,7 @@ shows as saved is on disk. Each step a coder takes in a transcript is kept as an
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
@@ -18,9 +19,11 @@ from concord.services.dto import CodingInfo, MemoInfo
 from concord.services.rights import require_coding_layer_rights, require_own_coding, require_own_memo
 from concord.services.workspace import Workspace, settings_of
 from concord.storage.errors import ConcordError, NotFound
-from concord.storage.models import Coder, Coding, EditStep, Memo, Study, Transcript
+from concord.storage.models import MEMO_TARGETS, Code, Coder, Coding, EditStep, Memo, Study, Transcript, Turn
 
 CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
+# Memos point at their target by kind and id (no foreign key can span five tables), so the target is looked up.
+_MEMO_TARGET_ROWS = {"transcript": Transcript, "turn": Turn, "code": Code}
 
 
 def _now() -> datetime:
@@ -206,8 +209,110 @@ def change_coding(
         return coding_info(row, workspace.actor.name)
 
 
+@dataclass(frozen=True)
+class StepInfo:
+    """An undoable step as the coder reads it: "coding “Stagnation” on turn 2, words 1–3", "memo on turn 12"."""
+
+    step_id: int
+    action: str  # "apply", "remove", "change" or "memo"
+    target_id: int  # the coding's id, or the memo's for a memo step
+    what: str
+    # Memo text that taking this step back (undo) or again (redo) would take away: the screen asks first.
+    memo_lost: str | None = None
+
+
+def _where(session: Session, transcript_id: int, start: int, end: int) -> str:
+    from concord.services.dto import TurnInfo
+    from concord.services.workbench import describe_span
+
+    text = session.scalar(select(Transcript.text).where(Transcript.id == transcript_id)) or ""
+    rows = session.execute(
+        select(Turn.id, Turn.number, Turn.char_start, Turn.char_end, Turn.speaker_role, Turn.speaker_label)
+        .where(Turn.transcript_id == transcript_id, Turn.char_end > start, Turn.char_start < max(end, start + 1))
+        .order_by(Turn.char_start)
+    ).all()
+    turns = [
+        TurnInfo(
+            id=row.id,
+            number=row.number,
+            speaker_role=row.speaker_role,
+            speaker_label=row.speaker_label,
+            start_time=None,
+            end_time=None,
+            char_start=row.char_start,
+            char_end=row.char_end,
+            replayed=False,
+            nonverbal=(),
+        )
+        for row in rows
+    ]
+    return describe_span(text, turns, start, end)
+
+
+def _code_name(session: Session, code_id: int) -> str:
+    return session.scalar(select(Code.name).where(Code.id == code_id)) or f"code {code_id}"
+
+
+def _memo_place(session: Session, memo: Memo) -> str:
+    if memo.target_kind == "turn":
+        number = session.scalar(select(Turn.number).where(Turn.id == memo.target_id))
+        return f"turn {number}"
+    if memo.target_kind == "transcript":
+        return "the transcript"
+    if memo.target_kind == "coding":
+        row = session.get(Coding, memo.target_id)
+        if row is not None:
+            return f"“{_code_name(session, row.code_id)}” ({_where(session, row.transcript_id, row.start_offset, row.end_offset)})"
+    return memo.target_kind
+
+
+def _describe(session: Session, step: EditStep, *, undo: bool) -> StepInfo:
+    """What a step did, in words, and which memo text reverting it (or doing it again) would drop."""
+    payload = step.payload
+    if step.action == "memo":
+        memo = session.get(Memo, payload["memo_id"])
+        lost = payload["after"] if undo else payload["before"]
+        kept = payload["before"] if undo else payload["after"]
+        return StepInfo(
+            step.id,
+            "memo",
+            memo.id,
+            f"memo on {_memo_place(session, memo)}",
+            lost if lost and lost != kept else None,
+        )
+    row = session.get(Coding, payload["coding_id"])
+    name = _code_name(session, row.code_id)
+    if step.action == "apply":
+        what = f"“{name}” on {_where(session, row.transcript_id, row.start_offset, row.end_offset)}"
+        return StepInfo(step.id, "apply", row.id, what, row.memo if undo and row.memo else None)
+    if step.action == "remove":
+        what = f"removal of “{name}” on {_where(session, row.transcript_id, row.start_offset, row.end_offset)}"
+        return StepInfo(step.id, "remove", row.id, what, row.memo if not undo and row.memo else None)
+    before, after = payload["before"], payload["after"]
+    changed = [field for field in CODING_FIELDS if before[field] != after[field]]
+    values = after if undo else before  # what the coding holds now, before reverting
+    where = _where(session, row.transcript_id, values["start_offset"], values["end_offset"])
+    if changed == ["memo"]:
+        what = f"memo on “{name}” ({where})"
+    elif "code_id" in changed:
+        what = f"change of “{_code_name(session, before['code_id'])}” to “{_code_name(session, after['code_id'])}” on {where}"
+    else:
+        what = f"change of “{name}” on {where}"
+    lost = values["memo"] if "memo" in changed and values["memo"] else None
+    return StepInfo(step.id, "change", row.id, what, lost)
+
+
 def _revert(session: Session, step: EditStep, *, undo: bool) -> int:
-    """Undo (or redo) one step; returns the coding it touched."""
+    """Undo (or redo) one step; returns the coding (or, for a memo step, the memo) it touched."""
+    if step.action == "memo":
+        memo = session.get(Memo, step.payload["memo_id"])
+        value = step.payload["before" if undo else "after"]
+        if value is None:
+            memo.deleted_at = _now()
+        else:
+            memo.text, memo.deleted_at = value, None
+        memo.changed_at = _now()
+        return memo.id
     row = session.get(Coding, step.payload["coding_id"])
     if step.action == "apply":
         row.deleted_at = _now() if undo else None
@@ -221,39 +326,63 @@ def _revert(session: Session, step: EditStep, *, undo: bool) -> int:
     return row.id
 
 
-def undo(workspace: Workspace, transcript_id: int) -> int | None:
-    """Undo the coder's latest step in this transcript; None when there is nothing to undo."""
+def _next_step(session: Session, coder_id: int, transcript_id: int, *, undo: bool) -> EditStep | None:
+    query = select(EditStep).where(
+        EditStep.coder_id == coder_id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(not undo)
+    )
+    order = EditStep.seq.desc() if undo else EditStep.seq
+    return session.scalar(query.order_by(order).limit(1))
+
+
+def peek_step(workspace: Workspace, transcript_id: int, *, undo: bool = True) -> StepInfo | None:
+    """The step undo (or redo) would take next, described; nothing changes."""
+    actor = workspace.require_actor()
+    with workspace.store.reader() as session:
+        step = _next_step(session, actor.id, transcript_id, undo=undo)
+        return None if step is None else _describe(session, step, undo=undo)
+
+
+def _take_step(workspace: Workspace, transcript_id: int, *, undo: bool) -> StepInfo | None:
     actor = workspace.require_actor()
     with workspace.store.session() as session:
-        step = session.scalar(
-            select(EditStep)
-            .where(EditStep.coder_id == actor.id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(False))
-            .order_by(EditStep.seq.desc())
-            .limit(1)
-        )
+        step = _next_step(session, actor.id, transcript_id, undo=undo)
         if step is None:
             return None
-        coding_id = _revert(session, step, undo=True)
-        step.undone = True
-        record(session, actor.name, "coding.undo", "edit", step.id, step=step.action, coding_id=coding_id)
-        return coding_id
+        info = _describe(session, step, undo=undo)
+        target = _revert(session, step, undo=undo)
+        step.undone = undo
+        kind = "memo" if step.action == "memo" else "coding"
+        record(
+            session,
+            actor.name,
+            f"{kind}.{'undo' if undo else 'redo'}",
+            "edit",
+            step.id,
+            step=step.action,
+            **{f"{kind}_id": target},
+        )
+        return info
+
+
+def undo_step(workspace: Workspace, transcript_id: int) -> StepInfo | None:
+    """Undo the coder's latest step in this transcript and say what it was; None: nothing to undo."""
+    return _take_step(workspace, transcript_id, undo=True)
+
+
+def redo_step(workspace: Workspace, transcript_id: int) -> StepInfo | None:
+    return _take_step(workspace, transcript_id, undo=False)
+
+
+def undo(workspace: Workspace, transcript_id: int) -> int | None:
+    """Undo the coder's latest step in this transcript; returns the coding (or memo) it touched,
+    None when there is nothing to undo."""
+    step = undo_step(workspace, transcript_id)
+    return None if step is None else step.target_id
 
 
 def redo(workspace: Workspace, transcript_id: int) -> int | None:
-    actor = workspace.require_actor()
-    with workspace.store.session() as session:
-        step = session.scalar(
-            select(EditStep)
-            .where(EditStep.coder_id == actor.id, EditStep.transcript_id == transcript_id, EditStep.undone.is_(True))
-            .order_by(EditStep.seq)
-            .limit(1)
-        )
-        if step is None:
-            return None
-        coding_id = _revert(session, step, undo=False)
-        step.undone = False
-        record(session, actor.name, "coding.redo", "edit", step.id, step=step.action, coding_id=coding_id)
-        return coding_id
+    step = redo_step(workspace, transcript_id)
+    return None if step is None else step.target_id
 
 
 # -- memos ---------------------------------------------------------------------------------
@@ -265,10 +394,16 @@ def add_memo(workspace: Workspace, target_kind: str, target_id: int | None, text
     text = text.strip()
     if not text:
         raise ConcordError("a memo needs some text")
+    if target_kind not in MEMO_TARGETS:
+        raise ConcordError(f"a memo goes on a {', a '.join(MEMO_TARGETS)}; not on a {target_kind!r}")
     settings = workspace.settings()
     with workspace.store.session() as session:
         if target_kind == "coding":
             _own_coding(session, workspace, target_id)
+        elif target_kind != "study" and (
+            target_id is None or session.get(_MEMO_TARGET_ROWS[target_kind], target_id) is None
+        ):
+            raise NotFound(f"no {target_kind} {target_id} in this study: the memo was not saved")
         now = _now()
         row = Memo(
             coder_id=actor.id,
@@ -281,8 +416,29 @@ def add_memo(workspace: Workspace, target_kind: str, target_id: int | None, text
         )
         session.add(row)
         session.flush()
+        _push_memo_step(session, actor.id, row, None, text)
         record(session, actor.name, "memo.add", "memo", row.id, target_kind=target_kind, target_id=target_id)
         return memo_info(row, actor.name)
+
+
+def _memo_transcript(session: Session, memo: Memo) -> int | None:
+    """The transcript a memo belongs to (its undo history lives there); None for study and code memos."""
+    if memo.target_kind == "transcript":
+        return memo.target_id
+    if memo.target_kind == "turn":
+        return session.scalar(select(Turn.transcript_id).where(Turn.id == memo.target_id))
+    if memo.target_kind == "coding":
+        return session.scalar(select(Coding.transcript_id).where(Coding.id == memo.target_id))
+    return None
+
+
+def _push_memo_step(session: Session, coder_id: int, memo: Memo, before: str | None, after: str | None) -> None:
+    """Memos on a transcript, its turns and codings are undoable like codings (no memo vanishes for good)."""
+    if before == after:
+        return
+    transcript_id = _memo_transcript(session, memo)
+    if transcript_id is not None:
+        _push_step(session, coder_id, transcript_id, "memo", {"memo_id": memo.id, "before": before, "after": after})
 
 
 def update_memo(workspace: Workspace, memo_id: int, text: str) -> MemoInfo:
@@ -292,6 +448,7 @@ def update_memo(workspace: Workspace, memo_id: int, text: str) -> MemoInfo:
         if row is None or row.deleted_at is not None:
             raise NotFound(f"no memo {memo_id}")
         require_own_memo(actor, coder_id=row.coder_id)
+        _push_memo_step(session, actor.id, row, row.text, text.strip() or None)
         if text.strip():
             row.text = text.strip()
             action = "memo.change"
