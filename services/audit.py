@@ -37,11 +37,26 @@ def require_audit_housekeeping(workspace: Workspace) -> None:
         raise PermissionDenied(f"{actor.name} is a {actor.role}; this needs a supervisor or admin")
 
 
-def verify(workspace: Workspace) -> ChainReport:
-    """Walk the hash chain and the checkpoints; raise AuditChainBroken naming the first broken link."""
+def parse_head(value: str) -> ChainHead:
+    """EVENT:HASH or EVENT:HASH:COUNT, as `concord audit --head` prints them for the lab record."""
+    parts = value.strip().split(":")
+    try:
+        if len(parts) not in (2, 3) or len(parts[1]) != 64:
+            raise ValueError
+        int(parts[1], 16)
+        return ChainHead(int(parts[0]), parts[1].lower(), int(parts[2]) if len(parts) == 3 else 0)
+    except ValueError:
+        raise ConcordError(
+            f"--expect {value!r}: give EVENT:HASH or EVENT:HASH:COUNT (see concord audit --head)"
+        ) from None
+
+
+def verify(workspace: Workspace, expect: ChainHead | None = None) -> ChainReport:
+    """Walk the hash chain and the checkpoints (and a head kept outside the study, if given); raise
+    AuditChainBroken naming the first broken link."""
     require_audit_housekeeping(workspace)
     with workspace.store.reader() as session:
-        report = verify_chain(session)
+        report = verify_chain(session, expect)
     if not report.intact:
         raise AuditChainBroken(f"{workspace.store.display_name}: audit log broken: {report.problem}")
     return report
@@ -66,7 +81,8 @@ def checkpoint(workspace: Workspace, reason: str | None = None) -> ChainHead:
 
 
 # Events about these say what a coder coded or what a session scored: behind the blind.
-BLINDED_ENTITIES = frozenset({"coding", "memo", "consensus", "score", "attribute", "edit"})
+# "workfile": handing out and collecting a coder's work file counts their codings.
+BLINDED_ENTITIES = frozenset({"coding", "memo", "consensus", "score", "attribute", "edit", "workfile"})
 
 
 def _codes_hidden_from(session: Session, coder_id: int | None) -> set[int]:

@@ -207,10 +207,29 @@ def _events(session: Session) -> Iterator[AuditEvent]:
     yield from session.scalars(select(AuditEvent).order_by(AuditEvent.id).execution_options(yield_per=2000))
 
 
-def verify_chain(session: Session) -> ChainReport:
-    """Walk every event in id order; stop at the first link that does not hold, then check the checkpoints."""
+@dataclass(frozen=True)
+class _Expected:
+    """A head kept outside the study (the lab record, a backup), checked like a checkpoint."""
+
+    event_id: int
+    head_hash: str
+    event_count: int | None
+    where: str
+
+
+def verify_chain(session: Session, expect: ChainHead | None = None) -> ChainReport:
+    """Walk every event in id order; stop at the first link that does not hold, then check the checkpoints
+    and, if given, a head recorded outside the study (``expect``; its count may be 0 for unknown)."""
     report = ChainReport()
-    checkpoints = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id)).all()
+    checkpoints: list[AuditCheckpoint | _Expected] = list(
+        session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id))
+    )
+    if expect is not None and expect.event_id is not None:
+        checkpoints.append(
+            _Expected(
+                expect.event_id, expect.hash, expect.count or None, f"the head you gave (event #{expect.event_id})"
+            )
+        )
     by_event: dict[int, list[AuditCheckpoint]] = {}
     for checkpoint in checkpoints:
         by_event.setdefault(checkpoint.event_id, []).append(checkpoint)
@@ -256,11 +275,16 @@ def verify_chain(session: Session) -> ChainReport:
 
     for checkpoint in checkpoints:
         report.checkpoints += 1
-        where = f"checkpoint {checkpoint.id} ({utc_iso(checkpoint.at)}, {checkpoint.reason})"
+        where = (
+            checkpoint.where
+            if isinstance(checkpoint, _Expected)
+            else f"checkpoint {checkpoint.id} ({utc_iso(checkpoint.at)}, {checkpoint.reason})"
+        )
         found = seen.get(checkpoint.event_id)
         if found is None:
+            counted = f" ({checkpoint.event_count} events)" if checkpoint.event_count is not None else ""
             report.problem = (
-                f"{where} saw event #{checkpoint.event_id} ({checkpoint.event_count} events), which is gone:"
+                f"{where} saw event #{checkpoint.event_id}{counted}, which is gone:"
                 f" the log was cut off or emptied after it (it now ends at "
                 f"{'#' + str(last_id) if last_id else 'nothing'}, {report.events} events)"
             )
@@ -270,7 +294,7 @@ def verify_chain(session: Session) -> ChainReport:
             report.broken_at = checkpoint.event_id
             report.problem = f"{where}: event #{checkpoint.event_id} no longer has the hash it had then"
             return report
-        if count != checkpoint.event_count:
+        if checkpoint.event_count is not None and count != checkpoint.event_count:
             report.problem = (
                 f"{where} counted {checkpoint.event_count} events up to #{checkpoint.event_id}; there are now {count}"
             )

@@ -358,3 +358,22 @@ def test_postgres_refuses_truncate_and_replica_mode(study, backend, table):
         assert len(modes) == 2 and {mode for _, mode in modes} == {"A"}
     finally:
         engine.dispose()
+
+
+def test_a_head_kept_in_the_lab_record_catches_a_cut_after_the_last_checkpoint(study):
+    """No checkpoint covers the last events, but the head printed for the lab record does."""
+    head = CliRunner().invoke(concord_cli, ["audit", study, "--as", "sue", "--head", "--format", "json"])
+    record = json.loads(head.stdout)["for_the_record"]
+    assert record.startswith("10:")
+    assert (
+        CliRunner().invoke(concord_cli, ["audit", study, "--as", "sue", "--verify", "--expect", record]).exit_code == 0
+    )
+    with attacker(study) as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE id = 10"))
+    # Without the recorded head the shortened chain is consistent...
+    assert verify_cli(study).exit_code == 0
+    # ...with it, the cut shows.
+    result = CliRunner().invoke(concord_cli, ["audit", study, "--as", "sue", "--verify", "--expect", record])
+    assert result.exit_code == 2 and "the head you gave (event #10) saw event #10" in result.stderr
+    bad = CliRunner().invoke(concord_cli, ["audit", study, "--as", "sue", "--verify", "--expect", "10:nothex"])
+    assert bad.exit_code == 2 and "EVENT:HASH" in bad.stderr

@@ -198,9 +198,14 @@ def backup(study, dest, actor):
 )
 @click.option("--checkpoint", "check", flag_value="checkpoint", help="Record the chain head in the study.")
 @click.option("--reason", metavar="TEXT", help="Why the checkpoint is taken (kept with it).")
+@click.option(
+    "--expect",
+    metavar="EVENT:HASH[:COUNT]",
+    help="With --verify: a head kept outside the study (from --head); the log must still hold it.",
+)
 @as_option
 @format_option()
-def audit(study, limit, action, check, reason, actor, output_format):
+def audit(study, limit, action, check, reason, expect, actor, output_format):
     """The append-only log of every change: who, when, what.
 
     While the study is blind, coders see setup events and their own work only.
@@ -215,9 +220,11 @@ def audit(study, limit, action, check, reason, actor, output_format):
       concord audit study.concord --as sam --verify
       concord audit study.concord --as sam --head
     """
+    if expect and check != "verify":
+        raise click.UsageError("--expect goes with --verify")
     with opened(study, actor) as workspace:
         if check == "verify":
-            report = audit_service.verify(workspace)
+            report = audit_service.verify(workspace, audit_service.parse_head(expect) if expect else None)
             emit_mapping(
                 {
                     "audit_log": "intact",
@@ -233,7 +240,15 @@ def audit(study, limit, action, check, reason, actor, output_format):
             return
         if check == "head":
             head = audit_service.head(workspace)
-            emit_mapping({"event": head.event_id, "hash": head.hash, "events": head.count}, output_format)
+            emit_mapping(
+                {
+                    "event": head.event_id,
+                    "hash": head.hash,
+                    "events": head.count,
+                    "for_the_record": f"{head.event_id}:{head.hash}:{head.count}",
+                },
+                output_format,
+            )
             return
         if check == "checkpoint":
             head = audit_service.checkpoint(workspace, reason)
