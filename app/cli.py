@@ -55,6 +55,9 @@ COMMANDS: dict[str, LazyCommand] = {
     "coder": LazyCommand(
         f"{_COMMANDS}.study", "coder", "The people in a study and their roles (coder, supervisor, admin)."
     ),
+    "collect": LazyCommand(
+        f"{_COMMANDS}.workfiles", "collect", "Bring a coder's work back from WORK_FILE (from concord handout) into STUDY."
+    ),
     "consensus": LazyCommand(
         f"{_COMMANDS}.consensus", "consensus", "Reconcile the coders' codings into the consensus layer (supervisors)."
     ),
@@ -66,6 +69,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "export",
         "Tables and reports for the paper: frequencies, representativeness, excerpts.",
         subcommands=((f"{_COMMANDS}.qdpx", "qdpx_export"),),
+    ),
+    "handout": LazyCommand(
+        f"{_COMMANDS}.workfiles",
+        "handout",
+        "Write a work file for one coder: a new study file holding only what they may see.",
     ),
     "import": LazyCommand(
         f"{_COMMANDS}.importing",

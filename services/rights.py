@@ -69,6 +69,12 @@ def require_backup_rights(workspace: Workspace) -> None:
     require_setup_rights(workspace)
 
 
+def require_workfile_rights(workspace: Workspace) -> Actor:
+    """Handing out, refreshing and collecting a coder's work file reads and writes that coder's whole layer,
+    and the main study it comes from holds everyone's: supervisors and admins."""
+    return require_lead(workspace)
+
+
 def require_consensus_rights(workspace: Workspace) -> Actor:
     """The disagreement queue and its decisions name every coder's work: supervisors and admins."""
     return require_lead(workspace)

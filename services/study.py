@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -55,6 +56,8 @@ def init_study(
                     language=language,
                     blind=blind,
                     identity_mode=identity_mode,
+                    # Work files name the study they came from (services/workfiles.py).
+                    study_uid=str(uuid.uuid4()),
                 )
             )
             first = None
