@@ -258,61 +258,29 @@ def truncate_middle(text: str, width: int) -> str:
 # -- where the study's codebooks say which speakers a code is for -----------------------------------
 
 
-def declared_speakers(workspace, codes: Sequence[CodeInfo]) -> dict[int, tuple[str, ...]]:
-    """{code id: applies_to} for the codes whose codebook declares speakers (not inherited yet:
-    ``speakers_for`` walks up the tree).
-
-    The database has no column for applies_to, so it is read where the codebook's text keeps it:
-    a code's own ``applies_to`` if the DTO carries one, else the codebook's latest stored version
-    (its YAML), else the bundled codebook of the same id. Codes are matched by guid, then by path.
-    A version that cannot be read gives no hints rather than an error: hints are advice.
-    """
-    from sqlalchemy import func, select
-
-    from concord.codebooks.loader import bundled_ids, load_bundled, load_codebook
-    from concord.storage.errors import ConcordError
-    from concord.storage.models import Codebook, CodebookVersion
-
+def declared_speakers(codes: Iterable[CodeInfo]) -> dict[int, tuple[str, ...]]:
+    """{code id: applies_to} for the codes that declare speakers themselves (``speakers_for`` walks
+    up the tree for the rest). The codebook's ``applies_to`` reaches CodeInfo from codes.applies_to;
+    read with getattr so a study store from before that column simply gives no hints."""
     declared: dict[int, tuple[str, ...]] = {}
     for code in codes:
-        own = getattr(code, "applies_to", None)
-        if own:
-            declared[code.id] = tuple(own)
-    books = {code.codebook for code in codes}
-    by_guid: dict[str, tuple[str, ...]] = {}
-    by_path: dict[tuple[str, tuple[str, ...]], tuple[str, ...]] = {}
-    with workspace.store.reader() as session:
-        for book in session.scalars(select(Codebook).where(Codebook.key.in_(books))):
-            latest = session.scalar(
-                select(CodebookVersion.snapshot).where(
-                    CodebookVersion.codebook_id == book.id,
-                    CodebookVersion.number
-                    == select(func.max(CodebookVersion.number))
-                    .where(CodebookVersion.codebook_id == book.id)
-                    .scalar_subquery(),
-                )
-            )
-            specs = []
-            try:
-                if latest:
-                    specs.append(load_codebook(latest, source_name=f"codebook {book.key}"))
-                if book.key in bundled_ids():
-                    specs.append(load_bundled(book.key))
-            except (ConcordError, ValueError):
-                pass
-            for spec in specs:
-                found = [(path, node) for path, node in spec.walk() if node.applies_to]
-                if not found:
-                    continue
-                for path, node in found:
-                    if node.guid:
-                        by_guid.setdefault(node.guid, node.applies_to)
-                    by_path.setdefault((book.key, path), node.applies_to)
-                break  # the first source that declares any speakers is the codebook's word
-    for code in codes:
-        if code.id in declared:
-            continue
-        roles = by_guid.get(code.guid) or by_path.get((code.codebook, tuple(code.path)))
+        roles = getattr(code, "applies_to", None)
         if roles:
             declared[code.id] = tuple(roles)
     return declared
+
+
+def workbench_state(workspace) -> WorkbenchState:
+    """The state file of this study (by its uid, so a copied or moved study file keeps its choices)
+    for the acting coder."""
+    from sqlalchemy import select
+
+    from concord.storage.models import Study
+
+    with workspace.store.reader() as session:
+        uid = session.scalar(select(Study.study_uid).where(Study.id == 1))
+    if not uid:
+        import hashlib
+
+        uid = "path-" + hashlib.sha256(str(workspace.store.target).encode()).hexdigest()[:16]
+    return WorkbenchState(uid, workspace.require_actor().name)

@@ -184,17 +184,118 @@ def key_rows(nodes: Iterable[tuple[DOMNode, str]], keymap: Mapping[str, str]) ->
     return list(rows.values())
 
 
-def hint_line(rows: Iterable[KeyRow], names: Mapping[str, str]) -> Text:
+def hint_line(rows: Iterable[KeyRow], names: Mapping[str, str], width: int | None = None) -> Text:
     """A one-line reminder of chosen actions ("c code  u undo"), with the user's keys;
-    ``names`` maps binding ids to short names, in the order to show them."""
+    ``names`` maps binding ids to short names, most wanted first: with a ``width``, the
+    reminders that would not fit are left out rather than cut in half."""
     by_id = {row.binding_id: row for row in rows if row.binding_id}
     line = Text()
     for binding_id, name in names.items():
         row = by_id.get(binding_id)
         if row is None:
             continue
-        if line:
+        item = Text.assemble((row.keys[0], "bold"), f" {name}")
+        gap = 2 if line else 0
+        if width is not None and line.cell_len + gap + item.cell_len > width:
+            continue
+        if gap:
             line.append("  ")
-        line.append(row.keys[0], style="bold")
-        line.append(f" {name}")
+        line.append_text(item)
     return line
+
+
+# The help screen's tasks, most used first; within a task, the order of the ids is the order shown.
+# Rows whose id no task lists follow under the name of the place their keys work in.
+HELP_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "Code",
+        (
+            "transcript.apply-*",
+            "transcript.pick-code",
+            "transcript.hotkey-codebook",
+            "transcript.change",
+            "transcript.remove",
+            "transcript.new-code",
+            "transcript.in-vivo",
+        ),
+    ),
+    (
+        "Move",
+        (
+            "transcript.next-turn",
+            "transcript.previous-turn",
+            "transcript.next-word",
+            "transcript.previous-word",
+            "transcript.next-sentence",
+            "transcript.previous-sentence",
+            "transcript.next-char",
+            "transcript.previous-char",
+            "transcript.start",
+            "transcript.end",
+            "transcript.page-down",
+            "transcript.page-up",
+        ),
+    ),
+    ("Select", ("transcript.visual", "transcript.select-turn", "transcript.select-*", "transcript.clear-selection")),
+    ("Memo, undo", ("transcript.memo", "transcript.undo", "transcript.redo")),
+    ("Find", ("transcript.find", "transcript.next-coding", "transcript.prev-coding")),
+    ("Views", ("transcript.overlay", "transcript.done", "transcript.close")),
+    ("Everywhere", ("app.help", "app.palette", "app.quit")),
+)
+HOTKEY_ID = re.compile(r"transcript\.apply-\d$")
+
+
+def _task_slot(binding_id: str | None) -> tuple[int, int] | None:
+    if not binding_id:
+        return None
+    for task_index, (_, ids) in enumerate(HELP_TASKS):
+        for position, pattern in enumerate(ids):
+            if binding_id == pattern or (pattern.endswith("*") and binding_id.startswith(pattern[:-1])):
+                return task_index, position
+    return None
+
+
+def help_groups(rows: Iterable[KeyRow]) -> list[tuple[str, list[KeyRow]]]:
+    """The rows grouped by task, most used first. The ten "apply the code with hotkey N" rows
+    become one ("1–9, 0"), since they are one task."""
+    rows = list(rows)
+    hotkeys = [row for row in rows if HOTKEY_ID.match(row.binding_id or "")]
+    if len(hotkeys) > 1:
+        first = hotkeys[0]
+        keys = [key for row in hotkeys for key in row.keys]
+        digits = [key for key in keys if key.isdigit() and key != "0"]
+        shown = (
+            f"{digits[0]}–{digits[-1]}"
+            if digits == [str(n) for n in range(1, len(digits) + 1)] and len(digits) > 2
+            else ", ".join(digits)
+        )
+        rest = [key for key in keys if key not in digits]
+        merged = KeyRow(
+            tuple(part for part in (shown, *rest) if part),
+            "Apply the code with that hotkey (the codebook marked · keys)",
+            "transcript.apply-N",
+            first.action,
+            first.node,
+            first.where,
+        )
+        index = rows.index(first)
+        rows = [row for row in rows if row not in hotkeys]
+        rows.insert(index, merged)
+    tasks: list[list[tuple[int, KeyRow]]] = [[] for _ in HELP_TASKS]
+    others: dict[str, list[KeyRow]] = {}
+    for row in rows:
+        slot = _task_slot("transcript.apply-1" if row.binding_id == "transcript.apply-N" else row.binding_id)
+        if slot is None:
+            others.setdefault(row.where, []).append(row)
+        else:
+            tasks[slot[0]].append((slot[1], row))
+    groups = [
+        (HELP_TASKS[index][0], [row for _, row in sorted(found, key=lambda item: item[0])])
+        for index, found in enumerate(tasks)
+        if found
+    ]
+    everywhere = groups.pop() if groups and groups[-1][0] == "Everywhere" else None
+    groups += list(others.items())
+    if everywhere:
+        groups.append(everywhere)
+    return groups

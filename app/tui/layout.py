@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Generic, Protocol, TypeVar
@@ -137,8 +137,10 @@ class LineInfo:
 class LayoutSource:
     """A transcript prepared for wrapping: checked turns, width classes, header sizes, motions."""
 
-    def __init__(self, text: str, turns: Sequence[TurnInfo]) -> None:
+    def __init__(self, text: str, turns: Sequence[TurnInfo], label_of: Callable[[TurnInfo], str] | None = None) -> None:
         self.text = text
+        # What the header column calls each speaker (the workbench shows roles; default: the label as imported).
+        self.label_of: Callable[[TurnInfo], str] = label_of or attrgetter("speaker_label")
         self.turns: tuple[TurnInfo, ...] = tuple(turns)
         self.starts: list[int] = list(map(attrgetter("char_start"), self.turns))
         self.ends: list[int] = list(map(attrgetter("char_end"), self.turns))
@@ -177,7 +179,7 @@ class LayoutSource:
         self.with_hours = bool(times) and max(times) >= 3600
         self.time_width = (8 if self.with_hours else 5) if times else 0
         self.mark_width = 2 if any(map(attrgetter("replayed"), turns)) else 0
-        labels = set(map(attrgetter("speaker_label"), turns))
+        labels = set(map(self.label_of, turns))
         widest = max((sum(cell_width(c) for c in label) for label in labels), default=1)
         self.label_width = max(1, min(LABEL_MAX_CELLS, widest))
 
@@ -197,7 +199,7 @@ class LayoutSource:
             parts += [HeaderPart("time", shown.rjust(self.time_width)), HeaderPart("space", " ")]
         if self.mark_width:
             parts.append(HeaderPart("mark", (VIDEO_MARK if turn.replayed else " ").ljust(self.mark_width)))
-        parts += [HeaderPart("label", _fit_label(turn.speaker_label, self.label_width)), HeaderPart("space", " ")]
+        parts += [HeaderPart("label", _fit_label(self.label_of(turn), self.label_width)), HeaderPart("space", " ")]
         return parts
 
     def cells(self, start: int, end: int, turn_index: int | None = None) -> int:

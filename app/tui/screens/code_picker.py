@@ -16,6 +16,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from concord.app.tui.widgets.codebook_panel import code_description
+from concord.app.tui.widgets.vim import VimOptionList
 from concord.services.dto import CodeInfo
 
 CREATE_ID = "create"
@@ -96,7 +97,7 @@ class CodePicker(ModalScreen[Picked | None]):
             yield Static(Text(self.title_text, style="bold"), classes="dialog-title")
             yield Input(self.initial_query, placeholder=placeholder, id="picker-input")
             with Horizontal(id="picker-body"):
-                yield OptionList(id="picker-options", markup=False)
+                yield VimOptionList(id="picker-options", markup=False)
                 with VerticalScroll(id="picker-definition-scroll"):
                     yield Static(id="picker-definition")
             yield Static(Text("enter apply · ↑↓ choose · esc cancel", style="dim"), classes="dialog-hint")

@@ -20,6 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from concord.app.tui.widgets.vim import VimDataTable, VimOptionList
 from concord.services import codes as code_service
 from concord.services import consensus as consensus_service
 from concord.services.consensus import DecisionRequest, QueueItem
@@ -86,7 +87,7 @@ class CodeChoiceDialog(ModalScreen[int | None]):
         with Vertical(classes="consensus-dialog"):
             yield Static("Apply which code?", classes="dialog-title")
             yield Input(placeholder="filter", id="code-filter")
-            yield OptionList(id="code-options")
+            yield VimOptionList(id="code-options")
             yield Static("enter: choose · escape: cancel", classes="dialog-hint")
 
     def on_mount(self) -> None:
@@ -238,7 +239,7 @@ class ConsensusScreen(Screen[None]):
         Binding("c", "pick_code", "Other code", id="consensus.code"),
         Binding("s", "adjust_span", "Span", id="consensus.span"),
         Binding("v", "toggle_settled", "Show settled", id="consensus.settled"),
-        Binding("g", "agreement", "Agreement", id="consensus.agreement"),
+        Binding("A", "agreement", "Agreement", id="consensus.agreement"),
         Binding("escape", "back", "Back", id="consensus.back"),
     ]
 
@@ -272,7 +273,7 @@ class ConsensusScreen(Screen[None]):
         present = f" · meeting: {', '.join(self.present)}" if self.present else ""
         yield Static(Text(f"Consensus · deciding: {actor}{present} · {self.unit} units"), id="title-bar")
         with Horizontal(id="consensus-body"):
-            yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+            yield VimDataTable(id="queue", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="consensus-detail"):
                 yield Static("", id="unit-context")
                 yield Static("", id="unit-readings")

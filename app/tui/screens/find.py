@@ -22,6 +22,7 @@ from textual.widgets import Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from concord.app.tui.widgets.vim import VimOptionList
 from concord.services.dto import TurnInfo
 
 HIT_LIMIT = 500
@@ -133,7 +134,7 @@ class FindScreen(ModalScreen[FindOutcome | None]):
         with Vertical(id="find-dialog", classes="dialog"):
             yield Static(id="find-title", classes="dialog-title")
             yield Input(self.initial_query, placeholder="Find in this transcript", id="find-input")
-            yield OptionList(id="find-hits", markup=False)
+            yield VimOptionList(id="find-hits", markup=False)
             yield Static(
                 Text("enter jump · ↑↓ choose · ctrl+f plain/fuzzy · esc close", style="dim"), classes="dialog-hint"
             )

@@ -1,5 +1,8 @@
 """A memo editor for the coding at the cursor, the turn, or the whole transcript
-(familiarisation notes). The screen that opens it saves what comes back."""
+(familiarisation notes). The screen that opens it saves what comes back.
+
+What is typed always reaches the text: with the target list focused (after tab), typed characters
+go to the text box rather than being dropped. Leaving with unsaved text asks first."""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -23,6 +27,8 @@ class MemoTarget:
     label: str
     text: str = ""
     memo_id: int | None = None
+    # Where a saved memo went, for the message after saving ("turn 12", "the transcript").
+    place: str = ""
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class MemoScreen(ModalScreen[list[MemoEdit] | None]):
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", id="memo.save"),
-        Binding("escape", "cancel", "Cancel", id="memo.cancel"),
+        Binding("escape", "cancel", "Cancel (asks if text is unsaved)", id="memo.cancel"),
     ]
 
     def __init__(self, targets: Sequence[MemoTarget]) -> None:
@@ -58,7 +64,7 @@ class MemoScreen(ModalScreen[list[MemoEdit] | None]):
                     yield RadioButton(label, value=index == self.selected)
             yield TextArea(self.drafts[self.selected], id="memo-text", soft_wrap=True)
             yield Static(
-                Text("ctrl+s save · esc cancel · tab switches between target and text", style="dim"),
+                Text("ctrl+s saves · esc cancels · tab: target list (typing still writes here)", style="dim"),
                 classes="dialog-hint",
             )
 
@@ -77,14 +83,43 @@ class MemoScreen(ModalScreen[list[MemoEdit] | None]):
         self.selected = event.index
         self.editor.load_text(self.drafts[self.selected])
 
-    def action_save(self) -> None:
+    def on_key(self, event: events.Key) -> None:
+        """A character typed while the target list has focus goes into the text, not nowhere."""
+        editor = self.editor
+        if self.focused is editor or not event.is_printable or event.character is None:
+            return
+        event.stop()
+        event.prevent_default()
+        editor.focus()
+        editor.insert(event.character)
+
+    def edits(self) -> list[MemoEdit]:
+        """The memos whose text differs from what is stored."""
         self.drafts[self.selected] = self.editor.text
-        edits = [
+        return [
             MemoEdit(target, self.drafts[index].strip())
             for index, target in enumerate(self.targets)
             if self.drafts[index].strip() != target.text.strip()
         ]
-        self.dismiss(edits)
+
+    def action_save(self) -> None:
+        self.dismiss(self.edits())
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        unsaved = self.edits()
+        if not unsaved:
+            self.dismiss(None)
+            return
+        from concord.app.tui.screens.themes import Confirm
+
+        places = ", ".join(edit.target.place or edit.target.label for edit in unsaved)
+        question = Text(f"Discard the unsaved memo text on {places}?", style="bold")
+        question.append("\n(n or esc goes back to the text; ctrl+s there saves it)", style="dim")
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.dismiss(None)
+            else:
+                self.editor.focus()
+
+        self.app.push_screen(Confirm(question), answered)

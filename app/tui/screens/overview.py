@@ -20,6 +20,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from textual.worker import Worker, WorkerState
 
 from concord.app.tui.messages import OpenTranscript
+from concord.app.tui.widgets.vim import VimDataTable
 from concord.services import rights
 from concord.services import transcripts as transcript_service
 from concord.services.dto import ProgressInfo, StudySettings, TranscriptSummary
@@ -117,8 +118,9 @@ def load_overview(app: ConcordApp) -> OverviewData:
 
 
 class OverviewScreen(Screen[None]):
-    """Enter opens the highlighted transcript; / filters; s and r sort; F searches every transcript; c, g, R
-    and T lead to consensus, agreement, results and theme development for those who may see them."""
+    """Enter opens the highlighted transcript; j/k move and g/G go to the ends (as in every list); / filters;
+    s and r sort; F searches every transcript; c, A, R and T lead to consensus, agreement, results and theme
+    development for those who may see them."""
 
     app: ConcordApp
     BINDINGS = [
@@ -127,7 +129,7 @@ class OverviewScreen(Screen[None]):
         Binding("r", "reverse", "Reverse", id="overview.reverse"),
         Binding("escape", "clear_filter", "Clear filter", show=False, id="overview.clear-filter"),
         Binding("c", "consensus", "Consensus", id="overview.consensus"),
-        Binding("g", "agreement", "Agreement", id="overview.agreement"),
+        Binding("A", "agreement", "Agreement", id="overview.agreement"),
         Binding("R", "results", "Results", id="overview.results"),
         Binding("T", "themes", "Themes", id="overview.themes"),
         Binding("F", "search", "Search all", id="overview.search"),
@@ -144,7 +146,7 @@ class OverviewScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="title-bar")
         yield Input(placeholder="Filter transcripts (press / to filter, esc to clear)", id="filter")
-        yield DataTable(id="transcripts", cursor_type="row", zebra_stripes=True)
+        yield VimDataTable(id="transcripts", cursor_type="row", zebra_stripes=True)
         yield Static(id="overview-status", classes="status-line")
         yield Footer()
 

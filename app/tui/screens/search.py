@@ -21,6 +21,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from concord.app.tui.screens.find import HIT_LIMIT, FindHit, find_fuzzy, find_plain, kwic
+from concord.app.tui.widgets.vim import VimOptionList
 from concord.services import transcripts as transcript_service
 from concord.services.dto import TranscriptDetail, TranscriptSummary
 from concord.services.workspace import Workspace
@@ -116,7 +117,7 @@ class SearchScreen(Screen[None]):
             placeholder="Search every transcript (enter opens the highlighted hit)",
             id="search-input",
         )
-        yield OptionList(id="search-hits", markup=False)
+        yield VimOptionList(id="search-hits", markup=False)
         yield Static(id="search-status", classes="status-line")
         yield Footer()
 

@@ -23,6 +23,7 @@ from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from concord.app.tui.screens.code_picker import code_prompt, rank_codes
+from concord.app.tui.widgets.vim import VimOptionList
 from concord.services import codebooks as codebook_service
 from concord.services.codebooks import CodeChangeInfo, MergeSuggestion
 from concord.services.dto import CodeInfo
@@ -220,7 +221,7 @@ class TargetPicker(ModalScreen[int | str | None]):
         with Vertical(classes="dialog"):
             yield Static(Text(self.title_text, style="bold"), classes="dialog-title")
             yield Input(placeholder="Type part of a code's name", id="target-input")
-            yield OptionList(id="target-options", markup=False)
+            yield VimOptionList(id="target-options", markup=False)
             yield Static(Text("enter choose · ↑↓ move · esc cancel", style="dim"), classes="dialog-hint")
 
     @property
@@ -288,7 +289,7 @@ class SuggestionsScreen(ModalScreen[int]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Static(id="suggestions-title", classes="dialog-title")
-            yield OptionList(id="suggestions-list", markup=False)
+            yield VimOptionList(id="suggestions-list", markup=False)
             yield Static(id="suggestions-status", classes="status-line")
             yield Static(
                 Text("y merge into the first (bold) · n keep apart · ↑↓ choose · esc close", style="dim"),

@@ -9,7 +9,7 @@ leaves out the overlay and the session panel, whose data the services refuse.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -34,6 +34,7 @@ from concord.app.tui.widgets.transcript_view import TranscriptView
 from concord.services import codes as code_service
 from concord.services import coding as coding_service
 from concord.services import transcripts as transcript_service
+from concord.services import workbench
 from concord.services.dto import CodeInfo, CodingInfo, MemoInfo, TranscriptDetail, TranscriptSummary
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError
@@ -62,15 +63,18 @@ NEEDS_TRANSCRIPT = frozenset(
     }
 )
 # The hint line under the status line: binding id -> a short name.
+# The hint line under the status line: binding id -> a short name, most wanted first (at 80
+# columns the last ones give way).
 HINTED = {
     "transcript.pick-code": "code",
+    "transcript.hotkey-codebook": "book",
     "transcript.memo": "memo",
     "transcript.undo": "undo",
+    "app.help": "keys",
+    "transcript.close": "back",
     "transcript.find": "find",
     "transcript.done": "done",
     "transcript.overlay": "overlay",
-    "transcript.close": "back",
-    "app.help": "keys",
     "app.palette": "commands",
 }
 
@@ -82,17 +86,24 @@ class LoadedTranscript:
     own: list[CodingInfo]
     memos: list[MemoInfo]
     cursor: int
+    # The codebook whose hotkeys the coder last used in this transcript, if any.
+    remembered_book: str | None = None
+    # {code id: speaker roles} for codes whose codebook says whose turns they are for.
+    speakers: dict[int, tuple[str, ...]] | None = None
 
 
 def load_transcript(workspace: Workspace, transcript_id: int) -> LoadedTranscript:
     """Everything the screen needs, read in one go (called in a thread worker)."""
     detail = transcript_service.get_transcript(workspace, transcript_id)
+    codes = code_service.visible_codes(workspace)
     return LoadedTranscript(
         detail=detail,
-        codes=code_service.visible_codes(workspace),
+        codes=codes,
         own=coding_service.list_codings(workspace, transcript_id),
         memos=own_memos(workspace, transcript_id),
         cursor=transcript_service.last_position(workspace, transcript_id),
+        remembered_book=workbench.workbench_state(workspace).hotkey_book(transcript_id),
+        speakers=workbench.declared_speakers(codes),
     )
 
 
@@ -123,6 +134,11 @@ def session_text(detail: TranscriptDetail) -> Text:
     if not (detail.dyad or detail.attributes or detail.scores):
         text.append("\nno attributes or scores", style="dim")
     return text
+
+
+def _first_words(text: str, limit: int = 30) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def counted(number: int, noun: str) -> str:
@@ -184,6 +200,9 @@ class TranscriptScreen(Screen[None]):
         self._progress_timer = None
         self._max_turn = summary.progress.turns_reviewed if summary.progress else 0
         self.hotkey_book: str | None = None
+        self.speakers: dict[int, tuple[str, ...]] = {}
+        # The undo step a first u warned about (it would take a memo away); a second u takes it.
+        self._undo_armed: int | None = None
 
     # -- building -------------------------------------------------------------------------
 
@@ -215,7 +234,7 @@ class TranscriptScreen(Screen[None]):
         return title
 
     def on_mount(self) -> None:
-        self.query_one("#key-hints", Static).update(hint_line(self.app.key_rows_for(self), HINTED))
+        self._update_hints()
         self._update_status()
         self._loader = self.run_worker(
             partial(load_transcript, self.app.workspace, self.transcript_id),
@@ -225,6 +244,11 @@ class TranscriptScreen(Screen[None]):
             exit_on_error=False,
             name="transcript-load",
         )
+
+    def on_resize(self, event: events.Resize) -> None:
+        # The key line and the status line are fitted to the width.
+        self._update_hints()
+        self._update_status()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker is self._loader:
@@ -239,21 +263,28 @@ class TranscriptScreen(Screen[None]):
     def _show_loaded(self, loaded: LoadedTranscript) -> None:
         self.detail = loaded.detail
         self.codes = {code.id: code for code in loaded.codes}
-        self.hotkey_book = self._default_hotkey_book()
+        self.speakers = dict(loaded.speakers or {})
+        self.hotkey_book = workbench.choose_hotkey_book(
+            loaded.codes, kind=self.summary.kind, remembered=loaded.remembered_book
+        )
         self.query_one("#title-bar", Static).update(self._title())
         self.own = list(loaded.own)
         self.memos = loaded.memos
         view = self.view
+        view.book_letters = self._letters()
         view.load(loaded.detail, self.codes, self._shown(self.own), overlay=(), cursor=loaded.cursor)
         if self.open_at is not None:
             view.jump_to(*self.open_at)
         view.loading = False
         view.focus()
-        self.panel.set_codes(loaded.codes, self._own_counts())
+        self.panel.set_codes(loaded.codes, self._own_counts(), active_book=self.hotkey_book, letters=self._letters())
+        self._update_hints()
         if self.open_mode:
             self.query_one("#session-text", Static).update(session_text(loaded.detail))
         if loaded.detail.turns:
-            self.message = Text(f"{counted(len(self.own), 'coding')} of yours · {counted(len(self.codes), 'code')}")
+            self.message = Text(f"{counted(len(self.own), 'coding')} of yours")
+            if self.hotkey_book:
+                self.message.append(f" · keys: {self.hotkey_book}")
             shadowed = self._shadowed_hotkeys()
             if shadowed:
                 self.message.append(f" · hotkeys {', '.join(shadowed)} are taken by other keys: use c", style="yellow")
@@ -321,10 +352,42 @@ class TranscriptScreen(Screen[None]):
         if self.loaded:
             offset = self.view.cursor
             others_here = [c for c in self._shown(self.overlay) if c.start <= offset < c.end]
-            self.panel.show_at_cursor(self.view.codings_at(offset), others_here)
+            turn = self.view.current_turn()
+            word = workbench.word_at(self.detail.text, turn, offset)
+            place = f"Turn {turn.number}{f', word {word}' if word else ''} · {workbench.speaker_text(turn)}"
+            self.panel.show_at_cursor(self.view.codings_at(offset), others_here, place=place, where=self._where)
         self._update_status()
 
-    def _say(self, message: str, style: str = "") -> None:
+    def _where(self, coding: CodingInfo) -> str:
+        """Where a coding runs, as turn and words."""
+        return workbench.describe_span(self.detail.text, self.detail.turns, coding.start, coding.end)
+
+    def _letters(self) -> dict[str, str]:
+        return workbench.book_letters(code.codebook for code in self.codes.values())
+
+    def _update_hints(self) -> None:
+        """The key line: first the hotkeys that fire now (the active codebook's), then the usual keys."""
+        line = Text()
+        live = sorted(
+            (code.hotkey for code in self.codes.values() if code.hotkey and code.codebook == self.hotkey_book),
+            key=lambda key: (not key.isdigit(), key == "0", key),
+        )
+        if live:
+            keys = f"{live[0]}–{live[-1]}" if len(live) > 2 else ",".join(live)
+            line.append(keys, style="bold")
+            line.append(f" {self.hotkey_book}  ")
+        rows = self.app.key_rows_for(self)
+        names = dict(HINTED)
+        if len(workbench.hotkey_books(self.codes.values())) < 2:
+            names.pop("transcript.hotkey-codebook")
+        hints = self.query_one("#key-hints", Static)
+        width = (hints.size.width or self.app.size.width) - 2
+        line.append_text(hint_line(rows, names, width=width - line.cell_len))
+        hints.update(line)
+
+    def _say(self, message: str, style: str = "", *, keep_armed: bool = False) -> None:
+        if not keep_armed:
+            self._undo_armed = None
         self.message = Text(message, style=style)
         self._update_status()
 
@@ -335,22 +398,41 @@ class TranscriptScreen(Screen[None]):
         self.notify(text, title=title, severity="error", markup=False)
 
     def _update_status(self) -> None:
-        status = Text()
+        """Where the cursor is, then the last message; when both do not fit, the place gets shorter
+        and the message keeps its words (it says what just happened)."""
+        status_line = self.query_one("#status", Static)
+        width = max(20, status_line.size.width - 2) if status_line.size.width else 78
+        parts: list[tuple[str, str]] = []
         if self.loaded:
             view = self.view
             turn = view.current_turn()
-            status.append(f"turn {turn.number}/{len(self.detail.turns)} {turn.speaker_label}", style="bold")
+            role = workbench.role_name(turn.speaker_role)
             selection = view.selection()
-            if selection and selection[1] > selection[0]:
-                status.append(f" · selected {counted(selection[1] - selection[0], 'char')}")
+            words = (
+                workbench.count_words(self.detail.text, *selection) if selection and selection[1] > selection[0] else 0
+            )
+            long = [(f"turn {turn.number}/{len(self.detail.turns)} {role}", "bold")]
+            if words:
+                long.append((f" · {counted(words, 'word')} selected", ""))
             if self.overlay_layers:
-                status.append(f" · showing {' + '.join(self.overlay_layers)}", style="italic")
+                long.append((f" · showing {' + '.join(self.overlay_layers)}", "italic"))
             if self.done:
-                status.append(" · done ✓", style="bold")
-            status.append(" · ")
+                long.append((" · done ✓", "bold"))
+            short = [(f"t{turn.number} {role}", "bold")]
+            if words:
+                short.append((f" · {words}w", ""))
+            message_len = self.message.cell_len
+            parts = long if sum(len(p) for p, _ in long) + 3 + message_len <= width else short
+            parts.append((" · ", ""))
+        status = Text()
+        for part, style in parts:
+            status.append(part, style=style)
         status.append_text(self.message)
+        if status.cell_len > width:
+            status.truncate(width - 1)
+            status.append("…")
         # One line, always: no layout pass needed (this runs on every cursor move).
-        self.query_one("#status", Static).update(status, layout=False)
+        status_line.update(status, layout=False)
 
     # -- events from the parts --------------------------------------------------------------
 
@@ -422,7 +504,7 @@ class TranscriptScreen(Screen[None]):
         """The selection, or else the turn under the cursor, with words for the status line."""
         selection = self.view.selection()
         if selection and selection[1] > selection[0]:
-            return selection[0], selection[1], f"{counted(selection[1] - selection[0], 'selected char')}"
+            return selection[0], selection[1], workbench.describe_span(self.detail.text, self.detail.turns, *selection)
         turn = self.view.current_turn()
         if turn.char_end > turn.char_start:
             return turn.char_start, turn.char_end, f"turn {turn.number}"
@@ -449,42 +531,41 @@ class TranscriptScreen(Screen[None]):
             # selected until then, so another hotkey codes the same words.
             view.jump_to(view.anchor, select_to=view.cursor)
         self._refresh_codings()
-        self._say(f"Coded {where} as “{self.codes[code_id].name}” ✓")
+        code = self.codes[code_id]
+        hint = workbench.speaker_hint(
+            code, self.codes, self.speakers, workbench.turns_of_span(self.detail.turns, start, end)
+        )
+        if hint:
+            self._say(f"Coded {where}; {hint}", "yellow")
+        else:
+            self._say(f"Coded “{code.name}” on {where} ✓")
         return coding
 
-    def _hotkey_books(self) -> list[str]:
-        """Codebooks that give codes hotkeys, in the study's order."""
-        return list(dict.fromkeys(code.codebook for code in self.codes.values() if code.hotkey))
-
-    def _default_hotkey_book(self) -> str | None:
-        # Each codebook numbers its codes from 1, so hotkeys apply within one codebook at a time;
-        # an IPR interview starts with an IPR codebook when the study has one.
-        books = self._hotkey_books()
-        if self.summary.kind == "ipr":
-            ipr = [book for book in books if "ipr" in book]
-            if ipr:
-                return ipr[0]
-        return books[0] if books else None
-
     def _code_with_hotkey(self, hotkey: str) -> CodeInfo | None:
-        return next(
-            (code for code in self.codes.values() if code.hotkey == hotkey and code.codebook == self.hotkey_book), None
-        )
+        return workbench.code_for_hotkey(self.codes.values(), self.hotkey_book, hotkey)
 
     def action_cycle_hotkey_book(self) -> None:
-        books = self._hotkey_books()
+        """Hotkeys apply one codebook's codes at a time (each numbers its codes from 1): switch to the
+        next; the panel, the key line and the margin letters follow, and the choice is remembered."""
+        books = workbench.hotkey_books(self.codes.values())
         if not books:
             self._say("No codebook here has hotkeys: use c", "bold red")
             return
-        index = books.index(self.hotkey_book) + 1 if self.hotkey_book in books else 0
-        self.hotkey_book = books[index % len(books)]
+        self.hotkey_book = workbench.next_hotkey_book(books, self.hotkey_book)
         self.query_one("#title-bar", Static).update(self._title())
-        self._say(f"Hotkeys now apply codes of {self.hotkey_book}")
+        self.panel.set_active_book(self.hotkey_book)
+        self._update_hints()
+        try:
+            workbench.workbench_state(self.workspace).remember_hotkey_book(self.transcript_id, self.hotkey_book)
+        except OSError as exc:
+            self._say(f"Keys: {self.hotkey_book} (not remembered: {exc})", "yellow")
+            return
+        self._say(f"Keys now: {self.hotkey_book} ({self.panel.letters.get(self.hotkey_book, '?')} in the margin)")
 
     def action_apply_hotkey(self, hotkey: str) -> None:
         code = self._code_with_hotkey(hotkey)
         if code is None:
-            self._say(f"No code has the hotkey {hotkey}", "bold red")
+            self._say(f"No code of {self.hotkey_book} has the key {hotkey} (ctrl+b: next book)", "bold red")
             return
         self.apply_code(code.id)
 
@@ -589,7 +670,7 @@ class TranscriptScreen(Screen[None]):
             return
         self.own = [c for c in self.own if c.id != coding.id]
         self._refresh_codings()
-        self._say(f"Removed “{self._code_name(coding.code_id)}” ({coding.start}–{coding.end}) ✓ · u undoes")
+        self._say(f"Removed “{self._code_name(coding.code_id)}” ({self._where(coding)}) ✓ · u undoes")
 
     def action_change_coding(self) -> None:
         coding = self._coding_at_cursor("change")
@@ -623,24 +704,43 @@ class TranscriptScreen(Screen[None]):
 
     # -- undo and redo ------------------------------------------------------------------------
 
-    def _history(self, step: Callable[[Workspace, int], int | None], verb: str, done_word: str) -> None:
+    def _history(self, undo: bool) -> None:
+        """Undo or redo one step and say which. Undoing a step that would take memo text away first
+        says what it would remove; a second u takes it."""
+        verb = "undo" if undo else "redo"
         try:
-            coding_id = step(self.workspace, self.transcript_id)
-            if coding_id is None:
+            upcoming = coding_service.peek_step(self.workspace, self.transcript_id, undo=undo)
+            if upcoming is None:
+                self._say(f"Nothing to {verb}")
+                return
+            if upcoming.memo_lost and self._undo_armed != (upcoming.step_id if undo else -upcoming.step_id):
+                key = "u" if undo else "ctrl+r"
+                self._say(
+                    f"{key} again removes {upcoming.what}: “{_first_words(upcoming.memo_lost)}”",
+                    "yellow",
+                )
+                self._undo_armed = upcoming.step_id if undo else -upcoming.step_id
+                return
+            step = (coding_service.undo_step if undo else coding_service.redo_step)(self.workspace, self.transcript_id)
+            self._undo_armed = None
+            if step is None:
                 self._say(f"Nothing to {verb}")
                 return
             self.own = coding_service.list_codings(self.workspace, self.transcript_id)
+            if step.action == "memo":
+                self.memos = own_memos(self.workspace, self.transcript_id)
         except ConcordError as exc:
             self._fail(exc)
             return
         self._refresh_codings()
-        self._say(f"{done_word} ✓ ({counted(len(self.own), 'coding')} of yours)")
+        again = "ctrl+r redoes" if undo else "u undoes"
+        self._say(f"{'Undone' if undo else 'Redone'}: {step.what} · {again}")
 
     def action_undo(self) -> None:
-        self._history(coding_service.undo, "undo", "Undone")
+        self._history(undo=True)
 
     def action_redo(self) -> None:
-        self._history(coding_service.redo, "redo", "Redone")
+        self._history(undo=False)
 
     # -- memos --------------------------------------------------------------------------------
 
@@ -656,25 +756,37 @@ class TranscriptScreen(Screen[None]):
                 MemoTarget(
                     "coding",
                     coding.id,
-                    f"coding “{self._code_name(coding.code_id)}” ({coding.start}–{coding.end})",
+                    f"coding “{self._code_name(coding.code_id)}” ({self._where(coding)})",
                     coding.memo or "",
+                    place=f"“{self._code_name(coding.code_id)}” ({self._where(coding)})",
                 )
             )
-        for kind, target_id, label in (
-            ("turn", turn.id, f"turn {turn.number} ({turn.speaker_label})"),
-            ("transcript", self.transcript_id, f"transcript {self.detail.key} (familiarisation notes)"),
+        for kind, target_id, label, place in (
+            ("turn", turn.id, f"turn {turn.number} ({workbench.speaker_text(turn)})", f"turn {turn.number}"),
+            (
+                "transcript",
+                self.transcript_id,
+                f"transcript {self.detail.key} (familiarisation notes)",
+                f"transcript {self.detail.key}",
+            ),
         ):
             memo = mine.get((kind, target_id))
-            targets.append(MemoTarget(kind, target_id, label, memo.text if memo else "", memo.id if memo else None))
+            targets.append(
+                MemoTarget(kind, target_id, label, memo.text if memo else "", memo.id if memo else None, place=place)
+            )
         return targets
 
     def action_memo(self) -> None:
         self.app.push_screen(MemoScreen(self._memo_targets()), self._save_memos)
 
     def _save_memos(self, edits: list[MemoEdit] | None) -> None:
-        """Save each changed memo: a coding's memo lives on the coding (so undo covers it),
-        a turn's or the transcript's in the memos table (an empty text removes it)."""
+        """Save each changed memo: a coding's memo lives on the coding, a turn's or the transcript's in
+        the memos table (an empty text removes it); either way u takes it back. The message says where
+        each went."""
+        if edits is None:
+            return
         if not edits:
+            self._say("Memo unchanged: nothing new to save")
             return
         saved: list[str] = []
         try:
@@ -690,13 +802,16 @@ class TranscriptScreen(Screen[None]):
                     coding_service.update_memo(self.workspace, target.memo_id, edit.text)
                 elif edit.text:
                     coding_service.add_memo(self.workspace, target.kind, target.target_id, edit.text)
-                saved.append(target.kind)
+                saved.append(("Removed memo on " if not edit.text else "") + target.place)
         except ConcordError as exc:
             self._fail(exc, "Memo not saved")
         self.memos = own_memos(self.workspace, self.transcript_id)
         self._refresh_codings()
         if len(saved) == len(edits):
-            self._say(f"Memo saved on {', '.join(saved)} ✓")
+            if all(edit.text for edit in edits):
+                self._say(f"Memo saved on {', '.join(saved)} ✓ · u undoes")
+            else:
+                self._say(f"{'; '.join(saved)} ✓ · u undoes")
 
     # -- finding and jumping ------------------------------------------------------------------
 

@@ -4,10 +4,11 @@ highlighted code's definition, and the codings under the cursor."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rich.style import Style
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.color import Color, ColorParseError
 from textual.containers import Vertical, VerticalScroll
@@ -15,7 +16,9 @@ from textual.widgets import Static, Tree
 from textual.widgets.tree import TreeNode
 
 from concord.app.tui.messages import CodeChosen, CodeHighlighted
+from concord.app.tui.widgets.vim import VimTree
 from concord.services.dto import CodeInfo, CodingInfo
+from concord.services.workbench import truncate_middle
 
 
 def _swatch(colour: str | None) -> Text:
@@ -42,10 +45,26 @@ def subtree_counts(codes: Sequence[CodeInfo], direct: Mapping[int, int]) -> dict
     return dict(totals)
 
 
-def code_label(code: CodeInfo, count: int) -> Text:
-    label = Text.assemble(_swatch(code.colour), (f"{code.hotkey} " if code.hotkey else "", "bold"), code.name)
-    if count:
-        label.append(f"  {count}", style="dim")
+def code_label(code: CodeInfo, count: int, *, hotkey_live: bool = True, width: int | None = None) -> Text:
+    """A code's line in the tree: colour, its hotkey only when that key applies it now, the name
+    (shortened in the middle to fit ``width`` cells), and the coder's count."""
+    swatch = _swatch(code.colour)
+    key = f"{code.hotkey} " if code.hotkey and hotkey_live else ""
+    count_text = f"  {count}" if count else ""
+    name = code.name
+    if width is not None:
+        name = truncate_middle(name, max(4, width - swatch.cell_len - len(key) - len(count_text)))
+    label = Text.assemble(swatch, (key, "bold"), name)
+    if count_text:
+        label.append(count_text, style="dim")
+    return label
+
+
+def book_label(book: str, letter: str, active: bool) -> Text:
+    """A codebook's line: the letter its codings carry in the margin, and whether its hotkeys are live."""
+    label = Text.assemble((f"{letter} ", "bold reverse" if active else "bold"), (book, "bold"))
+    if active:
+        label.append(" · keys", style="dim")
     return label
 
 
@@ -76,10 +95,14 @@ class CodebookPanel(Vertical):
         self._code_infos: dict[int, CodeInfo] = {}
         self._code_nodes: dict[int, TreeNode[CodeInfo | None]] = {}
         self._code_counts: dict[int, int] = {}
+        self._book_nodes: dict[str, TreeNode[CodeInfo | None]] = {}
         self._at_cursor = Text()
+        self.active_book: str | None = None
+        self.letters: dict[str, str] = {}
+        self._label_width: int | None = None
 
     def compose(self) -> ComposeResult:
-        tree: Tree[CodeInfo | None] = Tree(Text("Codes"), id="code-tree")
+        tree: Tree[CodeInfo | None] = VimTree(Text("Codes"), id="code-tree")
         tree.show_root = False
         tree.auto_expand = False
         tree.guide_depth = 2
@@ -97,12 +120,25 @@ class CodebookPanel(Vertical):
         node = self.tree.cursor_node
         return node.data.id if node is not None and node.data is not None else None
 
-    def set_codes(self, codes: Sequence[CodeInfo], counts: Mapping[int, int]) -> None:
-        """Rebuild the tree: one branch per codebook, codes under their parents."""
+    def set_codes(
+        self,
+        codes: Sequence[CodeInfo],
+        counts: Mapping[int, int],
+        *,
+        active_book: str | None = None,
+        letters: Mapping[str, str] | None = None,
+    ) -> None:
+        """Rebuild the tree: one branch per codebook, codes under their parents; only the active
+        codebook shows hotkeys, since only its keys fire."""
         tree = self.tree
         tree.clear()
+        self.active_book = active_book
+        if letters is not None:
+            self.letters = dict(letters)
+        self._label_width = self._available_width()
         self._code_infos = {code.id: code for code in codes}
         self._code_nodes = {}
+        self._book_nodes = {}
         self._code_counts = subtree_counts(codes, counts)
         children: dict[int | None, list[CodeInfo]] = {}
         for code in codes:
@@ -111,7 +147,9 @@ class CodebookPanel(Vertical):
         books: dict[str, TreeNode[CodeInfo | None]] = {}
         for code in children.get(None, []):
             if code.codebook not in books:
-                books[code.codebook] = tree.root.add(Text(code.codebook, style="bold"), data=None, expand=True)
+                books[code.codebook] = self._book_nodes[code.codebook] = tree.root.add(
+                    self._book_label(code.codebook), data=None, expand=True
+                )
             self._add(books[code.codebook], code, children)
         first = next(iter(self._code_nodes.values()), None)
         if first is not None:
@@ -122,7 +160,7 @@ class CodebookPanel(Vertical):
         self, parent: TreeNode[CodeInfo | None], code: CodeInfo, children: dict[int | None, list[CodeInfo]]
     ) -> None:
         kids = children.get(code.id, [])
-        label = code_label(code, self._code_counts.get(code.id, 0))
+        label = self._label(code, self._code_counts.get(code.id, 0), depth=self._depth(parent) + 1)
         if kids:
             node = self._code_nodes[code.id] = parent.add(label, data=code, expand=True)
             for kid in kids:
@@ -135,8 +173,57 @@ class CodebookPanel(Vertical):
         totals = subtree_counts(list(self._code_infos.values()), counts)
         for code_id, node in self._code_nodes.items():
             if totals.get(code_id, 0) != self._code_counts.get(code_id, 0):
-                node.set_label(code_label(self._code_infos[code_id], totals.get(code_id, 0)))
+                node.set_label(self._label(self._code_infos[code_id], totals.get(code_id, 0), depth=self._depth(node)))
         self._code_counts = totals
+
+    def set_active_book(self, book: str | None) -> None:
+        """Show the hotkeys of another codebook (the keys that now fire)."""
+        self.active_book = book
+        self._relabel()
+
+    def _relabel(self) -> None:
+        self._label_width = self._available_width()
+        for book, node in self._book_nodes.items():
+            node.set_label(self._book_label(book))
+        for code_id, node in self._code_nodes.items():
+            node.set_label(
+                self._label(self._code_infos[code_id], self._code_counts.get(code_id, 0), depth=self._depth(node))
+            )
+
+    def _book_label(self, book: str) -> Text:
+        return book_label(book, self.letters.get(book, book[:1].upper()), book == self.active_book)
+
+    def _label(self, code: CodeInfo, count: int, *, depth: int) -> Text:
+        width = None
+        if self._label_width:
+            # Each level indents by the guide depth; a branch also has its fold arrow.
+            indent = self.tree.guide_depth * (depth - 1) + (2 if code.id in self._parents else 0)
+            width = self._label_width - indent
+        return code_label(code, count, hotkey_live=code.codebook == self.active_book, width=width)
+
+    @property
+    def _parents(self) -> set[int]:
+        return {code.parent_id for code in self._code_infos.values() if code.parent_id is not None}
+
+    @staticmethod
+    def _depth(node: TreeNode) -> int:
+        depth = 0
+        while node.parent is not None:
+            depth += 1
+            node = node.parent
+        return depth
+
+    def _available_width(self) -> int | None:
+        width = self.tree.scrollable_content_region.width
+        return width - 1 if width > 0 else None
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self._code_infos and self._available_width() != self._label_width:
+            self._relabel()
+
+    def full_name(self, code_id: int) -> str:
+        code = self._code_infos.get(code_id)
+        return " › ".join(code.path) if code and code.path else self._code_name(code_id)
 
     def count_of(self, code_id: int) -> int:
         return self._code_counts.get(code_id, 0)
@@ -146,16 +233,25 @@ class CodebookPanel(Vertical):
         if node is not None:
             self.call_after_refresh(self.tree.move_cursor, node)
 
-    def show_at_cursor(self, own: Sequence[CodingInfo], overlay: Sequence[CodingInfo]) -> None:
-        """The coder's codings at the cursor (span, memo), then the overlay's (whose, which code)."""
+    def show_at_cursor(
+        self,
+        own: Sequence[CodingInfo],
+        overlay: Sequence[CodingInfo],
+        *,
+        place: str = "",
+        where: Callable[[CodingInfo], str] | None = None,
+    ) -> None:
+        """Where the cursor is (turn, word, the speaker as the transcript names them), the coder's
+        codings there (where each runs, memo), then the overlay's (whose, which code)."""
         text = Text()
-        text.append("At cursor", style="bold")
+        text.append(place or "At cursor", style="bold")
         if not own and not overlay:
             text.append("\nnothing coded here", style="dim")
         for coding in own:
             text.append("\n")
             text.append(self._code_name(coding.code_id))
-            text.append(f"  {coding.start}–{coding.end}", style="dim")
+            if where is not None:
+                text.append(f"  {where(coding)}", style="dim")
             if coding.memo:
                 text.append("  ✎ ")
                 text.append(coding.memo.splitlines()[0][:60], style="italic")

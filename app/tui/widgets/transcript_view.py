@@ -29,6 +29,7 @@ from textual.strip import Strip
 from concord.app.tui.layout import CONTROL_TO_SPACE, LayoutSource, SpanIndex, TranscriptLayout
 from concord.codebooks.loader import colour_hex
 from concord.services.dto import CodeInfo, CodingInfo, TranscriptDetail, TurnInfo
+from concord.services.workbench import role_name
 
 # Code markers in the gutter: up to this many one-cell blocks, then "+N" for the rest.
 GUTTER_SLOTS = 4
@@ -188,6 +189,9 @@ class TranscriptView(ScrollView, can_focus=True):
         self._looks: dict[int, _CodeLook] = {}
         self._dragging = False
         self._posted_selection: Selection | None = None
+        # The margin marks a coding with its codebook's letter: a hotkey digit means another code in
+        # every codebook, so a digit in the margin could not say which code it was.
+        self.book_letters: dict[str, str] = {}
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -202,7 +206,10 @@ class TranscriptView(ScrollView, can_focus=True):
         """Show a transcript with the acting coder's codings (and optionally someone else's overlay)."""
         self.detail = detail
         self.codes = dict(codes)
-        self._source = LayoutSource(detail.text, detail.turns) if detail.turns else None
+        # Speakers by role ("therapist", "client"): imports label them "T", "Therapist" or "counsellor".
+        self._source = (
+            LayoutSource(detail.text, detail.turns, lambda turn: role_name(turn.speaker_role)) if detail.turns else None
+        )
         self._layout = None
         self._set_spans(codings, overlay)
         self._anchor = None
@@ -213,6 +220,13 @@ class TranscriptView(ScrollView, can_focus=True):
             self._show_cursor(center=True)
         self.refresh()
         self._announce(cursor_moved=True)
+
+    def set_book_letters(self, letters: Mapping[str, str]) -> None:
+        """The letter each codebook's codings carry in the margin."""
+        self.book_letters = dict(letters)
+        self._looks.clear()
+        self._version += 1
+        self.refresh()
 
     def set_codings(self, codings: Sequence[CodingInfo], overlay: Sequence[CodingInfo] | None = None) -> None:
         """Replace the codings (and the overlay, unless None); redraws the lines on screen."""
@@ -317,10 +331,7 @@ class TranscriptView(ScrollView, can_focus=True):
         background = self._background()
         marker = "?"
         if code is not None:
-            if code.hotkey and len(code.hotkey) == 1 and code.hotkey.isprintable():
-                marker = code.hotkey
-            else:
-                marker = (code.label or code.name or "?")[:1]
+            marker = self.book_letters.get(code.codebook) or (code.codebook or "?")[:1].upper()
         contrast = colour.get_contrast_text(1.0)
         return _CodeLook(
             marker=marker,
