@@ -32,7 +32,7 @@ Two readings:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -75,6 +75,7 @@ class CodingRecord:
     start: int
     end: int
     ident: int = -1
+    value: float | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class Corpus:
     coding_end: np.ndarray
     coding_ident: np.ndarray
     raters: np.ndarray
+    # The value each coding carries on its code's rating scale; nan where it carries none.
+    coding_value: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
     @property
     def n_codings(self) -> int:
@@ -138,6 +141,7 @@ def make_corpus(
     coding_end: object,
     coding_ident: object | None = None,
     raters: object | None = None,
+    coding_value: object | None = None,
 ) -> Corpus:
     """Check the columns and build a ``Corpus``; the fast path for callers that already hold arrays.
 
@@ -160,7 +164,14 @@ def make_corpus(
     c_s = _int_column(coding_start, "coding_start")
     c_e = _int_column(coding_end, "coding_end")
     c_id = np.arange(c_co.size, dtype=np.int64) if coding_ident is None else _int_column(coding_ident, "coding_ident")
-    if not (c_co.size == c_tr.size == c_cd.size == c_s.size == c_e.size == c_id.size):
+    if coding_value is None:
+        c_val = np.full(c_co.size, np.nan)
+    else:
+        try:
+            c_val = np.asarray(coding_value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise UnitsError("coding_value must be a column of numbers (nan where a coding has no value)") from None
+    if not (c_co.size == c_tr.size == c_cd.size == c_s.size == c_e.size == c_id.size == c_val.size):
         raise UnitsError("the coding columns differ in length")
 
     for column, limit, what in (
@@ -224,6 +235,7 @@ def make_corpus(
         c_e,
         c_id,
         rated,
+        c_val,
     )
 
 
@@ -283,6 +295,7 @@ def corpus_from_records(
         coding_end=[c.end for c in codings],
         coding_ident=[c.ident if c.ident >= 0 else i for i, c in enumerate(codings)],
         raters=rated,
+        coding_value=[np.nan if c.value is None else c.value for c in codings],
     )
 
 
@@ -317,6 +330,16 @@ class RatingTable:
     variables: tuple[str, ...] = ()
     # True when stacked variables kept their own categories (then Brennan-Prediger's q means nothing).
     mixed_categories: bool = False
+    # The category that stands for "no value given" ((none) of a group): a category of the design only
+    # where some rater actually left a unit without a value.
+    empty_label: str | None = None
+    # Values on a scale: the number each category stands for, and the level of measurement.
+    category_values: tuple[float, ...] = ()
+    level: str = "nominal"
+    # The speaker roles whose turns are the units (None: every speaker).
+    speakers: tuple[str, ...] | None = None
+    # Ratings left out because one coder gave one unit two different values.
+    conflicts: int = 0
 
     @property
     def n_units(self) -> int:
@@ -325,6 +348,20 @@ class RatingTable:
     @property
     def n_categories(self) -> int:
         return len(self.categories)
+
+    def design_ratings(self) -> tuple[np.ndarray, int]:
+        """The ratings over the categories of the design, and how many there are (Brennan-Prediger's q).
+
+        A group's "(none)" is a category only where a rater gave it; when every rating names a value it is
+        dropped (and the categories after it move down one), so q is the number of the group's codes.
+        """
+        if self.empty_label is None or self.empty_label not in self.categories:
+            return self.ratings, self.n_categories
+        empty = self.categories.index(self.empty_label)
+        if (self.ratings == empty).any():
+            return self.ratings, self.n_categories
+        shifted = np.where(self.ratings > empty, self.ratings - 1, self.ratings)
+        return shifted, self.n_categories - 1
 
     @property
     def source_coder(self) -> np.ndarray:
@@ -425,6 +462,7 @@ def stack(tables: Sequence[RatingTable], variable: str) -> RatingTable:
         coder_row=tables[0].coder_row,
         variables=tuple(t.variable for t in tables),
         mixed_categories=not shared,
+        empty_label=tables[0].empty_label if shared else None,
     )
 
 
@@ -488,13 +526,14 @@ def _is_every_row(rows: np.ndarray) -> bool:
     return rows.size == 0 or (rows[0] == 0 and rows[-1] == rows.size - 1 and bool((np.diff(rows) == 1).all()))
 
 
-def speaker_rows(corpus: Corpus, speaker: str | None) -> np.ndarray:
-    """Coding rows kept under a speaker filter: those overlapping at least one turn of that role."""
+def speaker_rows(corpus: Corpus, speaker: str | Sequence[str] | None) -> np.ndarray:
+    """Coding rows kept under a speaker filter: those overlapping at least one turn of those roles."""
     rows = np.arange(corpus.n_codings, dtype=np.int64)
-    if speaker is None:
+    roles = roles_of(speaker)
+    if roles is None:
         return rows
     coding_rows, turn_rows = turn_hits(corpus, rows)
-    return np.unique(coding_rows[corpus.turn_speaker[turn_rows] == speaker])
+    return np.unique(coding_rows[_spoken_by(corpus, roles)[turn_rows]])
 
 
 # ----------------------------------------------------------------------------------- span alignment
@@ -762,12 +801,42 @@ def _check_choices(unit: str, uncoded: str) -> None:
         raise UnitsError(f"unknown uncoded choice {uncoded!r}; choose one of {', '.join(UNCODED_CHOICES)}")
 
 
-def _base_keep(corpus: Corpus, unit: str, units: _Units, speaker: str | None) -> np.ndarray:
-    """Units that exist for the analysis: rated by someone, and (turn units) spoken by the chosen role."""
+def roles_of(speaker: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """One role, several, or None (every speaker), as a tuple or None."""
+    if speaker is None:
+        return None
+    return (speaker,) if isinstance(speaker, str) else tuple(speaker)
+
+
+def _spoken_by(corpus: Corpus, roles: tuple[str, ...]) -> np.ndarray:
+    """Mask of the turns spoken by one of ``roles``."""
+    mask = np.zeros(corpus.n_turns, dtype=bool)
+    for role in roles:
+        mask |= corpus.turn_speaker == role
+    return mask
+
+
+def _base_keep(corpus: Corpus, unit: str, units: _Units, speaker: str | Sequence[str] | None) -> np.ndarray:
+    """Units that exist for the analysis: rated by someone, and (turn units) spoken by the chosen roles."""
     keep = corpus.raters.any(axis=0)[units.transcript]
-    if unit == "turn" and speaker is not None:
-        keep &= corpus.turn_speaker == speaker
+    roles = roles_of(speaker)
+    if unit == "turn" and roles is not None:
+        keep &= _spoken_by(corpus, roles)
     return keep
+
+
+def roles_coded(corpus: Corpus, codes: Iterable[int]) -> tuple[str, ...]:
+    """The speaker roles of the turns that some coding of ``codes`` (corpus code indices) overlaps."""
+    rows = np.flatnonzero(np.isin(corpus.coding_code, np.fromiter(codes, dtype=np.int64)))
+    _, turn_rows = turn_hits(corpus, rows)
+    return tuple(sorted(set(corpus.turn_speaker[turn_rows].tolist())))
+
+
+def turns_by_role(corpus: Corpus) -> dict[str, int]:
+    """How many turns each speaker role has in the transcripts someone rated."""
+    rated = corpus.raters.any(axis=0)[corpus.turn_transcript] if corpus.n_turns else np.zeros(0, dtype=bool)
+    roles, counts = np.unique(corpus.turn_speaker[rated].astype(str), return_counts=True)
+    return dict(zip(roles.tolist(), counts.tolist()))
 
 
 def _coded(units: _Units) -> np.ndarray:
@@ -782,18 +851,31 @@ def presence_tables(
     unit: str,
     codes: Sequence[int] | None = None,
     *,
-    speaker: str | None = None,
+    speaker: str | Sequence[str] | None = None,
     uncoded: str = "category",
     overlap: float = 0.5,
+    code_speakers: Mapping[int, Sequence[str] | None] | None = None,
 ) -> list[RatingTable]:
     """One present/absent table per code (``codes`` are indices into ``corpus.codes``; default all).
 
-    With turn and transcript units every table has the same units, and ``uncoded="exclude"`` drops the units
-    that no rater coded with any of ``codes``. Span units are aligned per code.
+    With turn and transcript units every table with the same speakers has the same units, and
+    ``uncoded="exclude"`` drops the units that no rater coded with any of those codes. Span units are
+    aligned per code. ``code_speakers`` gives some codes speakers of their own (instead of ``speaker``).
     """
     _check_choices(unit, uncoded)
     check_overlap(overlap)
     codes = list(range(len(corpus.codes))) if codes is None else [int(c) for c in codes]
+    if code_speakers:
+        # Codes meant for the same speakers share their units: build each such set once.
+        by_roles: dict[tuple[str, ...] | None, list[int]] = {}
+        for code in codes:
+            by_roles.setdefault(roles_of(code_speakers.get(code, speaker)), []).append(code)
+        built: dict[int, RatingTable] = {}
+        for roles, members in by_roles.items():
+            tables = presence_tables(corpus, unit, members, speaker=roles, uncoded=uncoded, overlap=overlap)
+            built.update(zip(members, tables))
+        return [built[code] for code in codes]
+    speaker = roles_of(speaker)
     rows = speaker_rows(corpus, speaker) if unit != "turn" else np.arange(corpus.n_codings, dtype=np.int64)
     selected = np.isin(corpus.coding_code[rows], codes)
     rows = rows[selected]
@@ -803,7 +885,8 @@ def presence_tables(
             code_rows = rows[corpus.coding_code[rows] == code]
             units = _span_units(corpus, code_rows, overlap)
             value_of = np.where(corpus.coding_code == code, 0, -1)
-            tables.append(_table(corpus, corpus.codes[code], "code", unit, units, value_of, (PRESENT,), ABSENT))
+            table = _table(corpus, corpus.codes[code], "code", unit, units, value_of, (PRESENT,), ABSENT)
+            tables.append(replace(table, speakers=speaker))
         return tables
     units = _units_for(corpus, unit, rows, overlap)
     keep = _base_keep(corpus, unit, units, speaker)
@@ -812,7 +895,7 @@ def presence_tables(
     for code in codes:
         value_of = np.where(corpus.coding_code == code, 0, -1)
         table = _table(corpus, corpus.codes[code], "code", unit, units, value_of, (PRESENT,), ABSENT)
-        tables.append(table.select_units(keep))
+        tables.append(replace(table.select_units(keep), speakers=speaker))
     return tables
 
 
@@ -824,6 +907,8 @@ class Group:
     name: str
     values: tuple[str, ...]
     codes: tuple[tuple[int, ...], ...]
+    # The speaker roles whose turns the group is rated on; None: whatever ``speaker`` the builder is given.
+    speakers: tuple[str, ...] | None = None
 
     def value_of_code(self, n_codes: int) -> np.ndarray:
         if not 1 <= len(self.values) <= _MAX_VALUES:
@@ -844,16 +929,19 @@ def group_tables(
     unit: str,
     groups: Sequence[Group],
     *,
-    speaker: str | None = None,
+    speaker: str | Sequence[str] | None = None,
     uncoded: str = "category",
     overlap: float = 0.5,
 ) -> list[RatingTable]:
-    """One categorical table per group; spans are aligned by place, whatever value each coder gave."""
+    """One categorical table per group; spans are aligned by place, whatever value each coder gave.
+
+    A group's own ``speakers`` take the place of ``speaker`` for that group."""
     _check_choices(unit, uncoded)
     check_overlap(overlap)
-    base_rows = speaker_rows(corpus, speaker) if unit != "turn" and speaker is not None else None
     tables = []
     for group in groups:
+        roles = group.speakers if group.speakers is not None else roles_of(speaker)
+        base_rows = speaker_rows(corpus, roles) if unit != "turn" and roles is not None else None
         value_of_code = group.value_of_code(len(corpus.codes))
         value_of = value_of_code[corpus.coding_code]
         every = base_rows is None
@@ -862,12 +950,104 @@ def group_tables(
         units = _units_for(corpus, unit, rows, overlap)
         # The rows were chosen by their value, so every hit carries one.
         table = _table(corpus, group.name, "group", unit, units, value_of, group.values, NONE_LABEL, True)
+        table = replace(table, empty_label=NONE_LABEL, speakers=roles)
         if unit == "span":
             tables.append(table)
             continue
-        keep = _base_keep(corpus, unit, units, speaker)
+        keep = _base_keep(corpus, unit, units, roles)
         if uncoded == "exclude":
             keep &= _coded(units)
+        tables.append(table.select_units(keep))
+    return tables
+
+
+@dataclass(frozen=True)
+class Scale:
+    """A code that carries a value: ``code`` is its corpus index, ``points`` the values its scale allows
+    (None for a continuous range: then the categories are the values observed)."""
+
+    name: str
+    code: int
+    level: str
+    points: tuple[float, ...] | None = None
+    speakers: tuple[str, ...] | None = None
+
+
+def _value_label(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def scale_tables(
+    corpus: Corpus,
+    unit: str,
+    scales: Sequence[Scale],
+    *,
+    speaker: str | Sequence[str] | None = None,
+    overlap: float = 0.5,
+) -> list[RatingTable]:
+    """One table per code that carries a value: each coder's value on each unit where they applied it.
+
+    A unit is one where at least one coder gave the code a value; a coder who did not apply the code there
+    gave no rating (``MISSING``), so the table measures agreement on the value, given the code; whether
+    the code applies at all is the presence reading's question. A coder who gave one unit two different
+    values has no rating there either; ``conflicts`` counts those cells. Categories are the scale's points
+    in order of value (observed values outside them follow), ``category_values`` their numbers.
+    """
+    check_overlap(overlap)
+    if unit not in UNIT_KINDS:
+        raise UnitsError(f"unknown unit {unit!r}; choose one of {', '.join(UNIT_KINDS)}")
+    tables = []
+    for scale in scales:
+        roles = scale.speakers if scale.speakers is not None else roles_of(speaker)
+        rows = np.flatnonzero((corpus.coding_code == scale.code) & ~np.isnan(corpus.coding_value))
+        if roles is not None:
+            rows = np.intersect1d(rows, speaker_rows(corpus, roles))
+        units = _units_for(corpus, unit, rows, overlap)
+        hit_rows = units.coding_column(np.arange(corpus.n_codings, dtype=np.int64))
+        if unit == "turn" and roles is not None and hit_rows.size:
+            # A span reaching into another speaker's turn rates only the turns of the chosen speakers.
+            on_role = _spoken_by(corpus, roles)[units.hit_unit]
+            hit_rows, hit_unit = hit_rows[on_role], units.hit_unit[on_role]
+        else:
+            hit_unit = units.hit_unit
+        values = corpus.coding_value[hit_rows]
+        observed = np.unique(values)
+        points = np.asarray(sorted(scale.points), dtype=np.float64) if scale.points else np.zeros(0)
+        domain = np.union1d(points, observed) if points.size else observed
+        n_coders, n_units = len(corpus.coders), units.transcript.size
+        cell = corpus.coding_coder[hit_rows] * n_units + hit_unit
+        # Per cell the lowest and highest value given: equal, that value is the rating; different, a conflict.
+        low = np.full(n_coders * n_units, np.inf)
+        high = np.full(n_coders * n_units, -np.inf)
+        np.minimum.at(low, cell, values)
+        np.maximum.at(high, cell, values)
+        given = np.isfinite(low)
+        agreed = given & (low == high)
+        ratings = np.full(n_coders * n_units, MISSING, dtype=np.int64)
+        ratings[agreed] = np.searchsorted(domain, low[agreed])
+        ratings = ratings.reshape(n_coders, n_units)
+        keep = given.reshape(n_coders, n_units).any(axis=0)
+        table = RatingTable(
+            variable=scale.name,
+            reading="scale",
+            unit=unit,
+            coders=corpus.coders,
+            categories=tuple(_value_label(v) for v in domain.tolist()),
+            ratings=ratings,
+            unit_transcript=units.transcript,
+            unit_start=units.start,
+            unit_end=units.end,
+            unit_turn=units.turn,
+            source_unit=hit_unit,
+            source_coding=hit_rows,
+            coding_coder=corpus.coding_coder,
+            coder_row=np.arange(n_coders, dtype=np.int64),
+            variables=(scale.name,),
+            category_values=tuple(domain.tolist()),
+            level=scale.level,
+            speakers=roles,
+            conflicts=int((given & ~agreed).sum()),
+        )
         tables.append(table.select_units(keep))
     return tables
 

@@ -16,12 +16,27 @@ from typing import Any
 import yaml
 from rapidfuzz import process
 
-from concord.codebooks.spec import CODE_TEXT_FIELDS, CodebookSpec, CodeSpec
+from concord.codebooks.spec import (
+    CODE_TEXT_FIELDS,
+    CodebookSpec,
+    CodeFieldError,
+    CodeSpec,
+    applies_to_from_document,
+    scale_from_document,
+)
 from concord.storage.errors import InputError, NotFound
 from concord.storage.limits import MAX_YAML_BYTES, check_yaml, decode_yaml, read_file_bytes
 
 CODEBOOK_FIELDS: tuple[str, ...] = ("id", "title", "version", "source", "description", "codes")
-CODE_FIELDS: tuple[str, ...] = ("name", *CODE_TEXT_FIELDS[:6], "high_pole", *CODE_TEXT_FIELDS[6:], "children")
+CODE_FIELDS: tuple[str, ...] = (
+    "name",
+    *CODE_TEXT_FIELDS[:6],
+    "high_pole",
+    *CODE_TEXT_FIELDS[6:],
+    "applies_to",
+    "scale",
+    "children",
+)
 # A code's sub-codes may be listed under `children` or, reading more naturally for a theme, `codes`.
 CHILDREN_KEYS: tuple[str, ...] = ("children", "codes")
 DEFAULT_VERSION = "1"
@@ -403,9 +418,23 @@ class _CodebookReader:
         return CodeSpec(
             name=name,
             high_pole=self._bool(fields, "high_pole"),
+            applies_to=self._structured(fields, "applies_to", applies_to_from_document, name),
+            scale=self._structured(fields, "scale", scale_from_document, name),
             children=children,
             **texts,
         )
+
+    def _structured(self, fields: dict[str, tuple[yaml.Node, yaml.Node]], name: str, check, code_name: str):
+        """A field written as YAML data (applies_to, scale), checked by ``check``; None when absent."""
+        if name not in fields:
+            return None
+        node = fields[name][1]
+        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
+            return None
+        try:
+            return check(_plain_data(node))
+        except CodeFieldError as error:
+            raise self.fail(f"{error} (code {code_name!r})", _line(node)) from None
 
     def _bool(self, fields: dict[str, tuple[yaml.Node, yaml.Node]], name: str) -> bool | None:
         if name not in fields:
@@ -455,6 +484,21 @@ class _CodebookReader:
         self.guids[canonical] = (_line(node), code_name)
 
 
+def _plain_data(node: yaml.Node) -> Any:
+    """Plain Python data from a composed node: numbers stay numbers, everything else scalar is text."""
+    if isinstance(node, yaml.MappingNode):
+        return {_plain_data(key): _plain_data(value) for key, value in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain_data(item) for item in node.value]
+    if node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+        return yaml.safe_load(node.value)
+    if node.tag == _NULL_TAG:
+        return None
+    if node.tag == _BOOL_TAG:
+        return node.value.lower() in ("true", "yes", "on", "y")
+    return node.value
+
+
 def _node_name(node: yaml.Node) -> str:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
@@ -497,6 +541,11 @@ def _code_document(code: CodeSpec) -> dict[str, Any]:
                 document["children"] = [_code_document(child) for child in code.children]
             continue
         value = getattr(code, field)
-        if value is not None:
-            document[field] = value
+        if value is None:
+            continue
+        if field == "applies_to":
+            value = value[0] if len(value) == 1 else list(value)
+        elif field == "scale":
+            value = value.to_document()
+        document[field] = value
     return document

@@ -12,6 +12,7 @@ details and an example.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import uuid
@@ -23,7 +24,14 @@ from pathlib import Path
 from lxml import etree
 
 from concord.codebooks.loader import NAMED_COLOURS, colour_hex, hotkey_problem
-from concord.codebooks.spec import CodebookSpec, CodeSpec
+from concord.codebooks.spec import (
+    CodebookSpec,
+    CodeFieldError,
+    CodeSpec,
+    ScaleSpec,
+    applies_to_from_document,
+    scale_from_document,
+)
 from concord.storage.errors import ConcordError, InputError
 from concord.storage.limits import (
     MAX_QDPX_UNCOMPRESSED_BYTES,
@@ -50,6 +58,8 @@ _CODE_BLOCK_KEYS: dict[str, str] = {
     "High pole": "high_pole",
     "Hotkey": "hotkey",
     "Colour": "colour",
+    "Applies to": "applies_to",
+    "Scale": "scale",
 }
 _CODEBOOK_BLOCK_KEYS: dict[str, str] = {
     "Id": "id",
@@ -154,6 +164,10 @@ def _code_description(code: CodeSpec) -> str:
             continue
         if field == "high_pole":
             value = "yes" if value else "no"
+        elif field == "applies_to":
+            value = ", ".join(value)
+        elif field == "scale":
+            value = json.dumps(value.to_document())
         if field == "colour" and value.lower() not in NAMED_COLOURS:
             continue  # a hex colour travels in the color attribute as it is
         fields.append((key, value))
@@ -391,6 +405,7 @@ class _CodeReader:
         colour = self._colour(element, name, fields.pop("colour", None))
         high_pole = fields.pop("high_pole", None)
         hotkey = self._hotkey(element, name, fields.pop("hotkey", None))
+        applies_to, scale = self._applies_to_and_scale(element, name, fields)
         children = tuple(self.code(child, path) for child in _children(element, "Code"))
         _warn_duplicate_siblings(children, repr(name), self.warnings)
         return CodeSpec(
@@ -400,9 +415,30 @@ class _CodeReader:
             hotkey=hotkey,
             colour=colour,
             guid=self._guid(element, path),
+            applies_to=applies_to,
+            scale=scale,
             children=children,
             **fields,
         )
+
+    def _applies_to_and_scale(
+        self, element: etree._Element, name: str, fields: dict[str, str]
+    ) -> tuple[tuple[str, ...] | None, ScaleSpec | None]:
+        """The two structured fields of the block; one that does not read is left out with a warning."""
+        applies_to = scale = None
+        raw_roles = fields.pop("applies_to", None)
+        raw_scale = fields.pop("scale", None)
+        try:
+            if raw_roles is not None:
+                applies_to = applies_to_from_document([role.strip() for role in raw_roles.split(",")])
+        except CodeFieldError as error:
+            self.warn(element, f"code {name!r}: {error}; left out")
+        try:
+            if raw_scale is not None:
+                scale = scale_from_document(json.loads(raw_scale))
+        except (CodeFieldError, ValueError) as error:
+            self.warn(element, f"code {name!r}: scale {raw_scale!r} does not read ({error}); left out")
+        return applies_to, scale
 
     def _description(self, element: etree._Element, name: str) -> tuple[str | None, dict[str, str]]:
         text = _element_text(_first_child(element, "Description"))

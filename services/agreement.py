@@ -11,7 +11,14 @@ Scopes of a report (``AgreementRow.scope``):
   one categorical variable) over all units;
 - ``pooled``: every code (or every group) of the report stacked, each (variable, unit) counted as one unit;
 - ``transcript``: the stacked variables within one transcript (only when the report covers several);
-- ``coder_pair``: the stacked variables rated by two of the coders (only with three or more coders).
+- ``coder_pair``: the stacked variables rated by two of the coders (only with three or more coders);
+- ``scale``: a code that carries a value, its values compared at the scale's level (Krippendorff's alpha
+  at that level, weighted kappa for two coders; per coder pair with three or more).
+
+Which turns are the units of a code or group (turn units): those of the speakers the option ``speaker``
+names; otherwise those its codebook declares (``applies_to`` on it or an ancestor); otherwise those of the
+speakers it was applied to at all. A speaker whose turns nobody ever coded with a group is left out with a
+warning, since every coder "agreeing" there on "(none)" would inflate the figures.
 
 A statistic that does not fit a scope (Cohen's kappa with three coders, Fleiss' kappa when coders rated
 different numbers of units) gives a row with no value and a note, unless it was the only statistic
@@ -24,7 +31,7 @@ independent coders; its coder-pair rows say how close each coder came to the con
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
@@ -38,14 +45,19 @@ from concord.analysis.agreement_units import (
     Corpus,
     Group,
     RatingTable,
+    Scale,
     UnitsError,
     check_overlap,
     group_tables,
     make_corpus,
     presence_tables,
+    roles_coded,
+    scale_tables,
     stack,
+    turns_by_role,
 )
-from concord.services.codes import find_code
+from concord.codebooks.spec import ScaleSpec
+from concord.services.codes import find_code, stored_applies_to, stored_scale
 from concord.services.rights import require_agreement_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, NotFound
@@ -69,9 +81,15 @@ STATISTIC_NAMES = {
     "fleiss": "fleiss_kappa",
     "alpha": "krippendorff_alpha",
     "bp": "brennan_prediger",
+    "wkappa": "weighted_kappa",
 }
 ALL_STATISTICS = tuple(STATISTIC_NAMES.values())
 STATISTIC_CHOICES = ("all", *STATISTIC_NAMES)
+# --speaker all: every turn, whatever the codebook declares.
+ALL_SPEAKERS = "all"
+# Statistics for categories (codes, groups) and for values on a scale; the rest does not fit the reading.
+NOMINAL_STATISTICS = ("percent", "cohen_kappa", "fleiss_kappa", "krippendorff_alpha", "brennan_prediger")
+SCALE_READING_STATISTICS = ("percent", "krippendorff_alpha", "weighted_kappa")
 
 
 @dataclass(frozen=True)
@@ -82,7 +100,8 @@ class AgreementOptions:
     unit: str = "turn"
     codes: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
-    speaker: str | None = None
+    # A role, several roles, or "all"; None: each code or group on its own speakers (see the module text).
+    speaker: str | tuple[str, ...] | None = None
     uncoded: str = "category"
     overlap: float = 0.5
     statistics: tuple[str, ...] = ("all",)
@@ -109,6 +128,8 @@ class AgreementRow:
     transcript: str | None = None
     coder_pair: tuple[str, str] | None = None
     note: str | None = None
+    # The speaker roles whose turns were the units (None: every speaker).
+    speakers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,25 +145,38 @@ class VariableSummary:
     kappa_statistic: str
     alpha: float | None
     note: str | None
+    speakers: tuple[str, ...] | None = None
+    alpha_statistic: str = "krippendorff_alpha"
 
 
 @dataclass(frozen=True)
 class AgreementReport:
     unit: str
     unit_description: str
+    # Distinct units over every code and group of the report (for span units: aligned spans per code).
     units_total: int
     # The transcripts at least one of the coders rated.
     transcripts: tuple[str, ...]
     coders: tuple[str, ...]
     rows: tuple[AgreementRow, ...]
     summaries: tuple[VariableSummary, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def headline(self) -> str:
-        return (
-            f"{self.units_total} units in {len(self.transcripts)} transcript(s), rated by"
-            f" {len(self.coders)} coder(s) ({', '.join(self.coders)}); a unit is {self.unit_description}"
+        people = (
+            f"in {len(self.transcripts)} transcript(s), rated by {len(self.coders)} coder(s)"
+            f" ({', '.join(self.coders)}); a unit is {self.unit_description}"
         )
+        counts = {(s.units, s.speakers) for s in self.summaries}
+        if len(counts) <= 1:
+            return f"{self.units_total} units {people}"
+        # Different codes or groups rest on different units: never one summed or maximal figure.
+        each = "; ".join(
+            f"{s.name}{' (value)' if s.reading == 'scale' else ''} {s.units}{_speakers_text(s.speakers)}"
+            for s in self.summaries
+        )
+        return f"units per code or group: {each}; {people}"
 
 
 @dataclass(frozen=True)
@@ -171,6 +205,10 @@ class DisagreementUnit:
 # ----------------------------------------------------------------------------------------- loading
 
 
+def _speakers_text(speakers: tuple[str, ...] | None) -> str:
+    return "" if speakers is None else f" ({' and '.join(speakers)} turns)"
+
+
 @dataclass
 class LoadedCorpus:
     """A corpus and the database ids behind its indices."""
@@ -180,6 +218,9 @@ class LoadedCorpus:
     coder_ids: list[int | None]
     code_ids: list[int]
     code_parent: dict[int, int | None]
+    # What the codebook declares, by code id: speaker roles (own, not inherited) and rating scale.
+    code_applies_to: dict[int, tuple[str, ...] | None] = field(default_factory=dict)
+    code_scale: dict[int, ScaleSpec | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._code_positions = {code_id: i for i, code_id in enumerate(self.code_ids)}
@@ -191,17 +232,17 @@ class LoadedCorpus:
         return self.corpus.codes[self.code_index(code_id)]
 
 
-def _code_labels(session: Session) -> tuple[list[int], list[str], dict[int, int | None]]:
+def _code_labels(session: Session) -> tuple[list[int], list[str], dict[int, int | None], list]:
     rows = session.execute(
-        select(Code.id, Code.name, Codebook.key, Code.parent_id)
+        select(Code.id, Code.name, Codebook.key, Code.parent_id, Code.applies_to, Code.scale)
         .join(Codebook, Codebook.id == Code.codebook_id)
         .order_by(Code.codebook_id, Code.position, Code.id)
     ).all()
     counts: dict[str, int] = {}
-    for _, name, _, _ in rows:
-        counts[name] = counts.get(name, 0) + 1
-    labels = [name if counts[name] == 1 else f"{book}/{name}" for _, name, book, _ in rows]
-    return [r[0] for r in rows], labels, {r[0]: r[3] for r in rows}
+    for row in rows:
+        counts[row[1]] = counts.get(row[1], 0) + 1
+    labels = [row[1] if counts[row[1]] == 1 else f"{row[2]}/{row[1]}" for row in rows]
+    return [r[0] for r in rows], labels, {r[0]: r[3] for r in rows}, rows
 
 
 def _transcripts(session: Session, keys: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -233,17 +274,26 @@ def load_corpus(
     transcripts = _transcripts(session, transcript_keys)
     transcript_ids = [tid for tid, _ in transcripts]
     t_index = {tid: i for i, tid in enumerate(transcript_ids)}
-    code_ids, code_labels, code_parent = _code_labels(session)
+    code_ids, code_labels, code_parent, code_rows = _code_labels(session)
     c_index = {cid: i for i, cid in enumerate(code_ids)}
 
     in_scope = Coding.transcript_id.in_(transcript_ids) if transcript_keys else True
     independent = session.execute(
-        select(Coding.id, Coding.coder_id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
+        select(
+            Coding.id,
+            Coding.coder_id,
+            Coding.transcript_id,
+            Coding.code_id,
+            Coding.start_offset,
+            Coding.end_offset,
+            Coding.value,
+        )
         .where(Coding.deleted_at.is_(None), Coding.phase == "independent", in_scope)
         # In text order: the units builder looks each coding's turn up, and ordered lookups are cache-friendly.
         .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
     ).all()
-    found = _int_rows(independent, 6)
+    found = _int_rows([row[:6] for row in independent], 6)
+    found_values = _float_column([row[6] for row in independent])
     done_query = select(TranscriptProgress.coder_id, TranscriptProgress.transcript_id).where(
         TranscriptProgress.done_at.is_not(None)
     )
@@ -273,6 +323,7 @@ def load_corpus(
     coder_of = _positions(found[:, 1], r_index)
     transcript_of = _positions(found[:, 2], t_index)
     kept = (coder_of >= 0) & (transcript_of >= 0)
+    values = found_values[kept]
     table = np.column_stack(
         [
             coder_of[kept],
@@ -284,14 +335,15 @@ def load_corpus(
         ]
     )
     if phase == "consensus":
-        consensus = _int_rows(
-            session.execute(
-                select(Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset)
-                .where(Coding.deleted_at.is_(None), Coding.phase == "consensus", in_scope)
-                .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
-            ).all(),
-            5,
-        )
+        consensus_rows = session.execute(
+            select(
+                Coding.id, Coding.transcript_id, Coding.code_id, Coding.start_offset, Coding.end_offset, Coding.value
+            )
+            .where(Coding.deleted_at.is_(None), Coding.phase == "consensus", in_scope)
+            .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
+        ).all()
+        consensus = _int_rows([row[:5] for row in consensus_rows], 5)
+        consensus_values = _float_column([row[5] for row in consensus_rows])
         rater = len(coder_ids)
         coder_ids.append(None)
         names.append(CONSENSUS_RATER)
@@ -300,6 +352,7 @@ def load_corpus(
         raters = np.vstack([raters, settled])
         where = _positions(consensus[:, 1], t_index)
         consensus = consensus[where >= 0]
+        values = np.concatenate([values, consensus_values[where >= 0]])
         table = np.vstack(
             [
                 table,
@@ -339,8 +392,21 @@ def load_corpus(
         coding_end=table[:, 4],
         coding_ident=table[:, 5],
         raters=raters,
+        coding_value=values,
     )
-    return LoadedCorpus(corpus, transcript_ids, coder_ids, code_ids, code_parent)
+    return LoadedCorpus(
+        corpus,
+        transcript_ids,
+        coder_ids,
+        code_ids,
+        code_parent,
+        {row[0]: stored_applies_to(row[4]) for row in code_rows},
+        {row[0]: stored_scale(row[5]) for row in code_rows},
+    )
+
+
+def _float_column(values: list) -> np.ndarray:
+    return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 
 def _int_rows(rows, width: int) -> np.ndarray:
@@ -380,13 +446,27 @@ def _statistics(requested: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
     return tuple(names), "all" not in requested and len(names) == 1
 
 
+def requested_speakers(speaker: str | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The --speaker option as roles: None when not given; ("all",) or roles otherwise."""
+    if speaker is None or speaker == ():
+        return None
+    roles = (speaker,) if isinstance(speaker, str) else tuple(dict.fromkeys(speaker))
+    for role in roles:
+        if role != ALL_SPEAKERS and role not in SPEAKER_ROLES:
+            raise ConcordError(
+                f"unknown speaker role {role!r}; choose one of {', '.join(SPEAKER_ROLES)} or {ALL_SPEAKERS}"
+            )
+    if ALL_SPEAKERS in roles and len(roles) > 1:
+        raise ConcordError(f"--speaker {ALL_SPEAKERS} means every speaker; give it alone")
+    return roles
+
+
 def check_options(options: AgreementOptions) -> None:
     if options.unit not in UNIT_KINDS:
         raise ConcordError(f"unknown unit {options.unit!r}; choose one of {', '.join(UNIT_KINDS)}")
     if options.uncoded not in UNCODED_CHOICES:
         raise ConcordError(f"unknown --uncoded {options.uncoded!r}; choose one of {', '.join(UNCODED_CHOICES)}")
-    if options.speaker is not None and options.speaker not in SPEAKER_ROLES:
-        raise ConcordError(f"unknown speaker role {options.speaker!r}; choose one of {', '.join(SPEAKER_ROLES)}")
+    requested_speakers(options.speaker)
     if options.phase not in PHASES:
         raise ConcordError(f"unknown phase {options.phase!r}; choose one of {', '.join(PHASES)}")
     try:
@@ -408,8 +488,13 @@ def describe_unit(options: AgreementOptions) -> str:
         )
     else:
         text = "a whole transcript (a code is present when the coder applied it anywhere in it)"
-    if options.speaker:
-        text += f"; only {options.speaker} turns"
+    roles = requested_speakers(options.speaker)
+    if roles == (ALL_SPEAKERS,):
+        text += "; every speaker's turns"
+    elif roles:
+        text += f"; only {' and '.join(roles)} turns"
+    elif options.unit == "turn":
+        text += "; each code or group on the turns of the speakers it applies to"
     if options.unit != "span":
         text += (
             "; units no coder coded are left out"
@@ -422,30 +507,107 @@ def describe_unit(options: AgreementOptions) -> str:
 # -------------------------------------------------------------------------------------- variables
 
 
-def _groups(session: Session, loaded: LoadedCorpus, names: tuple[str, ...]) -> list[Group]:
+def _children_of(loaded: LoadedCorpus) -> dict[int | None, list[int]]:
     children_of: dict[int | None, list[int]] = {}
-    live = set(session.scalars(select(Code.id).where(Code.live())))
     for code_id in loaded.code_ids:
         children_of.setdefault(loaded.code_parent[code_id], []).append(code_id)
+    return children_of
+
+
+def _subtree(children_of: dict[int | None, list[int]], top: int) -> list[int]:
+    found, queue = [], [top]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue += children_of.get(current, [])
+    return found
+
+
+def declared_speakers(loaded: LoadedCorpus, code_id: int) -> tuple[str, ...] | None:
+    """The speakers the codebook declares for a code: its own applies_to, or its nearest ancestor's."""
+    seen: set[int] = set()
+    current: int | None = code_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        roles = loaded.code_applies_to.get(current)
+        if roles:
+            return roles
+        current = loaded.code_parent.get(current)
+    return None
+
+
+def _top_of(loaded: LoadedCorpus, code_id: int) -> int:
+    seen = {code_id}
+    while (parent := loaded.code_parent.get(code_id)) is not None and parent not in seen:
+        seen.add(parent)
+        code_id = parent
+    return code_id
+
+
+class _Speakers:
+    """The rule for which speakers' turns are a variable's units, and the warnings it gives."""
+
+    def __init__(self, loaded: LoadedCorpus, options: AgreementOptions) -> None:
+        self.loaded = loaded
+        self.options = options
+        self.requested = requested_speakers(options.speaker)
+        self.children_of = _children_of(loaded)
+        self.turns = turns_by_role(loaded.corpus)
+        self.warnings: dict[str, None] = {}
+
+    def of(self, code_id: int, members: list[int], what: str) -> tuple[str, ...] | None:
+        """Roles for the variable of ``code_id`` (a group's parent, or a code), whose codes are ``members``
+        (database ids) when the never-applied rule has to look at what was coded."""
+        if self.requested == (ALL_SPEAKERS,):
+            return None
+        if self.requested:
+            return self.requested
+        declared = declared_speakers(self.loaded, code_id)
+        if declared:
+            return declared
+        if self.options.unit != "turn":
+            return None
+        indices = [self.loaded.code_index(member) for member in members]
+        coded = roles_coded(self.loaded.corpus, indices)
+        present = [role for role in SPEAKER_ROLES if self.turns.get(role)]
+        missing = [role for role in present if role not in coded]
+        if not coded or not missing:
+            return None
+        if self.options.uncoded == "category":
+            left_out = ", ".join(f"{self.turns[role]} {role}" for role in missing)
+            self.warnings.setdefault(
+                f"{what} was never applied to {' or '.join(missing)} turns: those turns ({left_out}) are left out"
+                " of its agreement instead of counting as agreement on nothing. Declare applies_to in the"
+                " codebook, or choose with --speaker (--speaker all keeps every turn)"
+            )
+        return tuple(role for role in SPEAKER_ROLES if role in coded)
+
+    def of_code(self, code_id: int) -> tuple[str, ...] | None:
+        """A code is compared on the speakers of its theme (its top-level ancestor and everything below)."""
+        top = _top_of(self.loaded, code_id)
+        theme = self.loaded.code_label(top)
+        what = f"code group {theme!r}" if top != code_id else f"code {theme!r}"
+        return self.of(code_id, _subtree(self.children_of, top), what)
+
+
+def _groups(session: Session, loaded: LoadedCorpus, names: tuple[str, ...], rule: _Speakers) -> list[Group]:
+    children_of = rule.children_of
+    live = set(session.scalars(select(Code.id).where(Code.live())))
     groups = []
     for name in names:
         parent = find_code(session, name)
         values = [c for c in children_of.get(parent.id, []) if c in live]
         if len(values) < 2:
             raise ConcordError(f"{parent.name!r} has {len(values)} child code(s); a group needs at least two values")
-        code_lists = []
-        for value in values:
-            found, queue = [], [value]
-            while queue:
-                current = queue.pop()
-                found.append(loaded.code_index(current))
-                queue += children_of.get(current, [])
-            code_lists.append(tuple(found))
+        code_lists = [tuple(loaded.code_index(c) for c in _subtree(children_of, value)) for value in values]
+        label = loaded.code_label(parent.id)
+        members = [c for value in values for c in _subtree(children_of, value)]
         groups.append(
             Group(
-                loaded.code_label(parent.id),
+                label,
                 tuple(session.get(Code, value).name for value in values),
                 tuple(code_lists),
+                speakers=rule.of(parent.id, members, f"group {label!r}"),
             )
         )
     return groups
@@ -458,16 +620,43 @@ def _presence_codes(session: Session, loaded: LoadedCorpus, names: tuple[str, ..
     return [i for i in range(len(loaded.corpus.codes)) if i in used]
 
 
-def _tables(session: Session, loaded: LoadedCorpus, options: AgreementOptions) -> list[tuple[str, list[RatingTable]]]:
+def _scales(loaded: LoadedCorpus, codes: list[int], rule: _Speakers) -> list[Scale]:
+    scales = []
+    for index in codes:
+        code_id = loaded.code_ids[index]
+        spec = loaded.code_scale.get(code_id)
+        if spec is None:
+            continue
+        scales.append(
+            Scale(
+                loaded.corpus.codes[index],
+                index,
+                spec.level,
+                spec.point_values(),
+                speakers=rule.of_code(code_id),
+            )
+        )
+    return scales
+
+
+def _tables(
+    session: Session, loaded: LoadedCorpus, options: AgreementOptions
+) -> tuple[list[tuple[str, list[RatingTable]]], tuple[str, ...]]:
+    """The tables of each reading, and the warnings about units left out."""
     readings = []
-    common = {"speaker": options.speaker, "uncoded": options.uncoded, "overlap": options.overlap}
+    rule = _Speakers(loaded, options)
+    common = {"uncoded": options.uncoded, "overlap": options.overlap}
     if options.codes or not options.groups:
         codes = _presence_codes(session, loaded, options.codes)
-        readings.append(("code", presence_tables(loaded.corpus, options.unit, codes, **common)))
+        speakers = {index: rule.of_code(loaded.code_ids[index]) for index in codes}
+        readings.append(("code", presence_tables(loaded.corpus, options.unit, codes, code_speakers=speakers, **common)))
+        scales = _scales(loaded, codes, rule)
+        if scales:
+            readings.append(("scale", scale_tables(loaded.corpus, options.unit, scales, overlap=options.overlap)))
     if options.groups:
-        groups = _groups(session, loaded, options.groups)
+        groups = _groups(session, loaded, options.groups, rule)
         readings.append(("group", group_tables(loaded.corpus, options.unit, groups, **common)))
-    return readings
+    return readings, tuple(rule.warnings)
 
 
 # ------------------------------------------------------------------------------------- statistics
@@ -487,12 +676,36 @@ def _fleiss_problem(table: RatingTable) -> str:
     )
 
 
+def _reading_statistics(reading: str, table: RatingTable, statistics: tuple[str, ...]) -> tuple[str, ...]:
+    """The statistics asked for that fit the reading: values on a scale get alpha at their level and weighted
+    kappa; categories get the nominal statistics."""
+    if reading != "scale":
+        return tuple(s for s in statistics if s in NOMINAL_STATISTICS)
+    names: list[str] = []
+    for statistic in statistics:
+        if statistic == "percent":
+            names.append("percent")
+        elif statistic == "krippendorff_alpha":
+            names.append(f"krippendorff_alpha_{table.level}")
+        elif statistic == "weighted_kappa":
+            names += ["weighted_kappa_linear", "weighted_kappa_quadratic"]
+    return tuple(names)
+
+
+def _scale_values(table: RatingTable, statistic: str) -> tuple[float, ...]:
+    # Weighted kappa on an ordinal scale weighs by rank (the distance in scale points), on an interval or
+    # ratio scale by the values themselves; alpha's ordinal metric uses only their order anyway.
+    if statistic.startswith("weighted_kappa") and table.level == "ordinal":
+        return tuple(float(position) for position in range(table.n_categories))
+    return table.category_values
+
+
 def _result_rows(
     table: RatingTable, statistics: tuple[str, ...], alone: bool, options: AgreementOptions, scope: str, **where
 ) -> list[AgreementRow]:
     rows = []
     disagreements = int(table.disagreements().sum())
-    for statistic in statistics:
+    for statistic in _reading_statistics(table.reading, table, statistics):
         base = dict(
             scope=scope,
             statistic=statistic,
@@ -501,14 +714,16 @@ def _result_rows(
             disagreements=disagreements,
             coder_names=table.coders,
             reading=table.reading,
+            speakers=table.speakers,
             **where,
         )
         problem = None
-        if statistic == "cohen_kappa" and len(table.coders) != 2:
-            problem = (
-                f"cohen_kappa needs exactly 2 coders; this scope has {len(table.coders)}"
-                f" ({', '.join(table.coders)}): pick two with --coders, or see the coder_pair rows or alpha"
-            )
+        if statistic in ("cohen_kappa",) or statistic.startswith("weighted_kappa"):
+            if len(table.coders) != 2:
+                problem = (
+                    f"{statistic} needs exactly 2 coders; this scope has {len(table.coders)}"
+                    f" ({', '.join(table.coders)}): pick two with --coders, or see the coder_pair rows or alpha"
+                )
         elif statistic == "brennan_prediger" and table.mixed_categories:
             problem = (
                 "brennan_prediger: the pooled groups offer different categories, so q is undefined; see each group"
@@ -516,7 +731,21 @@ def _result_rows(
         result = None
         if problem is None:
             try:
-                result = compute(statistic, table.ratings, table.n_categories, options.bootstrap, options.seed)
+                if table.reading == "scale":
+                    result = compute(
+                        statistic,
+                        table.ratings,
+                        table.n_categories,
+                        options.bootstrap,
+                        options.seed,
+                        values=_scale_values(table, statistic),
+                    )
+                elif statistic == "brennan_prediger":
+                    # q is the categories of the design: a group's codes, "(none)" only where it was given.
+                    ratings, q = table.design_ratings()
+                    result = compute(statistic, ratings, q, options.bootstrap, options.seed)
+                else:
+                    result = compute(statistic, table.ratings, table.n_categories, options.bootstrap, options.seed)
             except RatingsError as exc:
                 problem = _fleiss_problem(table) if statistic == "fleiss_kappa" else f"{statistic}: {exc}"
         if problem is not None:
@@ -534,6 +763,10 @@ def _result_rows(
                 )
             )
             continue
+        note = result.note
+        if table.conflicts:
+            conflict = f"{table.conflicts} rating(s) left out: a coder gave one unit two different values"
+            note = f"{note}; {conflict}" if note else conflict
         rows.append(
             AgreementRow(
                 value=_plain(result.value),
@@ -541,7 +774,7 @@ def _result_rows(
                 coders=result.coders,
                 ci_low=_plain(result.ci_low),
                 ci_high=_plain(result.ci_high),
-                note=result.note,
+                note=note,
                 **base,
             )
         )
@@ -552,9 +785,14 @@ def _summaries(reading: str, tables: list[RatingTable], rows: list[AgreementRow]
     summaries = []
     for table in tables:
         mine = {r.statistic: r for r in rows if r.scope == reading and (r.code or r.group) == table.variable}
-        kappa_name = "cohen_kappa" if len(table.coders) == 2 else "fleiss_kappa"
+        if reading == "scale":
+            kappa_name = "weighted_kappa_quadratic"
+            alpha_name = f"krippendorff_alpha_{table.level}"
+        else:
+            kappa_name = "cohen_kappa" if len(table.coders) == 2 else "fleiss_kappa"
+            alpha_name = "krippendorff_alpha"
         kappa = mine.get(kappa_name)
-        alpha = mine.get("krippendorff_alpha")
+        alpha = mine.get(alpha_name)
         percent = mine.get("percent")
         notes = [r.note for r in (kappa, alpha) if r is not None and r.note and r.value is None]
         summaries.append(
@@ -568,6 +806,8 @@ def _summaries(reading: str, tables: list[RatingTable], rows: list[AgreementRow]
                 kappa_statistic=kappa_name,
                 alpha=alpha.value if alpha else None,
                 note="; ".join(dict.fromkeys(notes)) or None,
+                speakers=table.speakers,
+                alpha_statistic=alpha_name,
             )
         )
     return summaries
@@ -584,60 +824,103 @@ def _build(workspace: Workspace, options: AgreementOptions):
             found = ", ".join(loaded.corpus.coders) or "nobody"
             raise ConcordError(f"agreement needs at least 2 coders with codings; found {found}")
         try:
-            readings = _tables(session, loaded, options)
+            readings, warnings = _tables(session, loaded, options)
         except UnitsError as exc:
             raise ConcordError(str(exc)) from None
-    return loaded, readings
+    return loaded, readings, warnings
+
+
+def _distinct_units(readings: list[tuple[str, list[RatingTable]]], unit: str) -> int:
+    tables = [table for _, tables in readings for table in tables]
+    if unit == "span":
+        return sum(table.n_units for table in tables)
+    places = {
+        (t, s, e)
+        for table in tables
+        for t, s, e in zip(table.unit_transcript.tolist(), table.unit_start.tolist(), table.unit_end.tolist())
+    }
+    return len(places)
 
 
 def compute_agreement(workspace: Workspace, options: AgreementOptions = AgreementOptions()) -> AgreementReport:
     """The agreement report: rows per code/group, pooled, per transcript and per coder pair."""
-    loaded, readings = _build(workspace, options)
+    loaded, readings, warnings = _build(workspace, options)
     statistics, alone = _statistics(options.statistics)
+    fits = {
+        reading: bool(tables and _reading_statistics(reading, tables[0], statistics)) for reading, tables in readings
+    }
+    if alone and readings and not any(fits.values()):
+        asked = statistics[0]
+        raise ConcordError(
+            f"{asked} does not fit what is compared: weighted kappa is for codes that carry a value on a scale,"
+            " the kappas and Brennan-Prediger for codes and groups (alpha and percent fit both)"
+        )
     corpus = loaded.corpus
     rows: list[AgreementRow] = []
     summaries: list[VariableSummary] = []
-    units_total = 0
     for reading, tables in readings:
+        if not tables or not fits[reading]:
+            continue
         reading_rows: list[AgreementRow] = []
         for table in tables:
-            reading_rows += _result_rows(table, statistics, alone, options, reading, **{reading: table.variable})
-        if not tables:
-            continue
-        stacked = stack(tables, "all codes" if reading == "code" else "all groups")
-        units_total = max(units_total, stacked.n_units if options.unit == "span" else tables[0].n_units)
-        if len(tables) > 1:
-            reading_rows += _result_rows(stacked, statistics, alone, options, "pooled")
-        with_units = np.unique(stacked.unit_transcript).tolist()
-        if len(with_units) > 1:
-            for index in with_units:
-                part = stacked.select_units(stacked.unit_transcript == index)
-                reading_rows += _result_rows(
-                    part, statistics, alone, options, "transcript", transcript=corpus.transcripts[index]
-                )
-        if len(corpus.coders) > 2:
-            for first, second in combinations(range(len(corpus.coders)), 2):
-                pair = stacked.select_coders([first, second])
-                reading_rows += _result_rows(
-                    pair,
-                    statistics,
-                    alone,
-                    options,
-                    "coder_pair",
-                    coder_pair=(corpus.coders[first], corpus.coders[second]),
-                )
+            where = {"code": table.variable} if reading == "scale" else {reading: table.variable}
+            # With three or more coders the pairs carry weighted kappa, so its absence here is no error.
+            strict = alone and (reading != "scale" or len(corpus.coders) == 2)
+            reading_rows += _result_rows(table, statistics, strict, options, reading, **where)
+            if reading == "scale" and len(corpus.coders) > 2:
+                # Weighted kappa is for two coders: every pair, on this code's values.
+                for first, second in combinations(range(len(corpus.coders)), 2):
+                    reading_rows += _result_rows(
+                        table.select_coders([first, second]),
+                        statistics,
+                        False,
+                        options,
+                        "coder_pair",
+                        code=table.variable,
+                        coder_pair=(corpus.coders[first], corpus.coders[second]),
+                    )
+        if reading != "scale":
+            reading_rows += _stacked_rows(reading, tables, statistics, alone, options, corpus)
         rows += reading_rows
         summaries += _summaries(reading, tables, reading_rows)
     rated = corpus.raters.any(axis=0)
     return AgreementReport(
         unit=options.unit,
         unit_description=describe_unit(options),
-        units_total=units_total,
+        units_total=_distinct_units(readings, options.unit),
         transcripts=tuple(k for k, r in zip(corpus.transcripts, rated) if r),
         coders=corpus.coders,
         rows=tuple(rows),
         summaries=tuple(summaries),
+        warnings=warnings,
     )
+
+
+def _stacked_rows(
+    reading: str,
+    tables: list[RatingTable],
+    statistics: tuple[str, ...],
+    alone: bool,
+    options: AgreementOptions,
+    corpus: Corpus,
+) -> list[AgreementRow]:
+    """Pooled, per-transcript and per-coder-pair rows over the reading's codes or groups stacked."""
+    rows: list[AgreementRow] = []
+    stacked = stack(tables, "all codes" if reading == "code" else "all groups")
+    if len(tables) > 1:
+        rows += _result_rows(stacked, statistics, alone, options, "pooled")
+    with_units = np.unique(stacked.unit_transcript).tolist()
+    if len(with_units) > 1:
+        for index in with_units:
+            part = stacked.select_units(stacked.unit_transcript == index)
+            rows += _result_rows(part, statistics, alone, options, "transcript", transcript=corpus.transcripts[index])
+    if len(corpus.coders) > 2:
+        for first, second in combinations(range(len(corpus.coders)), 2):
+            pair = stacked.select_coders([first, second])
+            rows += _result_rows(
+                pair, statistics, alone, options, "coder_pair", coder_pair=(corpus.coders[first], corpus.coders[second])
+            )
+    return rows
 
 
 def _speaker_at(corpus: Corpus, transcript: int, start: int, end: int) -> str | None:
@@ -650,7 +933,7 @@ def disagreement_units(
     workspace: Workspace, options: AgreementOptions, reading: str, variable: str, *, limit: int | None = None
 ) -> list[DisagreementUnit]:
     """The units of one code or group where the coders differ, with the unit's text and every rating."""
-    loaded, readings = _build(workspace, options)
+    loaded, readings, _ = _build(workspace, options)
     table = next((t for r, tables in readings if r == reading for t in tables if t.variable == variable), None)
     if table is None:
         raise NotFound(f"no {reading} {variable!r} in this agreement report")

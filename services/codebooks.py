@@ -21,7 +21,7 @@ from concord.codebooks.merge import suggest_merges
 from concord.codebooks.qdc import export_qdc, read_qdc, stable_guid
 from concord.codebooks.spec import CodebookSpec, CodeSpec
 from concord.services.audit import record
-from concord.services.codes import code_infos, find_code, seen_under_blind
+from concord.services.codes import code_infos, find_code, seen_under_blind, stored_applies_to, stored_scale
 from concord.services.dto import CodeInfo
 from concord.services.rights import require_codebook_history_rights, require_setup_rights, require_theme_rights
 from concord.services.workspace import Workspace
@@ -156,6 +156,8 @@ def _spec_from_rows(book: Codebook, rows: list[Code]) -> CodebookSpec:
             hotkey=row.hotkey,
             colour=row.colour,
             guid=row.guid,
+            applies_to=stored_applies_to(row.applies_to),
+            scale=stored_scale(row.scale),
             children=tuple(build(k) for k in kids),
         )
 
@@ -304,6 +306,8 @@ def _insert_tree(
             high_pole=spec.high_pole,
             hotkey=spec.hotkey,
             colour=spec.colour,
+            applies_to=",".join(spec.applies_to) if spec.applies_to else None,
+            scale=spec.scale.to_document() if spec.scale else None,
             origin=origin,
             creator_id=creator_id,
             position=position,

@@ -11,6 +11,7 @@ import uuid
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
+from concord.codebooks.spec import ScaleSpec, scale_from_document
 from concord.services.audit import record
 from concord.services.dto import CodeInfo
 from concord.services.workspace import Workspace
@@ -18,6 +19,16 @@ from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import Code, Codebook, Coder
 
 INDUCTIVE_CODEBOOK = "inductive"
+
+
+def stored_applies_to(text: str | None) -> tuple[str, ...] | None:
+    """codes.applies_to as the codebook wrote it: the roles, or None where nothing was declared."""
+    return tuple(role for role in text.split(",") if role) if text else None
+
+
+def stored_scale(document: dict | None) -> ScaleSpec | None:
+    """codes.scale as a ScaleSpec; a stored scale was checked when its codebook was read."""
+    return scale_from_document(document) if document else None
 
 
 def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str, ...]) -> CodeInfo:
@@ -40,6 +51,8 @@ def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str
         position=row.position,
         guid=row.guid,
         path=path,
+        applies_to=stored_applies_to(row.applies_to),
+        scale=stored_scale(row.scale),
     )
 
 

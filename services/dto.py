@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from concord.codebooks.spec import ScaleSpec
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -135,6 +137,10 @@ class CodeInfo:
     position: int
     guid: str
     path: tuple[str, ...] = field(default=())
+    # The speaker roles declared for this code itself (not inherited); None: not declared.
+    applies_to: tuple[str, ...] | None = None
+    # The rating scale of a code that carries a value (codebooks.spec.ScaleSpec); None: no value.
+    scale: ScaleSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -286,6 +286,10 @@ class Code(Base):
     high_pole: Mapped[bool | None] = mapped_column(Boolean)
     hotkey: Mapped[str | None] = mapped_column(String(16))
     colour: Mapped[str | None] = mapped_column(String(32))
+    # Speaker roles this code and its subtree apply to, comma-separated (codebook `applies_to`); None: not said.
+    applies_to: Mapped[str | None] = mapped_column(String(120))
+    # A code that carries a value: its rating scale (codebooks.spec.ScaleSpec.to_document()); None: no value.
+    scale: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     origin: Mapped[str] = mapped_column(String(16), default="deductive")
     creator_id: Mapped[int | None] = mapped_column(ForeignKey("coders.id"))
     position: Mapped[int] = mapped_column(Integer, default=0)
@@ -331,6 +335,8 @@ class Coding(Base):
     start_offset: Mapped[int] = mapped_column(Integer)
     end_offset: Mapped[int] = mapped_column(Integer)
     memo: Mapped[str | None] = mapped_column(Text)
+    # The value on the code's rating scale, for a code that carries one.
+    value: Mapped[float | None] = mapped_column(Float)
     phase: Mapped[str] = mapped_column(String(16), default="independent")
     made_blind: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -167,10 +167,11 @@ def test_k2011_group_on_one_turn_transcripts_matches_krippendorff(study):
     # Units rated once (unit 12) cannot be paired; 11 of the 12 transcripts count.
     assert alpha.units == 11 and alpha.units_total == 12 and alpha.coders == 4
     assert round(rows_by(report, "group", "percent", group="Rating").value, 4) == 0.8182
-    # Brennan-Prediger with q = 5 values + (none): the same as statsmodels' Randolph kappa on 6 columns.
+    # Brennan-Prediger counts the group's 5 codes: nobody rated a unit "(none)", so it is no category of
+    # the design (irrCAC's BP on these data: 0.773, pa .818, pe .200).
     bp = rows_by(report, "group", "brennan_prediger", group="Rating")
-    assert bp.note == "q = 6 categories available"
-    assert round(bp.value, 4) == round((0.818182 - 1 / 6) / (1 - 1 / 6), 4)
+    assert bp.note == "q = 5 categories available"
+    assert round(bp.value, 4) == round((0.818182 - 1 / 5) / (1 - 1 / 5), 4) == 0.7727
     fleiss = rows_by(report, "group", "fleiss_kappa", group="Rating")
     assert fleiss.value is None and "same number of coders on every unit" in fleiss.note
     cohen = rows_by(report, "group", "cohen_kappa", group="Rating")
@@ -249,11 +250,11 @@ def test_fleiss_1971_six_coders_match_statsmodels_and_krippendorff(study):
     pairs = [r for r in report.rows if r.scope == "coder_pair"]
     assert len(pairs) == 15 * 2
     assert {r.statistic for r in report.rows} == {"fleiss_kappa", "krippendorff_alpha"}
-    # Brennan-Prediger over six coders is Randolph's free-marginal kappa with q = 5 values + (none).
+    # Brennan-Prediger over six coders is Randolph's free-marginal kappa with q = the 5 diagnoses.
     everything = compute_agreement(as_person(study, "sue"), AgreementOptions(groups=("Rating",)))
     bp = rows_by(everything, "group", "brennan_prediger", group="Rating")
-    randolph = fleiss_kappa(aggregate_raters(subjects, n_cat=6)[0], method="randolph")
-    assert round(bp.value, 4) == round(randolph, 4) and bp.note == "q = 6 categories available"
+    randolph = fleiss_kappa(aggregate_raters(subjects - 1, n_cat=5)[0], method="randolph")
+    assert round(bp.value, 4) == round(randolph, 4) == 0.4444 and bp.note == "q = 5 categories available"
     pair = rows_by(everything, "coder_pair", "cohen_kappa", coder_pair=("ann", "dee"))
     assert round(pair.value, 4) == round(cohen_kappa_score(matrix[0], matrix[3]), 4)
 

@@ -8,6 +8,7 @@ from concord.analysis.agreement_units import UNCODED_CHOICES, UNIT_KINDS
 from concord.app.cli_common import as_option, opened, study_argument
 from concord.app.output import emit_rows, format_option
 from concord.services.agreement import (
+    ALL_SPEAKERS,
     PHASES,
     STATISTIC_CHOICES,
     STATISTIC_NAMES,
@@ -35,6 +36,7 @@ JSON_FIELDS = (
     "transcript",
     "coder_pair",
     "coder_names",
+    "speakers",
     "note",
 )
 
@@ -50,8 +52,10 @@ def _number(value: float | None) -> str:
 
 
 def _subject(row) -> str:
-    if row.scope in ("code", "group"):
-        return row.code if row.scope == "code" else row.group
+    if row.scope in ("code", "group", "scale"):
+        return row.group if row.scope == "group" else row.code
+    if row.scope == "coder_pair" and row.reading == "scale":
+        return f"{row.code}: {' / '.join(row.coder_pair)}"
     if row.scope == "transcript":
         return row.transcript
     if row.scope == "coder_pair":
@@ -71,6 +75,7 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
             {
                 "scope": row.scope if row.reading == "code" or row.scope != "pooled" else "pooled groups",
                 "of": _subject(row),
+                "turns of": " and ".join(row.speakers) if row.speakers else "all",
                 "units": row.units_total,
                 "disagree": row.disagreements,
             },
@@ -94,7 +99,8 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
                 note = part if part.startswith("skipped") else f"{name}: {part}"
             if note not in notes:
                 notes.append(note)
-    columns = ["scope", "of", "units", "disagree", *statistics]
+    speakers_differ = report.unit == "turn" and any(row.speakers for row in report.rows)
+    columns = ["scope", "of", *(["turns of"] if speakers_differ else []), "units", "disagree", *statistics]
     return list(lines.values()), columns, notes
 
 
@@ -130,7 +136,17 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
     metavar="GROUP",
     help="A theme or parent code whose children are the values of one variable (repeatable).",
 )
-@click.option("--speaker", type=click.Choice(SPEAKER_ROLES), help="Only turns of this speaker role.")
+@click.option(
+    "--speaker",
+    "speakers",
+    multiple=True,
+    type=click.Choice((*SPEAKER_ROLES, ALL_SPEAKERS)),
+    help=(
+        "Only turns of this speaker role (repeatable), for every code and group; 'all' keeps every turn."
+        " Default: each code or group on the speakers its codebook declares (applies_to), else those it was"
+        " applied to."
+    ),
+)
 @click.option(
     "--uncoded",
     type=click.Choice(UNCODED_CHOICES),
@@ -172,7 +188,7 @@ def agreement(
     unit,
     codes,
     groups,
-    speaker,
+    speakers,
     uncoded,
     overlap,
     statistics,
@@ -185,7 +201,8 @@ def agreement(
 
     While the study is blind this is for supervisors and admins (--as). Percent agreement is the mean share
     of agreeing coder pairs over the units with two or more ratings; Brennan-Prediger's q is the number of
-    categories available.
+    the group's codes ("(none)" counts only where a coder gave it). Codes that carry a value on a scale get
+    Krippendorff's alpha at the scale's level and weighted kappa (linear and quadratic, per coder pair).
 
     \b
     Examples:
@@ -200,7 +217,7 @@ def agreement(
         unit=unit,
         codes=tuple(codes),
         groups=tuple(groups),
-        speaker=speaker,
+        speaker=tuple(speakers) or None,
         uncoded=uncoded,
         overlap=overlap,
         statistics=tuple(statistics),
@@ -209,6 +226,8 @@ def agreement(
     )
     with opened(study, actor) as workspace:
         report = compute_agreement(workspace, options)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}", err=True)
     if output_format in ("json", "csv"):
         rows = [{name: getattr(row, name) for name in JSON_FIELDS} for row in report.rows]
         emit_rows(rows, output_format, JSON_FIELDS)

@@ -20,7 +20,12 @@ from concord.services.agreement import AgreementOptions, AgreementReport, Disagr
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError
 
-KAPPA_LABELS = {"cohen_kappa": "Cohen κ", "fleiss_kappa": "Fleiss κ"}
+KAPPA_LABELS = {
+    "cohen_kappa": "Cohen κ",
+    "fleiss_kappa": "Fleiss κ",
+    "weighted_kappa_quadratic": "weighted κ (quadratic)",
+}
+SUFFIXES = {"group": " (group)", "scale": " (value)"}
 
 
 def _number(value: float | None) -> Text:
@@ -81,7 +86,9 @@ class AgreementScreen(Screen[None]):
         self.rows = worst_first(self.report.summaries)
         headline.update(Text(self.report.headline))
         for summary in self.rows:
-            name = summary.name if summary.reading == "code" else f"{summary.name} (group)"
+            name = summary.name + SUFFIXES.get(summary.reading, "")
+            if summary.speakers:
+                name += f" · {' and '.join(summary.speakers)} turns"
             table.add_row(
                 Text(name),
                 _number(summary.kappa),
@@ -92,13 +99,10 @@ class AgreementScreen(Screen[None]):
                 Text(str(summary.disagreements), justify="right"),
                 key=f"{summary.reading}:{summary.name}",
             )
-        skipped = {s.note for s in self.rows if s.note}
+        skipped = sorted({s.note for s in self.rows if s.note})
+        said = [f"warning: {w}" for w in self.report.warnings] + skipped
         notes.update(
-            Text(
-                "; ".join(sorted(skipped))
-                if skipped
-                else "enter: the units where the coders differ · r: recompute · escape: back"
-            )
+            Text("; ".join(said) if said else "enter: the units where the coders differ · r: recompute · escape: back")
         )
 
     def selected(self) -> VariableSummary | None:
