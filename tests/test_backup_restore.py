@@ -193,6 +193,10 @@ def test_backup_while_a_coder_works_is_one_snapshot(study_target, tmp_path, monk
         writer.join()
     assert errors == []
     assert counts[-1] > 0
+    # The last snapshot, restored, is that snapshot row for row.
+    restored = str(tmp_path / "busy-restored.concord")
+    backup_service.restore(tmp_path / "busy-2.concord", restored)
+    assert table_rows(restored) == table_rows(str(tmp_path / "busy-2.concord"))
 
 
 def test_coders_may_not_take_backups(study_target, tmp_path):
