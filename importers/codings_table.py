@@ -2,13 +2,15 @@
 
 Columns: transcript (the transcript key), turn (the turn number as stored at
 import), coder, code, and optionally group (the parent code or theme), start and
-end (character offsets inside the turn; the whole turn when absent) and memo.
+end (character offsets inside the turn; the whole turn when absent), memo, and
+value (the number given on the code's rating scale, for a code that carries one).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +20,7 @@ from concord.storage.errors import InputError
 from concord.storage.limits import check_zip, csv_error, csv_reader, read_file_bytes, refuse_extra_cells
 
 REQUIRED = ("transcript", "turn", "coder", "code")
-OPTIONAL = ("group", "start", "end", "memo")
+OPTIONAL = ("group", "start", "end", "memo", "value")
 _ALIASES = {
     "transcript": ("transcript", "transcript_key", "document", "file"),
     "turn": ("turn", "turn_number", "utterance"),
@@ -28,6 +30,7 @@ _ALIASES = {
     "start": ("start", "start_offset", "from"),
     "end": ("end", "end_offset", "to"),
     "memo": ("memo", "note", "comment"),
+    "value": ("value", "rating", "score"),
 }
 
 
@@ -48,6 +51,7 @@ class CodingRow:
     start: int | None
     end: int | None
     memo: str | None
+    value: float | None = None
 
 
 def _records(path: Path) -> list[tuple[int, list[str]]]:
@@ -108,6 +112,18 @@ def _int(value: str, column: str, path: str, line: int, *, minimum: int) -> int:
     return number
 
 
+def _number(value: str, column: str, path: str, line: int) -> float:
+    # A decimal comma ("2,5", as Swedish or German spreadsheets write it) reads as a decimal point.
+    text = value.replace(",", ".") if value.count(",") == 1 and "." not in value else value
+    try:
+        number = float(text)
+    except (ValueError, OverflowError):
+        raise InputError(f"column {column}: {value!r} is not a number", path, line) from None
+    if not math.isfinite(number):
+        raise InputError(f"column {column}: {value!r} is not a finite number", path, line)
+    return number
+
+
 def read_codings(path: str | Path) -> list[CodingRow]:
     path = Path(path)
     shown = str(path)
@@ -150,6 +166,7 @@ def read_codings(path: str | Path) -> list[CodingRow]:
                     start=start,
                     end=end,
                     memo=cell("memo") or None,
+                    value=_number(cell("value"), "value", shown, line) if cell("value") else None,
                 )
             )
         except InputError as exc:

@@ -10,7 +10,7 @@ The rules, and why:
   (YYMMDD-NNNC, with or without the century and the dash) by its Luhn digit; a Norwegian
   fødselsnummer or D-number (DDMMYY NNNCC) by both its mod-11 check digits; a Danish CPR number
   (DDMMYY-NNNN) by its date, as the check digit was given up in 2007; a US social security number
-  (AAA-GG-SSSS) by the ranges that are never issued; a UK National Insurance number by its letters.
+  (AAA-GG-SSSS) by the ranges that are never issued; a UK National Insurance number by its shape.
   A number that only looks like one is left to the phone rule.
 - **Phone numbers** are runs of digits with the separators people type (spaces, dashes, dots,
   brackets) holding 7 to 15 digits that start like a phone number (+ or 0, or a bracket), or that
@@ -55,7 +55,9 @@ _TRAILING = ".,;:!?)]}\"'’”"
 _SWEDISH_ID = re.compile(r"(?<![\d+-])((?:19|20)?\d{6})\s?([-+])?\s?(\d{4})(?![\d-])")
 _NORWEGIAN_ID = re.compile(r"(?<![\d+-])(\d{6})\s?(\d{5})(?![\d-])")
 _SSN = re.compile(r"(?<![\d-])(\d{3})[- ](\d{2})[- ](\d{4})(?![\d-])")
-_UK_NI = re.compile(r"(?<![\w])[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w)")
+# Any two letters: HMRC's own example (QQ 12 34 56 C) has a prefix never issued, and a mistyped
+# number identifies as well as a right one.
+_UK_NI = re.compile(r"(?<![\w])[A-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D](?!\w)")
 
 # A run of digits and separators that may be a phone number.
 _PHONE = re.compile(r"(?<![\w+.,/-])(?:\+|00)?\(?\d[\d()\s.\-–/]{5,22}\d(?![\w/])")

@@ -305,7 +305,7 @@ _RELATIONS = frozenset(
 _NAMING = frozenset({"named", "called", "heter", "hette", "kallas", "het", "hedder", "hed", "heißt", "hieß", "namens"})
 # Verbs that, right after a capitalised word at the start of a sentence, make it a subject that
 # is a person: "Will said", "Per sa", "Dag ringte" (a modal or noun there would not be followed
-# by them).
+# by them). Copulas are not among them: "Liv är inte lätt" is "life is not easy".
 _SPEECH_VERBS = frozenset(
     [
         "said",
@@ -357,11 +357,6 @@ _SPEECH_VERBS = frozenset(
         "svarade",
         "grät",
         "skrattade",
-        "har",
-        "hade",
-        "var",
-        "är",
-        "blev",
         "flyttade",
         "sier",
         "spurte",
@@ -376,9 +371,6 @@ _SPEECH_VERBS = frozenset(
         "svarte",
         "gråt",
         "lo",
-        "hadde",
-        "er",
-        "ble",
         "flyttet",
         "siger",
         "sagde",
@@ -396,8 +388,6 @@ _SPEECH_VERBS = frozenset(
         "svarede",
         "græd",
         "grinede",
-        "havde",
-        "blev",
         "flyttede",
         "sagt",
         "sagte",
@@ -416,10 +406,56 @@ _SPEECH_VERBS = frozenset(
         "arbeitete",
         "lachte",
         "weinte",
+    ]
+)
+# After a name the study knows, a copula or auxiliary at the start of a sentence makes the name the
+# subject ("Summer is staying", "Frank was there"): the word sense would not take it there.
+_COPULAS = frozenset(
+    [
+        "is",
+        "was",
+        "has",
+        "had",
+        "isn't",
+        "wasn't",
+        "hasn't",
+        "är",
+        "var",
+        "har",
+        "hade",
+        "blev",
+        "er",
+        "hadde",
+        "ble",
+        "havde",
+        "ist",
+        "war",
         "hat",
         "hatte",
-        "war",
-        "ist",
+    ]
+)
+# Pronouns that share their spelling with a name on our lists (Swedish and Norwegian "Han" = he).
+_PRONOUNS = frozenset(
+    [
+        "han",
+        "hon",
+        "hun",
+        "den",
+        "det",
+        "man",
+        "de",
+        "dem",
+        "du",
+        "vi",
+        "ni",
+        "jag",
+        "jeg",
+        "ich",
+        "er",
+        "sie",
+        "es",
+        "wir",
+        "ihr",
     ]
 )
 # Prepositions before a place: "in X", "i X", "från X", "fra X", "nach X".
@@ -718,7 +754,10 @@ class _Lexicon:
         return self.zipf.get(lower, 0.0)
 
     def is_name(self, lower: str) -> bool:
-        return lower in self.names or (len(lower) > 3 and lower.endswith("s") and lower[:-1] in self.names)
+        if lower in self.names:
+            return True
+        # a genitive ("Emmas"), unless the word is a common one of its own (German "dass")
+        return len(lower) > 3 and lower.endswith("s") and lower[:-1] in self.names and self.frequency(lower) < 4.0
 
     def is_wordlike(self, lower: str) -> bool:
         return lower in self.wordlike or lower in self.capitalised
@@ -833,7 +872,8 @@ class _CompiledRegister:
         choices = self.fuzzy_by_initial.get(lower[:1])
         if choices and lower not in self.pseudonym_words:
             best = process.extractOne(lower, choices, scorer=OSA.distance, score_cutoff=1)
-            if best is not None and best[1] == 1:
+            # a name that is also a word is too near too many words ("Tone", "Tonen" = the tone)
+            if best is not None and best[1] == 1 and not self.lexicon.is_wordlike(best[0]):
                 found = self.find(best[0])
         self.fuzzy_cache[lower] = found
         return found
@@ -1183,6 +1223,7 @@ def _scan_words(text, covered, found, compiled, register, lexicon, language, sus
     A registered name of several words also replaces NER entities that lie wholly inside it:
     NER may have seen only "Ferris" in the registered "Caspian Ferris".
     """
+    deferred = []
     for match in _CAPITALISED_WORD.finditer(text):
         start, end = match.span()
         if covered[start]:
@@ -1204,6 +1245,9 @@ def _scan_words(text, covered, found, compiled, register, lexicon, language, sus
         reason = None
         if hit is None and lower not in compiled.kept:
             hit, reason = _rule_hit(text, start, end, word, lower, covered, compiled, register, lexicon, language)
+        if reason == _DEFER:
+            deferred.append((start, end, word, lower))
+            continue
         if hit is not None:
             covered[hit.start : hit.end] = bytes([_REPLACED]) * (hit.end - hit.start)
             found[hit.start] = hit
@@ -1214,6 +1258,28 @@ def _scan_words(text, covered, found, compiled, register, lexicon, language, sus
             reason = _suspect_reason(text, start, word, lower, covered, compiled, lexicon)
         if reason is not None:
             suspects.append(Suspect(start, end, word, bisect.bisect_right(line_starts, start), reason))
+    for start, end, word, lower in deferred:
+        _decide_deferred(text, start, end, word, lower, covered, found, compiled, suspects, line_starts)
+
+
+def _decide_deferred(text, start, end, word, lower, covered, found, compiled, suspects, line_starts) -> None:
+    """A name that is also a word, at a sentence start with nothing around it to say which: a name
+    when the study knows a person of that name and a copula or speech verb follows ("Summer is
+    staying", "Frank was there"), else left, and listed for review where the study knows the name."""
+    target = compiled.find(lower)
+    suffix = ""
+    if target is None and lower.endswith("s"):
+        target, suffix = compiled.find(lower[:-1]), word[-1:]
+    if target is None or target.entry.kind != "person" or lower in _PRONOUNS:
+        return
+    following, _ = _next_word(text, end)
+    if following.lower() in _COPULAS or following.lower() in _SPEECH_VERBS:
+        ending = suffix or _genitive_after(text, end, lower)
+        hit = _Found(start, end + (0 if suffix else len(ending)), target, ending, "rules")
+        covered[hit.start : hit.end] = bytes([_REPLACED]) * (hit.end - hit.start)
+        found[hit.start] = hit
+        return
+    suspects.append(Suspect(start, end, word, bisect.bisect_right(line_starts, start), _WORDLIKE_REASON))
 
 
 def _previous_word(text: str, start: int) -> str:
@@ -1259,6 +1325,8 @@ def _is_label(text: str, start: int, end: int) -> bool:
 
 def _name_context(text: str, start: int, end: int, covered: bytearray, lexicon: _Lexicon) -> bool:
     """Whether the words around a capitalised word say it is a person's name."""
+    if text[start:end].lower() in _PRONOUNS:
+        return False
     previous = _previous_token(text, start)
     if previous in _TITLES or previous in _RELATIONS or _is_label(text, start, end):
         return True
@@ -1289,6 +1357,7 @@ def _needs_context(text, start, end, lower, covered, lexicon, language) -> bool:
 
 
 _WORDLIKE_REASON = "a name that is also an ordinary word; replace it if it is a name here"
+_DEFER = "defer"
 
 
 def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexicon, language):
@@ -1315,6 +1384,7 @@ def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexico
         and len(lower) > 3
         and lower.endswith("s")
         and (stem in lexicon.names or stem in lexicon.places)
+        and lexicon.frequency(lower) < FUZZY_MAX_ZIPF  # German "Dass" is no genitive of "Das"
     ):
         base, glued, known = stem, word[-1], True  # Swedish "Emmas", "Uppsalas"
     street = _STREET_NAME.fullmatch(word) is not None
@@ -1328,8 +1398,8 @@ def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexico
         if lexicon.is_wordlike(base) and not (
             mid or _name_context(text, start, end, covered, lexicon) or (is_place and locative)
         ):
-            # "Will you ...?": flagged only where the study knows somebody of that name
-            return None, (_WORDLIKE_REASON if compiled.find(base) is not None else None)
+            # decided after the whole text is read: the study may meet this person further on
+            return None, _DEFER
         kind = "place" if is_place and (locative or base not in lexicon.names) else "person"
     else:
         frequency = lexicon.frequency(lower)
@@ -1337,8 +1407,12 @@ def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexico
         # or as a speaker label ("Moderator:") only a rare word is
         introduced = previous in _TITLES or (previous in _RELATIONS and previous not in _NAMING)
         labelled = previous in _NAMING or _is_label(text, start, end)
+        following, _ = _next_word(text, end)
+        surname = following[:1].isupper() and following.lower() in lexicon.names and frequency < VERY_COMMON_ZIPF
         if (introduced and frequency < FUZZY_MAX_ZIPF) or (labelled and frequency < RARE_ZIPF):
             kind = "person"
+        elif surname and not initial and lower not in _PRONOUNS:
+            kind = "person"  # "Magnhild Solberg": a first name the lists lack, before a surname they have
         elif locative and frequency < RARE_ZIPF and not initial:
             kind = "place"
         elif mid and frequency < RARE_ZIPF and len(lower) > 2:
@@ -1417,7 +1491,13 @@ def _scan_lowercase(text, covered, found, compiled, register, lexicon, language)
         if covered[start] or not lower.islower():
             continue
         base, glued = lower, ""
-        if lower not in lexicon.names and language != "en" and lower.endswith("s") and lower[:-1] in lexicon.names:
+        if (
+            lower not in lexicon.names
+            and language != "en"
+            and lower.endswith("s")
+            and lower[:-1] in lexicon.names
+            and lexicon.frequency(lower) < FUZZY_MAX_ZIPF
+        ):
             base, glued = lower[:-1], "s"
         if lexicon.is_wordlike(base) or base in compiled.kept or base in compiled.pseudonym_words:
             continue
