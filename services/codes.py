@@ -31,6 +31,20 @@ def stored_scale(document: dict | None) -> ScaleSpec | None:
     return scale_from_document(document) if document else None
 
 
+def checked_value(code_name: str, scale: ScaleSpec | None, value: float | None) -> float | None:
+    """The value a coding of this code carries: required, and on the scale, for a code with a scale;
+    refused for a code without one."""
+    if scale is None:
+        if value is not None:
+            raise ConcordError(f"code {code_name!r} carries no value (its codebook gives it no scale)")
+        return None
+    if value is None:
+        raise ConcordError(f"code {code_name!r} needs a value on its scale ({scale.describe()})")
+    if not scale.allows(float(value)):
+        raise ConcordError(f"{value:g} is not on the scale of code {code_name!r} ({scale.describe()})")
+    return float(value)
+
+
 def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str, ...]) -> CodeInfo:
     return CodeInfo(
         id=row.id,

@@ -14,14 +14,15 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from concord.services.audit import record
-from concord.services.codes import usable_code
+from concord.services.codes import checked_value, stored_scale, usable_code
 from concord.services.dto import CodingInfo, MemoInfo
 from concord.services.rights import require_coding_layer_rights, require_own_coding, require_own_memo
 from concord.services.workspace import Workspace, settings_of
 from concord.storage.errors import ConcordError, NotFound
 from concord.storage.models import MEMO_TARGETS, Code, Coder, Coding, EditStep, Memo, Study, Transcript, Turn
 
-CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo")
+# "value" came with schema 0004: steps saved before it lack the key (the coding then had no value).
+CODING_FIELDS = ("code_id", "start_offset", "end_offset", "memo", "value")
 # Memos point at their target by kind and id (no foreign key can span five tables), so the target is looked up.
 _MEMO_TARGET_ROWS = {"transcript": Transcript, "turn": Turn, "code": Code}
 
@@ -43,6 +44,7 @@ def coding_info(row: Coding, coder_name: str) -> CodingInfo:
         made_blind=row.made_blind,
         created_at=row.created_at,
         changed_at=row.changed_at,
+        value=row.value,
     )
 
 
@@ -124,9 +126,23 @@ def _text_length(session: Session, transcript_id: int) -> int:
     return length
 
 
+def _value_for(session: Session, code_id: int, value: float | None) -> float | None:
+    """The value a coding of ``code_id`` carries, checked against the code's scale."""
+    name, scale = session.execute(select(Code.name, Code.scale).where(Code.id == code_id)).one()
+    return checked_value(name, stored_scale(scale), value)
+
+
 def apply_code(
-    workspace: Workspace, transcript_id: int, code_id: int, start: int, end: int, memo: str | None = None
+    workspace: Workspace,
+    transcript_id: int,
+    code_id: int,
+    start: int,
+    end: int,
+    memo: str | None = None,
+    *,
+    value: float | None = None,
 ) -> CodingInfo:
+    """Apply a code to a span; a code with a rating scale needs ``value``, a number on it."""
     actor = workspace.require_actor()
     # One unit of work, a handful of single-row statements: this runs on every keypress that codes.
     with workspace.store.session() as session:
@@ -134,6 +150,7 @@ def apply_code(
         blind = settings.blind_now and not actor.supervises
         _check_span(_text_length(session, transcript_id), start, end)
         usable_code(session, workspace, code_id, blind)
+        value = _value_for(session, code_id, value)
         now = _now()
         row = Coding(
             coder_id=actor.id,
@@ -142,6 +159,7 @@ def apply_code(
             start_offset=start,
             end_offset=end,
             memo=memo or None,
+            value=value,
             phase="independent",
             made_blind=settings.blind_now,
             created_at=now,
@@ -160,6 +178,7 @@ def apply_code(
             code_id=code_id,
             start=start,
             end=end,
+            **({"value": value} if value is not None else {}),
         )
         return coding_info(row, actor.name)
 
@@ -181,7 +200,10 @@ def change_coding(
     end: int | None = None,
     memo: str | None = None,
     clear_memo: bool = False,
+    value: float | None = None,
 ) -> CodingInfo:
+    """Change a coding's code, span, memo or value. Moved to a code with a scale it needs a value on that
+    scale (the old one is kept if it fits); moved to a code without one it drops its value."""
     blind = workspace.blind_for_actor()
     with workspace.store.session() as session:
         row = _own_coding(session, workspace, coding_id)
@@ -189,6 +211,9 @@ def change_coding(
         if code_id is not None:
             usable_code(session, workspace, code_id, blind)
             row.code_id = code_id
+        if code_id is not None or value is not None:
+            name, scale = session.execute(select(Code.name, Code.scale).where(Code.id == row.code_id)).one()
+            row.value = checked_value(name, stored_scale(scale), value if value is not None or not scale else row.value)
         new_start = row.start_offset if start is None else start
         new_end = row.end_offset if end is None else end
         if start is not None or end is not None:
@@ -289,7 +314,7 @@ def _describe(session: Session, step: EditStep, *, undo: bool) -> StepInfo:
         what = f"removal of “{name}” on {_where(session, row.transcript_id, row.start_offset, row.end_offset)}"
         return StepInfo(step.id, "remove", row.id, what, row.memo if not undo and row.memo else None)
     before, after = payload["before"], payload["after"]
-    changed = [field for field in CODING_FIELDS if before[field] != after[field]]
+    changed = [field for field in CODING_FIELDS if before.get(field) != after.get(field)]
     values = after if undo else before  # what the coding holds now, before reverting
     where = _where(session, row.transcript_id, values["start_offset"], values["end_offset"])
     if changed == ["memo"]:
@@ -321,7 +346,7 @@ def _revert(session: Session, step: EditStep, *, undo: bool) -> int:
     elif step.action == "change":
         values = step.payload["before" if undo else "after"]
         for name in CODING_FIELDS:
-            setattr(row, name, values[name])
+            setattr(row, name, values.get(name))
     row.changed_at = _now()
     return row.id
 

@@ -156,6 +156,8 @@ class CodingInfo:
     made_blind: bool
     created_at: datetime
     changed_at: datetime
+    # The value on the code's rating scale, for a code that carries one.
+    value: float | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from sqlalchemy import text as sql_text
 
 from concord.importers.parsed import ParsedTranscript, ParsedTurn
 from concord.services.audit import record
+from concord.services.codes import checked_value, stored_scale
 from concord.services.pseudonyms import register_path_for, suspect_items
 from concord.services.rights import require_setup_rights
 from concord.services.study import ensure_coder
@@ -824,6 +825,10 @@ def import_codings(
                     path,
                     row.line,
                 )
+            try:
+                checked_value(code.name, stored_scale(code.scale), row.value)
+            except ConcordError as exc:
+                raise InputError(f"column value: {exc}", path, row.line) from None
             session.add(
                 Coding(
                     coder_id=coder.id,
@@ -832,6 +837,7 @@ def import_codings(
                     start_offset=start,
                     end_offset=end,
                     memo=row.memo or None,
+                    value=row.value,
                     phase="independent",
                     made_blind=settings.blind_now,
                 )

@@ -279,7 +279,8 @@ def codings(study, file, codebook, create_codes, dry_run, actor):
     """Import earlier codings from a spreadsheet (.csv or .xlsx).
 
     Columns: transcript, turn, coder, code, and optional group, start, end
-    (offsets inside the turn), memo. Unknown coders are created.
+    (offsets inside the turn), memo, value (the number on the code's rating scale,
+    required for a code with a scale, refused for others). Unknown coders are created.
     """
     from concord.services.importing import import_codings
 

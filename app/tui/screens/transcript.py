@@ -29,6 +29,7 @@ from concord.app.tui.messages import CodeChosen, CodeHighlighted
 from concord.app.tui.screens.code_picker import CodePicker, Picked
 from concord.app.tui.screens.find import FindOutcome, FindScreen
 from concord.app.tui.screens.memo import MemoEdit, MemoScreen, MemoTarget
+from concord.app.tui.screens.value_prompt import ValuePrompt
 from concord.app.tui.widgets.codebook_panel import CodebookPanel
 from concord.app.tui.widgets.transcript_view import TranscriptView
 from concord.services import codes as code_service
@@ -510,17 +511,33 @@ class TranscriptScreen(Screen[None]):
             return turn.char_start, turn.char_end, f"turn {turn.number}"
         return None
 
-    def apply_code(self, code_id: int) -> CodingInfo | None:
-        """Apply a code to the selection (or the turn); shown once the service has committed it."""
+    def apply_code(
+        self, code_id: int, value: float | None = None, target: tuple[int, int, str] | None = None
+    ) -> CodingInfo | None:
+        """Apply a code to the selection (or the turn); shown once the service has committed it.
+
+        A code with a rating scale first asks for its value (ValuePrompt) and is applied, to the span
+        chosen when it was asked, once the coder answers."""
         if not self.loaded:
             return None
-        target = self._target_span()
+        target = target or self._target_span()
         if target is None:
             self._say("Nothing to code here: this turn is empty", "bold red")
             return None
+        scale = self.codes[code_id].scale if code_id in self.codes else None
+        if scale is not None and value is None:
+
+            def answered(given: float | None, target: tuple[int, int, str] = target) -> None:
+                if given is None:
+                    self._say("Not coded: no value given")
+                else:
+                    self.apply_code(code_id, given, target)
+
+            self.app.push_screen(ValuePrompt(self.codes[code_id].name, scale), answered)
+            return None
         start, end, where = target
         try:
-            coding = coding_service.apply_code(self.workspace, self.transcript_id, code_id, start, end)
+            coding = coding_service.apply_code(self.workspace, self.transcript_id, code_id, start, end, value=value)
         except ConcordError as exc:
             self._fail(exc)
             return None
@@ -538,7 +555,8 @@ class TranscriptScreen(Screen[None]):
         if hint:
             self._say(f"Coded {where}; {hint}", "yellow")
         else:
-            self._say(f"Coded “{code.name}” on {where} ✓")
+            shown = f" = {value:g}" if value is not None else ""
+            self._say(f"Coded “{code.name}”{shown} on {where} ✓")
         return coding
 
     def _code_with_hotkey(self, hotkey: str) -> CodeInfo | None:
