@@ -21,7 +21,7 @@ from concord.services import audit as audit_service
 from concord.services import codebooks as codebook_service
 from concord.services import codes as code_service
 from concord.services import coding, identity, transcripts, workfiles
-from concord.services.study import add_coder
+from concord.services.study import add_coder, update_settings
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, NotFound, PermissionDenied
 from concord.storage.models import (
@@ -168,6 +168,10 @@ def test_work_file_holds_nothing_of_another_coder_nor_anything_blinded(study, tm
             ("sue", "supervisor", 0),
         ]
         assert conn.execute("SELECT session_id, source_name FROM transcripts").fetchall() == [(None, None)]
+        ann_id = conn.execute("SELECT id FROM coders WHERE name = 'ann'").fetchone()[0]
+        for table in ("codings", "memos", "transcript_progress", "edit_steps"):
+            owners = {r[0] for r in conn.execute(f"SELECT coder_id FROM {table}")}
+            assert owners == {ann_id}, table
         # The history of a deductive code that names bob's merged code stays out; its own history stays in.
         assert conn.execute("SELECT count(*) FROM code_changes WHERE field = 'merged_from'").fetchone()[0] == 0
     finally:
@@ -279,6 +283,11 @@ def test_handout_code_collect_round_trip_with_exact_counts_and_idempotent(study,
         summaries = session.scalars(select(AuditEvent).where(AuditEvent.action == "collect.summary")).all()
     assert [e.details["added"]["codings"] for e in summaries] == [3, 0]
     # The summary counts ann's work: behind the blind for bob.
+    assert [e.action for e in audit_service.list_events(as_person(study, "sue")) if e.entity == "workfile"] == [
+        "workfile.handout",
+        "collect.summary",
+        "collect.summary",
+    ]
     assert not [e for e in audit_service.list_events(as_person(study, "bob")) if e.entity == "workfile"]
 
 
@@ -368,6 +377,8 @@ def test_in_the_work_file_only_its_coder_acts_and_nobody_can_set_it_up(study, tm
     with Workspace.open(path, "ann") as work:
         with pytest.raises(PermissionDenied):
             add_coder(work, "zed", "supervisor")
+        with pytest.raises(PermissionDenied):
+            update_settings(work, title="mine now")
         with pytest.raises(PermissionDenied):
             codebook_service.edit_code(work, code_id(work, "Stagnation"), name="renamed")
     trusted = hand_out(study, tmp_path, "trusted.concord", identity_mode=identity.TRUSTED)
@@ -489,3 +500,62 @@ def test_study_uid_is_given_to_new_studies_and_to_older_ones_at_their_first_hand
     with Workspace.open(path) as work, work.store.reader() as session:
         assert session.get(Study, 1).handout_of == uid
     assert workfiles.collect(as_person(study, "sue"), path).changes == 0
+
+
+def test_collect_refuses_a_work_file_whose_audit_log_was_changed(study, tmp_path):
+    path = hand_out(study, tmp_path)
+    with Workspace.open(path, "ann") as work:
+        coding.apply_code(work, transcript_id(work), code_id(work, "Stagnation"), 110, 130)
+    conn = sqlite3.connect(path)
+    try:
+        # What someone editing the file with other tools would do to hide an event.
+        triggers = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")]
+        for name in triggers:
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute("DELETE FROM audit_log WHERE id = (SELECT min(id) FROM audit_log)")
+        conn.commit()
+    finally:
+        conn.close()
+    with pytest.raises(workfiles.WorkFileRefused, match="its audit log is broken"):
+        workfiles.collect(as_person(study, "sue"), path)
+    assert ("Stagnation", 110, 130, None) not in live_codings(study, "ann")
+
+
+# ------------------------------------------------------------------------------------ the main study's permissions
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o660])
+def test_the_study_files_journal_keeps_the_study_files_mode(tmp_path, mode):
+    """The admin guide's advice: the -wal and -shm files SQLite writes beside a study get the study
+    file's permissions, so a study kept to supervisors has no readable side door."""
+    target = str(tmp_path / "main.concord")
+    workspace = make_study(target)
+    workspace.close()
+    os.chmod(target, mode)
+    old = os.umask(0)
+    try:
+        with Workspace.open(target, "ann") as ann:
+            coding.apply_code(ann, transcript_id(ann), code_id(ann, "Stagnation"), 0, 5)
+            for suffix in ("-wal", "-shm"):
+                assert stat.S_IMODE(os.stat(target + suffix).st_mode) == mode, suffix
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another login needs root")
+def test_a_login_outside_the_study_files_owner_and_group_cannot_read_it(tmp_path):
+    import subprocess
+
+    target = str(tmp_path / "main.concord")
+    make_study(target).close()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(target, 0o600)
+    nobody = 65534
+
+    def as_nobody():
+        os.setgid(nobody)
+        os.setuid(nobody)
+
+    result = subprocess.run(["cat", target], preexec_fn=as_nobody, capture_output=True, check=False)
+    assert result.returncode != 0 and b"Permission denied" in result.stderr
+    assert subprocess.run(["cat", target], capture_output=True, check=False).returncode == 0
