@@ -8,7 +8,6 @@ confirms. Escape cancels, and then nothing is coded.
 from __future__ import annotations
 
 from rich.text import Text
-from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -64,14 +63,18 @@ class ValuePrompt(ModalScreen[float | None]):
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
-    def on_key(self, event: events.Key) -> None:
-        if not self.quick or event.character is None or not event.character.isdigit():
+    def on_input_changed(self, event: Input.Changed) -> None:
+        # On a scale of single digits the first digit typed is the answer, if it is on the scale.
+        event.stop()
+        error = self.query_one("#value-error", Static)
+        error.update("")
+        if not self.quick or len(event.value) != 1 or not event.value.isdigit():
             return
-        value = float(event.character)
+        value = float(event.value)
         if self.scale.allows(value):
-            event.stop()
-            event.prevent_default()
             self.dismiss(value)
+        else:
+            error.update(Text(f"{event.value} is not on the scale ({self.scale.describe()})"))
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
