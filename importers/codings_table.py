@@ -142,7 +142,7 @@ def read_codings(path: str | Path) -> list[CodingRow]:
             return cells[index] if index is not None and index < len(cells) else ""
 
         try:
-            refuse_extra_cells(cells, len(header), shown, line)
+            refuse_extra_cells(cells, header, shown, line)
             for field in REQUIRED:
                 if not cell(field):
                     raise InputError(f"column {field} is empty", shown, line)

@@ -76,7 +76,7 @@ def read_manifest(path: str | Path) -> Manifest:
                 header, header_line = cells, line
                 columns, attribute_columns = _read_header(header, shown, line)
                 continue
-            refuse_extra_cells(cells, len(header), shown, line)
+            refuse_extra_cells(cells, header, shown, line)
             entries.append(_read_entry(cells, line, columns, attribute_columns, path))
     except csv.Error as exc:
         raise csv_error(exc, shown, reader.line_num) from None

@@ -192,7 +192,7 @@ def _read_table(path: Path, sheet: str | None) -> _Table:
             header = ["" if cell is None else str(cell).strip() for cell in cells]
             body = [(number, row) for number, row in records[index + 1 :] if not _blank_row(row)]
             for number, row in body:
-                refuse_extra_cells(row, len(header), where, number)
+                refuse_extra_cells(row, header, where, number)
             return _Table(row_number, header, body)
     raise InputError("the table is empty", path=where)
 

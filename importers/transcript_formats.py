@@ -1014,7 +1014,7 @@ def _read_csv_table(data: bytes, source: _Source) -> tuple[str, int, list[object
                     continue
                 header, header_line = list(cells), line
                 continue
-            refuse_extra_cells(cells, len(header), source.path, line, "line")
+            refuse_extra_cells(cells, header, source.path, line, "line")
             rows.append(_TableRow(line, tuple(cells)))
     except csv.Error as exc:
         raise csv_error(exc, source.path, reader.line_num) from None
@@ -1039,7 +1039,7 @@ def _read_xlsx_table(data: bytes, source: _Source) -> tuple[None, int, list[obje
                     continue
                 header, header_line = list(values), number
                 continue
-            refuse_extra_cells(list(values), len(header), source.path, number)
+            refuse_extra_cells(list(values), header, source.path, number)
             rows.append(_TableRow(number, tuple(values)))
     except InputError:
         raise

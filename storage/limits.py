@@ -18,6 +18,7 @@ import os
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -155,12 +156,21 @@ def extra_cells(cells: Iterable[object], width: int) -> int:
     return len(extra)
 
 
-def refuse_extra_cells(cells: Sequence[object], width: int, where: str, line: int, unit: str = "row") -> None:
+def refuse_extra_cells(
+    cells: Sequence[object], header: Sequence[object], where: str, line: int, unit: str = "row"
+) -> None:
+    """Refuse a row with a value past the header's last named column: it would be dropped unseen.
+
+    The header's width ends at its last non-blank name (spreadsheets pad rows with empty cells)."""
+    named = list(header)
+    while named and (named[-1] is None or (isinstance(named[-1], str) and not named[-1].strip())):
+        named.pop()
+    width = len(named)
     count = extra_cells(cells, width)
     if count:
         raise InputError(
-            f"this {unit} has {width + count} cells but the header names {width} columns; "
-            "a value in a column without a name would be lost (a stray delimiter or an unquoted comma?)",
+            f"this {unit} has a value in column {width + count} but the header names {width} columns; "
+            "it would be lost (a stray delimiter or an unquoted comma?)",
             where,
             line,
         )
@@ -187,7 +197,7 @@ def check_zip(
     check_zip_directory(data, where, what)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError, NotImplementedError) as exc:
         raise InputError(f"not a readable {what} ({exc or type(exc).__name__})", where) from None
     with archive:
         total = 0
@@ -263,7 +273,7 @@ def _refuse_dtd_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: st
                         where,
                     )
                 tail = window[-_DTD_OVERLAP:]
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError, NotImplementedError) as exc:
         raise InputError(
             f"not a readable {what}: {info.filename} is damaged ({exc or type(exc).__name__})", where
         ) from None

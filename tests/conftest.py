@@ -96,6 +96,8 @@ def pytest_configure(config):
     folder = Path(str(config.rootpath)) / ".pytest_cache" / "blind-differential"
     _BLIND_COUNTS[:] = [folder]
     if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(BadInputSummary(), "concord-bad-input-summary")
+    if not hasattr(config, "workerinput"):
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -117,3 +119,33 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(f"{row['what']}: {row['tried']} read paths tried, {row['leaked']} leaked")
     tried, leaked = sum(row["tried"] for row in rows), sum(row["leaked"] for row in rows)
     terminalreporter.write_line(f"total: {tried} read paths tried, {leaked} leaked")
+
+
+class BadInputSummary:
+    """The bad-input suite (tests/test_fuzz_importers.py) records, per test, how many inputs it tried
+    and how many ended in a traceback or changed a study; the totals are printed at the end of the
+    run. Under xdist the user properties travel with each report to the controller."""
+
+    KEYS = ("fuzz_cases", "tracebacks", "partial_imports")
+
+    def __init__(self):
+        self.totals = dict.fromkeys(self.KEYS, 0)
+        self.seen = False
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "teardown":  # the teardown report carries everything the test recorded
+            return
+        for key, value in report.user_properties:
+            if key in self.totals:
+                self.totals[key] += int(value)
+                self.seen = True
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.seen:
+            return
+        totals = self.totals
+        terminalreporter.section("bad input")
+        terminalreporter.write_line(
+            f"bad input: {totals['fuzz_cases']} cases tried, {totals['tracebacks']} tracebacks, "
+            f"{totals['partial_imports']} partial imports"
+        )
