@@ -141,7 +141,7 @@ async def test_agreement_screen_worst_first_and_drill_down(study):
     app = consensus_app(sue)
     async with app.run_test(size=(150, 45)) as pilot:
         await pilot.pause()
-        await pilot.press("g")
+        await pilot.press("A")
         await pilot.pause()
         screen = app.screen
         assert isinstance(screen, AgreementScreen)
@@ -219,7 +219,7 @@ async def test_overview_to_agreement_and_into_a_code(study):
     async with app.run_test(size=(150, 45)) as pilot:
         await settle(pilot)
         overview = app.screen
-        await pilot.press("g")
+        await pilot.press("A")
         await settle(pilot)
         screen = app.screen
         assert isinstance(screen, AgreementScreen)

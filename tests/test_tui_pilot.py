@@ -183,7 +183,8 @@ async def test_select_a_span_by_keys_and_apply_a_code_by_hotkey(study):
         assert [(c.code_id, c.start, c.end) for c in stored] == [(code_ids(ann)["Moving forward"], start, end)]
         assert [c.id for c in screen.own] == [c.id for c in stored]
         assert screen.panel.count_of(code_ids(ann)["Moving forward"]) == 1
-        assert "Coded 15 selected chars as “Moving forward” ✓" in screen.message.plain
+        # Where the coding went, as a coder counts: turn and words, not characters.
+        assert "Coded “Moving forward” on turn 2, words 1–3 ✓" in screen.message.plain
 
 
 async def test_hotkey_without_selection_codes_the_turn(study):
@@ -196,7 +197,7 @@ async def test_hotkey_without_selection_codes_the_turn(study):
         assert [(c.start, c.end) for c in coding.list_codings(ann, 1)] == [(third.char_start, third.char_end)]
         await pilot.press("9")  # no code has hotkey 9: nothing is stored
         assert len(coding.list_codings(ann, 1)) == 1
-        assert "No code has the hotkey 9" in app.screen.message.plain
+        assert "No code of cbt-test has the key 9" in app.screen.message.plain
 
 
 async def test_letter_hotkey_applies_when_no_key_binding_has_it(study):
@@ -770,7 +771,7 @@ async def test_a_blind_coder_cannot_reach_consensus_agreement_or_results(study):
         assert [overview.check_action(name, ()) for name in ("consensus", "agreement", "results")] == [False] * 3
         footer = screen_text(app).splitlines()[-1]
         assert "Consensus" not in footer and "Results" not in footer and "Agreement" not in footer
-        for key in ("c", "g", "R"):
+        for key in ("c", "A", "R"):
             await pilot.press(key)
             await settle(pilot)
             assert app.screen is overview
@@ -811,7 +812,7 @@ async def test_after_unblinding_a_coder_gets_agreement_and_results_but_not_conse
         await pilot.press("c")
         await settle(pilot)
         assert isinstance(app.screen, OverviewScreen)
-        await pilot.press("g")
+        await pilot.press("A")
         await settle(pilot)
         assert isinstance(app.screen, AgreementScreen)
         await pilot.press("escape", "R")
@@ -831,7 +832,7 @@ async def test_a_supervisor_finds_the_sections_in_help_and_the_palette(study):
         rows = {row.binding_id: row for row in app.screen.rows}
         assert (rows["overview.consensus"].keys, rows["overview.agreement"].keys, rows["overview.results"].keys) == (
             ("c",),
-            ("g",),
+            ("A",),
             ("R",),
         )
         assert rows["overview.results"].where == "Overview"

@@ -451,6 +451,11 @@ class TranscriptScreen(Screen[None]):
     def on_code_highlighted(self, event: CodeHighlighted) -> None:
         event.stop()
         self.focus_code_id = event.code_id
+        if event.code_id is not None and self.panel.tree.has_focus:
+            # The panel may show the name shortened in the middle: the status line has it whole.
+            code = self.codes.get(event.code_id)
+            key = f"{code.hotkey}: " if code and code.hotkey and code.codebook == self.hotkey_book else ""
+            self._say(f"{key}{self.panel.full_name(event.code_id)}")
 
     # -- progress -----------------------------------------------------------------------------
 
