@@ -53,6 +53,21 @@ class CodingRow:
     memo: str | None
     value: float | None = None
 
+    @property
+    def path(self) -> tuple[str, ...]:
+        """Where the code sits: the group's names (a group may be written "Theme > Sub") and the code's
+        own, so ``other`` under two groups is two codes. A code cell written as a path
+        ("Therapist behaviour > other", as the exports write it) is read the same way."""
+        return split_path(self.group or "") + split_path(self.code)
+
+
+PATH_SEPARATOR = ">"
+
+
+def split_path(text: str) -> tuple[str, ...]:
+    """'Theme > Sub > code' as its names, spaces tidied; an empty text is no names."""
+    return tuple(" ".join(part.split()) for part in text.split(PATH_SEPARATOR) if part.strip())
+
 
 def _records(path: Path) -> list[tuple[int, list[str]]]:
     if path.suffix.lower() == ".xlsx":

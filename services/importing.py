@@ -717,6 +717,90 @@ def _lock_code_creation(session) -> None:
         session.execute(sql_text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CODE_CREATION_LOCK})
 
 
+def _folded(path: Sequence[str]) -> tuple[str, ...]:
+    return tuple(" ".join(name.split()).casefold() for name in path)
+
+
+class _CodePlaces:
+    """The live codes by where they sit: a code is its path of names from its theme down, so a name
+    used in two groups (``other`` under therapist behaviour and under client talk) stays two codes.
+
+    A path from a table may leave out the top of the tree ("Stagnation > other" for "Therapeutic
+    direction > Stagnation > other"): it names every code whose path ends with it."""
+
+    def __init__(self, session, preferred_book: int | None):
+        self.session = session
+        self.preferred_book = preferred_book
+        codes = list(session.scalars(select(Code).where(Code.live())))
+        self.by_id = {code.id: code for code in codes}
+        self.paths: dict[int, tuple[str, ...]] = {}
+        for code in codes:
+            self.paths[code.id] = self._path_of(code)
+
+    def _path_of(self, code: Code) -> tuple[str, ...]:
+        names, current, seen = [], code, set()
+        while current is not None and current.id not in seen:
+            seen.add(current.id)
+            names.append(current.name)
+            current = self.by_id.get(current.parent_id) if current.parent_id else None
+        return tuple(reversed(names))
+
+    def path_text(self, code: Code) -> str:
+        return " > ".join(self.paths[code.id])
+
+    def find(self, path: Sequence[str]) -> list[Code]:
+        wanted = _folded(path)
+        if not wanted:
+            return []
+        hits = [
+            self.by_id[code_id]
+            for code_id, full in self.paths.items()
+            if len(full) >= len(wanted) and _folded(full[-len(wanted) :]) == wanted
+        ]
+        if len(hits) > 1:
+            # The same path in two codebooks: the one the import names wins; a whole path wins over a tail.
+            whole = [c for c in hits if len(self.paths[c.id]) == len(wanted)]
+            hits = whole or hits
+            if len(hits) > 1 and self.preferred_book is not None:
+                hits = [c for c in hits if c.codebook_id == self.preferred_book] or hits
+        return hits
+
+    def create(self, path: Sequence[str], book_id: int) -> list[str]:
+        """The codes of ``path`` that do not exist yet, made below the deepest part that does;
+        returns the paths made."""
+        import uuid
+
+        parent, start = None, 0
+        for length in range(len(path) - 1, 0, -1):
+            hits = self.find(path[:length])
+            if len(hits) == 1:
+                parent, start = hits[0], length
+                break
+            if len(hits) > 1:
+                raise InputError(
+                    f"group {' > '.join(path[:length])!r} is in more than one place "
+                    f"({'; '.join(self.path_text(c) for c in hits)}): give its whole path"
+                )
+        made = []
+        for name in path[start:]:
+            siblings = sum(1 for c in self.by_id.values() if c.parent_id == (parent.id if parent else None))
+            code = Code(
+                codebook_id=parent.codebook_id if parent is not None else book_id,
+                parent_id=parent.id if parent is not None else None,
+                guid=str(uuid.uuid4()),
+                name=name,
+                origin="deductive",
+                position=siblings,
+            )
+            self.session.add(code)
+            self.session.flush()
+            self.by_id[code.id] = code
+            self.paths[code.id] = self._path_of(code)
+            made.append(self.path_text(code))
+            parent = code
+        return made
+
+
 def import_codings(
     workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False, dry_run: bool = False
 ) -> CodingsReport:
@@ -737,26 +821,36 @@ def import_codings(
         for transcript in transcripts.values():
             for turn in session.scalars(select(Turn).where(Turn.transcript_id == transcript.id)):
                 turn_rows[(transcript.key, turn.number)] = turn
-        problems, unknown_codes = [], {}
+        problems = []
         book = session.scalar(select(Codebook).where(Codebook.key == codebook_key))
-        live_codes = list(session.scalars(select(Code).where(Code.live())))
-        by_name: dict[tuple[str | None, str], list[Code]] = {}
-        for code in live_codes:
-            by_name.setdefault((None, code.name.casefold()), []).append(code)
+        places = _CodePlaces(session, book.id if book is not None else None)
+        unknown: dict[tuple[str, ...], object] = {}
+        found: dict[int, Code] = {}
         for row in rows:
             if row.transcript not in transcripts:
                 problems.append(f"line {row.line}: no transcript {row.transcript!r} in the study")
             elif (row.transcript, row.turn) not in turn_rows:
                 problems.append(f"line {row.line}: transcript {row.transcript!r} has no turn {row.turn}")
-            if not by_name.get((None, row.code.casefold())):
-                unknown_codes.setdefault(row.code, row)
-        if unknown_codes and not create_codes:
-            problems.append("unknown codes (use --create-codes to create them): " + ", ".join(sorted(unknown_codes)))
+            hits = places.find(row.path)
+            if len(hits) > 1:
+                problems.append(
+                    f"line {row.line}: code {' > '.join(row.path)!r} is in more than one place "
+                    f"({'; '.join(places.path_text(c) for c in hits)}): give its group"
+                )
+            elif hits:
+                found[row.line] = hits[0]
+            else:
+                unknown.setdefault(_folded(row.path), row)
+        if unknown and not create_codes:
+            problems.append(
+                "unknown codes (use --create-codes to create them): "
+                + ", ".join(sorted(" > ".join(r.path) for r in unknown.values()))
+            )
         if problems:
             shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
             raise InputError("; ".join(shown), path)
         created_codes = []
-        if unknown_codes:
+        if unknown:
             if book is None:
                 book = Codebook(
                     key=codebook_key,
@@ -766,42 +860,12 @@ def import_codings(
                 )
                 session.add(book)
                 session.flush()
-            import uuid
-
-            groups: dict[str, Code] = {}
-            for name, row in sorted(unknown_codes.items()):
-                parent_id = None
-                if row.group:
-                    existing = by_name.get((None, row.group.casefold()))
-                    if existing:
-                        parent_id = existing[0].id
-                    else:
-                        if row.group not in groups:
-                            group = Code(
-                                codebook_id=book.id,
-                                guid=str(uuid.uuid4()),
-                                name=row.group,
-                                origin="deductive",
-                                position=len(groups),
-                            )
-                            session.add(group)
-                            session.flush()
-                            groups[row.group] = group
-                            by_name[(None, row.group.casefold())] = [group]
-                            created_codes.append(row.group)
-                        parent_id = groups[row.group].id
-                code = Code(
-                    codebook_id=book.id,
-                    parent_id=parent_id,
-                    guid=str(uuid.uuid4()),
-                    name=name,
-                    origin="deductive",
-                    position=len(created_codes),
-                )
-                session.add(code)
-                session.flush()
-                by_name[(None, name.casefold())] = [code]
-                created_codes.append(name)
+                places.preferred_book = book.id
+            for _key, row in sorted(unknown.items()):
+                created_codes.extend(places.create(row.path, book.id))
+        for row in rows:
+            if row.line not in found:
+                found[row.line] = places.find(row.path)[0]
         coders_before = set(session.scalars(select(Coder.name)))
         created_coders = []
         count = 0
@@ -809,12 +873,7 @@ def import_codings(
             coder = ensure_coder(session, row.coder, workspace.actor_label)
             if row.coder not in coders_before and row.coder not in created_coders:
                 created_coders.append(row.coder)
-            candidates = by_name[(None, row.code.casefold())]
-            if len(candidates) > 1 and row.group:
-                candidates = [
-                    c for c in candidates if c.parent_id and session.get(Code, c.parent_id).name == row.group
-                ] or candidates
-            code = candidates[0]
+            code = found[row.line]
             turn = turn_rows[(row.transcript, row.turn)]
             start = turn.char_start + (row.start or 0)
             end = turn.char_start + row.end if row.end is not None else turn.char_end

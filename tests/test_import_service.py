@@ -158,7 +158,7 @@ def test_codings_import_creates_coders_and_refuses_unknown_codes(study, tmp_path
     assert _counts(study) == before
     report = import_codings(study, str(table), create_codes=True)
     assert report.codings == 2 and report.coders_created == ("cai",)
-    assert set(report.codes_created) == {"Stagnation themes", "hopeless talk"}
+    assert set(report.codes_created) == {"Stagnation themes", "Stagnation themes > hopeless talk"}
     detail = transcripts.get_transcript(as_person(study, "sue"), "S-A")
     made = coding.list_codings(as_person(study, "sue"), detail.id, layer="cai")
     spans = sorted((c.start, c.end, c.memo) for c in made)

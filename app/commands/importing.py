@@ -272,7 +272,11 @@ def measures(study, file, instrument, respondent, columns, sheet, create_session
 @study_argument
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--codebook", help="The codebook new codes go into (default: imported).")
-@click.option("--create-codes", is_flag=True, help="Create unknown codes under their group instead of refusing.")
+@click.option(
+    "--create-codes",
+    is_flag=True,
+    help="Create unknown codes at their place (group > name) instead of refusing.",
+)
 @click.option("--dry-run", is_flag=True, help="Check everything; write nothing.")
 @as_option
 def codings(study, file, codebook, create_codes, dry_run, actor):
@@ -281,6 +285,10 @@ def codings(study, file, codebook, create_codes, dry_run, actor):
     Columns: transcript, turn, coder, code, and optional group, start, end
     (offsets inside the turn), memo, value (the number on the code's rating scale,
     required for a code with a scale, refused for others). Unknown coders are created.
+
+    A code is its place: group > name ("Client talk > other"; the code column may hold the
+    whole path, as the exports write it). A name used in two groups stays two codes, and a
+    name found in two places without a group is refused.
     """
     from concord.services.importing import import_codings
 
