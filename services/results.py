@@ -30,7 +30,7 @@ import pandas as pd
 from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
-from concord.exporters.records import CodeNode, MemoNote, ResultsData
+from concord.exporters.records import COVERAGE_RULES, LABELS, CodeNode, Coverage, MemoNote, ResultsData
 from concord.services.audit import record
 from concord.services.rights import CONSENSUS_LAYER, require_export_layer_rights
 from concord.services.workspace import Workspace
@@ -41,12 +41,14 @@ from concord.storage.models import (
     Codebook,
     Coder,
     Coding,
+    ConsensusSource,
     Dyad,
     Memo,
     QuestionnaireScore,
     Study,
     TherapySession,
     Transcript,
+    TranscriptProgress,
     Turn,
 )
 
@@ -56,9 +58,12 @@ TURN_COLUMNS = ["turn_id", "transcript_id", "char_start", "char_end", "nonverbal
 
 
 def _code_nodes(
-    session: Session, workspace: Workspace, blind: bool, codebooks: Iterable[str] | None
+    session: Session, workspace: Workspace, blind: bool, codebooks: Iterable[str] | None, labels: str = "name"
 ) -> tuple[list[CodeNode], dict[int, int]]:
-    """The live codes in tree order, and a map from every code id to the live code its codings count for."""
+    """The live codes in tree order, and a map from every code id to the live code its codings count for.
+
+    A code is shown by its name, as the workbench shows it; ``labels="publication"`` shows its
+    publication label instead (the name where it has none)."""
     books = dict(session.execute(select(Codebook.id, Codebook.key)).all())
     wanted = None
     if codebooks:
@@ -104,7 +109,7 @@ def _code_nodes(
 
     def walk(parent: int | None, path: tuple[str, ...], depth: int) -> None:
         for row in children.get(parent, ()):
-            label = " ".join((row.label or row.name).split())
+            label = " ".join((row.label or row.name if labels == "publication" else row.name).split())
             node_path = path + (label,)
             nodes.append(
                 CodeNode(
@@ -332,6 +337,50 @@ def _memos(
     return tuple(notes)
 
 
+def _consensus_source_memos(session: Session, codings: pd.DataFrame) -> tuple[MemoNote, ...]:
+    """The coders' memos behind consensus codings: the note on each independent coding a consensus
+    coding was made from, and memos written about those codings, shown on the consensus coding
+    with the name of the coder who wrote them (the consensus layer has few memos of its own)."""
+    consensus_ids = {int(i) for i in codings["coding_id"]}
+    if not consensus_ids:
+        return ()
+    sources = session.execute(
+        select(ConsensusSource.consensus_coding_id, Coding.id, Coder.name, Coding.memo)
+        .join(Coding, Coding.id == ConsensusSource.independent_coding_id)
+        .join(Coder, Coder.id == Coding.coder_id)
+        .where(ConsensusSource.consensus_coding_id.in_(consensus_ids))
+        .order_by(ConsensusSource.consensus_coding_id, Coding.id)
+    ).all()
+    consensus_of: dict[int, list[int]] = {}
+    notes: list[MemoNote] = []
+    seen: set[tuple[int, str, str]] = set()
+
+    def add(consensus_id: int, coder: str, text: str) -> None:
+        if (consensus_id, coder, text) not in seen:
+            seen.add((consensus_id, coder, text))
+            notes.append(MemoNote(coder=coder, target_kind="coding", target_id=consensus_id, text=text))
+
+    for consensus_id, independent_id, coder, memo in sources:
+        consensus_of.setdefault(independent_id, []).append(consensus_id)
+        if memo:
+            add(consensus_id, coder, memo)
+    if consensus_of:
+        written = session.execute(
+            select(Memo.target_id, Coder.name, Memo.text)
+            .join(Coder, Coder.id == Memo.coder_id)
+            .where(
+                Memo.deleted_at.is_(None),
+                Memo.target_kind == "coding",
+                Memo.target_id.in_(list(consensus_of)),
+            )
+            .order_by(Memo.id)
+        ).all()
+        for independent_id, coder, text in written:
+            for consensus_id in consensus_of[independent_id]:
+                add(consensus_id, coder, text)
+    return tuple(notes)
+
+
 def gather(
     workspace: Workspace,
     *,
@@ -342,6 +391,9 @@ def gather(
     turns: str = "none",
     with_memos: bool = False,
     purpose: str = "export",
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
 ) -> ResultsData:
     """Everything a frequency table, representativeness table or excerpt report needs, and no more.
 
@@ -349,9 +401,17 @@ def gather(
     ``spans`` adds the coded text of each coding (column ``text``; needed to count words).
     ``turns``: "none", "bounds" (the turns of the coded transcripts, to count turns and to
     leave out non-verbal annotations) or "text" (also each turn's text, for excerpts).
+    ``covered``: which transcripts the layer covers, "done" (marked done by the coder; for the
+    consensus layer, consensus finished) or "coded" (at least one coding in the layer); only their
+    codings are read, unless ``include_uncoded`` counts every transcript (see ``Coverage``).
+    ``labels``: "name" (the code's name, as the workbench shows it) or "publication".
     """
     if turns not in TURN_DETAIL:
         raise ValueError(f"turns must be one of {', '.join(TURN_DETAIL)}")
+    if covered not in COVERAGE_RULES:
+        raise ConcordError(f"unknown coverage {covered!r}; choose one of {', '.join(COVERAGE_RULES)}")
+    if labels not in LABELS:
+        raise ConcordError(f"unknown labels {labels!r}; choose one of {', '.join(LABELS)}")
     settings = workspace.settings()
     blind = workspace.blind_for_actor(settings)
     layer = require_export_layer_rights(workspace, layer, blind=blind)
@@ -359,7 +419,7 @@ def gather(
         title = session.get(Study, 1).title
         if layer != CONSENSUS and session.scalar(select(Coder.id).where(Coder.name == layer)) is None:
             raise NotFound(f"no layer {layer!r}: give 'consensus' or a coder's name (see: concord coder list)")
-        nodes, resolved = _code_nodes(session, workspace, blind, codebooks)
+        nodes, resolved = _code_nodes(session, workspace, blind, codebooks, labels)
         outline_only: frozenset[int] = frozenset()
         if codes:
             nodes, outline_only = select_codes(nodes, codes)
@@ -367,6 +427,10 @@ def gather(
         resolved = {code_id: live for code_id, live in resolved.items() if live in kept}
         units = _units(session, blind)
         codings = _codings(session, layer, resolved, with_memos)
+        coverage = _coverage(session, layer, covered, include_uncoded)
+        units["covered"] = units["transcript_id"].isin(coverage.transcripts)
+        if not include_uncoded:
+            codings = codings[codings["transcript_id"].isin(coverage.transcripts)].reset_index(drop=True)
         coded = sorted(set(codings["transcript_id"].tolist()))
         texts = _texts(session, coded) if spans or turns == "text" else None
         if spans:
@@ -381,6 +445,8 @@ def gather(
         scores = _scores(None if blind else session)
         attributes = _attributes(session, hide_blinded=blind)
         memos = _memos(session, workspace, blind, codings, [n.id for n in nodes]) if with_memos else ()
+        if with_memos and layer == CONSENSUS and not blind:
+            memos += _consensus_source_memos(session, codings)
     with workspace.store.session() as session:
         # Who exported which layer, and whether the blind applied, belongs in the blinding audit.
         record(session, workspace.actor_label, f"export.{purpose}", "study", 1, layer=layer, blind=blind)
@@ -397,7 +463,34 @@ def gather(
         attributes=attributes,
         memos=memos,
         outline_only=outline_only,
+        coverage=coverage,
     )
+
+
+def _coverage(session: Session, layer: str, rule: str, include_uncoded: bool) -> Coverage:
+    """The transcripts a layer covers (see ``Coverage``)."""
+    if rule == "coded":
+        query = select(Coding.transcript_id).where(Coding.deleted_at.is_(None)).distinct()
+        if layer == CONSENSUS:
+            query = query.where(Coding.phase == "consensus")
+            description = "transcripts with consensus codings"
+        else:
+            query = query.join(Coder, Coder.id == Coding.coder_id).where(
+                Coding.phase == "independent", Coder.name == layer
+            )
+            description = f"transcripts {layer} coded"
+    elif layer == CONSENSUS:
+        query = select(Transcript.id).where(Transcript.phase == "consensus_done")
+        description = "consensus finished"
+    else:
+        query = (
+            select(TranscriptProgress.transcript_id)
+            .join(Coder, Coder.id == TranscriptProgress.coder_id)
+            .where(Coder.name == layer, TranscriptProgress.done_at.is_not(None))
+        )
+        description = f"marked done by {layer}"
+    ids = frozenset(int(t) for t in session.scalars(query))
+    return Coverage(rule=rule, description=description, transcripts=ids, include_uncoded=include_uncoded)
 
 
 def select_codes(nodes: list[CodeNode], wanted: Iterable[str]) -> tuple[list[CodeNode], frozenset[int]]:

@@ -40,6 +40,70 @@ def _queue_rows(items) -> list[dict]:
     return rows
 
 
+def _plural(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _state_line(row) -> str:
+    waiting = f", {row.agreed_pending} agreed not yet accepted" if row.agreed_pending else ""
+    return f"{row.transcript}: {row.phase} ({row.open} open, {row.decided} decided, {row.agreed} agreed{waiting})"
+
+
+def _accepted_text(accepted: dict[str, int], verbose: bool) -> str:
+    """One line for what --accept-agreed did; with verbose, a line per transcript that gained units."""
+    total = sum(accepted.values())
+    gained = {key: count for key, count in accepted.items() if count}
+    text = (
+        f"Accepted {_plural(total, 'agreed unit')} into the consensus layer"
+        f" ({_plural(len(gained), 'transcript')} of {len(accepted)})."
+    )
+    if verbose:
+        text += "".join(f"\n  {key}: {count}" for key, count in gained.items())
+    return text
+
+
+def _phases(rows) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.phase] = counts.get(row.phase, 0) + 1
+    return ", ".join(f"{count} {phase.replace('_', ' ')}" for phase, count in sorted(counts.items())) or "none"
+
+
+def _waiting(rows) -> str:
+    waiting = sum(row.agreed_pending for row in rows)
+    return f"; {waiting} agreed not yet accepted (--accept-agreed)" if waiting else ""
+
+
+def _phase_totals(rows) -> str:
+    """'126 transcripts (3 consensus done, 120 in consensus, 3 independent): 340 open units'."""
+    open_units = sum(row.open for row in rows)
+    return (
+        f"{_plural(len(rows), 'transcript')} ({_phases(rows)}): {_plural(open_units, 'open unit')}"
+        f"{_waiting(rows)} · --verbose: each transcript"
+    )
+
+
+def _queue_summary(items, overview, keys) -> str:
+    """Counts per transcript with something left to decide, and a total; every unit is --verbose."""
+    by_transcript: dict[str, dict[str, int]] = {}
+    for item in items:
+        counts = by_transcript.setdefault(item.transcript, {})
+        counts[item.status] = counts.get(item.status, 0) + 1
+    rows = [row for row in overview if (not keys or row.transcript in keys)]
+    if not items:
+        return f"(none) {_plural(len(rows), 'transcript')} ({_phases(rows)}){_waiting(rows)}"
+    width = max(len(key) for key in by_transcript)
+    lines = []
+    for key, counts in by_transcript.items():
+        shown = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        lines.append(f"{key.ljust(width)}  {shown}")
+    lines.append(
+        f"Total: {_plural(len(items), 'unit')} in {len(by_transcript)} of {_plural(len(rows), 'transcript')}"
+        f" ({_phases(rows)}){_waiting(rows)} · --verbose: every unit"
+    )
+    return "\n".join(lines)
+
+
 def _queue_json(items) -> list[dict]:
     from dataclasses import asdict
 
@@ -74,8 +138,15 @@ def _queue_json(items) -> list[dict]:
     help="Apply decisions from a CSV file (columns: transcript, unit_start, unit_end or turn, code,"
     " decision take|all|none|code|span, coder, start, end, rationale).",
 )
-@click.option("--list", "list_queue", is_flag=True, help="Print the queue of open disagreements.")
+@click.option(
+    "--list",
+    "list_queue",
+    is_flag=True,
+    help="Summarise the open disagreements: counts per transcript (every unit with --verbose, or"
+    " with --format csv/json).",
+)
 @click.option("--all", "include_settled", is_flag=True, help="With --list: also decided and agreed units.")
+@click.option("--verbose", "-v", is_flag=True, help="Details: every unit with --list, every transcript after a change.")
 @format_option()
 @keys_option
 @theme_option
@@ -90,6 +161,7 @@ def consensus(
     decisions_file,
     list_queue,
     include_settled,
+    verbose,
     output_format,
     config_path,
     theme,
@@ -100,7 +172,10 @@ def consensus(
     where coders differ, decided with one key each (1..9 take Coder A, B, ...; a all; 0/x none; c another
     code; s adjust the span). A decision that matches no coder needs a rationale. It is the workbench
     (concord code) opened in consensus mode: escape leads to the overview, and from there to agreement
-    (g), results (R) and the transcripts.
+    (A), results (R) and the transcripts.
+
+    In a terminal, --list and --accept-agreed summarise: counts per transcript and a total; --verbose
+    lists every unit (and every transcript's state). --format csv or json always gives every unit.
 
     \b
     Examples:
@@ -119,12 +194,7 @@ def consensus(
             accepted = consensus_service.accept_agreed(
                 workspace, transcripts=keys, unit=unit, overlap=overlap, present=present_names
             )
-            total = sum(accepted.values())
-            click.echo(
-                f"Accepted {total} agreed unit(s) into the consensus layer"
-                + (f" ({', '.join(f'{k}: {n}' for k, n in accepted.items() if n)})." if total else "."),
-                err=output_format != "table",
-            )
+            click.echo(_accepted_text(accepted, verbose), err=output_format != "table")
             acted = True
         if decisions_file:
             requests = consensus_service.read_decisions(decisions_file)
@@ -139,6 +209,9 @@ def consensus(
             )
             if output_format == "json":
                 emit_rows(_queue_json(items), "json")
+            elif output_format == "table" and not verbose:
+                overview = consensus_service.consensus_overview(workspace, unit=unit, overlap=overlap)
+                click.echo(_queue_summary(items, overview, keys))
             else:
                 emit_rows(
                     _queue_rows(items),
@@ -159,14 +232,14 @@ def consensus(
                 )
             acted = True
         if acted:
-            if output_format == "table":
-                for row in consensus_service.consensus_overview(workspace, unit=unit, overlap=overlap):
-                    if not keys or row.transcript in keys:
-                        waiting = f", {row.agreed_pending} agreed not yet accepted" if row.agreed_pending else ""
-                        click.echo(
-                            f"{row.transcript}: {row.phase} ({row.open} open, {row.decided} decided,"
-                            f" {row.agreed} agreed{waiting})"
-                        )
+            if output_format == "table" and (accept_agreed or decisions_file):
+                overview = consensus_service.consensus_overview(workspace, unit=unit, overlap=overlap)
+                rows = [row for row in overview if not keys or row.transcript in keys]
+                if verbose:
+                    for row in rows:
+                        click.echo(_state_line(row))
+                else:
+                    click.echo(_phase_totals(rows))
             return
     _run_screen(
         study,
