@@ -463,6 +463,7 @@ def stack(tables: Sequence[RatingTable], variable: str) -> RatingTable:
         variables=tuple(t.variable for t in tables),
         mixed_categories=not shared,
         empty_label=tables[0].empty_label if shared else None,
+        speakers=tables[0].speakers if all(t.speakers == tables[0].speakers for t in tables) else None,
     )
 
 

@@ -172,10 +172,18 @@ class AgreementReport:
         if len(counts) <= 1:
             return f"{self.units_total} units {people}"
         # Different codes or groups rest on different units: never one summed or maximal figure.
-        each = "; ".join(
-            f"{s.name}{' (value)' if s.reading == 'scale' else ''} {s.units}{_speakers_text(s.speakers)}"
-            for s in self.summaries
-        )
+        if len(self.summaries) <= 4:
+            each = "; ".join(
+                f"{s.name}{' (value)' if s.reading == 'scale' else ''} {s.units}{_speakers_text(s.speakers)}"
+                for s in self.summaries
+            )
+        else:
+            sizes: dict[tuple[int, tuple[str, ...] | None], int] = {}
+            for summary in self.summaries:
+                sizes[(summary.units, summary.speakers)] = sizes.get((summary.units, summary.speakers), 0) + 1
+            each = "; ".join(
+                f"{units}{_speakers_text(speakers)} for {count} of them" for (units, speakers), count in sizes.items()
+            )
         return f"units per code or group: {each}; {people}"
 
 

@@ -18,7 +18,14 @@ from concord.services.agreement import (
 )
 from concord.storage.models import SPEAKER_ROLES
 
-SHORT_NAMES = {full: short for short, full in STATISTIC_NAMES.items()}
+SHORT_NAMES = {
+    **{full: short for short, full in STATISTIC_NAMES.items()},
+    "krippendorff_alpha_ordinal": "alpha-ord",
+    "krippendorff_alpha_interval": "alpha-int",
+    "krippendorff_alpha_ratio": "alpha-ratio",
+    "weighted_kappa_linear": "wkappa-lin",
+    "weighted_kappa_quadratic": "wkappa-quad",
+}
 JSON_FIELDS = (
     "scope",
     "statistic",
