@@ -50,6 +50,7 @@ _URL = re.compile(
     re.IGNORECASE,
 )
 _TRAILING = ".,;:!?)]}\"'’”"
+_DOMAIN_PATH = re.compile(r"\.(?:com|org|net|edu|gov|io|se|no|dk|de|fi|uk|nu|eu|info|me|at|ch)/")
 
 # Identity numbers (the checks are below).
 _SWEDISH_ID = re.compile(r"(?<![\d+-])((?:19|20)?\d{6})\s?([-+])?\s?(\d{4})(?![\d-])")
@@ -109,6 +110,7 @@ _BIRTH_WORDS = (
     r"født|fødselsdag|fødselsdato|"
     r"geboren|geburtstag|geburtsdatum"
 )
+_BIRTH_STEMS = ("born", "birth", "dob", "d.o.b", "född", "födel", "født", "fødsel", "geboren", "geburt")
 _DOB = re.compile(
     rf"(?:{_BIRTH_WORDS})\W{{0,3}}(?:[^\W\d]+\W{{1,3}}){{0,3}}?(?P<date>{_DATE})(?!\d)",
     re.IGNORECASE,
@@ -143,13 +145,19 @@ def find_identifiers(text: str, language: str = "en") -> list[Identifier]:
         taken[start:end] = b"\x01" * (end - start)
         found.append(Identifier(start, end, kind, text[start:end]))
 
-    for match in _EMAIL.finditer(text):
-        claim(*match.span(), "email")
-    for match in _URL.finditer(text):
-        claim(*match.span(), "url")
-    for match in _DOB.finditer(text):
-        if _plausible_date(match.group("date")):
-            claim(*match.span("date"), "dob")
+    # Cheap look-ups first: most of a transcript has no "@", no web address and no birth word, and
+    # the patterns behind them are the slow ones.
+    lowered = text.lower()
+    if "@" in text:
+        for match in _EMAIL.finditer(text):
+            claim(*match.span(), "email")
+    if "://" in text or "www." in lowered or _DOMAIN_PATH.search(lowered):
+        for match in _URL.finditer(text):
+            claim(*match.span(), "url")
+    if any(word in lowered for word in _BIRTH_STEMS):
+        for match in _DOB.finditer(text):
+            if _plausible_date(match.group("date")):
+                claim(*match.span("date"), "dob")
     for match in _SWEDISH_ID.finditer(text):
         if _swedish_id(match.group(1), match.group(3), match.group(2)) or _danish_id(match):
             claim(*match.span(), "id")

@@ -1485,7 +1485,19 @@ def _full_name_end(text: str, end: int, covered: bytearray, lexicon: _Lexicon, l
 def _scan_lowercase(text, covered, found, compiled, register, lexicon, language) -> None:
     """Names written in lower case ("i told tobias"): a registered name or one on our lists that is
     no ordinary word of the language."""
-    for match in _LOWER_WORD.finditer(text):
+    # The distinct words are few next to the running words: pick the candidates among them, then
+    # look only for those.
+    candidates = []
+    for word in set(_LOWER_WORD.findall(text)):
+        if not word.islower():
+            continue
+        base = word[:-1] if word.endswith("s") and word not in lexicon.names else word
+        if word in lexicon.names or base in lexicon.names or compiled.find(word) or compiled.find(base):
+            candidates.append(word)
+    if not candidates:
+        return
+    alternatives = "|".join(re.escape(word) for word in sorted(candidates, key=len, reverse=True))
+    for match in re.finditer(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", text):
         start, end = match.span()
         lower = match.group()
         if covered[start] or not lower.islower():
