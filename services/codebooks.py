@@ -200,8 +200,6 @@ def codebook_tree(workspace: Workspace, key: str) -> list[CodeInfo]:
         return code_infos(session, rows)
 
 
-def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
-    with workspace.store.reader() as session:
 # Changes whose value is the name of another code (or several, comma-separated).
 _LINKS = frozenset({"merged_from", "merged_into", "split_from", "split_into"})
 
@@ -210,6 +208,8 @@ def _names_in(value: str | None) -> set[str]:
     return {part.strip() for part in (value or "").split(",") if part.strip()}
 
 
+def code_history(workspace: Workspace, code: str | int) -> list[CodeChangeInfo]:
+    with workspace.store.reader() as session:
         # Under the blind another coder's code is looked up as if it did not exist: the same answer
         # for "not yours" as for "no such code", so the command cannot probe for their work.
         actor = workspace.actor

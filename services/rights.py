@@ -28,6 +28,9 @@ from concord.storage.errors import PermissionDenied
 from concord.storage.models import Coder
 
 CONSENSUS_LAYER = "consensus"
+# The words a layer argument takes besides a coder's name (services.coding.list_codings, --layer): no coder
+# may be called one of them, or their codings could not be asked for by name.
+LAYER_WORDS = ("own", "others", CONSENSUS_LAYER)
 
 
 def allows(rule: Callable[[Workspace], object], workspace: Workspace) -> bool:

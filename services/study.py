@@ -12,7 +12,7 @@ from concord.services import backup as backup_service
 from concord.services import identity
 from concord.services.audit import record
 from concord.services.dto import CoderInfo, StudySettings
-from concord.services.rights import require_setup_rights
+from concord.services.rights import LAYER_WORDS, require_setup_rights
 from concord.services.workspace import Workspace, settings_of
 from concord.storage.db import create_study_store, discard_new_study
 from concord.storage.errors import ConcordError, NotFound
@@ -124,6 +124,10 @@ def add_coder(workspace: Workspace, name: str, role: str = "coder", *, login: st
     name = name.strip()
     if not name:
         raise ConcordError("a coder needs a name")
+    if name.casefold() in LAYER_WORDS:
+        raise ConcordError(
+            f"{name!r} cannot be a coder's name: {', '.join(LAYER_WORDS)} name layers of codings (--layer)"
+        )
     if role not in CODER_ROLES:
         raise ConcordError(f"unknown role {role!r}; choose one of {', '.join(CODER_ROLES)}")
     require_setup_rights(workspace)

@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, inspect, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from concord.storage.audit_chain import ChainHead, chain_head, seal_unchained, utc_iso
-from concord.storage.errors import ConcordError, PermissionDenied
+from concord.storage.errors import ConcordError, Conflict, PermissionDenied
 from concord.storage.models import Base
 from concord.storage.resources import package_path
 from concord.storage.revisions import head_revision, known_revisions
@@ -174,6 +174,10 @@ def _sqlstate(exc: DBAPIError) -> str | None:
 def _translate_db_errors(name: str) -> Iterator[None]:
     try:
         yield
+    except IntegrityError as exc:
+        # The database refused what a service wrote: a bug in a check above, or two writers at once. Either
+        # way the person gets one line saying what was refused; the unit of work is rolled back whole.
+        raise Conflict(f"{name}: nothing was saved: {integrity_message(exc)}") from None
     except DBAPIError as exc:
         if not isinstance(exc, OperationalError) and _sqlstate(exc) != _INSUFFICIENT_PRIVILEGE:
             raise
@@ -185,6 +189,76 @@ def _translate_db_errors(name: str) -> Iterator[None]:
         if "readonly" in message or "read-only" in message:
             raise StudyOpenError(f"{name}: the study file is read-only") from None
         raise StudyOpenError(f"{name}: database error: {message}") from None
+
+
+# SQLSTATE class 23 (integrity constraint violation), as PostgreSQL reports it.
+_NOT_NULL, _FOREIGN_KEY, _UNIQUE, _CHECK = "23502", "23503", "23505", "23514"
+
+
+def integrity_message(exc: IntegrityError) -> str:
+    """What a refused write broke, in words: which table and column, and the rule, from either backend."""
+    orig = exc.orig
+    diag = getattr(orig, "diag", None)
+    state = _sqlstate(exc)
+    raw = str(orig).strip().splitlines()[0] if orig is not None else str(exc)
+    if state is None:  # SQLite: "UNIQUE constraint failed: coders.name", "CHECK constraint failed: ck_..."
+        kind, _, where = raw.partition(" constraint failed")
+        where = where.lstrip(": ").strip()
+        state = {"UNIQUE": _UNIQUE, "CHECK": _CHECK, "NOT NULL": _NOT_NULL, "FOREIGN KEY": _FOREIGN_KEY}.get(
+            kind.strip().upper()
+        )
+        constraint = where if state == _CHECK else None
+        columns = _column_list([part.strip() for part in where.split(",")]) if state in (_UNIQUE, _NOT_NULL) else ""
+    else:
+        constraint = getattr(diag, "constraint_name", None)
+        table, column = getattr(diag, "table_name", None), getattr(diag, "column_name", None)
+        columns = f"{table}.{column}" if table and column else ""
+    if state == _UNIQUE:
+        detail = getattr(diag, "message_detail", None) if diag is not None else None
+        return f"{_columns_of(constraint) or columns or 'a row'} must be unique" + (f" ({detail})" if detail else "")
+    if state == _CHECK:
+        rule = _check_rule(constraint)
+        return f"{rule[0]} must satisfy {rule[1]}" if rule else f"a value breaks the rule {constraint or raw}"
+    if state == _NOT_NULL:
+        return f"{columns or 'a column'} needs a value"
+    if state == _FOREIGN_KEY:
+        detail = getattr(diag, "message_detail", None) if diag is not None else None
+        return "it refers to something that does not exist" + (f" ({detail})" if detail else "")
+    return raw
+
+
+def _constraint(name: str | None):
+    for table in Base.metadata.tables.values():
+        for constraint in table.constraints:
+            if name and constraint.name == name:
+                return table, constraint
+    return None, None
+
+
+def _check_rule(name: str | None) -> tuple[str, str] | None:
+    """("memos.target_kind", "target_kind IN ('study', ...)") for a check constraint of the models."""
+    table, constraint = _constraint(name)
+    sqltext = getattr(constraint, "sqltext", None)
+    if table is None or sqltext is None:
+        return None
+    rule = str(sqltext)
+    column = next((c.name for c in table.columns if rule.startswith(c.name + " ")), None)
+    return (f"{table.name}.{column}" if column else table.name), rule
+
+
+def _columns_of(name: str | None) -> str:
+    table, constraint = _constraint(name)
+    columns = [c.name for c in getattr(constraint, "columns", ())]
+    return _column_list([f"{table.name}.{c}" for c in columns]) if table is not None else ""
+
+
+def _column_list(qualified: list[str]) -> str:
+    """ "coders.name", or "attributes.(target_kind, target_id, name)" for columns of one table."""
+    qualified = [q for q in qualified if q]
+    if len(qualified) < 2:
+        return "".join(qualified)
+    table = qualified[0].partition(".")[0]
+    return f"{table}.({', '.join(q.partition('.')[2] or q for q in qualified)})"
 
 
 def _check_sqlite_file(path: Path, *, writable: bool = True) -> None:

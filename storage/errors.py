@@ -28,3 +28,8 @@ class PermissionDenied(ConcordError):
 
 class NotFound(ConcordError):
     """A named thing (study, coder, transcript, code) does not exist."""
+
+
+class Conflict(ConcordError):
+    """A change the study's own rules refuse (a duplicate, a reference to nothing, a value out of range):
+    raised by storage at the end of a unit of work, which then saved nothing."""
