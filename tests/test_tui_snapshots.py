@@ -7,6 +7,8 @@ time (its file lives in tmp_path but its path is never shown) and no clock on sc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from concord.app.tui.app import make_app
@@ -90,3 +92,66 @@ def test_results_supervisor_80x24(snap_compare, tmp_path):
         await settle(pilot)
 
     assert snap_compare(quiet_app(target, "sue"), run_before=open_results, terminal_size=(80, 24))
+
+
+# -- issue 17: the keys on screen, memos, help, at both sizes ---------------------------------------
+
+
+@pytest.fixture
+def two_books_file(tmp_path, monkeypatch):
+    """The snapshot study with a second codebook (mi-talk, also numbered from 1, a long code name)."""
+    from tests.test_workbench_tui import add_mi_codebook
+
+    monkeypatch.setenv("CONCORD_STATE_DIR", str(tmp_path / "state"))
+    target = str(tmp_path / "two-books.concord")
+    workspace = make_study(target, blind=True)
+    add_mi_codebook(workspace)
+    workspace.close()
+    return target
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_transcript_after_switching_codebooks(snap_compare, two_books_file, size):
+    """After ctrl+b the panel, the key line and the title show mi-talk's keys; 1 applies its first code
+    (on a therapist turn: the speaker hint) and the margin marks it M."""
+
+    async def switch_and_code(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("ctrl+b", "1", "j", "2")
+        await settle(pilot)
+        await pilot.press("k", "ctrl+b", "ctrl+b")
+        await settle(pilot)
+
+    assert snap_compare(quiet_app(two_books_file, "ann"), run_before=switch_and_code, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_memo_editor_after_tab(snap_compare, study_file, size):
+    """A memo typed after tab (focus on the target list) lands in the text box."""
+
+    async def write_memo(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("j", "m")
+        await settle(pilot)
+        await pilot.press("tab", *"resignation, or tiredness?")
+        await settle(pilot)
+
+    assert snap_compare(quiet_app(study_file, "ann"), run_before=write_memo, terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_help_grouped_by_task(snap_compare, study_file, size):
+    async def open_help(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        await pilot.press("question_mark")
+        await settle(pilot)
+
+    app = quiet_app(study_file, "ann")
+    app.keymap_file = Path("~/.config/concord/keys.toml")  # the help names it: not the test's temporary path
+    assert snap_compare(app, run_before=open_help, terminal_size=size)

@@ -274,7 +274,7 @@ async def test_80x24_speakers_by_role_positions_in_words_and_whole_names_on_the_
         assert "therapist" in first_line and " T " not in first_line
         await pilot.press("j", "w", "w")
         at_cursor = text_of(screen.query_one("#at-cursor", Static))
-        assert at_cursor.startswith("Turn 2, word 3 · client (P)")
+        assert at_cursor.startswith("Turn 2, word 3\nclient (P)")
         await pilot.press("v", "w")
         status = text_of(screen.query_one("#status", Static))
         assert "selected" in status and "char" not in status and len(status) <= 80

@@ -355,7 +355,7 @@ class TranscriptScreen(Screen[None]):
             others_here = [c for c in self._shown(self.overlay) if c.start <= offset < c.end]
             turn = self.view.current_turn()
             word = workbench.word_at(self.detail.text, turn, offset)
-            place = f"Turn {turn.number}{f', word {word}' if word else ''} · {workbench.speaker_text(turn)}"
+            place = f"Turn {turn.number}{f', word {word}' if word else ''}\n{workbench.speaker_text(turn)}"
             self.panel.show_at_cursor(self.view.codings_at(offset), others_here, place=place, where=self._where)
         self._update_status()
 
@@ -785,7 +785,7 @@ class TranscriptScreen(Screen[None]):
                 )
             )
         for kind, target_id, label, place in (
-            ("turn", turn.id, f"turn {turn.number} ({workbench.speaker_text(turn)})", f"turn {turn.number}"),
+            ("turn", turn.id, f"turn {turn.number} · {workbench.speaker_text(turn)}", f"turn {turn.number}"),
             (
                 "transcript",
                 self.transcript_id,
