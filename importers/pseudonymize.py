@@ -1550,7 +1550,12 @@ def _genitive_after(text: str, end: int, lower: str) -> str:
     for ending in _GENITIVES_AFTER_WORD:
         if text.startswith(ending, end) and not _is_word_char(text, end + len(ending)):
             return ending
-    if lower[-1:] in ("s", "x", "z") and text[end : end + 1] in _APOSTROPHES and not _is_word_char(text, end + 1):
+    if (
+        lower[-1:] in ("s", "x", "z")
+        and end < len(text)
+        and text[end] in _APOSTROPHES
+        and not _is_word_char(text, end + 1)
+    ):
         return text[end]
     return ""
 

@@ -446,3 +446,9 @@ def test_recall_with_english_ner(tmp_path, english_ner):
     assert figures["unknown_recall"] >= 0.9
     assert figures["consistent"]
     assert figures["precision"] >= 0.9
+
+
+def test_a_name_ending_in_s_at_the_very_end_of_the_text(tmp_path, blank):
+    register = register_of(tmp_path, ("James", "Tom", "person"))
+    assert run("I met James", register, blank["en"], "en").text == "I met Tom"
+    assert run("I met Charles", register, blank["en"], "en").text == "I met Person-1"
