@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The coding flow in a real terminal: build a small blind study, start
-# `concord code STUDY --as ann` inside tmux, drive it with keys, check what the
-# screen shows after each step and what the study holds at the end.
+# The coding flow in a real terminal at 80x24: build a small blind study with two
+# codebooks (both numbering their codes from 1), start `concord code STUDY --as ann`
+# inside tmux, drive it with keys (code, undo, switch codebooks, leave and come back,
+# write a memo after pressing tab), check what the screen shows after each step and
+# what the study holds at the end.
 #
 #   bash scripts/tmux_flow.sh        (exit 0: every step seen; non-zero: the failing step)
 #
@@ -25,7 +27,7 @@ pick_python() {
   for candidate in "${PYTHON:-}" "${VIRTUAL_ENV:+$VIRTUAL_ENV/bin/python}" "$repo/.venv/bin/python" \
                    "${concord_bin:+$(dirname "$concord_bin")/python}" "$repo/../venv/bin/python" python3; do
     [ -n "$candidate" ] || continue
-    if "$candidate" -c "import textual, app.tui.app" >/dev/null 2>&1; then
+    if "$candidate" -c "import textual, concord.app.tui.app" >/dev/null 2>&1; then
       echo "$candidate"
       return
     fi
@@ -47,10 +49,12 @@ study="$work/flow.concord"
 PYTHONPATH="$repo" "$py" - "$study" <<'PY'
 import sys
 from sqlalchemy import update
-from storage.models import Code
+from concord.storage.models import Code
 from tests.factories import make_study
+from tests.test_workbench_tui import add_mi_codebook
 
 workspace = make_study(sys.argv[1], blind=True)
+add_mi_codebook(workspace)
 with workspace.store.session() as session:
     session.execute(update(Code).where(Code.name == "Stagnation").values(
         definition="Hard circumstances, resignation, 'it never ends'.",
@@ -58,15 +62,10 @@ with workspace.store.session() as session:
 workspace.close()
 PY
 
-# Run through the click group once `code` is registered there, else the command's own module.
-if "$py" -m app.cli code --help >/dev/null 2>&1; then
-  launch=("$py" -m app.cli code)
-else
-  launch=("$py" -m app.commands.code)
-fi
+launch=("$py" -m concord.app.cli code)
 
-tmux -L "$socket" -f /dev/null new-session -d -s "$session" -x 100 -y 30 \
-  "cd '$repo' && env XDG_CONFIG_HOME='$work/config' CONCORD_KEYMAP= TERM=xterm-256color \
+tmux -L "$socket" -f /dev/null new-session -d -s "$session" -x 80 -y 24 \
+  "cd '$repo' && env XDG_CONFIG_HOME='$work/config' CONCORD_STATE_DIR='$work/state' CONCORD_KEYMAP= TERM=xterm-256color \
    ${launch[*]} '$study' --as ann; echo EXITED-\$?; sleep 30"
 tmux -L "$socket" set -s escape-time 0 >/dev/null
 
@@ -108,49 +107,74 @@ expect "S-A" "the overview lists the transcript"
 expect "ann (coder)" "the overview names the coder"
 screen | grep -qF "high" && fail "the blind overview shows the group"
 keys Enter
-expect "turn 1/4 T" "the transcript opens"
+expect "turn 1/4 therapist" "the transcript opens, speakers by role"
+expect "1,2 cbt-test" "the key line starts with the hotkeys that fire"
 keys j v w w w 1
-expect "Coded 15 selected chars as “Moving forward” ✓" "select three words and code them with hotkey 1"
+expect "Coded “Moving forward” on turn 2, words 1–3 ✓" "select three words and code them with hotkey 1"
 keys j c
 type_text "stagn"
 expect "Hard circumstances" "the picker shows the highlighted code's definition"
 keys Enter
-expect "Coded turn 3 as “Stagnation” ✓" "code turn 3 through the picker"
+expect "Coded “Stagnation” on turn 3 ✓" "code turn 3 through the picker"
 keys u
-expect "Undone ✓ (1 coding of yours)" "undo"
+expect "Undone: “Stagnation” on turn 3" "undo says what it undid"
 keys C-r
-expect "Redone ✓ (2 codings of yours)" "redo"
-keys m
-expect "ctrl+s save" "the memo editor opens"
-type_text "first look"
-keys C-s
-expect "Memo saved on coding ✓" "a memo on the coding"
-echo "----- transcript screen (100x30) -----"
+expect "Redone: “Stagnation” on turn 3" "redo says what it redid"
+keys C-b
+expect "keys: mi-talk" "ctrl+b: the title names the new codebook"
+expect "1–3 mi-talk" "ctrl+b: the key line shows the new codebook's keys"
+expect "1 desire" "ctrl+b: the panel shows the new codebook's hotkeys"
+screen | grep -qF "1 Moving forward" && { screen >&2; fail "the panel still shows cbt-test's hotkeys"; }
+echo "ok: the panel no longer shows the other codebook's hotkeys"
+keys j 1
+expect "Coded “desire” on turn 4 ✓" "the digit applies what the panel shows"
+screen | grep -qE "^M +4 client" || { screen >&2; fail "the margin should mark turn 4 with mi-talk's letter M"; }
+echo "ok: the margin marks the coding with its codebook's letter"
+echo "----- transcript screen after ctrl+b (80x24) -----"
 screen
-keys "?"
-expect "Remap a key by its id" "help lists the keys"
-keys Escape
-gone "Remap a key by its id" "escape closes the help"
 keys q
 expect "1 of 1 transcripts" "q goes back to the overview"
-screen | grep -qE "S-A +session +4 +3/4 +2( |$)" || { screen >&2; fail "the overview row should read: 3/4 turns reviewed, 2 codings"; }
-echo "ok: the overview shows 3/4 turns reviewed and 2 codings"
-echo "----- overview screen (100x30) -----"
+keys Enter
+expect "keys: mi-talk" "the transcript reopens with the codebook last used in it"
+keys m
+expect "ctrl+s saves" "the memo editor opens"
+keys Tab
+sleep 0.3
+type_text "written after tab"
+expect "written after tab" "typing after tab still writes the memo"
+echo "----- memo editor after tab (80x24) -----"
 screen
+keys C-s
+expect "Memo saved on “desire” (turn 4) ✓" "ctrl+s says where the memo went"
+keys u
+expect "u again removes memo on “desire”" "a u on a memo first says what it would remove"
+keys "?"
+expect "Remap:" "help lists the keys"
+expect "Code" "help is grouped by task"
+keys Escape
+gone "Remap:" "escape closes the help"
+keys q
+expect "1 of 1 transcripts" "back to the overview"
+screen | grep -qE "S-A +session +4 +4/4 +3( |$)" || { screen >&2; fail "the overview row should read: 4/4 turns reviewed, 3 codings"; }
+echo "ok: the overview shows 4/4 turns reviewed and 3 codings"
+keys j k G g
+sleep 0.3
+screen | grep -qF "Agreement" && fail "g must move in the list, not open agreement"
 keys C-q
 expect "EXITED-0" "ctrl+q quits cleanly"
 
 PYTHONPATH="$repo" "$py" - "$study" <<'PY'
 import sys
-from services import coding
-from services.workspace import Workspace
+from concord.services import codes, coding
+from concord.services.workspace import Workspace
 
 with Workspace.open(sys.argv[1], "ann") as ann:
+    names = {c.id: c.name for c in codes.visible_codes(ann)}
     codings = coding.list_codings(ann, 1)
-    names = sorted(c.code_id for c in codings)
+    coded = sorted(names[c.code_id] for c in codings)
     memos = [c.memo for c in codings if c.memo]
-    assert len(codings) == 2, f"expected 2 codings in the study, found {len(codings)}"
-    assert memos == ["first look"], f"expected the memo 'first look', found {memos}"
-print(f"ok: the study holds {len(codings)} codings of ann's and the memo")
+    assert coded == ["Moving forward", "Stagnation", "desire"], f"unexpected codings: {coded}"
+    assert memos == ["written after tab"], f"expected the memo typed after tab, found {memos}"
+print(f"ok: the study holds ann's {len(codings)} codings and the memo typed after tab")
 PY
 echo "tmux_flow: all steps passed"
