@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -240,7 +241,7 @@ class LoadedCorpus:
         return self.corpus.codes[self.code_index(code_id)]
 
 
-def _code_labels(session: Session) -> tuple[list[int], list[str], dict[int, int | None], list]:
+def _code_labels(session: Session) -> tuple[list[int], list[str], dict[int, int | None], list[Any]]:
     rows = session.execute(
         select(Code.id, Code.name, Codebook.key, Code.parent_id, Code.applies_to, Code.scale)
         .join(Codebook, Codebook.id == Code.codebook_id)
@@ -249,8 +250,8 @@ def _code_labels(session: Session) -> tuple[list[int], list[str], dict[int, int 
     counts: dict[str, int] = {}
     for row in rows:
         counts[row[1]] = counts.get(row[1], 0) + 1
-    labels = [row[1] if counts[row[1]] == 1 else f"{row[2]}/{row[1]}" for row in rows]
-    return [r[0] for r in rows], labels, {r[0]: r[3] for r in rows}, rows
+    labels: list[str] = [row[1] if counts[row[1]] == 1 else f"{row[2]}/{row[1]}" for row in rows]
+    return [r[0] for r in rows], labels, {r[0]: r[3] for r in rows}, list(rows)
 
 
 def _transcripts(session: Session, keys: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -413,7 +414,7 @@ def load_corpus(
     )
 
 
-def _float_column(values: list) -> np.ndarray:
+def _float_column(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
 
 

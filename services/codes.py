@@ -7,6 +7,7 @@ inductive ones; other coders' inductive codes would reveal their coding.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
@@ -26,7 +27,7 @@ def stored_applies_to(text: str | None) -> tuple[str, ...] | None:
     return tuple(role for role in text.split(",") if role) if text else None
 
 
-def stored_scale(document: dict | None) -> ScaleSpec | None:
+def stored_scale(document: dict[str, Any] | None) -> ScaleSpec | None:
     """codes.scale as a ScaleSpec; a stored scale was checked when its codebook was read."""
     return scale_from_document(document) if document else None
 
