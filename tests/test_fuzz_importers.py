@@ -36,7 +36,7 @@ from concord.importers.measures_table import read_measures
 from concord.importers.name_register import NameRegister
 from concord.importers.qdpx import read_qdpx
 from concord.importers.transcript_formats import parse_transcript
-from concord.services.exchange import export_qdpx
+from concord.services.qdpx_export import export_qdpx
 from concord.storage import limits
 from concord.storage.errors import ConcordError, InputError
 from concord.storage.models import Base, Code, Coder
@@ -45,7 +45,7 @@ from tests.conftest import BACKENDS, drop_pg_database, fresh_pg_url
 from tests.factories import as_person, make_study
 
 FUZZ = settings(
-    max_examples=60,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
 )
