@@ -1,6 +1,6 @@
 """Writing a REFI-QDA project (.qdpx): project.qde plus one UTF-8 text file per source.
 
-This module only serialises: services/exchange.py gathers a study into the plain dataclasses
+This module only serialises: services/qdpx_export.py gathers a study into the plain dataclasses
 below, and write_qdpx turns them into an archive that validates against Project.xsd.
 
 Offsets: every source is written as UTF-8 without BOM, exactly as Concord stores it (LF line

@@ -1,6 +1,6 @@
 """Reading a REFI-QDA project (.qdpx, or a bare .qde) leniently, into plain data with canonical offsets.
 
-Nothing here touches a study: services/exchange.py decides what becomes a transcript, a code, a
+Nothing here touches a study: services/qdpx_import.py decides what becomes a transcript, a code, a
 coding or a memo. What this module does:
 
 * finds the project XML (project.qde, else the single *.qde at the root) and the source files

@@ -179,3 +179,26 @@ class AuditInfo:
     entity: str | None
     entity_id: int | None
     details: dict
+
+
+@dataclass(frozen=True)
+class DataLossReport:
+    """What a file held that Concord could not keep, what had to be adjusted, and plain remarks."""
+
+    lost: tuple[str, ...] = ()
+    adjusted: tuple[str, ...] = ()
+    remarks: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.lost or self.adjusted)
+
+    def render(self, title: str) -> str:
+        lines = [title]
+        if self.empty:
+            lines.append("Nothing was lost.")
+        for heading, items in (("Not kept", self.lost), ("Adjusted", self.adjusted), ("Notes", self.remarks)):
+            if items:
+                lines.append(f"{heading}:")
+                lines.extend(f"  - {item}" for item in items)
+        return "\n".join(lines)

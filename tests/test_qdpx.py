@@ -27,7 +27,8 @@ from concord.importers.qdpx import (
 )
 from concord.services.codes import create_inductive_code, visible_codes
 from concord.services.coding import add_memo, apply_code
-from concord.services.exchange import export_qdpx, import_qdpx
+from concord.services.qdpx_export import export_qdpx
+from concord.services.qdpx_import import import_qdpx
 from concord.services.study import add_coder, init_study
 from concord.services.transcripts import get_transcript
 from concord.services.workspace import Workspace

@@ -31,7 +31,7 @@ def qdpx_export(study, out, actor, output_format):
     supervisor or admin (--as).
     """
     with opened(study, actor) as workspace:
-        from concord.services.exchange import export_qdpx
+        from concord.services.qdpx_export import export_qdpx
 
         result = export_qdpx(workspace, out)
     click.echo(result.report.render(f"Exported to {result.path}; what the file does not hold:"), err=True)
@@ -77,7 +77,7 @@ def qdpx_import(study, file, dry_run, pseudonymize, register, nlp, actor, output
     with their words; say --no-pseudonymize for a project that already is.
     """
     with opened(study, actor) as workspace:
-        from concord.services.exchange import import_qdpx
+        from concord.services.qdpx_import import import_qdpx
 
         result = import_qdpx(
             workspace, file, dry_run=dry_run, pseudonymize=pseudonymize, register_path=register, nlp_name=nlp
