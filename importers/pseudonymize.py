@@ -1421,7 +1421,9 @@ def _rule_hit(text, start, end, word, lower, covered, compiled, register, lexico
             return None, None
     name_end = end - len(glued)
     if kind == "person" and not glued:
-        name_end = _full_name_end(text, name_end, covered, lexicon, language)
+        longer = _full_name_end(text, name_end, covered, lexicon, language)
+        if longer > name_end:
+            name_end, glued = _without_glued_genitive(text, start, longer, compiled, lexicon, language)
     real = " ".join(text[start:name_end].split())
     register.add(real, kind)
     compiled.sync()
@@ -1438,14 +1440,27 @@ def _longer_name(text, hit, covered, compiled, register, lexicon, language) -> _
     end = _full_name_end(text, hit.end, covered, lexicon, language)
     if end == hit.end:
         return hit
+    end, glued = _without_glued_genitive(text, hit.start, end, compiled, lexicon, language)
     real = " ".join(text[hit.start : end].split())
     register.add(real, "person")
     compiled.sync()
     target = compiled.find(real.lower())
     if target is None:
         return hit
-    ending = _genitive_after(text, end, real.lower())
+    ending = glued or _genitive_after(text, end, real.lower())
     return _Found(hit.start, end + len(ending), target, ending, "rules")
+
+
+def _without_glued_genitive(text, start, end, compiled, lexicon, language) -> tuple[int, str]:
+    """A full name whose last word carries a Scandinavian genitive -s ("Agneta Sandgrens"): the
+    name ends before the s when the study knows it without, or the surname is listed without it."""
+    last = text[text.rfind(" ", start, end) + 1 : end].lower()
+    if language == "en" or not last.endswith("s") or len(last) <= 3:
+        return end, ""
+    known = compiled.find(" ".join(text[start : end - 1].split()).lower()) is not None
+    if known or (last[:-1] in lexicon.names and last not in lexicon.names):
+        return end - 1, text[end - 1]
+    return end, ""
 
 
 _NAME_JOINERS = frozenset({"van", "von", "de", "af", "al", "el", "bin", "ibn", "da", "di", "del", "der", "den"})
