@@ -43,6 +43,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -63,7 +64,7 @@ EXACT_SPLITS_LIMIT = 20_000
 
 
 # What services.results.gather must read for each count.
-GATHER_FOR = {
+GATHER_FOR: dict[str, dict[str, Any]] = {
     "segments": {},
     "presence": {},
     "turns": {"turns": "bounds"},

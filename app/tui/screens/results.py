@@ -19,7 +19,8 @@ from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
 from concord.app.tui.widgets.prevalence_chart import PrevalenceChart, group_label
-from concord.services.prevalence import CONSENSUS, Prevalence, theme_prevalence
+from concord.services.prevalence import Prevalence, theme_prevalence
+from concord.services.results import CONSENSUS
 from concord.services.workspace import Workspace
 
 UNITS = ("session", "transcript")
