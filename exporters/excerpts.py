@@ -72,9 +72,16 @@ class Prevalence:
     themes: list[str]
     groups: list[str]
     percent: np.ndarray  # themes x groups
-    sizes: list[int]
+    sizes: list[int]  # counted units per group (the covered ones, unless uncoded ones were asked for)
     unit: str
     item: str = "theme"
+    in_group: list[int] | None = None  # every unit of each group, counted or not
+
+    def legend(self, index: int) -> str:
+        label = f"{self.groups[index]} (n = {self.sizes[index]}"
+        if self.in_group is not None and self.in_group[index] != self.sizes[index]:
+            label += f" covered / {self.in_group[index]}"
+        return label + ")"
 
 
 @dataclass(frozen=True)
@@ -124,23 +131,33 @@ def build_report(
     group_attribute: str = "group",
     group_label: str = "{value} alliance",
     memos: bool = False,
+    all_codes: bool = False,
 ) -> Report:
+    """The report; codes never applied in the counted transcripts are left out unless ``all_codes``."""
     if context < 0:
         raise ValueError("context is a number of turns, 0 or more")
-    units = data.units
+    every_unit = data.units
+    units = every_unit[data.counted().to_numpy()]
     attrs = attribute_columns(data)
     groups_by_transcript: dict[int, str] = {}
     if group_attribute in attrs.columns:
         for tid, value in zip(attrs["transcript_id"], attrs[group_attribute]):
             if _plain(value) is not None:
                 groups_by_transcript[int(tid)] = str(value)
-    noun = unit_noun(set(units["kind"]))
+    noun = unit_noun(set(every_unit["kind"]))
     n_units = len(units)
+    counted_ids = {int(t) for t in units["transcript_id"]}
     counts = code_counts(data.codes, data.codings, data.turns, "segments")
     group_sizes: dict[str, int] = {}
-    for value in groups_by_transcript.values():
-        group_sizes[value] = group_sizes.get(value, 0) + 1
-    group_order = sorted(group_sizes, key=natural_key)
+    in_group: dict[str, int] = {}
+    for tid, value in groups_by_transcript.items():
+        in_group[value] = in_group.get(value, 0) + 1
+        if tid in counted_ids:
+            group_sizes[value] = group_sizes.get(value, 0) + 1
+    group_order = sorted(in_group, key=natural_key)
+    # "of 2 covered" says what was counted when some transcripts were left out, "of 12" when none were.
+    partial = data.coverage is not None and not data.coverage.include_uncoded and n_units < len(every_unit)
+    covered_word = " covered" if partial else ""
     # Not dict(groupby): a GroupBy has a `keys` attribute (the column name), which dict() would take for a mapping.
     by_node = {node_id: part for node_id, part in counts.groupby("code_id")} if not counts.empty else {}  # noqa: C416
 
@@ -153,18 +170,26 @@ def build_report(
                 code_memos.setdefault(memo.target_id, []).append(f"{memo.text} ({memo.coder})")
 
     sections = []
+    applied: set[int] = set()
     for node in data.codes:
         count_line = None
         if node.id not in data.outline_only:
             part = by_node.get(node.id)
             segments = int(part["value"].sum()) if part is not None else 0
+            if segments:
+                applied.add(node.id)
             coded = {int(t) for t in part["transcript_id"]} if part is not None else set()
-            count_line = f"Coded {segments} time{'s' if segments != 1 else ''} in {len(coded)} of {n_units} {noun}"
+            count_line = (
+                f"Coded {segments} time{'s' if segments != 1 else ''} in {len(coded)} of {n_units}{covered_word} {noun}"
+            )
             if group_order:
                 per_group = []
                 for group in group_order:
                     hits = sum(1 for t in coded if groups_by_transcript.get(t) == group)
-                    per_group.append(f"{group_label.format(value=group)}: {hits} of {group_sizes[group]}")
+                    size = f"{group_sizes.get(group, 0)}{covered_word}"
+                    if partial:
+                        size += f" / {in_group[group]} in the group"
+                    per_group.append(f"{group_label.format(value=group)}: {hits} of {size}")
                 count_line += " (" + "; ".join(per_group) + ")"
             count_line += "."
         sections.append(
@@ -176,16 +201,26 @@ def build_report(
                 excerpts=tuple(excerpts_by_code.get(node.id, ())),
             )
         )
-    prevalence = _prevalence(data, counts, groups_by_transcript, group_order, group_label, noun)
+    sections, never_applied = _applied_only(sections, data, applied, all_codes)
+    prevalence = _prevalence(data, counts, groups_by_transcript, group_order, group_label, noun, counted_ids, in_group)
     layer = "consensus codings" if data.layer == "consensus" else f"the codings of {data.layer}"
     total = len(data.codings)
-    lead = (
+    lead = ""
+    if data.coverage is not None:
+        lead = data.coverage.statement(int(every_unit["covered"].sum()), len(every_unit), noun)
+        lead += " "
+    lead += (
         f"Excerpts from {layer}: {total} coded segment{'s' if total != 1 else ''} in "
-        f"{data.codings['transcript_id'].nunique() if total else 0} of {n_units} {noun}. "
+        f"{data.codings['transcript_id'].nunique() if total else 0} of {n_units}{covered_word} {noun}. "
         "The coded words are in bold"
         + (f", with {context} turn{'s' if context != 1 else ''} of context before and after" if context else "")
         + "."
     )
+    if never_applied:
+        lead += (
+            f" {never_applied} code{'s' if never_applied != 1 else ''} never applied "
+            f"{'are' if never_applied != 1 else 'is'} left out (--all-codes shows every code)."
+        )
     notes = []
     if data.blind:
         notes.append("The study is blind for you: groups, dyads and scores are left out.")
@@ -198,6 +233,23 @@ def build_report(
         context=context,
         notes=tuple(notes),
     )
+
+
+def _applied_only(
+    sections: list[Section], data: ResultsData, applied: set[int], all_codes: bool
+) -> tuple[list[Section], int]:
+    """The sections of codes applied at least once, with the outline above them; and how many were left out."""
+    if all_codes:
+        return sections, 0
+    by_id = {node.id: node for node in data.codes}
+    keep = set(applied)
+    for node_id in applied:
+        current = by_id[node_id]
+        while current.parent_id in by_id:
+            keep.add(current.parent_id)
+            current = by_id[current.parent_id]
+    left_out = sum(1 for s in sections if s.count_line is not None and s.node.id not in keep)
+    return [s for s in sections if s.node.id in keep], left_out
 
 
 def _excerpts(
@@ -283,7 +335,14 @@ def _excerpts(
 
 
 def _prevalence(
-    data: ResultsData, counts: pd.DataFrame, groups: dict[int, str], group_order: list[str], group_label: str, noun: str
+    data: ResultsData,
+    counts: pd.DataFrame,
+    groups: dict[int, str],
+    group_order: list[str],
+    group_label: str,
+    noun: str,
+    counted: set[int],
+    in_group: dict[str, int],
 ) -> Prevalence | None:
     # The themes; with --codes, the chosen codes highest in the tree (their ancestors are only an outline).
     themes = [
@@ -293,7 +352,7 @@ def _prevalence(
     ]
     if not themes or data.units.empty:
         return None
-    transcripts = [int(t) for t in data.units["transcript_id"]]
+    transcripts = [int(t) for t in data.units["transcript_id"] if int(t) in counted]
     coded = set(zip(counts["transcript_id"].astype(int), counts["code_id"].astype(int)))
     labels = [group_label.format(value=g) for g in group_order] if group_order else [f"all {noun}"]
     members = [[t for t in transcripts if groups.get(t) == g] for g in group_order] if group_order else [transcripts]
@@ -308,6 +367,7 @@ def _prevalence(
         sizes=[len(m) for m in members],
         unit=noun,
         item="theme" if all(n.depth == 0 for n in themes) else "code",
+        in_group=[in_group[g] for g in group_order] if group_order else [len(data.units)],
     )
 
 
@@ -327,7 +387,7 @@ def prevalence_png(prevalence: Prevalence, dpi: int = 150) -> bytes:
     bar = 0.8 / len(groups)
     positions = np.arange(len(themes))
     shades = ["#3B3B3B", "#A6A6A6", "#6E6E6E", "#D0D0D0", "#1A1A1A"]
-    for j, group in enumerate(groups):
+    for j in range(len(groups)):
         offsets = positions - 0.4 + bar * (j + 0.5)
         axes.barh(
             offsets,
@@ -336,7 +396,7 @@ def prevalence_png(prevalence: Prevalence, dpi: int = 150) -> bytes:
             color=shades[j % len(shades)],
             edgecolor="black",
             linewidth=0.4,
-            label=f"{group} (n = {prevalence.sizes[j]})",
+            label=prevalence.legend(j),
         )
     axes.set_yticks(positions, [_wrap(t, 28) for t in themes])
     axes.invert_yaxis()

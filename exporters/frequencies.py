@@ -418,6 +418,10 @@ class FrequencyTables:
     group_attribute: str | None
     notes: list[str] = field(default_factory=list)
     summary: pd.DataFrame | None = None
+    # Units of each group counted or not (covered or not), for "n covered / n in the group".
+    group_sizes: dict[str, int] = field(default_factory=dict)
+    units_in_study: int | None = None  # every unit with a key, covered or not
+    coverage: str | None = None  # the sentence that says what was counted
 
     def long(self) -> pd.DataFrame:
         """Tidy: one row per unit and code, with the unit's columns, scores and attributes repeated."""
@@ -527,6 +531,11 @@ def frequency_table(
     attrs = attribute_columns(data)
     attr_names = [c for c in attrs.columns if c != "transcript_id"]
     units = units.merge(attrs, on="transcript_id", how="left")
+    counted = (
+        units["transcript_id"].map(data.coverage.counts).astype(bool)
+        if data.coverage is not None
+        else pd.Series(True, index=units.index)
+    )
     scores = session_scores(data.scores, measures)
     score_names = [c for c in scores.columns if c not in ("session_id", "dyad_id")]
 
@@ -546,8 +555,16 @@ def frequency_table(
     if len(left_out):
         what = {"session": "no session", "dyad": "no dyad", "group": f"no {group_attribute!r} value"}[by]
         notes.append(f"{len(left_out)} transcript(s) with {what} left out: {', '.join(left_out['transcript'])}.")
-    units = units[unit_key.notna()].copy()
-    units["_unit"] = unit_key[unit_key.notna()]
+    everything = units[unit_key.notna()].copy()
+    everything["_unit"] = unit_key[unit_key.notna()]
+    units = everything[counted[unit_key.notna()]].copy()
+    group_sizes = _group_sizes(everything, by, group_attribute) if group_attribute in attr_names else {}
+    units_in_study = int(everything["_unit"].nunique())
+    coverage = None
+    if data.coverage is not None:
+        covered_units = int(everything.loc[everything["covered"].astype(bool), "_unit"].nunique())
+        coverage = data.coverage.statement(covered_units, units_in_study, unit_word(by))
+        notes.insert(0, coverage)
 
     # Counts: a transcripts x codes matrix, then added up per unit.
     code_index = {node.id: i for i, node in enumerate(codes)}
@@ -607,6 +624,10 @@ def frequency_table(
             wide["sessions"] = grouped["session_id"].nunique().reindex(keys).to_numpy()
             id_columns = ["unit", "sessions", "transcripts"]
         wide["transcripts"] = grouped.size().reindex(keys).to_numpy()
+        if by == "group" and data.coverage is not None:
+            # Beside the covered transcripts, how many the group has in all.
+            wide["transcripts in the group"] = everything.groupby("_unit").size().reindex(keys).to_numpy()
+            id_columns = id_columns + ["transcripts in the group"]
         if score_names:
             if by == "session":
                 session_rows = scores.set_index("session_id").reindex(first["session_id"].astype("Int64"))
@@ -648,11 +669,23 @@ def frequency_table(
         codes=tuple(codes),
         group_attribute=group_attribute if group_attribute in attr_names else None,
         notes=notes,
+        group_sizes=group_sizes,
+        units_in_study=units_in_study,
+        coverage=coverage,
     )
     if by != "group" and group_attribute in attr_names:
         summary = group_summary(tables, group_attribute)
         return replace(tables, summary=summary)
     return tables
+
+
+def _group_sizes(units: pd.DataFrame, by: str, group_attribute: str) -> dict[str, int]:
+    """Units per group value, counted or not: a session or dyad belongs to the group its transcripts
+    give (several values joined, as in the table's own column)."""
+    if by == "group":
+        return {}
+    values = units.groupby("_unit", sort=False)[group_attribute].agg(_distinct)
+    return {str(k): int(v) for k, v in values.dropna().value_counts().items()}
 
 
 def _refuse_blind(what: str):
@@ -685,15 +718,36 @@ def _mann_whitney(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, list[str]]:
     p = np.ones(codes)
     varying = np.flatnonzero(~constant)
     if math.comb(len(x) + len(y), len(x)) <= EXACT_SPLITS_LIMIT:
-        method = stats.PermutationMethod(n_resamples=np.inf)
-        for column in varying:
-            p[column] = stats.mannwhitneyu(x[:, column], y[:, column], alternative="two-sided", method=method).pvalue
+        if len(varying):
+            p[varying] = _exact_u(x[:, varying], y[:, varying])
         return p, ["Mann-Whitney U (exact permutation)"] * codes
     if len(varying):
         p[varying] = stats.mannwhitneyu(
             x[:, varying], y[:, varying], alternative="two-sided", method="asymptotic", axis=0
         ).pvalue
     return p, ["Mann-Whitney U (normal approximation)"] * codes
+
+
+def _exact_u(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Two-sided exact permutation p-values of U for each column: every way of splitting the pooled
+    units into groups of the two sizes, ties given mid-ranks. Works for a group of one unit too
+    (a group with one covered session is common when coverage is partial), where scipy's
+    permutation method refuses."""
+    from itertools import combinations
+
+    from scipy import stats
+
+    pooled = np.concatenate([x, y])
+    ranks = stats.rankdata(pooled, axis=0)
+    n1 = len(x)
+    splits = np.array(list(combinations(range(len(pooled)), n1)), dtype=np.int64)
+    offset = n1 * (n1 + 1) / 2
+    observed = ranks[:n1].sum(axis=0) - offset
+    every = ranks[splits].sum(axis=1) - offset  # splits x columns
+    # A little slack, so that mid-rank sums equal in exact arithmetic compare equal.
+    greater = (every >= observed - 1e-9).mean(axis=0)
+    less = (every <= observed + 1e-9).mean(axis=0)
+    return np.minimum(1.0, 2 * np.minimum(greater, less))
 
 
 def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame:
@@ -708,7 +762,8 @@ def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame
 
     wide = tables.wide
     labels = wide[group_attribute]
-    groups = sorted((g for g in labels.dropna().unique()), key=natural_key)
+    # A group none of whose units the layer covers still gets its columns: 0 covered / N in the group.
+    groups = sorted(set(labels.dropna().unique()) | set(tables.group_sizes), key=natural_key)
     values = wide[tables.code_columns].to_numpy(dtype=float)
     codes = len(tables.code_columns)
     summary = pd.DataFrame(
@@ -723,12 +778,15 @@ def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame
         part = values[(labels == group).to_numpy()]
         present = (part > 0).sum(axis=0)
         summary[f"{group}: N"] = len(part)
+        summary[f"{group}: N in group"] = tables.group_sizes.get(str(group), len(part))
         summary[f"{group}: n"] = present
         summary[f"{group}: %"] = 100.0 * present / len(part) if len(part) else np.nan
         summary[f"{group}: mean {tables.measure}"] = part.mean(axis=0) if len(part) else np.nan
-        samples.append(part)
+        if len(part):
+            samples.append(part)
     tests, p = [""] * codes, np.full(codes, np.nan)
-    if len(groups) >= 2:
+    # Only groups with counted units take part in the test; with fewer than two there is none.
+    if len(samples) >= 2:
         if tables.measure == "presence":
             tests = ["Fisher's exact"] * codes
             for column in range(codes):
@@ -739,7 +797,7 @@ def group_summary(tables: FrequencyTables, group_attribute: str) -> pd.DataFrame
                     ]
                 )
                 p[column] = 1.0 if (table.sum(axis=1) == 0).any() else stats.fisher_exact(table).pvalue
-        elif len(groups) == 2:
+        elif len(samples) == 2:
             p, tests = _mann_whitney(samples[0], samples[1])
         else:
             tests = ["Kruskal-Wallis"] * codes
@@ -784,6 +842,8 @@ def representativeness_table(
     group_known = group_attribute in attrs.columns
     dyad_keys = sorted(ipr["dyad"].unique(), key=natural_key)
     notes = []
+    if data.coverage is not None:
+        notes.append(data.coverage.statement(int(ipr["covered"].sum()), len(ipr), "IPR interviews"))
     skipped = units[(units["kind"] == "ipr") & ~units.index.isin(ipr.index)]
     if len(skipped):
         notes.append(
@@ -887,7 +947,8 @@ def summary_view(tables: FrequencyTables) -> tuple[pd.DataFrame, list[int]]:
         view = pd.DataFrame({"Theme / code": [node.label for node in tables.codes]})
         for group in groups:
             n_total = int(summary[f"{group}: N"].iloc[0]) if len(summary) else 0
-            view[f"{group} (N = {n_total}) n (%)"] = [
+            n_group = int(summary[f"{group}: N in group"].iloc[0]) if len(summary) else 0
+            view[f"{group} ({n_total} covered / {n_group} in the group) n (%)"] = [
                 f"{int(n)} ({pct:.0f}%)" for n, pct in zip(summary[f"{group}: n"], summary[f"{group}: %"])
             ]
             if measure != "presence":
@@ -898,7 +959,8 @@ def summary_view(tables: FrequencyTables) -> tuple[pd.DataFrame, list[int]]:
     view = pd.DataFrame({"Theme / code": [node.label for node in tables.codes]})
     n = len(wide)
     present = [(wide[c] > 0).sum() for c in tables.code_columns]
-    view[f"{units.capitalize()} with code, n (%) of {n}"] = [
+    of = f"{n} covered / {tables.units_in_study} in the study" if tables.coverage else str(n)
+    view[f"{units.capitalize()} with code, n (%) of {of}"] = [
         f"{int(k)} ({100.0 * k / n:.0f}%)" if n else "0" for k in present
     ]
     if measure != "presence":
@@ -906,6 +968,30 @@ def summary_view(tables: FrequencyTables) -> tuple[pd.DataFrame, list[int]]:
         view[f"M {measure}"] = [_fmt_number(wide[c].mean()) for c in tables.code_columns]
         view[f"SD {measure}"] = [_fmt_number(wide[c].std(ddof=1)) if n > 1 else "" for c in tables.code_columns]
     return view, depths
+
+
+def overall_summary(tables: FrequencyTables) -> pd.DataFrame:
+    """Per code, over every counted unit: units with it, their share of the covered units, and for
+    counts other than presence the total and mean count."""
+    wide = tables.wide
+    n = len(wide)
+    values = wide[tables.code_columns].to_numpy(dtype=float) if tables.code_columns else np.zeros((n, 0))
+    present = (values > 0).sum(axis=0)
+    frame = pd.DataFrame(
+        {
+            "code path": tables.code_columns,
+            "code": [node.label for node in tables.codes],
+            "level": [node.level for node in tables.codes],
+            "N covered": n,
+            "N in study": tables.units_in_study if tables.units_in_study is not None else n,
+            "n": present,
+            "% of covered": 100.0 * present / n if n else np.nan,
+        }
+    )
+    if tables.measure != "presence":
+        frame[f"total {tables.measure}"] = values.sum(axis=0)
+        frame[f"mean {tables.measure}"] = values.mean(axis=0) if n else np.nan
+    return frame
 
 
 def unit_view(tables: FrequencyTables, max_columns: int = 8) -> pd.DataFrame:
@@ -951,7 +1037,8 @@ def frequency_specs(tables: FrequencyTables, *, long: bool) -> list[TableSpec]:
                 print_depths=depths,
                 notes=notes
                 + [
-                    f"n (%): {units} in which the code was applied at least once. p: "
+                    f"n (%): {units} in which the code was applied at least once, as a share of the "
+                    f"group's covered {units} (covered / in the group in each column head). p: "
                     + ("Fisher's exact test" if tables.measure == "presence" else "Mann-Whitney U test on the counts")
                     + f", two-sided, {EXPLORATORY}."
                 ],
@@ -959,12 +1046,13 @@ def frequency_specs(tables: FrequencyTables, *, long: bool) -> list[TableSpec]:
         )
     elif tables.by != "group":
         view, depths = summary_view(tables)
+        frame = overall_summary(tables)
         specs.append(
             TableSpec(
                 name="Summary",
                 caption=f"{units.capitalize()} with each theme and code",
-                frame=view,
-                long=view,
+                frame=frame,
+                long=frame,
                 print_frame=view,
                 print_depths=depths,
                 notes=notes,

@@ -23,7 +23,7 @@ class CodeNode:
     codebook: str
     parent_id: int | None
     name: str
-    label: str
+    label: str  # what tables show: the name, or the publication label when one was asked for
     path: tuple[str, ...]
     depth: int
     definition: str | None
@@ -36,8 +36,37 @@ class CodeNode:
 
     @property
     def path_name(self) -> str:
-        """The column name: the labels from the theme down, e.g. "Therapeutic direction > Moving forward"."""
+        """The column name: the code's place, its labels from the theme down, e.g.
+        "Therapeutic direction > Moving forward"."""
         return " > ".join(self.path)
+
+
+COVERAGE_RULES = ("done", "coded")
+LABELS = ("name", "publication")
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which transcripts a layer covers: those its coder marked done (``rule`` "done"; for the
+    consensus layer, those whose consensus is finished), or those with at least one coding in the
+    layer ("coded"). Counts, shares and tests take the covered transcripts only: a transcript
+    nobody has finished is not a transcript without the code. ``include_uncoded`` counts every
+    transcript, the uncovered ones as having no codings (the researcher asked for it)."""
+
+    rule: str
+    description: str  # "consensus finished", "marked done by alex", "coded by alex"
+    transcripts: frozenset[int]
+    include_uncoded: bool = False
+
+    def counts(self, transcript_id: int) -> bool:
+        return self.include_uncoded or int(transcript_id) in self.transcripts
+
+    def statement(self, covered: int, total: int, noun: str) -> str:
+        """One sentence for the reader of a table: how many units are covered and what is counted."""
+        text = f"Coverage: {covered} of {total} {noun} covered ({self.description})"
+        if self.include_uncoded:
+            return text + f"; --include-uncoded: all {total} are counted, the uncovered ones as having no codings."
+        return text + "; only the covered ones are counted (--include-uncoded counts them all)."
 
 
 @dataclass(frozen=True)
@@ -53,9 +82,11 @@ class ResultsData:
     """Plain records for the exporters.
 
     units: one row per transcript: transcript_id, transcript, kind, perspective,
-        session_id, dyad_id, dyad, session (number). The session and dyad columns are
-        empty when ``blind``.
+        session_id, dyad_id, dyad, session (number), covered (see ``coverage``). The
+        session and dyad columns are empty when ``blind``. Every transcript is a row,
+        covered or not, so a group's size can be told beside what was counted.
     codings: coding_id, transcript_id, code_id (the live code), start, end, coder and memo
+        (only those of counted transcripts: see ``counted``)
         (a note kept on the coding itself; read with ``with_memos`` only), and with ``spans``
         text (the coded span).
     turns: turn_id, transcript_id, char_start, char_end, nonverbal (a list of [start, end]
@@ -81,6 +112,14 @@ class ResultsData:
     memos: tuple[MemoNote, ...] = field(default=())
     # Ancestors kept only so a report selected with --codes keeps its outline: no codings counted for them.
     outline_only: frozenset[int] = frozenset()
+    # None: every transcript counts (records made by hand, as in tests of the counting itself).
+    coverage: Coverage | None = None
+
+    def counted(self) -> pd.Series:
+        """Per row of ``units``: whether the transcript counts (covered, or every one with include_uncoded)."""
+        if self.coverage is None:
+            return pd.Series(True, index=self.units.index)
+        return self.units["transcript_id"].map(self.coverage.counts).astype(bool)
 
     @property
     def codes_by_id(self) -> dict[int, CodeNode]:

@@ -43,11 +43,18 @@ class Prevalence:
     unit: str  # "session" or "transcript"
     group_attribute: str | None  # None: one bar, every unit together
     groups: tuple[str, ...]
-    sizes: tuple[int, ...]
+    sizes: tuple[int, ...]  # units counted per group: the covered ones (all of them with include_uncoded)
     rows: tuple[PrevalenceRow, ...]
     layers: tuple[str, ...]  # what the layer key cycles through
     group_choices: tuple[str, ...]
     notes: tuple[str, ...]
+    in_group: tuple[int, ...] = ()  # every unit of each group, covered or not
+    include_uncoded: bool = False
+
+    @property
+    def partial(self) -> bool:
+        """Some units of a group are not counted (not covered by the layer)."""
+        return any(size != total for size, total in zip(self.sizes, self.in_group))
 
     @property
     def unit_noun(self) -> str:
@@ -60,17 +67,31 @@ def layer_names(workspace: Workspace) -> tuple[str, ...]:
 
 
 def theme_prevalence(
-    workspace: Workspace, *, layer: str = CONSENSUS, unit: str | None = None, group_attribute: str | None = "group"
+    workspace: Workspace,
+    *,
+    layer: str = CONSENSUS,
+    unit: str | None = None,
+    group_attribute: str | None = "group",
+    covered: str = "done",
+    include_uncoded: bool = False,
 ) -> Prevalence:
     """Per theme and sub-theme, the % of units of each group with at least one coding of it (or below it).
 
     ``unit`` is "session" or "transcript"; by default sessions when the transcripts belong to sessions.
     ``group_attribute`` None, or one no unit carries, gives one bar per row for all units together.
+    Only the units the layer covers are counted (``covered``, as in the exports), unless ``include_uncoded``.
     """
     require_results_rights(workspace)
     if unit is not None and unit not in UNIT_NOUNS:
         raise ConcordError(f"unknown unit {unit!r}; choose one of {', '.join(UNIT_NOUNS)}")
-    data = gather(workspace, layer=layer, purpose="results", **GATHER_FOR[MEASURE])
+    data = gather(
+        workspace,
+        layer=layer,
+        purpose="results",
+        covered=covered,
+        include_uncoded=include_uncoded,
+        **GATHER_FOR[MEASURE],
+    )
     require_results_rights(workspace, blind=data.blind)
     if unit is None:
         unit = "session" if data.units["session_id"].notna().any() else "transcript"
@@ -93,8 +114,10 @@ def theme_prevalence(
         # The summary's own group order and sizes (its columns are "<group>: N", "<group>: n", "<group>: %").
         groups = tuple(column[: -len(": N")] for column in summary.columns if column.endswith(": N"))
         sizes = tuple(int(summary[f"{g}: N"].iloc[0]) if len(summary) else 0 for g in groups)
+        in_group = tuple(int(summary[f"{g}: N in group"].iloc[0]) if len(summary) else 0 for g in groups)
     else:
         groups, sizes = (f"all {UNIT_NOUNS[unit]}",), (len(wide),)
+        in_group = (tables.units_in_study if tables.units_in_study is not None else len(wide),)
     rows = []
     for index, (node, column) in enumerate(zip(tables.codes, tables.code_columns)):
         if node.depth > DEEPEST_ROW or node.id in data.outline_only:
@@ -120,6 +143,8 @@ def theme_prevalence(
         layers=layer_names(workspace),
         group_choices=choices,
         notes=tuple(notes),
+        in_group=in_group,
+        include_uncoded=include_uncoded,
     )
 
 

@@ -70,11 +70,26 @@ def frequency_tables(
     group_attribute: str = "group",
     codebooks: Iterable[str] | None = None,
     purpose: str = "frequencies",
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
 ) -> tuple[ResultsData, FrequencyTables]:
-    """The rows read for ``measure`` and the frequency table (one row per ``by`` unit) with its group summary."""
+    """The rows read for ``measure`` and the frequency table (one row per ``by`` unit) with its group summary.
+
+    Only the transcripts the layer covers are counted (``covered``: "done" or "coded"; see
+    ``services.results.gather``), unless ``include_uncoded``."""
     if measure not in GATHER_FOR:
         raise ConcordError(f"unknown count {measure!r}; choose one of {', '.join(GATHER_FOR)}")
-    data = gather(workspace, layer=layer, codebooks=codebooks or None, purpose=purpose, **GATHER_FOR[measure])
+    data = gather(
+        workspace,
+        layer=layer,
+        codebooks=codebooks or None,
+        purpose=purpose,
+        covered=covered,
+        include_uncoded=include_uncoded,
+        labels=labels,
+        **GATHER_FOR[measure],
+    )
     tables = frequency_table(
         data, by=by, measure=measure, measures=list(measures or ()) or None, group_attribute=group_attribute
     )
@@ -93,6 +108,9 @@ def export_frequencies(
     codebooks: Iterable[str] | None = None,
     wide: bool = False,
     progress: Progress | None = None,
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
 ) -> WrittenExport:
     """Theme, sub-theme and code counts per unit, with linked scores and the group summary, written to ``out``
     (its extension picks the format)."""
@@ -105,6 +123,9 @@ def export_frequencies(
         measures=measures,
         group_attribute=group_attribute,
         codebooks=codebooks,
+        covered=covered,
+        include_uncoded=include_uncoded,
+        labels=labels,
     )
     units, codes = len(tables.wide), len(tables.code_columns)
     meta = export_meta(
@@ -113,6 +134,7 @@ def export_frequencies(
         count=measure,
         units=units,
         codes=codes,
+        coverage=tables.coverage,
         subtitle=f"{units} {by}s, {codes} codes, layer {data.layer}",
     )
     paths = _write_tables(
@@ -131,8 +153,19 @@ def representativeness(
     level: str = "theme",
     group_attribute: str = "group",
     codebooks: Iterable[str] | None = None,
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
 ) -> tuple[ResultsData, RepresentativenessTable]:
-    data = gather(workspace, layer=layer, codebooks=codebooks or None, purpose="representativeness")
+    data = gather(
+        workspace,
+        layer=layer,
+        codebooks=codebooks or None,
+        purpose="representativeness",
+        covered=covered,
+        include_uncoded=include_uncoded,
+        labels=labels,
+    )
     return data, representativeness_table(data, level=level, group_attribute=group_attribute)
 
 
@@ -146,11 +179,21 @@ def export_representativeness(
     codebooks: Iterable[str] | None = None,
     wide: bool = False,
     progress: Progress | None = None,
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
 ) -> WrittenExport:
     """Which dyads, and which side of each, contribute to each theme (or sub-theme), written to ``out``."""
     format_of(out)
     data, table = representativeness(
-        workspace, layer=layer, level=level, group_attribute=group_attribute, codebooks=codebooks
+        workspace,
+        layer=layer,
+        level=level,
+        group_attribute=group_attribute,
+        codebooks=codebooks,
+        covered=covered,
+        include_uncoded=include_uncoded,
+        labels=labels,
     )
     specs = representativeness_specs(table)
     paths = _write_tables(
@@ -176,8 +219,13 @@ def excerpt_report(
     group_attribute: str = "group",
     group_label: str = "{value} alliance",
     codebooks: Iterable[str] | None = None,
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
+    all_codes: bool = False,
 ) -> Report:
-    """Per theme -> sub-theme -> code: definition, count and excerpts with their context."""
+    """Per theme -> sub-theme -> code: definition, count and excerpts with their context; codes never
+    applied in the covered transcripts only with ``all_codes``."""
     if "{value}" not in group_label:
         raise ConcordError(f"the group label {group_label!r} must contain {{value}}, where the group's value goes")
     data = gather(
@@ -189,8 +237,18 @@ def excerpt_report(
         turns="text",
         with_memos=memos,
         purpose="excerpts",
+        covered=covered,
+        include_uncoded=include_uncoded,
+        labels=labels,
     )
-    return build_report(data, context=context, group_attribute=group_attribute, group_label=group_label, memos=memos)
+    return build_report(
+        data,
+        context=context,
+        group_attribute=group_attribute,
+        group_label=group_label,
+        memos=memos,
+        all_codes=all_codes,
+    )
 
 
 def export_excerpts(
@@ -205,6 +263,10 @@ def export_excerpts(
     group_label: str = "{value} alliance",
     codebooks: Iterable[str] | None = None,
     progress: Progress | None = None,
+    covered: str = "done",
+    include_uncoded: bool = False,
+    labels: str = "name",
+    all_codes: bool = False,
 ) -> WrittenExport:
     """The excerpt report written to ``out`` (.docx, .md or .html; md and html get the chart beside them)."""
     format_of(out, REPORT_FORMATS)
@@ -217,6 +279,10 @@ def export_excerpts(
         group_attribute=group_attribute,
         group_label=group_label,
         codebooks=codebooks,
+        covered=covered,
+        include_uncoded=include_uncoded,
+        labels=labels,
+        all_codes=all_codes,
     )
     count = report.excerpt_count
     paths = _with_progress(

@@ -121,3 +121,29 @@ def test_the_cli_names_the_created_codes_by_their_path(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "New codes: Client talk, Client talk > other." in result.output
+
+
+def test_exports_show_the_name_and_the_publication_label_only_when_asked(study, tmp_path):
+    """One name per code: the workbench's name in every table, the publication label with --labels."""
+    import pandas as pd
+
+    from concord.services.reports import excerpt_report, frequency_tables
+
+    with study.store.session() as session:
+        forward = session.scalar(select(Code).where(Code.name == "Moving forward"))
+        forward.label = "Client moves forward"
+    _data, tables = frequency_tables(study, include_uncoded=True)
+    assert "Therapeutic direction > Moving forward" in tables.code_columns
+    assert "Moving forward" in [node.label for node in tables.codes]
+    _data, labelled = frequency_tables(study, include_uncoded=True, labels="publication")
+    assert "Therapeutic direction > Client moves forward" in labelled.code_columns
+    report = excerpt_report(study, include_uncoded=True, all_codes=True)
+    assert "Moving forward" in [s.node.label for s in report.sections]
+    out = tmp_path / "freq.csv"
+    run = CliRunner().invoke(
+        main,
+        ["export", "frequencies", study.store.target, "--out", str(out), "--include-uncoded", "--as", "sue"]
+        + ["--labels", "publication"],
+    )
+    assert run.exit_code == 0, run.stderr
+    assert "Therapeutic direction > Client moves forward" in set(pd.read_csv(out)["code path"])

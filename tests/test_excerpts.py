@@ -22,8 +22,15 @@ def study(shared_study):  # noqa: F811
     return shared_study
 
 
-def _report(workspace, person="sue", *, layer="consensus", memos=False, codes=None, **options):
-    data = gather(as_person(workspace, person), layer=layer, with_memos=memos, codes=codes, **REPORT)
+def _report(workspace, person="sue", *, layer="consensus", memos=False, codes=None, include_uncoded=False, **options):
+    data = gather(
+        as_person(workspace, person),
+        layer=layer,
+        with_memos=memos,
+        codes=codes,
+        include_uncoded=include_uncoded,
+        **REPORT,
+    )
     return build_report(data, memos=memos, **options)
 
 
@@ -91,7 +98,8 @@ def test_memos_follow_the_blind(study):
     assert _section(sue, "Exploring").memos == ("Often right after a summary. (sue)", "Look for open questions. (ann)")
     hope = _section(sue, "hope").excerpts[0]
     assert hope.memos == ("hope despite doubt (sue)", "Agency despite doubt. (sue)")
-    ann = _report(study, "ann", layer="ann", memos=True)
+    # Exploring was never applied in ann's layer: listed only when every code is asked for.
+    ann = _report(study, "ann", layer="ann", memos=True, all_codes=True)
     assert _section(ann, "Exploring").memos == ("Look for open questions. (ann)",)
 
 
@@ -101,7 +109,9 @@ def test_blind_coder_gets_no_groups(study):
     report = _report(study, "ann", layer="ann")
     excerpts = [e for s in report.sections for e in s.excerpts]
     assert [e.attribution for e in excerpts] == ["Session S-A", "Session S-A"]
-    assert _section(report, "Therapeutic direction").count_line == "Coded 2 times in 1 of 4 sessions."
+    # ann marked S-A done and nothing else: one session of four is covered, and counted.
+    assert report.lead.startswith("Coverage: 1 of 4 sessions covered (marked done by ann)")
+    assert _section(report, "Therapeutic direction").count_line == "Coded 2 times in 1 of 1 covered sessions."
     assert report.prevalence.groups == ["all sessions"]
     assert report.notes
 
@@ -110,8 +120,15 @@ def test_prevalence_by_group(study):
     report = _report(study, layer="ann")
     assert report.prevalence.themes == ["Therapeutic direction", "Therapist style"]
     assert report.prevalence.groups == ["high alliance", "low alliance"]
-    assert report.prevalence.percent.tolist() == [[50.0, 0.0], [0.0, 0.0]]
-    assert report.prevalence.sizes == [2, 2]
+    # ann covers S-A only (high): 1 of 1 covered high session, no covered low one.
+    assert report.prevalence.percent.tolist() == [[100.0, 0.0], [0.0, 0.0]]
+    assert report.prevalence.sizes == [1, 0] and report.prevalence.in_group == [2, 2]
+    assert report.prevalence.legend(0) == "high alliance (n = 1 covered / 2)"
+    # Counting every session, the uncovered ones as uncoded, as before coverage was known.
+    everything = _report(study, layer="ann", include_uncoded=True)
+    assert everything.prevalence.percent.tolist() == [[50.0, 0.0], [0.0, 0.0]]
+    assert everything.prevalence.sizes == [2, 2]
+    assert "--include-uncoded: all 4 are counted" in everything.lead
     assert prevalence_png(report.prevalence)[:8] == b"\x89PNG\r\n\x1a\n"
 
 

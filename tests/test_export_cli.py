@@ -107,9 +107,9 @@ def test_docx_publication_tables(target, tmp_path):
     header = [c.text for c in summary.rows[0].cells]
     assert header == [
         "Theme / code",
-        "high (N = 2) n (%)",
+        "high (2 covered / 2 in the group) n (%)",
         "high M segments",
-        "low (N = 2) n (%)",
+        "low (2 covered / 2 in the group) n (%)",
         "low M segments",
         "p",
     ]

@@ -38,6 +38,7 @@ from concord.storage.models import (
     Study,
     TherapySession,
     Transcript,
+    TranscriptProgress,
     Turn,
 )
 from tests.conftest import BACKENDS, drop_pg_database, fresh_pg_url
@@ -240,6 +241,10 @@ def build_session_study(target: str, *, blind: bool = True):
         # ann's independent layer: not part of the consensus counts.
         coded(s_a, stagnation, _span(s_a, "it never ends."), coder=ann, phase="independent")
         coded(s_a, forward, _span(s_a, "But I did the homework"), coder=ann, phase="independent")
+        # The consensus is finished on every transcript, and ann marked S-A done: all of it is covered.
+        for transcript in (s_a, s_b, s_c, s_d):
+            transcript.phase = "consensus_done"
+        session.add(TranscriptProgress(coder_id=ann.id, transcript_id=s_a.id, done_at=datetime.now(UTC)))
         session.flush()
         hope_coding = session.scalar(select(Coding.id).where(Coding.code_id == hope.id))
         session.add_all(
@@ -503,6 +508,7 @@ def build_ipr_study(target: str):
                     perspective=perspective,
                     session_id=therapy.id,
                     text=text,
+                    phase="consensus_done",
                 )
                 session.add(row)
                 session.flush()

@@ -45,7 +45,9 @@ def add_session_transcript(workspace, key: str, dyad_key: str, group: str) -> li
 def make_grouped_study(target: str):
     """Three sessions: S-A and S-B high, S-C low. Both coders agree on S-A turn 2 (Stagnation), S-B turn 1
     (Moving forward) and S-C turn 2 (Stagnation); ann alone also codes S-C turn 4 (Moving forward), which
-    stays an open disagreement. The agreed units are accepted into the consensus layer."""
+    stays an open disagreement. The agreed units are accepted into the consensus layer, which finishes the
+    consensus on S-A and S-B; S-C's stays open, so the consensus layer covers the two high sessions only.
+    Both coders marked all three transcripts done."""
     workspace = make_study(target, blind=True)
     add_session_transcript(workspace, "S-B", "2", "high")
     add_session_transcript(workspace, "S-C", "3", "low")
@@ -60,6 +62,9 @@ def make_grouped_study(target: str):
         add_codings(workspace, coder, "S-B", ids["Moving forward"], [turns["S-B"][0]])
         add_codings(workspace, coder, "S-C", ids["Stagnation"], [turns["S-C"][1]])
     add_codings(workspace, "ann", "S-C", ids["Moving forward"], [turns["S-C"][3]])
+    for coder in ("ann", "bob"):
+        for key in ("S-A", "S-B", "S-C"):
+            transcripts.set_done(as_person(workspace, coder), transcripts.get_transcript(sue, key).id)
     consensus.accept_agreed(sue)
     return workspace
 
@@ -88,12 +93,16 @@ def test_prevalence_per_group_for_the_consensus_layer_and_a_coder(study):
     sue = as_person(study, "sue")
     found = theme_prevalence(sue)
     assert (found.layer, found.unit, found.group_attribute) == ("consensus", "session", "group")
-    assert (found.groups, found.sizes) == (("high", "low"), (2, 1))
+    # The low session's consensus is not finished: 0 of its 1 session is covered, and none counted.
+    assert (found.groups, found.sizes, found.in_group) == (("high", "low"), (2, 0), (2, 1))
     assert table(found) == {
-        "Therapeutic direction": (100.0, 100.0),
+        "Therapeutic direction": (100.0, 0.0),
         "Moving forward": (50.0, 0.0),
-        "Stagnation": (50.0, 100.0),
+        "Stagnation": (50.0, 0.0),
     }
+    assert found.notes[0].startswith("Coverage: 2 of 3 sessions covered (consensus finished)")
+    everything = theme_prevalence(sue, include_uncoded=True)
+    assert everything.sizes == (2, 1) and table(everything)["Stagnation"] == (50.0, 100.0)
     assert [row.depth for row in found.rows] == [0, 1, 1]
     assert found.rows[1].present == (1, 0)
     assert found.layers == ("consensus", "ann", "bob", "sue")
@@ -103,8 +112,8 @@ def test_prevalence_per_group_for_the_consensus_layer_and_a_coder(study):
     assert table(ann_layer)["Moving forward"] == (50.0, 100.0)
 
     no_groups = theme_prevalence(sue, unit="transcript", group_attribute=None)
-    assert (no_groups.groups, no_groups.sizes) == (("all transcripts",), (3,))
-    assert table(no_groups) == {"Therapeutic direction": (100.0,), "Moving forward": (33.3,), "Stagnation": (66.7,)}
+    assert (no_groups.groups, no_groups.sizes, no_groups.in_group) == (("all transcripts",), (2,), (3,))
+    assert table(no_groups) == {"Therapeutic direction": (100.0,), "Moving forward": (50.0,), "Stagnation": (50.0,)}
     with pytest.raises(ConcordError, match="unknown unit 'dyad'"):
         theme_prevalence(sue, unit="dyad")
 
@@ -119,7 +128,7 @@ def test_a_blind_coder_gets_no_results_until_unblinding(study):
         make_app(study.store.target, "ann", start="results")
 
     unblind(as_person(study, "sue"), force=True, reason="test")
-    assert table(theme_prevalence(ann))["Stagnation"] == (50.0, 100.0)
+    assert table(theme_prevalence(ann))["Stagnation"] == (50.0, 0.0)
 
 
 def test_bars_are_exact_to_an_eighth_and_lines_fit_the_width(study):
@@ -133,16 +142,16 @@ def test_bars_are_exact_to_an_eighth_and_lines_fit_the_width(study):
         assert all(len(line) <= width for line in lines), width
         assert len(lines) == 1 + 3 * 2  # the header, then one line per row and group
         if width >= 80:
-            assert lines[0].startswith("Theme / sub-theme") and lines[0].endswith("% of sessions with it")
+            assert lines[0].startswith("Theme / sub-theme") and lines[0].endswith("% of covered sessions with it")
         else:  # names are cut, never the bars and percentages
-            assert lines[1].startswith("Therapeutic di…") and lines[1].endswith("100%") and "█" in lines[1]
+            assert lines[1].startswith("Therape…") and lines[1].endswith("100%") and "█" in lines[1]
     lines = [line.plain for line in chart_lines(found, 80)]
     first = lines[1]
     assert first.startswith("Therapeutic direction") and "high (n=2)" in first and first.endswith("100%")
     assert lines[3].startswith("  Moving forward") and lines[3].endswith("50%")
     assert lines[4].endswith("0%") and "█" not in lines[4]
     # The 50% bar is half the 100% bar.
-    assert lines[3].count("█") * 2 == first.count("█")
+    assert bar(50, first.count("█")) + " " in lines[3]
 
 
 # -- the screen --------------------------------------------------------------------------------
@@ -162,7 +171,8 @@ async def test_overview_to_results_shows_bars_and_switches_layer(study):
         stagnation = next(line for line in shown.splitlines() if "Stagnation" in line)
         assert "high (n=2)" in stagnation and stagnation.rstrip().endswith("50%") and "█" in stagnation
         headline = str(screen.query_one("#results-headline").render())
-        assert "consensus codings" in headline and "high (n=2)" in headline
+        assert "consensus codings" in headline and "high (n=2), low (0 covered / 1)" in headline
+        assert "covered units only" in headline
 
         await pilot.press("l")  # the next layer: ann's independent codings
         await settle(pilot)
@@ -172,7 +182,7 @@ async def test_overview_to_results_shows_bars_and_switches_layer(study):
         await pilot.press("u")  # transcripts instead of sessions (the same here: one transcript a session)
         await settle(pilot)
         assert screen.prevalence.unit == "transcript"
-        assert "% of transcripts with it" in screen.query_one("#results-chart").text()
+        assert "% of transcripts with it" in screen.query_one("#results-chart").text()  # ann covers all three
 
         await pilot.press("g")  # the next attribute, which only S-A carries
         await settle(pilot)

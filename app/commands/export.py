@@ -70,6 +70,26 @@ out_option = click.option(
     metavar="FILE",
     help=f"The file to write; its extension picks the format ({', '.join(FORMATS)}).",
 )
+covered_option = click.option(
+    "--covered",
+    type=click.Choice(["done", "coded"]),
+    default="done",
+    show_default=True,
+    help="Which transcripts a layer covers: done (a coder's: marked done; the consensus layer: "
+    "consensus finished) or coded (at least one coding in the layer). Only covered ones are counted.",
+)
+uncoded_option = click.option(
+    "--include-uncoded",
+    is_flag=True,
+    help="Count every transcript, the ones the layer does not cover as having no codings (the output says so).",
+)
+labels_option = click.option(
+    "--labels",
+    type=click.Choice(["name", "publication"]),
+    default="name",
+    show_default=True,
+    help="Show codes by their name (as the workbench does) or by their publication label.",
+)
 codebook_option = click.option(
     "--codebook",
     "codebooks",
@@ -108,14 +128,22 @@ codebook_option = click.option(
 @group_option
 @codebook_option
 @click.option("--wide", is_flag=True, help="CSV/JSON: one row per unit instead of the tidy long form.")
+@covered_option
+@uncoded_option
+@labels_option
 @as_option
-def frequencies(study, out, layer, by, measure, measures, group_attribute, codebooks, wide, actor):
+def frequencies(
+    study, out, layer, by, measure, measures, group_attribute, codebooks, wide, covered, include_uncoded, labels, actor
+):
     """Theme, sub-theme and code counts per unit, with linked scores and a group summary.
 
-    A theme's count includes the codings of the codes below it. Each row carries the
-    session's questionnaire totals and subscales, the alliance mean (mean of the client's
-    and the therapist's WAI totals) and its z-score within the dyad, and the group
-    attributes -- scores, dyads and blinded groups only for a supervisor or after unblinding.
+    A theme's count includes the codings of the codes below it. Only the transcripts the
+    layer covers are counted (see --covered); the summary gives each group's units as
+    "covered / in the group" and each code's share of the covered units. Each row carries
+    the session's questionnaire totals and subscales, the alliance mean (mean item score of
+    the client's and the therapist's WAI forms) and its z-score within the dyad, and the
+    group attributes -- scores, dyads and blinded groups only for a supervisor or after
+    unblinding.
     """
     from concord.services.reports import export_frequencies
 
@@ -131,6 +159,9 @@ def frequencies(study, out, layer, by, measure, measures, group_attribute, codeb
             codebooks=codebooks,
             wide=wide,
             progress=_table_progress,
+            covered=covered,
+            include_uncoded=include_uncoded,
+            labels=labels,
         )
     _report(written)
 
@@ -149,8 +180,13 @@ def frequencies(study, out, layer, by, measure, measures, group_attribute, codeb
 @group_option
 @codebook_option
 @click.option("--wide", is_flag=True, help="CSV/JSON: the table as printed instead of the tidy long form.")
+@covered_option
+@uncoded_option
+@labels_option
 @as_option
-def representativeness(study, out, layer, level, group_attribute, codebooks, wide, actor):
+def representativeness(
+    study, out, layer, level, group_attribute, codebooks, wide, covered, include_uncoded, labels, actor
+):
     """Which dyads, and which side of each (C client, T therapist, C+T both), contribute to each theme.
 
     Built from IPR interviews (transcripts of kind ipr with a client or therapist
@@ -168,6 +204,9 @@ def representativeness(study, out, layer, level, group_attribute, codebooks, wid
             codebooks=codebooks,
             wide=wide,
             progress=_table_progress,
+            covered=covered,
+            include_uncoded=include_uncoded,
+            labels=labels,
         )
     _report(written)
 
@@ -204,9 +243,31 @@ def representativeness(study, out, layer, level, group_attribute, codebooks, wid
     help="How a session's group reads in attributions, {value} being the group value.",
 )
 @codebook_option
+@covered_option
+@uncoded_option
+@labels_option
+@click.option("--all-codes", is_flag=True, help="Also list the codes never applied in the covered transcripts.")
 @as_option
-def excerpts(study, out, layer, codes, memos, context, group_attribute, group_label, codebooks, actor):
+def excerpts(
+    study,
+    out,
+    layer,
+    codes,
+    memos,
+    context,
+    group_attribute,
+    group_label,
+    codebooks,
+    covered,
+    include_uncoded,
+    labels,
+    all_codes,
+    actor,
+):
     """A report per theme -> sub-theme -> code: definition, count, and excerpts with their context.
+
+    Its first page says how many transcripts the layer covers; counts are of the covered
+    ones, and codes never applied there are left out unless --all-codes.
 
     Attributions follow the field's style: "(client, dyad 12, session 5)" for IPR
     interviews and "(Session E, high alliance)" for sessions; groups appear only for a
@@ -228,6 +289,10 @@ def excerpts(study, out, layer, codes, memos, context, group_attribute, group_la
             group_label=group_label,
             codebooks=codebooks,
             progress=_excerpt_progress,
+            covered=covered,
+            include_uncoded=include_uncoded,
+            labels=labels,
+            all_codes=all_codes,
         )
     # The report's own notes are printed in it.
     _report(written, notes=False)

@@ -18,7 +18,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 from textual.worker import Worker, WorkerState
 
-from concord.app.tui.widgets.prevalence_chart import PrevalenceChart, group_label
+from concord.app.tui.widgets.prevalence_chart import PrevalenceChart, group_labels
 from concord.services.prevalence import Prevalence, theme_prevalence
 from concord.services.results import CONSENSUS
 from concord.services.workspace import Workspace
@@ -44,7 +44,10 @@ def headline(prevalence: Prevalence) -> Text:
     else:
         text.append(" · ", style="dim")
         text.append(prevalence.group_attribute, style="bold")
-        text.append(": " + ", ".join(group_label(g, n) for g, n in zip(prevalence.groups, prevalence.sizes)))
+        text.append(": " + ", ".join(group_labels(prevalence)))
+    # What was counted: the covered units only, or every unit when the uncovered ones were asked for.
+    text.append(" · ", style="dim")
+    text.append("all units, uncovered as uncoded" if prevalence.include_uncoded else "covered units only")
     return text
 
 

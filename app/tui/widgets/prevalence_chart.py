@@ -27,8 +27,16 @@ def bar(percent: float, width: int) -> str:
     return FULL_BLOCK * full + PARTIAL_BLOCKS[rest]
 
 
-def group_label(name: str, size: int) -> str:
+def group_label(name: str, size: int, in_group: int | None = None) -> str:
+    """'high (n=10)', or 'high (2 covered / 10)' when the layer covers only some of the group."""
+    if in_group is not None and in_group != size:
+        return f"{name} ({size} covered / {in_group})"
     return f"{name} (n={size})"
+
+
+def group_labels(prevalence: Prevalence) -> list[str]:
+    totals = prevalence.in_group or (None,) * len(prevalence.sizes)
+    return [group_label(name, size, total) for name, size, total in zip(prevalence.groups, prevalence.sizes, totals)]
 
 
 def _fit(text: str, width: int) -> str:
@@ -39,14 +47,15 @@ def _fit(text: str, width: int) -> str:
 
 def chart_lines(prevalence: Prevalence, width: int) -> list[Content]:
     """The chart as lines of at most ``width`` cells: a header, then per theme / sub-theme one line per group."""
-    groups = [group_label(name, size) for name, size in zip(prevalence.groups, prevalence.sizes)]
+    groups = group_labels(prevalence)
     group_width = max((len(g) for g in groups), default=0)
     wanted_label = max([len(HEADER)] + [2 * row.depth + len(row.label) for row in prevalence.rows])
     fixed = group_width + PERCENT_WIDTH + 3 * GAP
     label_width = max(8, min(wanted_label, width - fixed - MIN_BAR, max(16, width // 3)))
     bar_width = max(1, width - label_width - fixed)
     gap = " " * GAP
-    scale = _fit(f"% of {prevalence.unit_noun} with it", bar_width + GAP + PERCENT_WIDTH).rstrip()
+    noun = f"covered {prevalence.unit_noun}" if prevalence.partial else prevalence.unit_noun
+    scale = _fit(f"% of {noun} with it", bar_width + GAP + PERCENT_WIDTH).rstrip()
     lines = [Content.styled(_fit(HEADER, label_width) + gap + " " * group_width + gap + scale, "bold")]
     for row in prevalence.rows:
         if row.depth == 0 and len(lines) > 1:
