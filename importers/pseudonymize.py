@@ -1,6 +1,7 @@
-"""Replace the names of people, places and organisations in transcript text by pseudonyms.
+"""Replace the names of people, places and organisations, and the numbers and addresses that
+identify people, in transcript text by pseudonyms.
 
-Three sources find names:
+These sources find them:
 
 1. **ner** — a statistical pipeline's PERSON / GPE / LOC / FAC / ORG entities (when one is
    installed and loaded). An entity stretched over ordinary words ("Bristol with Anna") is split
@@ -23,20 +24,35 @@ Three sources find names:
    never for a common word of the language). A registered name of several words replaces NER
    fragments inside it. Hits are reported as `register` or `fuzzy`.
 
+4. **identifiers** (`importers.identifiers`): phone numbers, e-mail addresses, identity numbers
+   (checked by their check digits), street addresses, URLs and dates of birth become "[phone]",
+   "[e-mail]", "[ID number]", "[address]", "[URL]", "[date of birth]". They are found first, so
+   that a street or an e-mail address is not taken apart as names.
+5. **rules** and **name lists** (`wordlists/given_names.txt`, `surnames.txt`, `places.txt`), for
+   what the register does not know yet, with or without NER: a listed given name, surname or town
+   is a name wherever it stands capitalised, and in lower case too ("tobias") unless it is an
+   ordinary word of the language (`wordlists/wordlike_<lang>.txt`: "will", "per", "liv"). Such a
+   word-like name ("Hope", "Will", "Per") is a name only where the context says so: capitalised in
+   mid-sentence (outside German), after a title or a relation ("Dr", "my sister", "min syster"), as
+   a speaker label, before a verb of speech ("Will said", "Per sa") or a surname, or — decided
+   after the whole text is read — before a copula when the study knows that person ("Summer is
+   staying"). A word the lists do not know is a name when it comes after a title or relation, or
+   when it is rare (Zipf below 3) and capitalised in mid-sentence; after a preposition of place
+   ("in X", "i X", "nach X") it is a place. A given name takes the capitalised name words after it
+   along ("Grace Okafor"). Every name the rules find goes into the register like an NER name.
+
 Genitive endings are kept on the pseudonym: "Anna's" -> "Maria's", Swedish "Annas" -> "Marias",
 "James'" -> "Maria's"; a pseudonym ending in a digit takes ":s" ("Person-7:s").
 
-What is left is checked for **suspects**: capitalised words that are not sentence-initial, not a
-speaker label and not ordinary words of the language — a word counts as ordinary when the
-`wordfreq` list gives its lower-case form a Zipf frequency of at least 5.5 — the few thousand
-most frequent words; 3.0 for German, which capitalises all nouns — or when it is on the language's
-short list of words written with a capital mid-sentence (`wordlists/capitalised_<lang>.txt`: "I",
-weekdays, months, "Mum", ...). The bar is high on purpose: outside German, a capitalised word in
-mid-sentence is nearly always a proper noun, and a false alarm costs a glance while a miss leaks a
-name. Because frequency lists count names as words, a word on `wordlists/names.txt` (common given
-names and surnames) is a suspect wherever it stands (unless, at a sentence start, it is also a very
-common word, as Swedish "Hans" = "his"), and so is a rare word (Zipf below 3) at a sentence start.
-Registered names inside protected ranges (a speaker labelled "Anna:") are suspects too.
+Whatever is left is checked for **suspects**: capitalised words that are not sentence-initial, not
+a speaker label and not ordinary words of the language — a word counts as ordinary when the
+`wordfreq` list gives its lower-case form a Zipf frequency of at least 5.5 (3.0 for German, which
+capitalises all nouns) or when it is on the language's short list of words written with a capital
+mid-sentence (`wordlists/capitalised_<lang>.txt`: "I", weekdays, months, "Mum", ...) — and word-like
+names at a sentence start where the study knows a person of that name ("Will you ...?").
+Registered names inside protected ranges (a speaker labelled "Anna:") are suspects too. A word on
+the register's allow-list (kind `keep`, decided in `concord pseudonyms review`) is neither replaced
+nor reported.
 
 Speed: the text goes through `nlp.pipe` in chunks of whole lines (turns) of up to CHUNK_CHARS,
 PIPE_BATCH_SIZE at a time, with only NER, what NER listens to and the register's ruler switched on;
