@@ -29,6 +29,32 @@ class ParsedTurn:
 
 
 @dataclass(frozen=True)
+class DroppedValue:
+    """An auxiliary value --lenient left empty: where it was and what it held, for the import report."""
+
+    file: str
+    line: int | None
+    column: str  # the column or JSON key it came from ("start", "attribute 'group'", "timestamp")
+    value: str
+    reason: str
+
+    def describe(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.column} {self.value!r} left empty ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Design:
+    """Where a transcript sits in the study, when the file itself says so (a turn table's or JSON
+    conversation's dyad, session, kind and perspective); None leaves it to the command line."""
+
+    dyad: str | None = None
+    session: int | None = None
+    kind: str | None = None  # session | ipr
+    perspective: str | None = None  # client | therapist (an IPR interview's)
+
+
+@dataclass(frozen=True)
 class ParsedTranscript:
     key: str
     source_name: str
@@ -40,6 +66,8 @@ class ParsedTranscript:
     attributes: dict[str, str] = field(default_factory=dict)
     blinded_attributes: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    dropped: tuple[DroppedValue, ...] = ()  # values --lenient left empty
+    design: Design = field(default_factory=Design)
 
     def turn_text(self, turn: ParsedTurn) -> str:
         return self.text[turn.text_start : turn.text_end]

@@ -234,39 +234,56 @@ class SpeakerLine:
 
 @dataclass(frozen=True)
 class TimeMarkLine:
-    start_time: float
+    start_time: float | None  # None: a malformed time read leniently
     end_time: float | None
 
 
-def match_speaker_line(line: str, roles: SpeakerRoles, *, markdown: bool = False) -> SpeakerLine | TimeMarkLine | None:
-    """Classify one line; raises MalformedTimestamp for a bad timestamp in a timestamp position."""
+def match_speaker_line(
+    line: str, roles: SpeakerRoles, *, markdown: bool = False, on_malformed=None
+) -> SpeakerLine | TimeMarkLine | None:
+    """Classify one line; raises MalformedTimestamp for a bad timestamp in a timestamp position.
+
+    With `on_malformed` (called with the token and the reason) a bad timestamp is reported there and
+    read as no time at all: the line is still a speaker line, its turn just has no time."""
+
+    def times_of(*tokens: str | None) -> tuple[float | None, float | None]:
+        """The first typed timestamp gives the turn's time; every one is validated."""
+        found: list[tuple[float | None, float | None]] = []
+        for token in tokens:
+            if not token:
+                continue
+            try:
+                found.append(parse_timestamp_token(token))
+            except MalformedTimestamp as exc:
+                if on_malformed is None:
+                    raise
+                on_malformed(token.strip(), str(exc))
+                found.append((None, None))
+        return found[0] if found else (None, None)
+
     time_only = _TIME_ONLY_LINE.fullmatch(line)
     if time_only:
-        start, end = parse_timestamp_token(time_only["ts"])
+        start, end = times_of(time_only["ts"])
         return TimeMarkLine(start, end)
 
     match = _SPEAKER_LINE.match(line)
     if match and _acceptable_label(match["label"], roles) and _emphasis_ok(match, markdown):
-        # Every timestamp is validated; the first one typed gives the turn's time.
-        times = [parse_timestamp_token(match[name]) for name in ("ts_before", "ts_label", "ts_after") if match[name]]
-        start, end = times[0] if times else (None, None)
+        start, end = times_of(match["ts_before"], match["ts_label"], match["ts_after"])
         return SpeakerLine(match["label"], match.end(), start, end)
 
     tabbed = _TAB_LINE.match(line)
     if tabbed and roles.is_known(tabbed["label"]):
-        times = [parse_timestamp_token(tabbed[name]) for name in ("ts_before", "ts_label") if tabbed[name]]
-        start, end = times[0] if times else (None, None)
+        start, end = times_of(tabbed["ts_before"], tabbed["ts_label"])
         return SpeakerLine(tabbed["label"], tabbed.end(), start, end)
 
     header = _HEADER_LINE.fullmatch(line)
     if header and (header["ts_before"] or header["ts_after"]) and _acceptable_label(header["label"], roles):
-        token = header["ts_before"] or header["ts_after"]
-        start, end = parse_timestamp_token(token)
+        start, end = times_of(header["ts_before"] or header["ts_after"])
         return SpeakerLine(header["label"], len(line), start, end, header_only=True)
 
     suspect = _SUSPECT_TIMESTAMP.match(line)
     if suspect:
-        parse_timestamp_token(suspect["token"])
+        times_of(suspect["token"])
     return None
 
 

@@ -21,7 +21,7 @@ import docx  # python-docx
 import openpyxl
 
 from concord.importers.encoding import DecodedText, decode_bytes, read_bytes
-from concord.importers.parsed import ParsedTranscript, ParsedTurn
+from concord.importers.parsed import Design, DroppedValue, ParsedTranscript, ParsedTurn
 from concord.importers.speakers import (
     MalformedTimestamp,
     SpeakerLine,
@@ -33,12 +33,25 @@ from concord.importers.speakers import (
     parse_timestamp_token,
 )
 from concord.storage.errors import InputError
-from concord.storage.limits import check_zip, check_zip_directory, csv_error, csv_reader, refuse_extra_cells
+from concord.storage.limits import (
+    check_zip,
+    check_zip_directory,
+    csv_error,
+    csv_reader,
+    load_json,
+    refuse_extra_cells,
+)
 
-FORMATS = ("txt", "md", "docx", "vtt", "srt", "csv", "xlsx")
+FORMATS = ("txt", "md", "docx", "vtt", "srt", "csv", "xlsx", "json", "jsonl")
 KINDS = ("session", "ipr")
 UNKNOWN_SPEAKER_POLICIES = ("error", "other")
 TABLE_FIELDS = ("transcript", "turn", "speaker", "start", "end", "text")
+# Where a transcript sits in the study, read from a turn table's columns or a conversation's keys.
+DESIGN_FIELDS = ("dyad", "session", "kind", "perspective", "about")
+# JSON only: the path to the list of turns and to an object of attributes.
+JSON_ONLY_FIELDS = ("turns", "attributes")
+COLUMN_FIELDS = (*TABLE_FIELDS, *DESIGN_FIELDS, *JSON_ONLY_FIELDS)
+_PERSPECTIVE_WORDS = {"client": "client", "patient": "client", "therapist": "therapist", "counsellor": "therapist"}
 
 _FORMAT_ALIASES = {
     "txt": "txt",
@@ -54,6 +67,9 @@ _FORMAT_ALIASES = {
     "tsv": "csv",
     "xlsx": "xlsx",
     "excel": "xlsx",
+    "json": "json",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
 }
 _EXTENSION_FORMATS = {
     "txt": "txt",
@@ -66,6 +82,9 @@ _EXTENSION_FORMATS = {
     "csv": "csv",
     "tsv": "csv",
     "xlsx": "xlsx",
+    "json": "json",
+    "jsonl": "jsonl",
+    "ndjson": "jsonl",
 }
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
@@ -94,8 +113,12 @@ def parse_transcript(
     attributes: Sequence[str] = (),
     blinded: Sequence[str] = (),
     columns: Mapping[str, str] | None = None,
+    lenient: bool = False,
 ) -> list[ParsedTranscript]:
-    """Parse one file into transcripts (a turn table may hold many, hence a list)."""
+    """Parse one file into transcripts (a turn table or JSON file may hold many, hence a list).
+
+    lenient: a malformed auxiliary value (a timestamp, an attribute cell) is left empty and listed in
+    the transcript's `dropped` instead of refusing the file; text, speakers and turn order never are."""
     path = Path(path)
     shown = str(path)
     kind = _checked_choice(kind, KINDS, "kind")
@@ -118,12 +141,17 @@ def parse_transcript(
         roles=roles,
         unknown_speakers=unknown_speakers,
         language=language.strip() if language and language.strip() else None,
+        lenient=lenient,
     )
     if chosen in ("csv", "xlsx"):
         return _parse_turn_table(data, chosen, source, key, columns, attributes, blinded)
+    if chosen in ("json", "jsonl"):
+        return _parse_json(data, chosen, source, key, columns, attributes, blinded)
     extra_warnings = []
     if attributes or blinded or columns:
-        extra_warnings.append(f"attribute and column options apply to turn tables only; ignored for {chosen}")
+        extra_warnings.append(
+            f"--columns, --attributes and --blinded apply to turn tables and JSON only; ignored for {chosen}"
+        )
     if chosen == "docx":
         transcript = _parse_docx(data, source, key)
     else:
@@ -162,7 +190,7 @@ def detect_format(path: str | Path, data: bytes) -> str:
             "save it unprotected as .docx or .xlsx and import that",
             str(path),
         )
-    if by_extension in ("docx", "xlsx"):
+    if by_extension in ("docx", "xlsx", "json", "jsonl"):
         return by_extension
     decoded = decode_bytes(data, str(path))
     sniffed = _sniff_text_format(decoded.text)
@@ -187,6 +215,7 @@ class _Source:
     roles: SpeakerRoles
     unknown_speakers: str
     language: str | None
+    lenient: bool = False
 
 
 @dataclass
@@ -213,6 +242,11 @@ class _TranscriptBuilder:
     turns: list[_DraftTurn] = field(default_factory=list)
     current: _DraftTurn | None = None
     warnings: list[str] = field(default_factory=list)
+    dropped: list[DroppedValue] = field(default_factory=list)
+
+    def drop(self, line: int | None, column: str, value: object, reason: str) -> None:
+        """--lenient: an auxiliary value left empty, listed for the report."""
+        self.dropped.append(DroppedValue(self.source.path, line, column, _cell_text(value), reason))
 
     def add_line(self, line: str) -> int:
         offset = self.length
@@ -260,10 +294,16 @@ class _TranscriptBuilder:
     def text(self) -> str:
         return "\n".join(self.lines)
 
-    def build(self, key: str, format_name: str, encoding: str | None, attributes=None, blinded=None):
+    def build(self, key: str, format_name: str, encoding: str | None, attributes=None, blinded=None, design=None):
         self.end_turn()
         self._drop_header_labels()
         text = self.text
+        # Numbered before empty utterances are left out, so every later turn keeps the number of its
+        # place in the file (a codings table written against the file still finds it).
+        for index, draft in enumerate(self.turns, start=1):
+            if draft.number is None:
+                draft.number = index
+        self._drop_empty_turns(text)
         if not self.turns:
             raise InputError(
                 "no speaker turns found: expected lines such as 'T: ...' or 'Name: ...', "
@@ -311,7 +351,21 @@ class _TranscriptBuilder:
             attributes=attributes,
             blinded_attributes=dict(blinded or {}),
             warnings=tuple(self.warnings),
+            dropped=tuple(self.dropped),
+            design=design or Design(),
         )
+
+    def _drop_empty_turns(self, text: str) -> None:
+        """A speaker with nothing said is no turn: it would be a place nobody can code, and a later
+        codings import would find a turn of no characters. The text keeps the line; the report says."""
+        empty = [d for d in self.turns if _is_empty(_trimmed_range(text, d.utterance_start, d.content_end))]
+        if not empty:
+            return
+        empty_ids = {id(d) for d in empty}
+        self.turns = [d for d in self.turns if id(d) not in empty_ids]
+        shown = "; ".join(f"{self.unit} {d.source_line} ({_shown_label(d.label)})" for d in empty[:_MAX_LISTED_LINES])
+        more = f" and {len(empty) - _MAX_LISTED_LINES} more" if len(empty) > _MAX_LISTED_LINES else ""
+        self.warnings.append(f"empty utterance(s) left out, not turns: {shown}{more}")
 
     def _drop_header_labels(self) -> None:
         """Typed lines such as "Transkript: session 5" or "Datum: 2021-03-04" above the first turn of a
@@ -368,6 +422,10 @@ def _units(unit: str, numbers: Sequence[int]) -> str:
 def _listed(numbers: Sequence[int]) -> str:
     shown = ", ".join(str(n) for n in numbers[:_MAX_LISTED_LINES])
     return shown + (f" and {len(numbers) - _MAX_LISTED_LINES} more" if len(numbers) > _MAX_LISTED_LINES else "")
+
+
+def _is_empty(span: tuple[int, int]) -> bool:
+    return span[0] >= span[1]
 
 
 def _trimmed_range(text: str, start: int, end: int) -> tuple[int, int]:
@@ -449,8 +507,14 @@ class _LineParser:
         if self.markdown and _MD_HEADING.match(line):
             builder.end_turn()
             return
+
+        def malformed(token: str, reason: str) -> None:
+            builder.drop(source_line, "timestamp", token, reason)
+
         try:
-            recognised = match_speaker_line(line, self.source.roles, markdown=self.markdown)
+            recognised = match_speaker_line(
+                line, self.source.roles, markdown=self.markdown, on_malformed=malformed if self.source.lenient else None
+            )
         except MalformedTimestamp as exc:
             raise InputError(str(exc), self.source.path, source_line) from None
         if isinstance(recognised, TimeMarkLine):
@@ -472,6 +536,7 @@ class _LineParser:
         if start_time is None:
             start_time = self._inherited_time()[0]
         self.pending_time = None
+        self.video_time = None
         self.builder.add_structured_turn(label, utterance, source_line, start_time, end_time, self.in_video)
 
     def finish(self) -> None:
@@ -489,6 +554,7 @@ class _LineParser:
         if start is None:
             start, end = self._inherited_time()
         self.pending_time = None
+        self.video_time = None
         self.builder.start_turn(
             recognised.label, source_line, offset + recognised.utterance_start, start, end, self.in_video, typed=True
         )
@@ -498,7 +564,10 @@ class _LineParser:
     def _inherited_time(self) -> tuple[float | None, float | None]:
         if self.pending_time is not None:
             return self.pending_time
-        return self.video_time, None
+        # The marker's time is where the replay starts in the session: the first replayed turn's
+        # start, not every replayed turn's (those are unknown unless typed).
+        time, self.video_time = self.video_time, None
+        return time, None
 
     def _replay_marker(self, line: str, source_line: int) -> bool:
         opening = _VIDEO_OPEN.fullmatch(line)
@@ -515,7 +584,9 @@ class _LineParser:
                 try:
                     self.video_time = parse_timestamp_token(opening["time"])[0]
                 except MalformedTimestamp as exc:
-                    raise InputError(f"[VIDEO] marker: {exc}", self.source.path, source_line) from None
+                    if not self.source.lenient:
+                        raise InputError(f"[VIDEO] marker: {exc}", self.source.path, source_line) from None
+                    self.builder.drop(source_line, "[VIDEO] marker time", opening["time"], str(exc))
             self.video_open_line = source_line
             self.pending_time = None
             return True
@@ -596,7 +667,10 @@ def _parse_docx(data: bytes, source: _Source, key: str | None) -> ParsedTranscri
             try:
                 start, end = _cell_times(time_text)
             except MalformedTimestamp as exc:
-                raise InputError(f"time cell: {exc}", source.path, number) from None
+                if not source.lenient:
+                    raise InputError(f"time cell: {exc}", source.path, number) from None
+                builder.drop(number, "time cell", time_text, str(exc))
+                start, end = None, None
             if not label and builder.current is not None:
                 builder.continue_structured_turn(utterance, end)
                 continue
@@ -1063,32 +1137,176 @@ def _cell_text(value: object) -> str:
     return str(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _resolve_table_columns(header: list[object], columns: Mapping[str, str] | None, source: _Source, line: int):
-    keys = [_column_key(name) for name in header]
-    resolved: dict[str, int] = {}
+_DESIGN_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "dyad": ("dyad", "dyad_id", "dyad_key", "dyad_no", "dyad_nr", "pair"),
+    "session": ("session", "session_number", "session_no", "session_nr", "session_num"),
+    "kind": ("kind", "transcript_kind", "transcript_type"),
+    "perspective": ("perspective", "ipr_perspective"),
+    "about": ("about", "about_session", "ipr_of", "ipr_about", "replays_session"),
+}
+_COLUMN_CANDIDATES.update(_DESIGN_CANDIDATES)
+_KIND_WORDS = {
+    "session": "session",
+    "therapy_session": "session",
+    "ipr": "ipr",
+    "ipr_interview": "ipr",
+    "interview": "ipr",
+}
+
+
+def _option_text(field_name: str, value: str) -> str:
+    """How the user typed a column mapping: --columns session=Visit."""
+    return f"--columns {field_name}={value}"
+
+
+def _constant(value: object) -> str | None:
+    """ "=1" in a column mapping is the value 1 for every transcript (--columns session==1)."""
+    text = str(value)
+    return text[1:].strip() if text.startswith("=") else None
+
+
+class _DesignReader:
+    """Dyad, session, kind, perspective and the session an interview is about, for one transcript:
+    each the same on every row it is given on (or a constant from --columns), checked and typed."""
+
+    def __init__(self, source: _Source, constants: Mapping[str, str], unit: str):
+        self.source = source
+        self.unit = unit
+        self.values: dict[str, tuple[str, int | None, str]] = {}  # field -> (value, line, where shown)
+        for field_name, value in constants.items():
+            self.values[field_name] = (value, None, _option_text(field_name, "=" + value))
+
+    def add(self, field_name: str, raw: object, line: int | None, shown: str) -> None:
+        value = _cell_text(raw).strip()
+        if not value or (field_name in self.values and self.values[field_name][1] is None):
+            return  # blank, or a constant from the command line already decided it
+        if field_name in self.values and self.values[field_name][0] != value:
+            first, first_line, _ = self.values[field_name]
+            where = f" on {self.unit} {first_line}" if first_line is not None else ""
+            raise InputError(
+                f"{shown}: {field_name} {value!r} differs from {first!r}{where}; one transcript has one {field_name}",
+                self.source.path,
+                line,
+            )
+        self.values.setdefault(field_name, (value, line, shown))
+
+    def design(self) -> Design:
+        def number(field_name: str) -> int | None:
+            if field_name not in self.values:
+                return None
+            value, line, shown = self.values[field_name]
+            try:
+                parsed = float(value.replace(",", "."))
+            except ValueError:
+                parsed = -1.0
+            if not parsed.is_integer() or parsed < 1 or parsed > 999_999:
+                raise InputError(
+                    f"{shown}: {field_name} {value!r} is not a session number (1, 2, ...)", *self._at(line)
+                )
+            return int(parsed)
+
+        def word(field_name: str, words: Mapping[str, str], allowed: str) -> str | None:
+            if field_name not in self.values:
+                return None
+            value, line, shown = self.values[field_name]
+            found = words.get(_column_key(value))
+            if found is None:
+                raise InputError(f"{shown}: {field_name} {value!r} is not one of {allowed}", *self._at(line))
+            return found
+
+        kind = word("kind", _KIND_WORDS, "session, ipr")
+        perspective = word("perspective", _PERSPECTIVE_WORDS, "client, therapist")
+        session, about = number("session"), number("about")
+        if about is not None:
+            if kind not in (None, "ipr"):
+                raise InputError(
+                    f"{self.values['about'][2]}: 'about' names the session an IPR interview is about, "
+                    f"but this transcript is kind {kind}",
+                    *self._at(self.values["about"][1]),
+                )
+            if session is not None and session != about:
+                raise InputError(
+                    f"{self.values['about'][2]}: the interview is about session {about}, but its session is {session}",
+                    *self._at(self.values["about"][1]),
+                )
+            kind, session = "ipr", about
+        dyad = self.values["dyad"][0] if "dyad" in self.values else None
+        return Design(dyad=dyad, session=session, kind=kind, perspective=perspective)
+
+    def _at(self, line: int | None) -> tuple[str, int | None]:
+        return self.source.path, line
+
+
+def _split_constants(columns: Mapping[str, str] | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The column mapping as (names of columns or keys, constants); only design fields take constants."""
+    named: dict[str, str] = {}
+    constants: dict[str, str] = {}
     for field_name, column in (columns or {}).items():
-        if field_name not in TABLE_FIELDS:
-            raise InputError(f"unknown column role {field_name!r} (use {', '.join(TABLE_FIELDS)})", source.path)
+        if field_name not in COLUMN_FIELDS:
+            raise InputError(
+                f"--columns {field_name}=...: unknown field {field_name!r} (use {', '.join(COLUMN_FIELDS)})"
+            )
         if column is None or not str(column).strip():
             continue
+        constant = _constant(column)
+        if constant is not None:
+            if field_name not in DESIGN_FIELDS:
+                raise InputError(
+                    f"{_option_text(field_name, str(column))}: a value for every transcript ('=...') is for "
+                    f"{', '.join(DESIGN_FIELDS)} only; name the {field_name} column instead"
+                )
+            if not constant:
+                raise InputError(f"{_option_text(field_name, str(column))}: give the value after '='")
+            constants[field_name] = constant
+        else:
+            named[field_name] = str(column)
+    return named, constants
+
+
+def _resolve_table_columns(
+    header: list[object],
+    columns: Mapping[str, str] | None,
+    source: _Source,
+    line: int,
+    reserved: Iterable[str] = (),
+):
+    keys = [_column_key(name) for name in header]
+    named, constants = _split_constants(columns)
+    for json_only in JSON_ONLY_FIELDS:
+        if json_only in named:
+            raise InputError(f"{_option_text(json_only, named[json_only])}: {json_only}= is for JSON files only")
+    resolved: dict[str, int] = {}
+    for field_name, column in named.items():
         wanted = _column_key(column)
         if wanted not in keys:
-            raise InputError(f"column {column!r} (given for {field_name}) is not in the header", source.path, line)
+            shown = ", ".join(str(name) for name in header if name is not None)
+            raise InputError(
+                f"{_option_text(field_name, column)}: no column {column!r} in the header (it has: {shown})",
+                source.path,
+                line,
+            )
         resolved[field_name] = keys.index(wanted)
     for field_name in _RESOLUTION_ORDER:
-        if field_name not in resolved and not (columns and field_name in columns):
+        if field_name not in resolved and field_name not in (columns or {}):
             found = _find_column(keys, field_name, resolved.values())
+            if found is not None:
+                resolved[field_name] = found
+    # Design columns are found by name unless the command line makes the column an attribute.
+    taken_by_attributes = {keys.index(_column_key(name)) for name in reserved if _column_key(name) in keys}
+    for field_name in DESIGN_FIELDS:
+        if field_name not in resolved and field_name not in (columns or {}):
+            found = _find_column(keys, field_name, [*resolved.values(), *taken_by_attributes])
             if found is not None:
                 resolved[field_name] = found
     for required in ("speaker", "text"):
         if required not in resolved:
             raise InputError(
-                f"turn table has no {required} column (looked for {', '.join(_COLUMN_CANDIDATES[required])}; "
-                "or name it in the column mapping)",
+                f"turn table has no {required} column (looked for {', '.join(_COLUMN_CANDIDATES[required])}); "
+                f"name it with --columns {required}=COLUMN",
                 source.path,
                 line,
             )
-    return keys, resolved
+    return keys, resolved, constants
 
 
 def _parse_turn_table(data, format_name, source: _Source, key, columns, attributes, blinded):
@@ -1096,13 +1314,16 @@ def _parse_turn_table(data, format_name, source: _Source, key, columns, attribut
     encoding, header_line, header, rows = reader(data, source)
     if not header:
         raise InputError("empty table (no header row)", source.path)
-    keys, resolved = _resolve_table_columns(header, columns, source, header_line)
+    keys, resolved, constants = _resolve_table_columns(
+        header, columns, source, header_line, reserved=[*attributes, *blinded]
+    )
     unit = "line" if format_name == "csv" else "row"  # a CSV line number; Excel's own row number
+    shown_column = {field_name: str(header[index]) for field_name, index in resolved.items()}
     attribute_columns: dict[str, int] = {}
     for name in list(dict.fromkeys([*attributes, *blinded])):
         wanted = _column_key(name)
         if wanted not in keys:
-            raise InputError(f"attribute column {name!r} is not in the header", source.path, header_line)
+            raise InputError(f"--attributes/--blinded: column {name!r} is not in the header", source.path, header_line)
         attribute_columns[name] = keys.index(wanted)
     blinded_names = set(blinded)
 
@@ -1117,7 +1338,7 @@ def _parse_turn_table(data, format_name, source: _Source, key, columns, attribut
         if "transcript" in resolved:
             transcript_key = _cell_text(value(row, "transcript")).strip()
             if not transcript_key:
-                raise InputError(f"{unit} {row.line}: the transcript column is empty", source.path, row.line)
+                raise InputError(f"column {shown_column['transcript']!r} is empty", source.path, row.line)
         else:
             transcript_key = key or source.stem
         groups.setdefault(transcript_key, []).append(row)
@@ -1132,28 +1353,53 @@ def _parse_turn_table(data, format_name, source: _Source, key, columns, attribut
     transcripts = []
     for transcript_key, group in groups.items():
         builder = _TranscriptBuilder(source, unit=unit)
+        design = _DesignReader(source, constants, unit)
         found: dict[str, tuple[str, int]] = {}
+        conflicted: set[str] = set()
         entries = []
         for row in group:
             label = _cell_text(value(row, "speaker")).strip()
             if not label:
-                raise InputError(f"{unit} {row.line}: the speaker cell is empty", source.path, row.line)
-            number = _turn_number(value(row, "turn"), source, row.line, unit) if "turn" in resolved else None
-            start = _table_time(value(row, "start"), "start", source, row.line, unit)
-            end = _table_time(value(row, "end"), "end", source, row.line, unit)
+                raise InputError(f"column {shown_column['speaker']!r}: the speaker is empty", source.path, row.line)
+            number = (
+                _turn_number(value(row, "turn"), source, row.line, shown_column.get("turn", "turn"))
+                if "turn" in resolved
+                else None
+            )
+            start = _table_time(builder, value(row, "start"), f"column {shown_column.get('start')!r}", row.line)
+            end = _table_time(builder, value(row, "end"), f"column {shown_column.get('end')!r}", row.line)
             if start is not None and end is not None and end < start:
-                raise InputError(f"{unit} {row.line}: the turn ends before it starts", source.path, row.line)
-            for name, index in attribute_columns.items():
-                cell = _cell_text(row.cells[index] if index < len(row.cells) else None).strip()
-                if not cell:
-                    continue
-                if name in found and found[name][0] != cell:
+                if not source.lenient:
                     raise InputError(
-                        f"{unit} {row.line}: attribute {name!r} of transcript {transcript_key!r} is {cell!r} here "
-                        f"but {found[name][0]!r} on {unit} {found[name][1]}",
+                        f"column {shown_column['end']!r}: the turn ends ({_cell_text(value(row, 'end'))}) "
+                        f"before it starts ({_cell_text(value(row, 'start'))})",
                         source.path,
                         row.line,
                     )
+                builder.drop(row.line, f"column {shown_column['end']!r}", value(row, "end"), "ends before it starts")
+                end = None
+            for field_name in DESIGN_FIELDS:
+                if field_name in resolved:
+                    design.add(field_name, value(row, field_name), row.line, f"column {shown_column[field_name]!r}")
+            for name, index in attribute_columns.items():
+                cell = _cell_text(row.cells[index] if index < len(row.cells) else None).strip()
+                if not cell or name in conflicted:
+                    continue
+                if name in found and found[name][0] != cell:
+                    first, first_line = found[name]
+                    if not source.lenient:
+                        raise InputError(
+                            f"column {name!r}: attribute {name!r} of transcript {transcript_key!r} is {cell!r} here "
+                            f"but {first!r} on {unit} {first_line}",
+                            source.path,
+                            row.line,
+                        )
+                    reason = f"{first!r} on {unit} {first_line}; the attribute is left empty"
+                    builder.drop(row.line, f"column {name!r}", cell, reason)
+                    builder.drop(found[name][1], f"column {name!r}", found[name][0], "the attribute is left empty")
+                    conflicted.add(name)
+                    found.pop(name)
+                    continue
                 found.setdefault(name, (cell, row.line))
             entries.append((number, row.line, label, _cell_text(value(row, "text")), start, end))
         if "turn" in resolved:
@@ -1163,19 +1409,527 @@ def _parse_turn_table(data, format_name, source: _Source, key, columns, attribut
         builder.add_line("")  # the canonical text ends with a newline like a file
         attribute_values = {name: v for name, (v, _) in found.items() if name not in blinded_names}
         blinded_values = {name: v for name, (v, _) in found.items() if name in blinded_names}
-        transcripts.append(builder.build(transcript_key, format_name, encoding, attribute_values, blinded_values))
+        transcripts.append(
+            builder.build(
+                transcript_key, format_name, encoding, attribute_values, blinded_values, design=design.design()
+            )
+        )
     return transcripts
 
 
-def _turn_number(raw: object, source: _Source, line: int, unit: str) -> int:
+def _turn_number(raw: object, source: _Source, line: int, column: str) -> int:
     text = _cell_text(raw).strip()
     if not re.fullmatch(r"\d+", text):
-        raise InputError(f"{unit} {line}: turn number {text!r} is not a whole number", source.path, line)
+        raise InputError(f"column {column!r}: turn number {text!r} is not a whole number", source.path, line)
     return int(text)
 
 
-def _table_time(raw: object, what: str, source: _Source, line: int, unit: str) -> float | None:
+def _table_time(builder: _TranscriptBuilder, raw: object, shown: str, line: int | None) -> float | None:
+    """A time cell or value; malformed, it refuses the file, or with --lenient is left empty and listed.
+    `shown` says where it is as the user would look for it: "column 'start'", "$.turns[3].start"."""
     try:
         return parse_time_value(raw.strip() if isinstance(raw, str) else raw)
     except MalformedTimestamp as exc:
-        raise InputError(f"{unit} {line}: {what} time: {exc}", source.path, line) from None
+        if not builder.source.lenient:
+            raise InputError(f"{shown}: {exc}", builder.source.path, line) from None
+        builder.drop(line, shown, raw, str(exc))
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON and JSON Lines conversations
+#
+# A conversation is an object with a list of turns (each an object with a speaker and a text, and
+# optionally start and end times) and, beside the list, its id, design and attributes:
+#   {"id": "c01", "dyad": "12", "session": 5, "attributes": {"group": "A"},
+#    "turns": [{"speaker": "T", "text": "Hello.", "start": 0.0}, ...]}
+# A file holds one conversation, a list of them, or a bare list of turns; a JSON Lines file holds
+# one conversation or one turn per line. Other key names are mapped with --columns, and a list of
+# turns nested deeper is named by its path (--columns turns=data.session.turns).
+
+_JSON_TURN_LISTS = ("turns", "utterances", "messages", "dialogue", "dialog", "conversation", "lines")
+_JSON_ID_KEYS = (
+    "id",
+    "key",
+    "transcript",
+    "transcript_id",
+    "transcript_key",
+    "conversation_id",
+    "participant_id",
+    "session_key",
+    "name",
+)
+# A JSON list is in the order it was spoken; only a key that says "turn" numbers it otherwise.
+_JSON_TURN_NUMBERS = ("turn", "turn_number", "turn_no", "turn_nr")
+_JSON_PATH_PART = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+
+JsonPath = tuple[str | int, ...]
+
+
+def _json_path(text: str, field_name: str) -> JsonPath:
+    """ "data.session.turns", "$.sessions[0].turns" -> ("data", "session", "turns") / ("sessions", 0, "turns")."""
+    body = text.strip()
+    body = body[1:] if body.startswith("$") else body
+    parts: list[str | int] = []
+    position = 0
+    while position < len(body):
+        match = _JSON_PATH_PART.match(body, position)
+        if match is None or match.end() == position:
+            raise InputError(
+                f"{_option_text(field_name, text)}: not a JSON path (write it like data.turns or $.sessions[0].turns)"
+            )
+        parts.append(match[1] if match[1] is not None else int(match[2]))
+        position = match.end()
+    return tuple(parts)
+
+
+def _shown_path(parts: JsonPath) -> str:
+    return "$" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts)
+
+
+_MISSING = object()
+
+
+def _follow(value: object, path: JsonPath) -> object:
+    for part in path:
+        if isinstance(part, int):
+            if not isinstance(value, list) or part >= len(value):
+                return _MISSING
+            value = value[part]
+        else:
+            if not isinstance(value, dict) or part not in value:
+                return _MISSING
+            value = value[part]
+    return value
+
+
+def _json_kind(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a text", bool: "true/false", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _key_by_candidates(obj: Mapping[str, object], candidates: Sequence[str], *, list_only=False) -> str | None:
+    """The key of `obj` that names a field, compared as column names are (case and spaces ignored)."""
+    folded = {_column_key(name): name for name in obj}
+    for candidate in candidates:
+        name = folded.get(candidate)
+        if name is not None and (not list_only or isinstance(obj[name], list)):
+            return name
+    return None
+
+
+@dataclass
+class _Conversation:
+    root: dict | None  # the object holding the turns (None: a bare list of turns)
+    base: JsonPath  # where the root is in the file
+    turns: list
+    turns_path: JsonPath  # where the turns are, from the root
+    line: int | None = None  # JSON Lines: the line the conversation is on
+
+
+def _json_error(message: str, source: _Source, path: JsonPath, line: int | None = None) -> InputError:
+    return InputError(f"{_shown_path(path)}: {message}", source.path, line)
+
+
+def _turn_list_hint() -> str:
+    return (
+        f"expected a list of turns (objects with a speaker and a text), or an object holding one under "
+        f"{', '.join(_JSON_TURN_LISTS)}; name another place with --columns turns=PATH"
+    )
+
+
+def _conversations_in(doc: object, source: _Source, named: Mapping[str, str], line: int | None) -> list[_Conversation]:
+    turns_path = _json_path(named["turns"], "turns") if "turns" in named else None
+
+    def one(root: object, base: JsonPath) -> _Conversation:
+        if turns_path is not None:
+            turns = _follow(root, turns_path)
+            if turns is _MISSING:
+                raise _json_error(f"no {_shown_path(turns_path)[2:]!r} here ({_turn_list_hint()})", source, base, line)
+            if not isinstance(turns, list):
+                raise _json_error(
+                    f"expected a list of turns, found {_json_kind(turns)}", source, base + turns_path, line
+                )
+            return _Conversation(root if isinstance(root, dict) else None, base, turns, turns_path, line)
+        if isinstance(root, dict):
+            found = _key_by_candidates(root, _JSON_TURN_LISTS, list_only=True)
+            if found is None:
+                raise _json_error(
+                    f"no list of turns in this object (its keys: {', '.join(root)}); {_turn_list_hint()}",
+                    source,
+                    base,
+                    line,
+                )
+            return _Conversation(root, base, root[found], (found,), line)
+        if isinstance(root, list):
+            return _Conversation(None, base, root, (), line)
+        raise _json_error(f"found {_json_kind(root)}; {_turn_list_hint()}", source, base, line)
+
+    if isinstance(doc, list) and doc and all(isinstance(item, dict) for item in doc):
+        first = doc[0]
+        holds_turns = (
+            _follow(first, turns_path) is not _MISSING
+            if turns_path is not None
+            else _key_by_candidates(first, _JSON_TURN_LISTS, list_only=True) is not None
+        )
+        if holds_turns:
+            return [one(item, (index,)) for index, item in enumerate(doc)]
+    return [one(doc, ())]
+
+
+def _parse_json(data: bytes, format_name: str, source: _Source, key, columns, attributes, blinded):
+    decoded = decode_bytes(data, source.path, legacy=False)
+    text = decoded.text.lstrip("\ufeff")
+    if not text.strip():
+        raise InputError("empty file (only blank lines)", source.path)
+    named, constants = _split_constants(columns)
+    conversations: list[_Conversation] = []
+    if format_name == "json":
+        conversations = _conversations_in(load_json(text, source.path), source, named, None)
+    else:
+        records: list[tuple[int, object]] = []
+        for number, line in enumerate(text.split("\n"), start=1):
+            if line.strip():
+                records.append((number, load_json(line, source.path, line=number)))
+        _, first = records[0]
+        is_conversation = isinstance(first, dict) and (
+            _follow(first, _json_path(named["turns"], "turns")) is not _MISSING
+            if "turns" in named
+            else _key_by_candidates(first, _JSON_TURN_LISTS, list_only=True) is not None
+        )
+        if is_conversation:
+            for number, record in records:
+                conversations.extend(_conversations_in(record, source, named, number))
+        else:
+            # One turn per line, grouped into transcripts by their id like the rows of a turn table.
+            return _json_turn_records(records, source, key, named, constants, attributes, blinded, decoded.encoding)
+    if not conversations:
+        raise InputError(f"no conversations; {_turn_list_hint()}", source.path)
+    transcripts = []
+    for conversation in conversations:
+        transcripts.append(
+            _json_conversation(
+                conversation,
+                source,
+                key,
+                named,
+                constants,
+                attributes,
+                blinded,
+                format_name,
+                decoded.encoding,
+                several=len(conversations) > 1,
+            )
+        )
+    if key is not None and len(transcripts) > 1:
+        chosen = [t for t in transcripts if t.key == key]
+        if not chosen:
+            listed = ", ".join(t.key for t in transcripts[:10])
+            raise InputError(f"transcript {key!r} is not in this file (it has: {listed})", source.path)
+        transcripts = chosen
+    return transcripts
+
+
+def _scalar_text(value: object) -> str | None:
+    """A JSON scalar as an attribute or design value; None for an object or list."""
+    if isinstance(value, (dict, list)):
+        return None
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _json_conversation(
+    conversation: _Conversation, source, key, named, constants, attributes, blinded, format_name, encoding, *, several
+) -> ParsedTranscript:
+    root, base, line = conversation.root, conversation.base, conversation.line
+    used_root_keys: set[str] = set()
+    if conversation.turns_path and isinstance(conversation.turns_path[0], str):
+        used_root_keys.add(conversation.turns_path[0])
+
+    def at(*parts: str | int) -> JsonPath:
+        return base + tuple(parts)
+
+    # Its id: the mapped key, a key that names one, else the file's name.
+    transcript_key = None
+    if root is not None:
+        id_path = _json_path(named["transcript"], "transcript") if "transcript" in named else None
+        if id_path is None:
+            found = _key_by_candidates(root, _JSON_ID_KEYS)
+            id_path = (found,) if found is not None and not isinstance(root[found], (dict, list)) else None
+        if id_path is not None:
+            raw = _follow(root, id_path)
+            if raw is _MISSING or _scalar_text(raw) in (None, ""):
+                raise _json_error(
+                    "the conversation has no id here; name its key with --columns transcript=KEY",
+                    source,
+                    at(*id_path),
+                    line,
+                )
+            transcript_key = _scalar_text(raw).strip()
+            if isinstance(id_path[0], str):
+                used_root_keys.add(id_path[0])
+    if transcript_key is None:
+        if several:
+            raise _json_error(
+                f"a conversation without an id (looked for {', '.join(_JSON_ID_KEYS)}); name its key with --columns transcript=KEY",
+                source,
+                base,
+                line,
+            )
+        transcript_key = key or source.stem
+    elif key is not None and not several:
+        transcript_key = key
+
+    design = _DesignReader(source, constants, "line")
+    for field_name in DESIGN_FIELDS:
+        if root is None or field_name in constants:
+            continue
+        path = _json_path(named[field_name], field_name) if field_name in named else None
+        if path is None:
+            found = _key_by_candidates(root, _DESIGN_CANDIDATES[field_name])
+            path = (found,) if found is not None else None
+        if path is None:
+            continue
+        raw = _follow(root, path)
+        if raw is _MISSING:
+            raise _json_error(
+                f"no such key (given as {_option_text(field_name, named[field_name])})", source, at(*path), line
+            )
+        value = _scalar_text(raw)
+        if value is None:
+            raise _json_error(f"{field_name} must be a single value, not {_json_kind(raw)}", source, at(*path), line)
+        design.add(field_name, value, line, _shown_path(at(*path)))
+        if isinstance(path[0], str):
+            used_root_keys.add(path[0])
+
+    builder = _TranscriptBuilder(source, unit="line" if line is not None else "turn")
+    attribute_values: dict[str, str] = {}
+    blinded_values: dict[str, str] = {}
+    if root is not None:
+        objects = []
+        if "attributes" in named:
+            objects.append((_json_path(named["attributes"], "attributes"), attribute_values))
+        else:
+            for candidate, target in (("attributes", attribute_values), ("blinded_attributes", blinded_values)):
+                found = _key_by_candidates(root, (candidate,))
+                if found is not None:
+                    objects.append(((found,), target))
+        for path, target in objects:
+            holder = _follow(root, path)
+            if holder is _MISSING or not isinstance(holder, dict):
+                raise _json_error(
+                    f"expected an object of attributes, found {_json_kind(holder) if holder is not _MISSING else 'nothing'}",
+                    source,
+                    at(*path),
+                    line,
+                )
+            if isinstance(path[0], str):
+                used_root_keys.add(path[0])
+            for name, raw in holder.items():
+                _json_attribute(builder, target, str(name), raw, at(*path, name), line)
+        for name in dict.fromkeys([*attributes, *blinded]):
+            path = _json_path(name, "attributes")
+            raw = _follow(root, path)
+            if raw is _MISSING:
+                raise _json_error(f"no key {name!r} for --attributes/--blinded", source, base, line)
+            target = blinded_values if name in blinded else attribute_values
+            _json_attribute(builder, target, name, raw, at(*path), line)
+            if isinstance(path[0], str):
+                used_root_keys.add(path[0])
+    elif attributes or blinded:
+        builder.warnings.append(
+            "--attributes/--blinded name keys of a conversation object; a bare list of turns has none"
+        )
+
+    fields = _json_turn_fields(conversation.turns, source, named, base + conversation.turns_path, line)
+    used_turn_keys = {path[0] for path in fields.values() if isinstance(path[0], str)}
+    unread_turn_keys: dict[str, None] = {}
+    for index, turn in enumerate(conversation.turns):
+        where = base + conversation.turns_path + (index,)
+        number = index + 1 if line is None else line
+        entry = _json_turn(builder, turn, fields, where, number, line)
+        unread_turn_keys.update(dict.fromkeys(k for k in turn if k not in used_turn_keys))
+        label, utterance, start, end, turn_number = entry
+        builder.add_structured_turn(label, utterance, number, start, end, number=turn_number)
+    builder.add_line("")
+    if root is not None:
+        unread = [name for name in root if name not in used_root_keys]
+        if unread:
+            builder.warnings.append(f"keys not read: {', '.join(unread)}")
+    if unread_turn_keys:
+        builder.warnings.append(f"turn keys not read: {', '.join(unread_turn_keys)}")
+    return builder.build(
+        transcript_key, format_name, encoding, attribute_values, blinded_values, design=design.design()
+    )
+
+
+def _json_attribute(builder: _TranscriptBuilder, target: dict, name: str, raw: object, path: JsonPath, line) -> None:
+    value = _scalar_text(raw)
+    if value is None:
+        message = f"attribute {name!r} must be a single value, not {_json_kind(raw)}"
+        if not builder.source.lenient:
+            raise _json_error(message, builder.source, path, line)
+        builder.drop(line, _shown_path(path), _one_json_line(raw), message)
+        return
+    if value.strip():
+        target[name] = value.strip()
+
+
+def _one_json_line(value: object) -> str:
+    import json
+
+    shown = json.dumps(value, ensure_ascii=False)
+    return shown if len(shown) <= 80 else shown[:77] + "..."
+
+
+def _json_turn_fields(
+    turns: list, source: _Source, named: Mapping[str, str], where: JsonPath, line
+) -> dict[str, JsonPath]:
+    """Which key of a turn holds its speaker, text, times and number: mapped, else found by name."""
+    keys: dict[str, None] = {}
+    for turn in turns:
+        if isinstance(turn, dict):
+            keys.update(dict.fromkeys(turn))
+    fields: dict[str, JsonPath] = {}
+    for field_name in TABLE_FIELDS:
+        if field_name == "transcript":
+            continue
+        if field_name in named:
+            fields[field_name] = _json_path(named[field_name], field_name)
+            continue
+        candidates = _JSON_TURN_NUMBERS if field_name == "turn" else _COLUMN_CANDIDATES[field_name]
+        taken = {path[0] for path in fields.values()}
+        found = _key_by_candidates({k: None for k in keys if k not in taken}, candidates)
+        if found is not None:
+            fields[field_name] = (found,)
+    for required in ("speaker", "text"):
+        if required not in fields:
+            shown_keys = ", ".join(keys) or "none"
+            raise _json_error(
+                f"the turns have no {required} key (their keys: {shown_keys}); name it with --columns {required}=KEY",
+                source,
+                where,
+                line,
+            )
+    return fields
+
+
+def _json_turn(builder: _TranscriptBuilder, turn: object, fields, where: JsonPath, number: int, line):
+    source = builder.source
+    if not isinstance(turn, dict):
+        raise _json_error(
+            f"a turn must be an object with a speaker and a text, not {_json_kind(turn)}", source, where, line
+        )
+
+    def get(field_name: str) -> object:
+        path = fields.get(field_name)
+        return None if path is None else _follow(turn, path)
+
+    speaker = get("speaker")
+    label = _scalar_text(speaker) if speaker is not _MISSING else None
+    if not label or not label.strip():
+        raise _json_error("the turn has no speaker", source, where + fields["speaker"], line)
+    text = get("text")
+    if text is _MISSING:
+        raise _json_error(f"the turn has no {_shown_path(fields['text'])[2:]!r}", source, where, line)
+    utterance = _scalar_text(text)
+    if utterance is None:
+        raise _json_error(f"the text must be a text, not {_json_kind(text)}", source, where + fields["text"], line)
+    times = []
+    for field_name in ("start", "end"):
+        raw = get(field_name)
+        raw = None if raw is _MISSING else raw
+        times.append(
+            _table_time(builder, raw, _shown_path(where + fields[field_name]) if raw is not None else field_name, line)
+        )
+    start, end = times
+    if start is not None and end is not None and end < start:
+        shown = _shown_path(where + fields["end"])
+        if not source.lenient:
+            raise InputError(f"{shown}: the turn ends ({end:g} s) before it starts ({start:g} s)", source.path, line)
+        builder.drop(line, shown, end, "ends before it starts")
+        end = None
+    turn_number = None
+    if "turn" in fields:
+        raw = get("turn")
+        if raw is _MISSING or raw is None:
+            raise _json_error("the turn has no turn number", source, where + fields["turn"], line)
+        turn_number = _turn_number(raw, source, line or number, _shown_path(where + fields["turn"]))
+    return " ".join(label.split()), utterance.replace("\r\n", "\n").replace("\r", "\n"), start, end, turn_number
+
+
+def _json_turn_records(records, source: _Source, key, named, constants, attributes, blinded, encoding):
+    """JSON Lines with one turn per line: grouped by their transcript id, like a turn table's rows."""
+    objects = [(number, record) for number, record in records]
+    for number, record in objects:
+        if not isinstance(record, dict):
+            raise InputError(
+                f"a turn must be an object with a speaker and a text, not {_json_kind(record)}", source.path, number
+            )
+    keys: dict[str, None] = {}
+    for _, record in objects:
+        keys.update(dict.fromkeys(record))
+    id_key = named.get("transcript") or _key_by_candidates(dict.fromkeys(keys), _COLUMN_CANDIDATES["transcript"])
+    groups: dict[str, list[tuple[int, dict]]] = {}
+    for number, record in objects:
+        if id_key is not None:
+            raw = _follow(record, _json_path(id_key, "transcript"))
+            value = _scalar_text(raw) if raw is not _MISSING else None
+            if not value or not value.strip():
+                raise InputError(f"{id_key!r}: the transcript id is missing", source.path, number)
+            group_key = value.strip()
+        else:
+            group_key = key or source.stem
+        groups.setdefault(group_key, []).append((number, record))
+    if key is not None and id_key is not None:
+        if key not in groups:
+            raise InputError(
+                f"transcript {key!r} is not in this file (it has: {', '.join(list(groups)[:10])})", source.path
+            )
+        groups = {key: groups[key]}
+    transcripts = []
+    for transcript_key, group in groups.items():
+        builder = _TranscriptBuilder(source, unit="line")
+        design = _DesignReader(source, constants, "line")
+        fields = _json_turn_fields([record for _, record in group], source, named, (), group[0][0])
+        found: dict[str, tuple[str, int]] = {}
+        for number, record in group:
+            for field_name in DESIGN_FIELDS:
+                if field_name in constants:
+                    continue
+                name = named.get(field_name) or _key_by_candidates(record, _DESIGN_CANDIDATES[field_name])
+                if name is not None:
+                    raw = _follow(record, _json_path(name, field_name))
+                    if raw is not _MISSING and _scalar_text(raw) is not None:
+                        design.add(field_name, _scalar_text(raw), number, f"{name!r}")
+            for name in dict.fromkeys([*attributes, *blinded]):
+                raw = _follow(record, _json_path(name, "attributes"))
+                value = _scalar_text(raw) if raw is not _MISSING else ""
+                if value is None:
+                    if not source.lenient:
+                        raise InputError(f"{name!r}: an attribute must be a single value", source.path, number)
+                    builder.drop(number, repr(name), _one_json_line(raw), "an attribute must be a single value")
+                    continue
+                if value.strip() and name in found and found[name][0] != value.strip():
+                    raise InputError(
+                        f"{name!r}: {value.strip()!r} here, but {found[name][0]!r} on line {found[name][1]}",
+                        source.path,
+                        number,
+                    )
+                if value.strip():
+                    found.setdefault(name, (value.strip(), number))
+            label, utterance, start, end, turn_number = _json_turn(builder, record, fields, (), number, number)
+            builder.add_structured_turn(label, utterance, number, start, end, number=turn_number)
+        builder.add_line("")
+        attribute_values = {n: v for n, (v, _) in found.items() if n not in blinded}
+        blinded_values = {n: v for n, (v, _) in found.items() if n in blinded}
+        transcripts.append(
+            builder.build(transcript_key, "jsonl", encoding, attribute_values, blinded_values, design=design.design())
+        )
+    return transcripts

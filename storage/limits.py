@@ -43,6 +43,9 @@ MAX_CSV_FIELD_CHARS = 1_000_000
 MAX_YAML_BYTES = 8 * MiB
 MAX_YAML_DEPTH = 64
 MAX_YAML_ALIASES = 100
+# A JSON conversation (a transcript as a list of turns): read as text, nested like a YAML file at most.
+MAX_JSON_BYTES = MAX_TEXT_FILE_BYTES
+MAX_JSON_DEPTH = MAX_YAML_DEPTH
 # ZIP containers (.docx, .xlsx, .qdpx), checked from the central directory before anything is
 # extracted. Office XML compresses about 5-20 times; a ratio above MAX_COMPRESSION_RATIO for an
 # entry of more than RATIO_FLOOR_BYTES is a decompression bomb, not a document.
@@ -381,6 +384,36 @@ def compose_yaml(text: str, where: str, loader: type[yaml.SafeLoader] = yaml.Saf
         raise InputError(f"not valid YAML: {_one_line(str(exc))}", where) from None
     finally:
         instance.dispose()
+
+
+# ------------------------------------------------------------------------------------------ JSON
+
+
+def load_json(text: str, where: str, *, line: int | None = None) -> Any:
+    """json.loads with Concord's size and depth limits; every failure is one InputError naming the line.
+
+    `line` is the file line a JSON Lines record starts on (the decoder's own line is then 1)."""
+    import json
+
+    if len(text) > MAX_JSON_BYTES:
+        check_size(len(text.encode("utf-8", "surrogatepass")), where, MAX_JSON_BYTES)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        shown = exc.lineno if line is None else line + exc.lineno - 1
+        raise InputError(f"not valid JSON: {exc.msg} (column {exc.colno})", where, shown) from None
+    except RecursionError:
+        raise InputError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep", where, line) from None
+    # Walked without recursion: a value nested a thousand deep must not be what breaks the walker.
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise InputError(f"JSON nested more than {MAX_JSON_DEPTH} levels deep", where, line)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return value
 
 
 def _one_line(text: str) -> str:
