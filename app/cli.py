@@ -56,7 +56,9 @@ COMMANDS: dict[str, LazyCommand] = {
         f"{_COMMANDS}.study", "coder", "The people in a study and their roles (coder, supervisor, admin)."
     ),
     "collect": LazyCommand(
-        f"{_COMMANDS}.workfiles", "collect", "Bring a coder's work back from WORK_FILE (from concord handout) into STUDY."
+        f"{_COMMANDS}.workfiles",
+        "collect",
+        "Bring a coder's work back from WORK_FILE (from concord handout) into STUDY.",
     ),
     "consensus": LazyCommand(
         f"{_COMMANDS}.consensus", "consensus", "Reconcile the coders' codings into the consensus layer (supervisors)."

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,7 +243,15 @@ class _SyncCounts:
     touched_books: set[int] = field(default_factory=set)
 
 
-def _align_ids(w: Session, model: type, rows: list[Row], ident: str, move, fresh: int, counts: _SyncCounts) -> int:
+def _align_ids(
+    w: Session,
+    model: type[Code] | type[Codebook],
+    rows: list[Row],
+    ident: str,
+    move: Callable[[Session, int, int], None],
+    fresh: int,
+    counts: _SyncCounts,
+) -> int:
     """Make the work file's row with each main row's key (``ident``: key or guid) sit on the main row's id.
 
     A row made in the work file (a coder's inductive code or the inductive codebook) may occupy an id
@@ -290,7 +299,7 @@ def _sync_shared(w: Session, shared: dict[str, list[Row]], *, main_highest: dict
     book_of = {r["id"]: r["codebook_id"] for r in shared["codes"]}
     counts.touched_books.update(book_of[key[0]] for key in added + changed)
 
-    work_keys = dict(w.execute(select(Transcript.id, Transcript.key)).all())
+    work_keys: dict[int, str] = {r.id: r.key for r in w.execute(select(Transcript.id, Transcript.key))}
     for row in shared["transcripts"]:
         held = work_keys.get(row["id"])
         clash = next((i for i, k in work_keys.items() if k == row["key"] and i != row["id"]), None)
@@ -335,10 +344,17 @@ def _main_highest(src: Session) -> dict[str, int]:
 # ------------------------------------------------------------------------------------ handout
 
 
+def _study_row(session: Session) -> Study:
+    row = session.get(Study, 1)
+    if row is None:
+        raise ConcordError("not a Concord study (no settings row)")
+    return row
+
+
 def _main_study_uid(workspace: Workspace) -> str:
     """The main study's id; a study made before work files existed gets one now."""
     with workspace.store.session() as session:
-        row = session.get(Study, 1)
+        row = _study_row(session)
         if row.study_uid:
             return row.study_uid
         row.study_uid = str(uuid.uuid4())
@@ -513,7 +529,7 @@ def _open_work_file(workspace: Workspace, path: str | Path, claimed: str | None)
     store = open_study(str(path), migrate=False)
     try:
         with store.reader() as w:
-            row = w.get(Study, 1)
+            row = _study_row(w)
             handout_of, handout_for, work_uid = row.handout_of, row.handout_for, row.study_uid
             coder_id = w.scalar(select(Coder.id).where(Coder.name == handout_for)) if handout_for else None
         if not handout_of or not handout_for or coder_id is None:
@@ -639,11 +655,10 @@ def _read_work(work: _WorkFile) -> dict[str, Any]:
             raise WorkFileRefused(f"{work.store.target}: its audit log is broken ({chain.problem}); not collected")
         return {
             "head": chain_head(w),
-            "transcripts": dict(w.execute(select(Transcript.id, Transcript.key)).all()),
+            "transcripts": {r.id: r.key for r in w.execute(select(Transcript.id, Transcript.key))},
             "turns": {
                 r.id: (r.transcript_id, r.number) for r in w.execute(select(Turn.id, Turn.transcript_id, Turn.number))
             },
-            "codebooks": dict(w.execute(select(Codebook.id, Codebook.key)).all()),
             "codes": rows_of(w, Code),
             "codings": rows_of(w, Coding, Coding.coder_id == work.coder_id, Coding.phase == "independent"),
             "memos": rows_of(w, Memo, Memo.coder_id == work.coder_id),
@@ -661,10 +676,14 @@ def collect(workspace: Workspace, path: str | Path, *, coder: str | None = None)
         work.store.close()
     report = CollectReport(path=str(path), coder=work.coder, work_uid=work.work_uid)
     with workspace.store.session() as m:
-        person = m.scalar(select(Coder).where(Coder.id == work.coder_id).with_for_update())
         # On PostgreSQL the lock on the coder's row makes two collects for one coder wait for each other.
-        tx_ids = dict(m.execute(select(Transcript.key, Transcript.id)).all())
-        tx_length = dict(m.execute(select(Transcript.id, func.length(Transcript.text))).all())
+        person = m.scalar(select(Coder).where(Coder.id == work.coder_id).with_for_update())
+        if person is None:
+            raise WorkFileRefused(f"{path}: its coder {work.coder} is no longer in the study")
+        tx_ids: dict[str, int] = {r.key: r.id for r in m.execute(select(Transcript.key, Transcript.id))}
+        tx_length: dict[int, int] = {
+            r.id: r.length for r in m.execute(select(Transcript.id, func.length(Transcript.text).label("length")))
+        }
         tx_map = {wid: tx_ids[key] for wid, key in found["transcripts"].items() if key in tx_ids}
         turn_ids = {
             (r.transcript_id, r.number): r.id for r in m.execute(select(Turn.id, Turn.transcript_id, Turn.number))
@@ -694,7 +713,9 @@ def collect(workspace: Workspace, path: str | Path, *, coder: str | None = None)
     return report
 
 
-def _collect_codes(m: Session, codes: _MainCodes, found: dict, person: Coder, report: CollectReport) -> dict[int, int]:
+def _collect_codes(
+    m: Session, codes: _MainCodes, found: dict[str, Any], person: Coder, report: CollectReport
+) -> dict[int, int]:
     """Work code id -> main code id: by guid; the coder's new inductive codes are created (parents first)."""
     code_map: dict[int, int] = {}
     mine_new: list[Row] = []
@@ -759,13 +780,13 @@ def _collect_codings(
     code_map: dict[int, int],
     tx_map: dict[int, int],
     tx_length: dict[int, int],
-    found: dict,
+    found: dict[str, Any],
     person: Coder,
     report: CollectReport,
 ) -> dict[int, int]:
     """Make the coder's codings in the study match the work file's; returns work coding id -> main id."""
     main_rows = rows_of(m, Coding, Coding.coder_id == person.id, Coding.phase == "independent")
-    by_key: dict[tuple, list[Row]] = defaultdict(list)
+    by_key: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for row in main_rows:
         by_key[(row["transcript_id"], utc(row["created_at"]))].append(row)
     used: set[int] = set()
@@ -831,7 +852,7 @@ def _collect_codings(
 
 def _collect_memos(
     m: Session,
-    found: dict,
+    found: dict[str, Any],
     person: Coder,
     tx_map: dict[int, int],
     turn_ids: dict[tuple[int, int], int],
@@ -840,7 +861,7 @@ def _collect_memos(
     report: CollectReport,
 ) -> None:
     main_rows = rows_of(m, Memo, Memo.coder_id == person.id)
-    by_key: dict[tuple, list[Row]] = defaultdict(list)
+    by_key: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for row in main_rows:
         by_key[(utc(row["created_at"]), row["target_kind"])].append(row)
     used: set[int] = set()
@@ -854,7 +875,8 @@ def _collect_memos(
             found_id = tx_map.get(target_id)
         elif kind == "turn":
             place = found["turns"].get(target_id)
-            found_id = turn_ids.get((tx_map.get(place[0]), place[1])) if place else None
+            main_transcript = tx_map.get(place[0]) if place else None
+            found_id = turn_ids.get((main_transcript, place[1])) if place and main_transcript else None
         elif kind == "coding":
             found_id = coding_map.get(target_id)
         else:
@@ -898,7 +920,9 @@ def _collect_memos(
         getattr(report, "removed" if removed and not was_removed else "updated")["memos"] += 1
 
 
-def _collect_progress(m: Session, found: dict, person: Coder, tx_map: dict[int, int], report: CollectReport) -> None:
+def _collect_progress(
+    m: Session, found: dict[str, Any], person: Coder, tx_map: dict[int, int], report: CollectReport
+) -> None:
     table = table_of(TranscriptProgress)
     main_rows = {
         r["transcript_id"]: r for r in rows_of(m, TranscriptProgress, TranscriptProgress.coder_id == person.id)

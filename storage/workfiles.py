@@ -119,11 +119,13 @@ def rows_of(session: Session, model: type[Base], *where: Any) -> list[Row]:
     return [dict(row) for row in session.execute(query).mappings()]
 
 
-def _key(table: Table, row: Row) -> tuple:
+def _key(table: Table, row: Row) -> tuple[Any, ...]:
     return tuple(row[c.name] for c in table.primary_key.columns)
 
 
-def put_rows(session: Session, model: type[Base], rows: Iterable[Row]) -> tuple[list[tuple], list[tuple]]:
+def put_rows(
+    session: Session, model: type[Base], rows: Iterable[Row]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """Write rows by primary key: insert the new ones, update those that differ. Returns (added, changed) keys.
 
     Times are written as UTC instants whichever zone the source handed them over in.
@@ -131,8 +133,8 @@ def put_rows(session: Session, model: type[Base], rows: Iterable[Row]) -> tuple[
     table = table_of(model)
     keys = list(table.primary_key.columns)
     existing = {_key(table, row): row for row in rows_of(session, model)}
-    added: list[tuple] = []
-    changed: list[tuple] = []
+    added: list[tuple[Any, ...]] = []
+    changed: list[tuple[Any, ...]] = []
     inserts: list[Row] = []
     for row in rows:
         row = {name: _comparable(value) for name, value in row.items()}
@@ -188,7 +190,7 @@ def move_code_id(session: Session, old: int, new: int) -> None:
             session.execute(update(steps).where(steps.c.id == step_id).values(payload=moved))
 
 
-def _payload_with_code(payload: Any, old: int, new: int) -> dict | None:
+def _payload_with_code(payload: Any, old: int, new: int) -> dict[str, Any] | None:
     """An undo step's payload with code ``old`` replaced by ``new`` (None when it does not name it)."""
     if not isinstance(payload, dict):
         return None
