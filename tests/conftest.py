@@ -4,11 +4,8 @@ CONCORD_TEST_PG holds a server URL, on PostgreSQL too."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import shutil
 import uuid
-from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
@@ -86,39 +83,37 @@ def backend(study_target) -> str:
 
 
 # -- the differential blind test's count, in the summary -------------------------------------------
-# Each run of tests/test_blind_differential.py records how many read paths it tried and how many
-# leaked; under xdist the workers write them to files that the controller prints at the end.
 
-_BLIND_COUNTS: list[Path] = []
+
+class BlindSummary:
+    """tests/test_blind_differential.py records, per test, how many read paths it tried and how many
+    leaked (a user property "blind_read_paths" = "what|tried|leaked"); the controller prints them."""
+
+    def __init__(self):
+        self.rows: list[tuple[str, int, int]] = []
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "teardown":
+            return
+        for key, value in report.user_properties:
+            if key == "blind_read_paths":
+                what, tried, leaked = str(value).rsplit("|", 2)
+                self.rows.append((what, int(tried), int(leaked)))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        if not self.rows:
+            return
+        terminalreporter.section("differential blind test")
+        for what, tried, leaked in sorted(self.rows):
+            terminalreporter.write_line(f"{what}: {tried} read paths tried, {leaked} leaked")
+        tried, leaked = sum(row[1] for row in self.rows), sum(row[2] for row in self.rows)
+        terminalreporter.write_line(f"differential blind test: {tried} read paths tried, {leaked} leaked")
 
 
 def pytest_configure(config):
-    folder = Path(str(config.rootpath)) / ".pytest_cache" / "blind-differential"
-    _BLIND_COUNTS[:] = [folder]
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(BadInputSummary(), "concord-bad-input-summary")
-    if not hasattr(config, "workerinput"):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def record_blind_differential(what: str, tried: int, leaked: int) -> None:
-    folder = _BLIND_COUNTS[0]
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{uuid.uuid4().hex}.json").write_text(json.dumps({"what": what, "tried": tried, "leaked": leaked}))
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    folder = _BLIND_COUNTS[0] if _BLIND_COUNTS else None
-    if folder is None or not folder.is_dir():
-        return
-    rows = sorted((json.loads(path.read_text()) for path in folder.glob("*.json")), key=lambda row: row["what"])
-    if not rows:
-        return
-    terminalreporter.section("differential blind test")
-    for row in rows:
-        terminalreporter.write_line(f"{row['what']}: {row['tried']} read paths tried, {row['leaked']} leaked")
-    tried, leaked = sum(row["tried"] for row in rows), sum(row["leaked"] for row in rows)
-    terminalreporter.write_line(f"total: {tried} read paths tried, {leaked} leaked")
+        config.pluginmanager.register(BlindSummary(), "concord-blind-summary")
 
 
 class BadInputSummary:
