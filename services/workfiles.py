@@ -362,10 +362,14 @@ def _main_study_uid(workspace: Workspace) -> str:
         return row.study_uid
 
 
-def _coder_named(session: Session, name: str) -> Coder:
+def _coder_named(session: Session, name: str, *, active: bool = False) -> Coder:
+    """The coder of that name; ``active``: refuse a deactivated one (a new work file; their past work
+    can still be collected)."""
     row = session.scalar(select(Coder).where(Coder.name == name))
     if row is None:
         raise NotFound(f"no coder named {name!r} in this study (see: concord coder list)")
+    if active and not row.active:
+        raise ConcordError(f"coder {name!r} is deactivated")
     if row.role != "coder":
         raise ConcordError(
             f"{name} is a {row.role}: work files are for coders (a supervisor or admin works in the study itself)"
@@ -398,7 +402,7 @@ def handout(
     if workspace.store.backend == "sqlite" and _same_file(workspace.store.target, out):
         raise ConcordError(f"{out}: that is the study itself; choose a new file for the work file")
     with workspace.store.reader() as session:
-        person = _coder_named(session, coder)
+        person = _coder_named(session, coder, active=True)
         bound = (login or "").strip() or person.os_login or person.name
     study_uid = _main_study_uid(workspace)
     with read_snapshot(workspace.store) as src:
@@ -937,6 +941,9 @@ def _collect_progress(
             "done_at": utc(row["done_at"]),
         }
         have = main_rows.get(transcript)
+        if have is not None:
+            # How far the coder has read only moves forward (as services.transcripts keeps it), wherever they read.
+            want["turns_reviewed"] = max(want["turns_reviewed"], int(have["turns_reviewed"] or 0))
         if have is None:
             m.execute(insert(table).values(coder_id=person.id, transcript_id=transcript, **want))
             report.added["progress"] += 1

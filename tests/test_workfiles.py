@@ -368,6 +368,12 @@ def test_only_supervisors_and_admins_hand_out_and_collect(study, tmp_path):
         workfiles.handout(as_person(study, "sue"), "zed", tmp_path / "zed.concord")
     with pytest.raises(ConcordError, match="already exists"):
         hand_out(study, tmp_path)
+    with study.store.session() as session:
+        session.execute(update(Coder).where(Coder.name == "ann").values(active=False))
+    with pytest.raises(ConcordError, match="deactivated"):
+        hand_out(study, tmp_path, "again.concord")
+    # Work already handed out to a coder who has since left can still come back.
+    assert workfiles.collect(as_person(study, "sue"), path).changes == 0
 
 
 def test_in_the_work_file_only_its_coder_acts_and_nobody_can_set_it_up(study, tmp_path):
