@@ -1,4 +1,5 @@
-"""Who is acting: the identity modes, and each claim the admin guide's "Who is acting" makes about them.
+"""Who is acting: the identity modes, and each claim the admin guide's "Who is acting" makes about them
+(docs/admin-guide.md#who-is-acting; its PostgreSQL claims are tests/test_team_postgres.py's).
 
 The tests run as one operating-system login (``LOGIN``, the test process's own). A second person is
 simulated by binding them to another login and, where the rule itself is under test, by replacing
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import sqlite3
 import sys
 from unittest import mock
 
@@ -20,7 +22,7 @@ from sqlalchemy import select, text, update
 
 from concord.app.cli import main
 from concord.services import identity
-from concord.services.coding import apply_code
+from concord.services.coding import add_memo, apply_code
 from concord.services.workspace import Workspace
 from concord.storage.db import create_study_store, open_study
 from concord.storage.errors import NotFound, PermissionDenied
@@ -128,9 +130,7 @@ def test_init_refuses_to_make_someone_else_the_admin(tmp_path):
 
 
 def test_os_login_needs_a_study_file_and_database_mode_postgresql(tmp_path):
-    one_line_error(
-        run("init", "postgresql+psycopg://u@127.0.0.1:1/x", "--identity", "os-login"), "needs a study file"
-    )
+    one_line_error(run("init", "postgresql+psycopg://u@127.0.0.1:1/x", "--identity", "os-login"), "needs a study file")
     one_line_error(run("init", tmp_path / "s.concord", "--identity", "database"), "needs a PostgreSQL study")
     assert identity.default_mode("pilot.concord") == "os-login"
     assert identity.default_mode("postgresql+psycopg://u@host/db") == "trusted"
@@ -224,10 +224,37 @@ def test_a_login_bound_to_nobody_is_nobody_in_particular(bound_study):
         one_line_error(run("coder", "add", bound_study, "eve"))
         one_line_error(run("backup", bound_study, bound_study + ".copy"))
         one_line_error(run("agreement", bound_study))
+        one_line_error(run("consensus", bound_study, "--list"))
+        one_line_error(run("export", "frequencies", bound_study, "--out", bound_study + ".csv", "--layer", "ann"))
         with Workspace.open(bound_study) as workspace:
             assert workspace.actor is None
             with pytest.raises(PermissionDenied, match="bound to no coder"):
                 workspace.require_actor()
+            with workspace.store.reader() as session:
+                transcript = session.scalar(select(Transcript.id))
+                code = session.scalar(select(Code.id).where(Code.name == "Moving forward"))
+            with pytest.raises(PermissionDenied, match="bound to no coder"):
+                apply_code(workspace, transcript, code, 0, 5)
+            with pytest.raises(PermissionDenied, match="bound to no coder"):
+                add_memo(workspace, "transcript", transcript, "a note")
+
+
+def test_what_os_login_does_not_protect_against(bound_study):
+    """The admin guide's limits, shown: the file itself is readable, and writable bindings are trust."""
+    with Workspace.open(bound_study) as ann:
+        with ann.store.reader() as session:
+            transcript = session.scalar(select(Transcript.id))
+            code = session.scalar(select(Code.id).where(Code.name == "Moving forward"))
+        apply_code(ann, transcript, code, 0, 5)
+    # Anyone who can read the file reads everything, bypassing Concord.
+    with sqlite3.connect(bound_study) as raw:
+        assert raw.execute("SELECT count(*) FROM codings").fetchone() == (1,)
+        assert raw.execute("SELECT value FROM attributes WHERE blinded").fetchall() == [("high",)]
+        # Anyone who can write it can move a binding: the login running this is now sue's.
+        raw.execute("UPDATE coders SET os_login = NULL WHERE name = 'ann'")
+        raw.execute("UPDATE coders SET os_login = ? WHERE name = 'sue'", (LOGIN,))
+    assert run("coder", "role", bound_study, "ann", "admin").exit_code == 0
+    assert role_of(bound_study, "ann") == "admin"
 
 
 # -- trusted ------------------------------------------------------------------------------------
