@@ -1,6 +1,7 @@
 """Batch manifest: one CSV row per transcript file with its study metadata.
 
-Columns: file, key, kind, dyad, session, perspective, language; every other column is an attribute
+Columns: file, key, kind, dyad, session, perspective, about (the session number an IPR interview is
+about, when `session` is left empty), language; every other column is an attribute
 of the transcript, and a column named `blinded:NAME` is an attribute hidden from blind coders. Any other
 prefix (a word and a colon: `blind:NAME`) is an error, so a typo cannot make a hidden attribute visible.
 File paths are relative to the manifest's folder.
@@ -20,13 +21,14 @@ from concord.importers.transcript_formats import KINDS, parse_transcript
 from concord.storage.errors import InputError
 from concord.storage.limits import csv_error, csv_reader, refuse_extra_cells
 
-RESERVED_COLUMNS = ("file", "key", "kind", "dyad", "session", "perspective", "language")
+RESERVED_COLUMNS = ("file", "key", "kind", "dyad", "session", "perspective", "about", "language")
 PERSPECTIVES = ("client", "therapist")
 BLINDED_PREFIX = "blinded:"
 # A word and a colon at the start of a column name is a prefix; "blinded:" is the only one known.
 _PREFIX = re.compile(r"^\s*([A-Za-z][A-Za-z_-]*)\s*:")
 _PERSPECTIVE_WORDS = {"client": "client", "patient": "client", "therapist": "therapist"}
 _TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
+_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class ManifestEntry:
     language: str | None
     attributes: dict[str, str] = field(default_factory=dict)
     blinded_attributes: dict[str, str] = field(default_factory=dict)
+    kind_given: bool = False  # the kind cell was filled in (else "session" by default)
 
 
 @dataclass(frozen=True)
@@ -143,11 +146,25 @@ def _read_entry(cells, line, columns, attribute_columns, manifest_path: Path) ->
     if kind not in KINDS:
         raise InputError(f"kind {cell('kind')!r} is not one of {', '.join(KINDS)}", shown, line)
 
-    session = None
-    if cell("session"):
-        if not re.fullmatch(r"\d{1,6}", cell("session")) or int(cell("session")) < 1:
-            raise InputError(f"session {cell('session')!r} is not a session number (1, 2, ...)", shown, line)
-        session = int(cell("session"))
+    def session_number(name: str) -> int | None:
+        if not cell(name):
+            return None
+        if not re.fullmatch(r"\d{1,6}", cell(name)) or int(cell(name)) < 1:
+            raise InputError(f"{name} {cell(name)!r} is not a session number (1, 2, ...)", shown, line)
+        return int(cell(name))
+
+    session = session_number("session")
+    about = session_number("about")
+    if about is not None:
+        if kind != "ipr":
+            raise InputError(
+                "column 'about' is the session an IPR interview is about; this row's kind is session", shown, line
+            )
+        if session is not None and session != about:
+            raise InputError(
+                f"the interview is about session {about}, but its session column says {session}", shown, line
+            )
+        session = about
 
     perspective = None
     if cell("perspective"):
@@ -179,6 +196,7 @@ def _read_entry(cells, line, columns, attribute_columns, manifest_path: Path) ->
         language=cell("language") or None,
         attributes=attributes,
         blinded_attributes=blinded_attributes,
+        kind_given=bool(cell("kind")),
     )
 
 
@@ -195,7 +213,7 @@ def _check_unique_keys(entries: list[ManifestEntry], path: str) -> None:
             )
         seen_files[(resolved, entry.key)] = entry.line
         key = entry.key
-        if key is None and entry.file.suffix.lower() not in _TABLE_SUFFIXES:
+        if key is None and entry.file.suffix.lower() not in (*_TABLE_SUFFIXES, *_JSON_SUFFIXES):
             key = entry.file.stem
         if key is None:
             continue
@@ -212,15 +230,17 @@ def parse_manifest_transcripts(
     columns: Mapping[str, str] | None = None,
     table_attributes: tuple[str, ...] = (),
     table_blinded: tuple[str, ...] = (),
+    lenient: bool = False,
 ) -> list[tuple[ManifestEntry, ParsedTranscript]]:
     """Parse every listed file; the manifest's attributes are added to each transcript it yields.
 
-    `columns`, `table_attributes` and `table_blinded` apply to the turn tables (.csv/.xlsx) listed.
+    `columns`, `table_attributes` and `table_blinded` apply to the turn tables (.csv/.xlsx) and JSON
+    files listed.
     """
     results = []
     seen_keys: dict[str, int] = {}
     for entry in manifest.entries:
-        is_table = entry.file.suffix.lower() in _TABLE_SUFFIXES
+        is_table = entry.file.suffix.lower() in (*_TABLE_SUFFIXES, *_JSON_SUFFIXES)
         transcripts = parse_transcript(
             entry.file,
             key=entry.key,
@@ -231,6 +251,7 @@ def parse_manifest_transcripts(
             columns=columns if is_table else None,
             attributes=table_attributes if is_table else (),
             blinded=table_blinded if is_table else (),
+            lenient=lenient,
         )
         for transcript in transcripts:
             if transcript.key in seen_keys:

@@ -97,6 +97,10 @@ class ImportReport:
                     "suspects": len(plan.suspects),
                     "pipeline": plan.pipeline,
                     "warnings": list(plan.parsed.warnings),
+                    "dropped": [
+                        {"file": d.file, "line": d.line, "column": d.column, "value": d.value, "reason": d.reason}
+                        for d in plan.parsed.dropped
+                    ],
                 }
                 for plan in self.transcripts
             ],
@@ -145,6 +149,31 @@ def _check_not_in_study(workspace: Workspace, plans: Sequence[TranscriptPlan]) -
                 plan.parsed.source_name,
             )
         seen[plan.parsed.key] = plan.parsed.source_name
+
+
+def _with_design(plan: TranscriptPlan, given_kind: str | None) -> TranscriptPlan:
+    """The dyad, session, kind and perspective a turn table or JSON conversation gives, where the
+    command line gave none; where both give one, they must agree."""
+    design = plan.parsed.design
+    where = plan.parsed.source_name
+    changes: dict = {}
+    for name, option, current, found in (
+        ("dyad", "--session DYAD:NUMBER", plan.dyad, design.dyad),
+        ("session", "--session DYAD:NUMBER", plan.session, design.session),
+        ("kind", "--kind", given_kind, design.kind),
+        ("perspective", "--perspective", plan.perspective, design.perspective),
+    ):
+        if found is None:
+            continue
+        if current is not None and str(current) != str(found):
+            raise InputError(
+                f"transcript {plan.parsed.key!r}: its {name} is {found!r} in the file but {current!r} by {option}",
+                where,
+            )
+        changes[name] = found
+    if not changes:
+        return plan
+    return replace(plan, **changes)
 
 
 def _session_from_attributes(plan: TranscriptPlan) -> TranscriptPlan:
@@ -263,6 +292,7 @@ def plan_transcripts(
     register_path: str | None = None,
     register=None,
     progress: Progress = _no_progress,
+    lenient: bool = False,
 ) -> tuple[ImportReport, object]:
     """Parse, check and pseudonymise; nothing is written. Returns the report and the name register.
 
@@ -274,8 +304,6 @@ def plan_transcripts(
     from concord.importers.manifest import parse_manifest_transcripts, read_manifest
     from concord.importers.transcript_formats import parse_transcript
 
-    if kind == "ipr" and perspective is None and manifest is None:
-        raise ConcordError("an IPR interview needs --perspective client|therapist")
     if perspective is not None and kind != "ipr":
         raise ConcordError("--perspective is for IPR interviews (--kind ipr)")
     require_setup_rights(workspace)
@@ -291,16 +319,20 @@ def plan_transcripts(
             columns=columns,
             table_attributes=tuple(attributes),
             table_blinded=tuple(blinded),
+            lenient=lenient,
         )
         for entry, parsed in parsed_pairs:
             plans.append(
-                TranscriptPlan(
-                    parsed=parsed,
-                    kind=entry.kind,
-                    perspective=entry.perspective,
-                    dyad=entry.dyad,
-                    session=entry.session,
-                    language=entry.language or study_language,
+                _with_design(
+                    TranscriptPlan(
+                        parsed=parsed,
+                        kind=entry.kind,
+                        perspective=entry.perspective,
+                        dyad=entry.dyad,
+                        session=entry.session,
+                        language=entry.language or study_language,
+                    ),
+                    given_kind=entry.kind if entry.kind_given else None,
                 )
             )
     if not paths and not manifest:
@@ -321,21 +353,29 @@ def plan_transcripts(
             columns=columns,
             attributes=attributes,
             blinded=blinded,
+            lenient=lenient,
         ):
             plans.append(
-                TranscriptPlan(
-                    parsed=parsed,
-                    kind=kind,
-                    perspective=perspective,
-                    dyad=dyad,
-                    session=number,
-                    language=study_language,
+                _with_design(
+                    TranscriptPlan(
+                        parsed=parsed,
+                        kind=kind,
+                        perspective=perspective,
+                        dyad=dyad,
+                        session=number,
+                        language=study_language,
+                    ),
+                    given_kind=kind if kind != "session" else None,
                 )
             )
     plans = [_session_from_attributes(plan) for plan in plans]
     for plan in plans:
         if plan.kind == "ipr" and plan.perspective is None:
-            raise InputError("an IPR interview needs a perspective (client or therapist)", plan.parsed.source_name)
+            raise InputError(
+                f"transcript {plan.parsed.key!r} is an IPR interview and needs a perspective: "
+                "--perspective client|therapist, or a perspective column",
+                plan.parsed.source_name,
+            )
     if not pseudonymize:
         _check_not_in_study(workspace, plans)
 
@@ -547,6 +587,7 @@ def write_transcripts(
                 replacements=len(plan.replacements),
                 suspects=len(plan.suspects),
                 pipeline=plan.pipeline,
+                dropped=len(parsed.dropped),
             )
             if session_id is not None:
                 touched_sessions.add(session_id)
@@ -604,6 +645,7 @@ class MeasuresReport:
     rows: int
     sessions_created: int
     dry_run: bool
+    notes: tuple[str, ...] = ()
 
 
 def import_measures(
@@ -689,8 +731,19 @@ def import_measures(
         )
         if dry_run:
             session.rollback()
+    notes = ()
+    if definition.status == "reported":
+        # A key from secondary sources scores, but the researcher must know it was not checked.
+        notes = (
+            f"{definition.title} is scored with the key reported in secondary sources, not checked against "
+            "the official scoring sheet: compare it with the sheet that came with your licence (docs/instruments.md).",
+        )
     return MeasuresReport(
-        instrument=instrument_name, rows=len(rows), sessions_created=created.get("sessions", 0), dry_run=dry_run
+        instrument=instrument_name,
+        rows=len(rows),
+        sessions_created=created.get("sessions", 0),
+        dry_run=dry_run,
+        notes=notes,
     )
 
 

@@ -27,16 +27,26 @@ def answers(*values: float | None) -> dict[str, float | None]:
 
 def test_bundled_definitions_are_the_confirmed_ones_and_the_templates():
     by_id = {instrument.id: instrument for instrument in list_instruments()}
-    assert set(by_id) == {"wai-sr", "bdi-ii", "phq-9", "gad-7", "srs", "wai-s-t", "rri-c-sf", "ses"}
+    assert set(by_id) == {"wai-sr", "bdi-ii", "phq-9", "gad-7", "srs", "care", "wai-s-t", "rri-c-sf", "ses"}
     assert {name for name, item in by_id.items() if item.status == "confirmed"} == {
         "wai-sr",
         "bdi-ii",
         "phq-9",
         "gad-7",
         "srs",
+        "care",
     }
-    assert by_id["wai-s-t"].to_complete == ("reverse", "subscales")
-    assert by_id["wai-s-t"].respondent == "therapist"
+    # CARE's authors publish a missing-answer rule: up to two answers replaced by the others' mean.
+    care = by_id["care"]
+    assert (care.missing.rule, care.missing.max_missing, care.missing_values) == ("prorate", 2, (0.0,))
+    prorated = score(care, {str(n): 4 for n in range(1, 9)} | {"9": 0, "10": None})
+    assert (prorated.total, prorated.prorated, prorated.missing) == (40, True, ["9", "10"])
+    assert score(care, {str(n): 4 for n in range(1, 8)} | {"8": 0, "9": 0, "10": 0}).total is None
+    # The WAI-S-T scores with the key reported for the WAI-S; its status says that key is second-hand.
+    assert by_id["wai-s-t"].status == "reported" and by_id["wai-s-t"].respondent == "therapist"
+    assert by_id["wai-s-t"].reverse == ("4", "10") and by_id["wai-s-t"].to_complete == ()
+    # The WAI-SR's therapist version shares its key: both respondents, the client by default.
+    assert by_id["wai-sr"].respondents == ("client", "therapist") and by_id["wai-sr"].respondent == "client"
     assert by_id["rri-c-sf"].to_complete == ("scale", "scoring", "reverse", "subscales")
     assert by_id["ses"].to_complete == ("scale", "scoring", "reverse")
     assert [len(by_id[name].items) for name in ("wai-sr", "bdi-ii", "phq-9", "gad-7", "srs")] == [12, 21, 9, 7, 4]
@@ -316,9 +326,7 @@ def test_missing_value_codes_count_as_missing(tmp_path):
 
 
 def test_a_template_is_refused_for_scoring_naming_the_fields_to_complete():
-    with pytest.raises(InputError, match=r"wai-s-t.yaml: .*template.*complete reverse, subscales"):
-        load_instrument("WAI-S-T")
-    with pytest.raises(InputError, match=r"complete scale, scoring, reverse, subscales"):
+    with pytest.raises(InputError, match=r"rri-c-sf.yaml: .*template.*complete scale, scoring, reverse, subscales"):
         load_instrument("rri-c-sf")
     template = load_instrument("ses", allow_template=True)
     assert template.scale is None and template.is_template
@@ -327,40 +335,44 @@ def test_a_template_is_refused_for_scoring_naming_the_fields_to_complete():
 
 
 def test_completing_a_template_by_extension(tmp_path):
-    # An artificial key standing in for a licensed scoring sheet: not the WAI-S key.
+    # An artificial key standing in for a licensed scoring sheet: not the RRI-C-SF key.
     partial = write(
         tmp_path,
         "partial.yaml",
         """
-        id: my-wai-s-t
-        extends: wai-s-t
+        id: my-rri
+        extends: rri-c-sf
+        scale: {min: 1, max: 5}
+        scoring: sum
         reverse: []
     """,
     )
     with pytest.raises(InputError) as raised:
         load_instrument(partial)
     assert raised.value.line == 2
-    assert "extends the template 'wai-s-t' but does not complete subscales" in str(raised.value)
+    assert "extends the template 'rri-c-sf' but does not complete subscales" in str(raised.value)
 
     complete = load_instrument(
         write(
             tmp_path,
             "complete.yaml",
             """
-        id: my-wai-s-t
-        extends: wai-s-t
+        id: my-rri
+        extends: rri-c-sf
+        scale: {min: 1, max: 5}
+        scoring: sum
         reverse: [2]
         subscales:
-          First: [1, 2, 3, 4, 5, 6]
-          Second: [7, 8, 9, 10, 11, 12]
+          First: [1, 2, 3, 4]
+          Second: [5, 6, 7, 8]
     """,
         )
     )
-    assert (complete.status, complete.respondent, complete.scale.max) == ("user", "therapist", 7)
-    result = score(complete, answers(7, 7, 7, 7, 7, 7, 1, 1, 1, 1, 1, 1))
-    # item 2 reversed as 8 - 7 = 1
-    assert result.subscales == {"First": 7 + 1 + 7 + 7 + 7 + 7, "Second": 6}
-    assert result.total == 42
+    assert (complete.status, complete.respondent, complete.scale.max) == ("user", "client", 5)
+    result = score(complete, answers(5, 5, 5, 5, 1, 1, 1, 1))
+    # item 2 reversed as 6 - 5 = 1
+    assert result.subscales == {"First": 5 + 1 + 5 + 5, "Second": 4}
+    assert result.total == 20
 
 
 # ----------------------------------------------------------------------------- malformed definitions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import click
 
@@ -59,13 +60,13 @@ def import_():
 @click.option(
     "--manifest",
     type=click.Path(dir_okay=False, exists=True),
-    help="A CSV listing files: file, key, kind, dyad, session, perspective, language, attributes"
+    help="A CSV listing files: file, key, kind, dyad, session, perspective, about, language, attributes"
     " (a 'blinded:' prefix hides an attribute from coders).",
 )
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["txt", "md", "docx", "vtt", "srt", "csv", "xlsx"]),
+    type=click.Choice(["txt", "md", "docx", "vtt", "srt", "csv", "xlsx", "json", "jsonl"]),
     help="Force a format (default: detected from content and extension).",
 )
 @click.option("--key", help="The transcript's key (default: the file name without extension).")
@@ -84,7 +85,9 @@ def import_():
 @click.option(
     "--columns",
     metavar="FIELD=COL,...",
-    help="Turn tables: transcript=COL,turn=COL,speaker=COL,start=COL,end=COL,text=COL",
+    help="Turn tables and JSON: which column (or JSON key) holds transcript, turn, speaker, start, end, text,"
+    " dyad, session, kind, perspective, about; '=VALUE' gives a design field one value (session==1);"
+    " JSON also takes turns=PATH (where the list of turns is, e.g. data.turns) and attributes=PATH.",
 )
 @click.option("--attributes", metavar="COL,...", help="Turn-table columns that become transcript attributes.")
 @click.option("--blinded", metavar="COL,...", help="Of those, the ones hidden from coders until unblinding.")
@@ -112,6 +115,12 @@ def import_():
     type=click.Path(dir_okay=False),
     help="Write the pseudonymisation report (every replacement and suspect, with real names) to this file,"
     " readable by you only; never inside the study.",
+)
+@click.option(
+    "--lenient",
+    is_flag=True,
+    help="Keep a turn whose timestamp or attribute cell is malformed, leave that value empty and list it;"
+    " text, speakers and turn order are never guessed.",
 )
 @click.option("--dry-run", is_flag=True, help="Show what would be imported; write nothing.")
 @as_option
@@ -142,11 +151,12 @@ def transcripts(
     nlp,
     register,
     report_path,
+    lenient,
     dry_run,
     actor,
     output_format,
 ):
-    """Import transcripts (.txt .md .docx .vtt .srt, or .csv/.xlsx turn tables).
+    """Import transcripts (.txt .md .docx .vtt .srt, .csv/.xlsx turn tables, .json/.jsonl conversations).
 
     One bad file stops the whole import: the error names the file, the line and
     the problem, and the study is left unchanged. A file already imported (same
@@ -157,6 +167,8 @@ def transcripts(
       concord import transcripts s.concord session5.docx --session 12:5
       concord import transcripts s.concord ipr-c.txt --kind ipr --perspective client --session 12:5
       concord import transcripts s.concord --manifest files.csv --dry-run
+      concord import transcripts s.concord chats/*.json --columns dyad=participant_id,session==1
+      concord import transcripts s.concord turns.csv --lenient
     """
     from concord.services.importing import import_transcripts
 
@@ -187,6 +199,7 @@ def transcripts(
                 register_path=register,
                 dry_run=dry_run,
                 progress=progress,
+                lenient=lenient,
             )
         finally:
             progress.close()
@@ -204,6 +217,8 @@ def transcripts(
         return
     verb = "Would import" if dry_run else "Imported"
     click.echo(f"{verb} {len(summary['transcripts'])} transcript(s), {summary['turns']} turns.")
+    # A note every file of a batch shares ("keys not read: stats") is said once, not per file.
+    shared_notes = Counter(warning for item in summary["transcripts"] for warning in set(item["warnings"]))
     for item in summary["transcripts"]:
         place = f", session {item['session']}" if item["session"] else ""
         persp = f" ({item['perspective']})" if item["perspective"] else ""
@@ -224,7 +239,16 @@ def transcripts(
                 f" (pseudonymised with {item['pipeline']})"
             )
         for warning in item["warnings"]:
-            click.echo(f"    note: {warning}", err=True)
+            if shared_notes[warning] == 1:
+                click.echo(f"    note: {warning}", err=True)
+        for dropped in item["dropped"]:
+            where = f"{dropped['file']}:{dropped['line']}" if dropped["line"] is not None else dropped["file"]
+            click.echo(
+                f"    left empty (--lenient): {where}: {dropped['column']} {dropped['value']!r} ({dropped['reason']})"
+            )
+    for warning, count in shared_notes.items():
+        if count > 1:
+            click.echo(f"note ({count} transcripts): {warning}", err=True)
     if pseudonymize and summary["register"]:
         click.echo(f"Name register: {summary['register']} ({summary['new_register_entries']} new name(s)).")
         suspects = sum(item["suspects"] for item in summary["transcripts"])
@@ -266,6 +290,8 @@ def measures(study, file, instrument, respondent, columns, sheet, create_session
     verb = "Would import" if dry_run else "Imported"
     created = f", {report.sessions_created} new session(s)" if report.sessions_created else ""
     click.echo(f"{verb} {report.rows} {report.instrument} response(s){created}.")
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
 
 
 @import_.command()
