@@ -154,7 +154,7 @@ def read_measures(
         raise InputError(template_message(instrument), path=instrument.source or None)
     if respondent is not None and respondent not in RESPONDENT_WORDS:
         raise InputError(f"respondent must be client or therapist, not {respondent!r}", path=where)
-    if respondent is not None and instrument.respondent not in ("either", respondent):
+    if respondent is not None and not instrument.answered_by(respondent):
         raise InputError(
             f"{instrument.title} is answered by the {instrument.respondent}, not the {respondent}", path=where
         )
@@ -179,7 +179,7 @@ def _read_table(path: Path, sheet: str | None) -> _Table:
         records = _xlsx_records(path, sheet)
     elif suffix in (".csv", ".tsv", ".txt"):
         if sheet is not None:
-            raise InputError("a CSV file has no sheets; leave out sheet=", path=where)
+            raise InputError("a CSV file has no sheets; leave out --sheet", path=where)
         records = _csv_records(path)
     elif suffix == ".xls":
         raise InputError("old Excel .xls files are not read; save the sheet as .xlsx or CSV", path=where)
@@ -262,7 +262,9 @@ def _layout(
         if not exact:
             available = ", ".join(name for name in header if name)
             raise InputError(
-                f"columns: no column {column_name!r} for {purpose}; the columns are: {available}", path=where, line=line
+                f"--columns: no column {column_name!r} for {purpose}; the columns are: {available}",
+                path=where,
+                line=line,
             )
         if len(exact) > 1:
             raise InputError(f"two columns are named {column_name!r}; rename one", path=where, line=line)
@@ -283,9 +285,9 @@ def _layout(
             try:
                 item = instrument.item_id(key[len("item:") :])
             except ValueError as error:
-                raise InputError(f"columns {key!r}: {error}", path=where) from None
+                raise InputError(f"--columns {key}=...: {error}", path=where) from None
             if value is None or str(value).startswith("="):
-                raise InputError(f"columns {key!r} must name a column", path=where)
+                raise InputError(f"--columns {key}={value or ''}: must name a column", path=where)
             index = find(str(value), f"item {item}")
             claim(index, f"item {item}")
             items[item] = _Source(index, header[index])
@@ -301,7 +303,9 @@ def _layout(
                 claim(index, key)
                 roles[key] = _Source(index, header[index])
         else:
-            raise InputError(f"columns: unknown key {key!r}; use {', '.join(OVERRIDE_KEYS)} or item:<id>", path=where)
+            raise InputError(
+                f"--columns {key}=...: unknown field {key!r}; use {', '.join(OVERRIDE_KEYS)} or item:ID", path=where
+            )
 
     for role, names in ROLE_NAMES.items():
         if role in roles:
@@ -310,7 +314,7 @@ def _layout(
         if len(candidates) > 1:
             listed = ", ".join(repr(header[index]) for index in candidates)
             raise InputError(
-                f"several columns could be the {role} ({listed}); name one with columns={{'{role}': ...}}",
+                f"several columns could be the {role} ({listed}); name one with --columns {role}=COLUMN",
                 path=where,
                 line=line,
             )
@@ -323,30 +327,30 @@ def _layout(
     if not roles["session"].present:
         raise InputError(
             "no session column (looked for session, session_number, sess); name it with "
-            "columns={'session': 'Visit'} or give one number for all rows with {'session': '=1'}",
+            "--columns session=Visit, or give one number for all rows with --columns session==1",
             path=where,
             line=line,
         )
     if not roles["dyad"].present and not roles["client"].present:
         raise InputError(
             "no dyad or client id column (looked for dyad, dyad_id, client, client_id, patient, "
-            "participant_id); name it with columns={'dyad': ...} or {'client': ...}",
+            "participant_id); name it with --columns dyad=COLUMN or --columns client=COLUMN",
             path=where,
             line=line,
         )
     if not roles["respondent"].present and respondent is None and instrument.respondent == "either":
         raise InputError(
             f"{instrument.title} may be answered by client or therapist: add a respondent column "
-            "or pass respondent='client' or 'therapist'",
+            "or give --respondent client or --respondent therapist",
             path=where,
             line=line,
         )
     if roles["respondent"].constant is not None and _respondent(roles["respondent"].constant) is None:
         raise InputError(
-            f"columns: respondent {roles['respondent'].constant!r} is neither client nor therapist", path=where
+            f"--columns respondent=={roles['respondent'].constant}: neither client nor therapist", path=where
         )
     if roles["session"].constant is not None and _session(roles["session"].constant)[0] is None:
-        raise InputError(f"columns: session {roles['session'].constant!r} is not a whole number", path=where)
+        raise InputError(f"--columns session=={roles['session'].constant}: not a whole number", path=where)
 
     wanted = [item for item in instrument.items if item not in items]
     if wanted:
@@ -393,7 +397,7 @@ def _match_items(
                 found[item] = by_squashed[key][0]
                 break
         else:
-            raise refuse(f"no column for {instrument.title} item {item}; map it with columns={{'item:{item}': ...}}")
+            raise refuse(f"no column for {instrument.title} item {item}; map it with --columns item:{item}=COLUMN")
     numbered = [item for item in wanted if item.isdigit()]
     if not numbered:
         return found
@@ -415,7 +419,7 @@ def _match_items(
     if chosen_prefix is not None:
         chosen = families.get(squash(chosen_prefix))
         if chosen is None:
-            raise refuse(f"columns: no numbered item columns start with {chosen_prefix!r}")
+            raise refuse(f"--columns items={chosen_prefix}: no numbered item columns start with {chosen_prefix!r}")
     else:
         own = [stem for stem in families if _stem_forms(stem) & own_stems]
         generic = [stem for stem in families if stem in GENERIC_PREFIXES]
@@ -425,7 +429,7 @@ def _match_items(
             shown = ", ".join(repr(families[stem].written or "(bare numbers)") for stem in candidates)
             raise refuse(
                 f"more than one set of columns could hold the {instrument.title} items ({shown}); "
-                "choose one with columns={'items': <prefix>}"
+                "choose one with --columns items=PREFIX"
             )
         wide = [families[stem] for stem in generic if needed <= families[stem].numbers()]
         if not candidates and wide:
@@ -433,14 +437,14 @@ def _match_items(
             raise refuse(
                 f"the columns {first!r} to {last!r} hold more than the {len(all_numbers)} {instrument.title} "
                 f"items, so they may hold another questionnaire too; if these are the items, say so with "
-                f"columns={{'items': {wide[0].written!r}}}"
+                f"--columns items={wide[0].written}"
             )
         fallback = own or generic
         if not candidates and not fallback:
             example = f"{instrument.column_prefixes[0] if instrument.column_prefixes else instrument.id}1"
             raise refuse(
                 f"no column for {instrument.title} items {_ranges(sorted(needed))}; name them like "
-                f"{example!r} or 'item1', or map them with columns={{'item:1': ...}}"
+                f"{example!r} or 'item1', or map them with --columns item:1=COLUMN"
             )
         chosen = families[(candidates or fallback)[0]]
     absent = sorted(needed - chosen.numbers())
@@ -449,13 +453,13 @@ def _match_items(
         more = " ..." if len(chosen.columns) > 5 else ""
         raise refuse(
             f"no column for {instrument.title} items {_ranges(absent)} (found {shown}{more}); "
-            f"map them with columns={{'item:{absent[0]}': ...}}"
+            f"map them with --columns item:{absent[0]}=COLUMN"
         )
     if chosen.clashes:
         first, second = chosen.clashes[0]
         raise refuse(
             f"columns {first!r} and {second!r} both look like the same item; rename one, or map the "
-            "items with columns={'item:<id>': ...}"
+            "items with --columns item:ID=COLUMN"
         )
     for item in numbered:
         found[item] = chosen.columns[int(item)]
@@ -559,7 +563,7 @@ def _who(source: _Source, cells: list[object], instrument: Instrument, wanted: s
         return None
     if wanted is not None and who != wanted:
         return None
-    if instrument.respondent not in ("either", who):
+    if not instrument.answered_by(who):
         problem(source, f"this row was answered by the {who}, but {instrument.title} is a {instrument.respondent} form")
         return None
     return who

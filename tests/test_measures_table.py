@@ -130,7 +130,13 @@ def test_column_overrides_and_constants(tmp_path):
     error = refusal(path, columns={"session": "Week", "dyad": "Pair", "item:1": "A1"})
     assert "columns: no column 'Week' for session; the columns are: Pair, Visit, A1, WAI2" in str(error)
     error = refusal(path, columns={"session": "Visit", "dyad": "Pair", "item:1": "A1", "pair": "Pair"})
-    assert "unknown key 'pair'" in str(error)
+    assert "--columns pair=...: unknown field 'pair'" in str(error)
+    # What to type is said as the command line takes it, not as a Python dict.
+    no_session = tmp_path / "no_session.csv"
+    no_session.write_text("Pair,WAI1,WAI2,WAI3,WAI4,WAI5,WAI6,WAI7,WAI8,WAI9,WAI10,WAI11,WAI12\n1" + ",3" * 12 + "\n")
+    error = refusal(no_session)
+    assert "--columns session=Visit, or give one number for all rows with --columns session==1" in str(error)
+    assert "{" not in str(error)
 
 
 def test_out_of_range_value_names_row_and_column(tmp_path):
@@ -247,8 +253,8 @@ def test_blank_rows_are_skipped_and_blank_answers_are_missing(tmp_path):
 
 def test_templates_and_unreadable_files_are_refused(tmp_path):
     path = write_csv(tmp_path / "wai.csv", wai_header(), WAI_ROWS)
-    template = load_instrument("wai-s-t", allow_template=True)
-    with pytest.raises(InputError, match="is a template and cannot score yet: complete reverse, subscales"):
+    template = load_instrument("rri-c-sf", allow_template=True)
+    with pytest.raises(InputError, match="is a template and cannot score yet: complete scale, scoring, reverse"):
         read_measures(path, template)
     old_excel = tmp_path / "x.xls"
     old_excel.write_bytes(b"\xd0\xcf\x11\xe0")
