@@ -4,6 +4,10 @@ Columns: transcript (the transcript key), turn (the turn number as stored at
 import), coder, code, and optionally group (the parent code or theme), start and
 end (character offsets inside the turn; the whole turn when absent), memo, and
 value (the number given on the code's rating scale, for a code that carries one).
+
+Other column names are mapped like the transcript import's (--columns turn=utterance_id); a field
+may also be one value for every row (--columns coder==auto). A wide table has one column per
+coding dimension (--wide MISC,Topic): each named column becomes a code group, its cells the codes.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ from concord.storage.limits import check_zip, csv_error, csv_reader, read_file_b
 REQUIRED = ("transcript", "turn", "coder", "code")
 OPTIONAL = ("group", "start", "end", "memo", "value")
 _ALIASES = {
-    "transcript": ("transcript", "transcript_key", "document", "file"),
-    "turn": ("turn", "turn_number", "utterance"),
-    "coder": ("coder", "user", "annotator", "rater"),
+    "transcript": ("transcript", "transcript_key", "transcript_id", "document", "file"),
+    "turn": ("turn", "turn_number", "turn_id", "utterance", "utterance_id", "utterance_number"),
+    "coder": ("coder", "coder_id", "user", "annotator", "annotator_id", "rater"),
     "code": ("code", "label", "category"),
     "group": ("group", "theme", "parent", "parent_code"),
     "start": ("start", "start_offset", "from"),
@@ -103,18 +107,55 @@ def _records(path: Path) -> list[tuple[int, list[str]]]:
     return rows
 
 
-def _column_map(header: list[str], path: str) -> dict[str, int]:
-    keys = [" ".join(h.split()).casefold().replace(" ", "_") for h in header]
-    found = {}
+def _key(name: str) -> str:
+    return " ".join(name.split()).casefold().replace(" ", "_")
+
+
+def _column_map(
+    header: list[str], path: str, columns: dict[str, str] | None = None, wide: tuple[str, ...] = ()
+) -> tuple[dict[str, int], dict[str, str], dict[str, int]]:
+    """(field -> column index, field -> value for every row, wide column name -> index)."""
+    keys = [_key(h) for h in header]
+    found: dict[str, int] = {}
+    constants: dict[str, str] = {}
+    for field, column in (columns or {}).items():
+        if field not in _ALIASES:
+            raise InputError(f"--columns {field}=...: unknown field {field!r} (use {', '.join(_ALIASES)})", path)
+        if column.startswith("="):
+            if field not in ("transcript", "coder", "group"):
+                raise InputError(
+                    f"--columns {field}={column}: one value for every row is for transcript, coder and group only",
+                    path,
+                )
+            constants[field] = column[1:].strip()
+            continue
+        if _key(column) not in keys:
+            raise InputError(
+                f"--columns {field}={column}: no column {column!r} in the header (it has: {', '.join(header)})", path, 1
+            )
+        found[field] = keys.index(_key(column))
+    wide_columns: dict[str, int] = {}
+    for name in wide:
+        if _key(name) not in keys:
+            raise InputError(f"--wide {name}: no column {name!r} in the header (it has: {', '.join(header)})", path, 1)
+        wide_columns[header[keys.index(_key(name))]] = keys.index(_key(name))
+    taken = set(found.values()) | set(wide_columns.values())
     for field, names in _ALIASES.items():
+        if field in found or field in constants or (wide and field in ("code", "group", "value")):
+            continue
         for name in names:
-            if name in keys:
+            if name in keys and keys.index(name) not in taken:
                 found[field] = keys.index(name)
+                taken.add(found[field])
                 break
-    missing = [f for f in REQUIRED if f not in found]
+    required = [f for f in REQUIRED if not (wide and f == "code")]
+    missing = [f for f in required if f not in found and f not in constants]
     if missing:
-        raise InputError(f"missing column(s) {', '.join(missing)}; found {', '.join(header)}", path, 1)
-    return found
+        hint = " ".join(f"--columns {f}=COLUMN" for f in missing)
+        raise InputError(
+            f"missing column(s) {', '.join(missing)}; found {', '.join(header)}; name them with {hint}", path, 1
+        )
+    return found, constants, wide_columns
 
 
 def _int(value: str, column: str, path: str, line: int, *, minimum: int) -> int:
@@ -139,7 +180,10 @@ def _number(value: str, column: str, path: str, line: int) -> float:
     return number
 
 
-def read_codings(path: str | Path) -> list[CodingRow]:
+def read_codings(
+    path: str | Path, *, columns: dict[str, str] | None = None, wide: tuple[str, ...] = ()
+) -> list[CodingRow]:
+    """One CodingRow per coding; a wide table gives one per filled cell of its dimension columns."""
     path = Path(path)
     shown = str(path)
     if not path.exists():
@@ -148,16 +192,21 @@ def read_codings(path: str | Path) -> list[CodingRow]:
     if not records:
         raise InputError("empty file", shown)
     _header_line, header = records[0]
-    columns = _column_map(header, shown)
+    mapped, constants, wide_columns = _column_map(header, shown, columns, tuple(wide))
     rows, problems = [], []
     for line, cells in records[1:]:
 
         def cell(field: str, cells: list[str] = cells) -> str:
-            index = columns.get(field)
+            if field in constants:
+                return constants[field]
+            index = mapped.get(field)
             return cells[index] if index is not None and index < len(cells) else ""
 
         try:
             refuse_extra_cells(cells, header, shown, line)
+            if wide_columns:
+                rows.extend(_wide_rows(cells, line, wide_columns, cell, shown))
+                continue
             for field in REQUIRED:
                 if not cell(field):
                     raise InputError(f"column {field} is empty", shown, line)
@@ -190,3 +239,35 @@ def read_codings(path: str | Path) -> list[CodingRow]:
         shown_problems = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise InputError("; ".join(p.replace(f"{shown}:", "line ", 1) for p in shown_problems), shown)
     return rows
+
+
+def _wide_rows(cells: list[str], line: int, wide_columns: dict[str, int], cell, shown: str) -> list[CodingRow]:
+    """One coding per filled dimension cell: the column's name is the code's group, the cell its name."""
+    for field in ("transcript", "turn", "coder"):
+        if not cell(field):
+            raise InputError(f"column {field} is empty", shown, line)
+    for field in ("coder",):
+        if len(cell(field)) > NAME_LIMITS[field] or _CONTROL.search(cell(field)):
+            raise InputError(f"column {field}: {cell(field)[:40]!r} is not a usable name", shown, line)
+    made = []
+    for column, index in wide_columns.items():
+        code = cells[index] if index < len(cells) else ""
+        if not code:
+            continue
+        if len(code) > NAME_LIMITS["code"] or _CONTROL.search(code):
+            raise InputError(f"column {column!r}: {code[:40]!r} is not a usable code name", shown, line)
+        made.append(
+            CodingRow(
+                line=line,
+                transcript=cell("transcript"),
+                turn=_int(cell("turn"), "turn", shown, line, minimum=0),
+                coder=cell("coder"),
+                code=code,
+                # A group path is split at '>': a column named with one stays a single group name.
+                group=column.replace(PATH_SEPARATOR, "-"),
+                start=None,
+                end=None,
+                memo=None,
+            )
+        )
+    return made

@@ -855,13 +855,21 @@ class _CodePlaces:
 
 
 def import_codings(
-    workspace: Workspace, path: str, *, codebook: str | None = None, create_codes: bool = False, dry_run: bool = False
+    workspace: Workspace,
+    path: str,
+    *,
+    codebook: str | None = None,
+    create_codes: bool = False,
+    dry_run: bool = False,
+    columns: dict | None = None,
+    wide: Sequence[str] = (),
 ) -> CodingsReport:
-    """Codings from a spreadsheet: transcript, turn, coder, code, and optional group, start, end, memo."""
+    """Codings from a spreadsheet: transcript, turn, coder, code, and optional group, start, end, memo;
+    or, `wide`, one column per coding dimension (each a code group)."""
     from concord.importers.codings_table import read_codings
 
     require_setup_rights(workspace)
-    rows = read_codings(path)
+    rows = read_codings(path, columns=columns, wide=tuple(wide))
     settings = workspace.settings()
     codebook_key = codebook or "imported"
     with workspace.store.session() as session:
@@ -878,8 +886,9 @@ def import_codings(
         book = session.scalar(select(Codebook).where(Codebook.key == codebook_key))
         places = _CodePlaces(session, book.id if book is not None else None)
         unknown: dict[tuple[str, ...], object] = {}
+        # By the row's place in the list: a wide table gives several codings from one line.
         found: dict[int, Code] = {}
-        for row in rows:
+        for index, row in enumerate(rows):
             if row.transcript not in transcripts:
                 problems.append(f"line {row.line}: no transcript {row.transcript!r} in the study")
             elif (row.transcript, row.turn) not in turn_rows:
@@ -891,7 +900,7 @@ def import_codings(
                     f"({'; '.join(places.path_text(c) for c in hits)}): give its group"
                 )
             elif hits:
-                found[row.line] = hits[0]
+                found[index] = hits[0]
             else:
                 unknown.setdefault(_folded(row.path), row)
         if unknown and not create_codes:
@@ -916,23 +925,31 @@ def import_codings(
                 places.preferred_book = book.id
             for _key, row in sorted(unknown.items()):
                 created_codes.extend(places.create(row.path, book.id))
-        for row in rows:
-            if row.line not in found:
-                found[row.line] = places.find(row.path)[0]
+        for index, row in enumerate(rows):
+            if index not in found:
+                found[index] = places.find(row.path)[0]
         coders_before = set(session.scalars(select(Coder.name)))
         created_coders = []
         count = 0
-        for row in rows:
+        for index, row in enumerate(rows):
             coder = ensure_coder(session, row.coder, workspace.actor_label)
             if row.coder not in coders_before and row.coder not in created_coders:
                 created_coders.append(row.coder)
-            code = found[row.line]
+            code = found[index]
             turn = turn_rows[(row.transcript, row.turn)]
+            if turn.char_end <= turn.char_start:
+                raise InputError(
+                    f"turn {row.turn} of transcript {row.transcript!r} has no text (an empty utterance);"
+                    " nothing in it can be coded",
+                    path,
+                    row.line,
+                )
             start = turn.char_start + (row.start or 0)
             end = turn.char_start + row.end if row.end is not None else turn.char_end
             if not (turn.char_start <= start < end <= turn.char_end):
                 raise InputError(
-                    f"start/end {row.start}-{row.end} fall outside turn {row.turn}"
+                    f"start/end {row.start if row.start is not None else 0}-"
+                    f"{row.end if row.end is not None else turn.char_end - turn.char_start} fall outside turn {row.turn}"
                     f" ({turn.char_end - turn.char_start} characters)",
                     path,
                     row.line,

@@ -303,9 +303,20 @@ def measures(study, file, instrument, respondent, columns, sheet, create_session
     is_flag=True,
     help="Create unknown codes at their place (group > name) instead of refusing.",
 )
+@click.option(
+    "--columns",
+    metavar="FIELD=COL,...",
+    help="Columns under other names: transcript=transcript_id,turn=utterance_id,coder=annotator_id;"
+    " '=VALUE' gives transcript, coder or group one value for every row (coder==auto).",
+)
+@click.option(
+    "--wide",
+    metavar="COL,...",
+    help="One column per coding dimension: each named column becomes a code group, its cells the codes.",
+)
 @click.option("--dry-run", is_flag=True, help="Check everything; write nothing.")
 @as_option
-def codings(study, file, codebook, create_codes, dry_run, actor):
+def codings(study, file, codebook, create_codes, columns, wide, dry_run, actor):
     """Import earlier codings from a spreadsheet (.csv or .xlsx).
 
     Columns: transcript, turn, coder, code, and optional group, start, end
@@ -315,11 +326,24 @@ def codings(study, file, codebook, create_codes, dry_run, actor):
     A code is its place: group > name ("Client talk > other"; the code column may hold the
     whole path, as the exports write it). A name used in two groups stays two codes, and a
     name found in two places without a group is refused.
+
+    \b
+    Examples:
+      concord import codings s.concord labels.csv --columns transcript=transcript_id,turn=utterance_id
+      concord import codings s.concord misc.csv --wide MISC,Topic --columns coder==auto --create-codes
     """
     from concord.services.importing import import_codings
 
     with opened(study, actor) as workspace:
-        report = import_codings(workspace, file, codebook=codebook, create_codes=create_codes, dry_run=dry_run)
+        report = import_codings(
+            workspace,
+            file,
+            codebook=codebook,
+            create_codes=create_codes,
+            dry_run=dry_run,
+            columns=_mapping(columns, "--columns"),
+            wide=_names(wide),
+        )
     verb = "Would import" if dry_run else "Imported"
     click.echo(
         f"{verb} {report.codings} coding(s)."
