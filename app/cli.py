@@ -63,6 +63,11 @@ COMMANDS: dict[str, LazyCommand] = {
     "consensus": LazyCommand(
         f"{_COMMANDS}.consensus", "consensus", "Reconcile the coders' codings into the consensus layer (supervisors)."
     ),
+    "cooccurrence": LazyCommand(
+        f"{_COMMANDS}.analyses",
+        "cooccurrence",
+        "Which codes occur together: counts, the c-coefficient and Jaccard for every pair of codes.",
+    ),
     "demo": LazyCommand(
         f"{_COMMANDS}.demo", "demo", "Build a demo study and open it in the coding workbench as the coder alex."
     ),
@@ -70,7 +75,11 @@ COMMANDS: dict[str, LazyCommand] = {
         f"{_COMMANDS}.export",
         "export",
         "Tables and reports for the paper: frequencies, representativeness, excerpts.",
-        subcommands=((f"{_COMMANDS}.qdpx", "qdpx_export"),),
+        subcommands=(
+            (f"{_COMMANDS}.qdpx", "qdpx_export"),
+            (f"{_COMMANDS}.analyses", "scores_link"),
+            (f"{_COMMANDS}.analyses", "memos"),
+        ),
     ),
     "handout": LazyCommand(
         f"{_COMMANDS}.workfiles",
@@ -90,6 +99,11 @@ COMMANDS: dict[str, LazyCommand] = {
         f"{_COMMANDS}.pseudonyms",
         "pseudonyms",
         "The name register: review the suspects imports left, pseudonymise stored transcripts again.",
+    ),
+    "query": LazyCommand(
+        f"{_COMMANDS}.analyses",
+        "query",
+        "Find the turns where codes meet a condition, in one layer's covered transcripts.",
     ),
     "restore": LazyCommand(
         f"{_COMMANDS}.restore",

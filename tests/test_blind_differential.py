@@ -144,6 +144,8 @@ def _reads(code_probes: list[str]) -> dict[tuple[str, ...], Read]:
             )
         ),
         ("backup",): Read(((S, f"{O}/copy.concord", *AS),)),
+        ("attribute", "list"): Read(((S, *AS), (S, "S01", *AS, "--format", "json"), (S, "--format", "csv"))),
+        ("scores",): Read(((S, *AS), (S, *AS, "--instrument", "WAI-SR", "--format", "json"), (S, "--format", "csv"))),
         ("handout",): Read(
             (
                 (S, "--coder", CODER, "--out", f"{O}/work.concord", *AS),
@@ -256,6 +258,121 @@ def _reads(code_probes: list[str]) -> dict[tuple[str, ...], Read]:
         ("pseudonyms", "list"): Read(
             ((S, *AS), (S, *AS, "--format", "json"), (S, *AS, "--register", f"{O}/names.csv"))
         ),
+        ("cooccurrence",): Read(
+            tuple(
+                (S, "--layer", layer, *AS, "--format", fmt)
+                for layer in (CODER, "consensus", OTHER)
+                for fmt in ("table", "json")
+            )
+            + (
+                (S, "--layer", CODER, "--covered", "coded", "--within", "overlap", "--format", "csv", *AS),
+                (S, "--layer", CODER, "--covered", "coded", "--within", "2", "--directed", "--statistic", "c", *AS),
+                (S, "--layer", CODER, "--include-uncoded", "--by", "group", *AS),
+                (S, "--layer", CODER, "--covered", "coded", "--by", "modality", "--format", "json", *AS),
+                (
+                    S,
+                    "--layer",
+                    CODER,
+                    "--covered",
+                    "coded",
+                    "--level",
+                    "theme",
+                    "--codes",
+                    "stagnation",
+                    "--all-codes",
+                    "--codebook",
+                    "cbt-alliance-themes",
+                    "--labels",
+                    "publication",
+                    "--statistic",
+                    "jaccard",
+                    *AS,
+                ),
+                (S, "--layer", CODER, "--covered", "coded", "--out", f"{O}/co.xlsx", "--plot", f"{O}/co.png", *AS),
+                (S, "--layer", CODER, "--covered", "coded", "--out", f"{O}/co.json", "--format", "csv", *AS),
+            )
+        ),
+        ("query",): Read(
+            tuple(
+                (S, "exploring AND NOT stagnation", "--layer", layer, "--covered", "coded", *AS, "--format", fmt)
+                for layer in (CODER, "consensus", OTHER)
+                for fmt in ("table", "json", "csv")
+            )
+            + (
+                (S, "no such code OR stagnation", "--layer", CODER, *AS),
+                (S, "stagnation AND (exploring", "--layer", CODER, *AS),
+                (S, "stagnation FOLLOWED BY exploring WITHIN 3", "--layer", CODER, "--include-uncoded", *AS),
+                (
+                    S,
+                    "stagnation",
+                    "--layer",
+                    CODER,
+                    "--covered",
+                    "coded",
+                    "--within",
+                    "overlap",
+                    "--speaker",
+                    "client",
+                    *AS,
+                ),
+                (S, "stagnation OR exploring", "--layer", CODER, "--covered", "coded", "--within", "2", *AS),
+                (S, "stagnation", "--layer", CODER, "--covered", "coded", "--where", "group=high", *AS),
+                (S, "stagnation", "--layer", CODER, "--covered", "coded", "--where", "modality!=online", *AS),
+                (
+                    S,
+                    "stagnation OR exploring",
+                    "--layer",
+                    CODER,
+                    "--covered",
+                    "coded",
+                    "--report",
+                    f"{O}/query.docx",
+                    "--context",
+                    "1",
+                    "--group-attribute",
+                    "modality",
+                    "--group-label",
+                    "{value} setting",
+                    "--codebook",
+                    "cbt-alliance-themes",
+                    "--labels",
+                    "publication",
+                    *AS,
+                ),
+                (S, "stagnation", "--layer", CODER, "--covered", "coded", "--report", f"{O}/query.md", *AS),
+            )
+        ),
+        ("export", "scores-link"): Read(
+            tuple(
+                (S, "--instrument", "WAI-SR", "--layer", layer, "--out", f"{O}/link-{layer}{suffix}", *AS)
+                for layer in (CODER, "consensus")
+                for suffix in (".md", ".xlsx")
+            )
+            + ((S, "--instrument", "nope", "--layer", CODER, "--covered", "coded", "--out", f"{O}/link.docx", *AS),),
+            unvaried=dict.fromkeys(
+                (
+                    "--respondent",
+                    "--subscale",
+                    "--per",
+                    "--level",
+                    "--codes",
+                    "--kind",
+                    "--correction",
+                    "--codebook",
+                    "--include-uncoded",
+                    "--labels",
+                ),
+                REFUSED,
+            ),
+        ),
+        ("export", "memos"): Read(
+            tuple(
+                (S, "--out", f"{O}/memos-{by}{suffix}", "--by", by, *AS)
+                for by in ("code", "transcript", "coder")
+                for suffix in (".md", ".html", ".docx")
+            )
+            + ((S, "--out", f"{O}/memos.md"),)
+        ),
         ("select-sessions",): Read(
             (
                 (S, "--alliance", "WAI-SR", "--outcome", "BDI-II", *AS),
@@ -290,6 +407,9 @@ WRITES = {
     ("pseudonyms", "review"): "decides each suspect word and rewrites transcripts; setup rights",
     ("pseudonyms", "apply"): "pseudonymises the stored transcripts again; setup rights",
     ("code",): "the coding workbench itself: every screen is read by test_workbench_is_blind",
+    ("attribute", "set"): "changes an attribute; setup rights (tests/test_real_data_import.py)",
+    ("attribute", "unset"): "removes an attribute; setup rights (tests/test_real_data_import.py)",
+    ("speakers",): "lists and fixes speaker roles; setup rights, listing too (tests/test_real_data_import.py)",
 }
 
 
