@@ -45,6 +45,7 @@ def coding_info(row: Coding, coder_name: str) -> CodingInfo:
         created_at=row.created_at,
         changed_at=row.changed_at,
         value=row.value,
+        assisted_by=row.assisted_by,
     )
 
 
@@ -141,8 +142,13 @@ def apply_code(
     memo: str | None = None,
     *,
     value: float | None = None,
+    assisted_by: str | None = None,
 ) -> CodingInfo:
-    """Apply a code to a span; a code with a rating scale needs ``value``, a number on it."""
+    """Apply a code to a span; a code with a rating scale needs ``value``, a number on it.
+
+    ``assisted_by``: "suggestion" or "similar" when the coding assistant proposed it (services/assistant.py)."""
+    if assisted_by not in (None, "suggestion", "similar"):
+        raise ConcordError(f"unknown assistance {assisted_by!r}")
     actor = workspace.require_actor()
     # One unit of work, a handful of single-row statements: this runs on every keypress that codes.
     with workspace.store.session() as session:
@@ -162,6 +168,7 @@ def apply_code(
             value=value,
             phase="independent",
             made_blind=settings.blind_now,
+            assisted_by=assisted_by,
             created_at=now,
             changed_at=now,
         )
@@ -179,6 +186,7 @@ def apply_code(
             start=start,
             end=end,
             **({"value": value} if value is not None else {}),
+            **({"assisted_by": assisted_by} if assisted_by else {}),
         )
         return coding_info(row, actor.name)
 

@@ -158,6 +158,8 @@ class CodingInfo:
     changed_at: datetime
     # The value on the code's rating scale, for a code that carries one.
     value: float | None = None
+    # "suggestion" or "similar" when the coding assistant had a hand in it (services/assistant.py).
+    assisted_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,11 @@ def require_unblinding_rights(workspace: Workspace) -> Actor:
     return require_lead(workspace)
 
 
+def require_assistant_rights(workspace: Workspace) -> Actor:
+    """Switching the coding assistant on or off for the study, and saying what it may learn from."""
+    return require_lead(workspace)
+
+
 # ------------------------------------------------------------------------------------ the blind
 
 
@@ -131,6 +136,15 @@ def require_selection_rights(workspace: Workspace, *, apply: bool = False) -> No
         )
     if apply:
         require_lead(workspace)
+
+
+def require_scores_rights(workspace: Workspace) -> None:
+    """The questionnaire scores themselves (concord scores): hidden from coders while the study is blind."""
+    if workspace.blind_for_actor():
+        raise PermissionDenied(
+            "the study is blind: questionnaire scores are for supervisors and admins (--as) until it is"
+            f" unblinded ({_who(workspace)} may not see them)"
+        )
 
 
 def require_codebook_history_rights(workspace: Workspace) -> None:

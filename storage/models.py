@@ -93,6 +93,8 @@ class Study(Base):
     study_uid: Mapped[str | None] = mapped_column(String(36))
     handout_for: Mapped[str | None] = mapped_column(String(120))
     handout_of: Mapped[str | None] = mapped_column(String(36))
+    # The coding assistant (services/assistant.py): {"on", "min_codings", "learn_from"}; None: never switched on.
+    assistant: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -339,9 +341,30 @@ class Coding(Base):
     value: Mapped[float | None] = mapped_column(Float)
     phase: Mapped[str] = mapped_column(String(16), default="independent")
     made_blind: Mapped[bool] = mapped_column(Boolean)
+    # "suggestion" (accepted from the assistant's suggestion) or "similar" (coded from "more like this");
+    # None: the coder's own doing. Agreement can leave assisted codings out (--without-suggested).
+    assisted_by: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SuggestionRejection(Base):
+    """A suggestion the coder turned down: never proposed again for that turn, and learned from."""
+
+    __tablename__ = "suggestion_rejections"
+    __table_args__ = (
+        UniqueConstraint("coder_id", "turn_id", "code_id", name="uq_suggestion_rejections_coder_turn_code"),
+        Index("ix_suggestion_rejections_coder_transcript", "coder_id", "transcript_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    coder_id: Mapped[int] = mapped_column(ForeignKey("coders.id"))
+    transcript_id: Mapped[int] = mapped_column(ForeignKey("transcripts.id"))
+    turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    code_id: Mapped[int] = mapped_column(ForeignKey("codes.id"))
+    confidence: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class ConsensusSource(Base):

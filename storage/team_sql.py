@@ -41,7 +41,7 @@ INDUCTIVE_CODEBOOK_KEY = "inductive"
 SETUP_ENTITIES = ("study", "coder", "codebook", "transcript")
 
 # What each coder writes: their own rows only (row-level security checks coder_id).
-OWN_WORK_TABLES = ("codings", "memos", "transcript_progress", "edit_steps")
+OWN_WORK_TABLES = ("codings", "memos", "transcript_progress", "edit_steps", "suggestion_rejections")
 # Tables behind row-level security, and how a coder may read them while the study is blind.
 #   own:      rows whose coder_id is theirs; everyone's once the blind is lifted
 #   private:  rows whose coder_id is theirs (undo history stays private, also after unblinding)
@@ -53,6 +53,8 @@ PROTECTED_TABLES = {
     "memos": "own",
     "transcript_progress": "own",
     "edit_steps": "private",
+    # Suggestions a coder turned down say what their model proposed: private like the undo history.
+    "suggestion_rejections": "private",
     "codes": "codes",
     "code_changes": "code_changes",
     "codebook_versions": "hidden",
