@@ -31,7 +31,7 @@ independent coders; its coder-pair rows say how close each coder came to the con
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import Any
 
@@ -39,7 +39,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from concord.analysis.agreement_stats import MISSING, RatingsError, compute
+from concord.analysis.agreement_stats import MISSING, RatingsError, StatResult, compute, statistics_by_group
 from concord.analysis.agreement_units import (
     UNCODED_CHOICES,
     UNIT_KINDS,
@@ -108,6 +108,8 @@ class AgreementOptions:
     statistics: tuple[str, ...] = ("all",)
     bootstrap: int = 0
     seed: int = 0
+    # Leave out codings made with the coding assistant (accepted suggestions, "more like this").
+    without_assisted: bool = False
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,23 @@ class AgreementReport:
     rows: tuple[AgreementRow, ...]
     summaries: tuple[VariableSummary, ...]
     warnings: tuple[str, ...] = ()
+    # The coders' independent codings in the report, how many the coding assistant had a hand in, and
+    # whether those were left out (then ``codings`` counts only the rest).
+    codings: int = 0
+    assisted: int = 0
+    without_assisted: bool = False
+
+    @property
+    def assisted_text(self) -> str:
+        if self.without_assisted:
+            return (
+                f"{self.assisted} coding(s) made with the coding assistant were left out;"
+                f" {self.codings} coded by hand remain"
+            )
+        return (
+            f"{self.assisted} of {self.codings} codings were accepted from the coding assistant's suggestions"
+            ' or coded from its "more like this" lists (--without-suggested leaves them out)'
+        )
 
     @property
     def headline(self) -> str:
@@ -230,6 +249,9 @@ class LoadedCorpus:
     # What the codebook declares, by code id: speaker roles (own, not inherited) and rating scale.
     code_applies_to: dict[int, tuple[str, ...] | None] = field(default_factory=dict)
     code_scale: dict[int, ScaleSpec | None] = field(default_factory=dict)
+    # Independent codings of the chosen coders kept, and the assisted ones among them (or left out).
+    codings: int = 0
+    assisted: int = 0
 
     def __post_init__(self) -> None:
         self._code_positions = {code_id: i for i, code_id in enumerate(self.code_ids)}
@@ -271,6 +293,7 @@ def load_corpus(
     transcript_keys: tuple[str, ...] = (),
     coder_names: tuple[str, ...] = (),
     phase: str = "independent",
+    without_assisted: bool = False,
 ) -> LoadedCorpus:
     """Read the transcripts, turns, coders, codes and live codings into a ``Corpus``.
 
@@ -296,6 +319,7 @@ def load_corpus(
             Coding.start_offset,
             Coding.end_offset,
             Coding.value,
+            Coding.assisted_by,
         )
         .where(Coding.deleted_at.is_(None), Coding.phase == "independent", in_scope)
         # In text order: the units builder looks each coding's turn up, and ordered lookups are cache-friendly.
@@ -332,6 +356,11 @@ def load_corpus(
     coder_of = _positions(found[:, 1], r_index)
     transcript_of = _positions(found[:, 2], t_index)
     kept = (coder_of >= 0) & (transcript_of >= 0)
+    assisted_rows = np.array([row[7] is not None for row in independent], dtype=bool)
+    assisted = int((kept & assisted_rows).sum())
+    if without_assisted:
+        kept &= ~assisted_rows
+    kept_codings = int(kept.sum())
     values = found_values[kept]
     table = np.column_stack(
         [
@@ -411,6 +440,8 @@ def load_corpus(
         code_parent,
         {row[0]: stored_applies_to(row[4]) for row in code_rows},
         {row[0]: stored_scale(row[5]) for row in code_rows},
+        codings=kept_codings,
+        assisted=assisted,
     )
 
 
@@ -677,7 +708,10 @@ def _plain(value: float | None) -> float | None:
 
 def _fleiss_problem(table: RatingTable) -> str:
     rated = table.rated_per_unit()
-    sizes = sorted(set(rated[rated >= 2].tolist()))
+    return _fleiss_problem_text(sorted(set(rated[rated >= 2].tolist())))
+
+
+def _fleiss_problem_text(sizes: list[int]) -> str:
     return (
         f"fleiss_kappa needs the same number of coders on every unit; here units have"
         f" {' or '.join(str(s) for s in sizes)} ratings (not every coder rated every transcript):"
@@ -709,34 +743,71 @@ def _scale_values(table: RatingTable, statistic: str) -> tuple[float, ...]:
     return table.category_values
 
 
+def _table_problem(table: RatingTable, statistic: str) -> str | None:
+    """Why a statistic does not fit a table at all (the same for every part of it), or None."""
+    if statistic in ("cohen_kappa",) or statistic.startswith("weighted_kappa"):
+        if len(table.coders) != 2:
+            return (
+                f"{statistic} needs exactly 2 coders; this scope has {len(table.coders)}"
+                f" ({', '.join(table.coders)}): pick two with --coders, or see the coder_pair rows or alpha"
+            )
+    elif statistic == "brennan_prediger" and table.mixed_categories:
+        return "brennan_prediger: the pooled groups offer different categories, so q is undefined; see each group"
+    return None
+
+
+def _row(
+    table: RatingTable,
+    statistic: str,
+    result: StatResult | None,
+    problem: str | None,
+    alone: bool,
+    options: AgreementOptions,
+    scope: str,
+    units_total: int,
+    disagreements: int,
+    where: dict[str, Any],
+) -> AgreementRow:
+    """One report row: the statistic's result, or the reason it was skipped (an error when it was asked alone)."""
+    base = dict(
+        scope=scope,
+        statistic=statistic,
+        unit=options.unit,
+        units_total=units_total,
+        disagreements=disagreements,
+        coder_names=table.coders,
+        reading=table.reading,
+        speakers=table.speakers,
+        **where,
+    )
+    if problem is not None or result is None:
+        if alone:
+            raise ConcordError(problem)
+        return AgreementRow(
+            value=None, units=0, coders=len(table.coders), ci_low=None, ci_high=None, note=f"skipped: {problem}", **base
+        )
+    note = result.note
+    if table.conflicts:
+        conflict = f"{table.conflicts} rating(s) left out: a coder gave one unit two different values"
+        note = f"{note}; {conflict}" if note else conflict
+    return AgreementRow(
+        value=_plain(result.value),
+        units=result.units,
+        coders=result.coders,
+        ci_low=_plain(result.ci_low),
+        ci_high=_plain(result.ci_high),
+        note=note,
+        **base,
+    )
+
+
 def _result_rows(
     table: RatingTable, statistics: tuple[str, ...], alone: bool, options: AgreementOptions, scope: str, **where
 ) -> list[AgreementRow]:
     rows = []
     disagreements = int(table.disagreements().sum())
     for statistic in _reading_statistics(table.reading, table, statistics):
-        base = dict(
-            scope=scope,
-            statistic=statistic,
-            unit=options.unit,
-            units_total=table.n_units,
-            disagreements=disagreements,
-            coder_names=table.coders,
-            reading=table.reading,
-            speakers=table.speakers,
-            **where,
-        )
-        problem = None
-        if statistic in ("cohen_kappa",) or statistic.startswith("weighted_kappa"):
-            if len(table.coders) != 2:
-                problem = (
-                    f"{statistic} needs exactly 2 coders; this scope has {len(table.coders)}"
-                    f" ({', '.join(table.coders)}): pick two with --coders, or see the coder_pair rows or alpha"
-                )
-        elif statistic == "brennan_prediger" and table.mixed_categories:
-            problem = (
-                "brennan_prediger: the pooled groups offer different categories, so q is undefined; see each group"
-            )
+        problem = _table_problem(table, statistic)
         result = None
         if problem is None:
             try:
@@ -757,36 +828,100 @@ def _result_rows(
                     result = compute(statistic, table.ratings, table.n_categories, options.bootstrap, options.seed)
             except RatingsError as exc:
                 problem = _fleiss_problem(table) if statistic == "fleiss_kappa" else f"{statistic}: {exc}"
-        if problem is not None:
-            if alone:
-                raise ConcordError(problem)
+        rows.append(_row(table, statistic, result, problem, alone, options, scope, table.n_units, disagreements, where))
+    return rows
+
+
+def _transcript_parts(table: RatingTable, wanted: np.ndarray):
+    """(transcript index, the table restricted to that transcript's units) for each wanted transcript, as
+    ``select_units`` would give them, from one stable sort instead of a mask over all units per transcript."""
+    order = np.argsort(table.unit_transcript, kind="stable")
+    bounds = np.searchsorted(table.unit_transcript[order], np.arange(int(table.unit_transcript.max()) + 2))
+    position = np.empty_like(order)
+    position[order] = np.arange(order.size)
+    source_transcript = table.unit_transcript[table.source_unit]
+    source_order = np.argsort(source_transcript, kind="stable")
+    source_bounds = np.searchsorted(source_transcript[source_order], np.arange(int(table.unit_transcript.max()) + 2))
+    for index in wanted.tolist():
+        units = order[bounds[index] : bounds[index + 1]]
+        sources = source_order[source_bounds[index] : source_bounds[index + 1]]
+        yield (
+            index,
+            replace(
+                table,
+                ratings=table.ratings[:, units],
+                unit_transcript=table.unit_transcript[units],
+                unit_start=table.unit_start[units],
+                unit_end=table.unit_end[units],
+                unit_turn=table.unit_turn[units],
+                source_unit=position[table.source_unit[sources]] - bounds[index],
+                source_coding=table.source_coding[sources],
+            ),
+        )
+
+
+def _transcript_rows(
+    stacked: RatingTable, statistics: tuple[str, ...], alone: bool, options: AgreementOptions, corpus: Corpus
+) -> list[AgreementRow]:
+    """The per-transcript rows of a stacked table (when it spans several transcripts).
+
+    Every transcript's statistics come from one pass over all units, grouped by transcript with bincount
+    (analysis.agreement_stats.statistics_by_group): linear in the study, where computing each transcript
+    on its own masked all units once per transcript. A bootstrap resamples each transcript on its own."""
+    n = len(corpus.transcripts)
+    units_per = np.bincount(stacked.unit_transcript, minlength=n)
+    with_units = np.flatnonzero(units_per)
+    if len(with_units) <= 1:
+        return []
+    if options.bootstrap:
+        rows: list[AgreementRow] = []
+        for index, part in _transcript_parts(stacked, with_units):
+            rows += _result_rows(part, statistics, alone, options, "transcript", transcript=corpus.transcripts[index])
+        return rows
+    names = _reading_statistics(stacked.reading, stacked, statistics)
+    problems = {name: _table_problem(stacked, name) for name in names}
+    computable = [name for name in names if problems[name] is None]
+    q = None
+    if "brennan_prediger" in computable and stacked.empty_label in stacked.categories:
+        # As design_ratings per transcript: "(none)" counts as a category only where some coder gave it.
+        given = (stacked.ratings == stacked.categories.index(stacked.empty_label)).any(axis=0)
+        has_empty = np.bincount(stacked.unit_transcript[given], minlength=n) > 0
+        q = np.where(has_empty, stacked.n_categories, stacked.n_categories - 1)
+    results = statistics_by_group(computable, stacked.ratings, stacked.n_categories, stacked.unit_transcript, n, q=q)
+    disagreements = np.bincount(stacked.unit_transcript[stacked.disagreements()], minlength=n)
+    sizes = None
+    if "fleiss_kappa" in computable:
+        rated = stacked.rated_per_unit()
+        sizes = np.zeros((n, len(stacked.coders) + 1), dtype=bool)
+        sizes[stacked.unit_transcript[rated >= 2], rated[rated >= 2]] = True
+    rows = []
+    for index in with_units.tolist():
+        where = {"transcript": corpus.transcripts[index]}
+        for name in names:
+            problem, result = problems[name], None
+            if problem is None:
+                found = results[name][index]
+                if isinstance(found, RatingsError):
+                    if name == "fleiss_kappa" and sizes is not None:
+                        problem = _fleiss_problem_text(np.flatnonzero(sizes[index]).tolist())
+                    else:
+                        problem = f"{name}: {found}"
+                else:
+                    result = found
             rows.append(
-                AgreementRow(
-                    value=None,
-                    units=0,
-                    coders=len(table.coders),
-                    ci_low=None,
-                    ci_high=None,
-                    note=f"skipped: {problem}",
-                    **base,
+                _row(
+                    stacked,
+                    name,
+                    result,
+                    problem,
+                    alone,
+                    options,
+                    "transcript",
+                    int(units_per[index]),
+                    int(disagreements[index]),
+                    where,
                 )
             )
-            continue
-        note = result.note
-        if table.conflicts:
-            conflict = f"{table.conflicts} rating(s) left out: a coder gave one unit two different values"
-            note = f"{note}; {conflict}" if note else conflict
-        rows.append(
-            AgreementRow(
-                value=_plain(result.value),
-                units=result.units,
-                coders=result.coders,
-                ci_low=_plain(result.ci_low),
-                ci_high=_plain(result.ci_high),
-                note=note,
-                **base,
-            )
-        )
     return rows
 
 
@@ -827,7 +962,11 @@ def _build(workspace: Workspace, options: AgreementOptions):
     check_options(options)
     with workspace.store.reader() as session:
         loaded = load_corpus(
-            session, transcript_keys=options.transcripts, coder_names=options.coders, phase=options.phase
+            session,
+            transcript_keys=options.transcripts,
+            coder_names=options.coders,
+            phase=options.phase,
+            without_assisted=options.without_assisted,
         )
         if len(loaded.corpus.coders) < 2:
             found = ", ".join(loaded.corpus.coders) or "nobody"
@@ -843,12 +982,18 @@ def _distinct_units(readings: list[tuple[str, list[RatingTable]]], unit: str) ->
     tables = [table for _, tables in readings for table in tables]
     if unit == "span":
         return sum(table.n_units for table in tables)
-    places = {
-        (t, s, e)
-        for table in tables
-        for t, s, e in zip(table.unit_transcript.tolist(), table.unit_start.tolist(), table.unit_end.tolist())
-    }
-    return len(places)
+    # Most tables share one set of units (every code on the same turns): each distinct set is counted once.
+    distinct: dict[bytes, tuple[np.ndarray, ...]] = {}
+    for table in tables:
+        columns = (table.unit_transcript, table.unit_start, table.unit_end)
+        distinct.setdefault(b"".join(np.ascontiguousarray(c).tobytes() + b"|" for c in columns), columns)
+    if not distinct:
+        return 0
+    transcript, start, end = (np.concatenate(parts) for parts in zip(*distinct.values()))
+    order = np.lexsort((end, start, transcript))
+    transcript, start, end = transcript[order], start[order], end[order]
+    changes = (np.diff(transcript) != 0) | (np.diff(start) != 0) | (np.diff(end) != 0)
+    return int(transcript.size and 1 + np.count_nonzero(changes))
 
 
 def compute_agreement(workspace: Workspace, options: AgreementOptions = AgreementOptions()) -> AgreementReport:
@@ -902,6 +1047,9 @@ def compute_agreement(workspace: Workspace, options: AgreementOptions = Agreemen
         rows=tuple(rows),
         summaries=tuple(summaries),
         warnings=warnings,
+        codings=loaded.codings,
+        assisted=loaded.assisted,
+        without_assisted=options.without_assisted,
     )
 
 
@@ -918,11 +1066,7 @@ def _stacked_rows(
     stacked = stack(tables, "all codes" if reading == "code" else "all groups")
     if len(tables) > 1:
         rows += _result_rows(stacked, statistics, alone, options, "pooled")
-    with_units = np.unique(stacked.unit_transcript).tolist()
-    if len(with_units) > 1:
-        for index in with_units:
-            part = stacked.select_units(stacked.unit_transcript == index)
-            rows += _result_rows(part, statistics, alone, options, "transcript", transcript=corpus.transcripts[index])
+    rows += _transcript_rows(stacked, statistics, alone, options, corpus)
     if len(corpus.coders) > 2:
         for first, second in combinations(range(len(corpus.coders)), 2):
             pair = stacked.select_coders([first, second])

@@ -185,6 +185,11 @@ def _table_rows(report: AgreementReport, with_ci: bool) -> tuple[list[dict], lis
     help="Add 95% bootstrap confidence intervals from N resamples of the units.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option(
+    "--without-suggested",
+    is_flag=True,
+    help='Leave out codings made with the coding assistant (accepted suggestions and "more like this").',
+)
 @as_option
 @format_option()
 def agreement(
@@ -201,6 +206,7 @@ def agreement(
     statistics,
     bootstrap,
     seed,
+    without_suggested,
     actor,
     output_format,
 ):
@@ -230,16 +236,24 @@ def agreement(
         statistics=tuple(statistics),
         bootstrap=bootstrap,
         seed=seed,
+        without_assisted=without_suggested,
     )
     with opened(study, actor) as workspace:
         report = compute_agreement(workspace, options)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     if output_format in ("json", "csv"):
-        rows = [{name: getattr(row, name) for name in JSON_FIELDS} for row in report.rows]
-        emit_rows(rows, output_format, JSON_FIELDS)
+        # Every row says how many codings the statistics rest on and how many the assistant had a hand in.
+        counts = {
+            "codings": report.codings,
+            "codings_assisted": report.assisted,
+            "without_suggested": report.without_assisted,
+        }
+        rows = [{**{name: getattr(row, name) for name in JSON_FIELDS}, **counts} for row in report.rows]
+        emit_rows(rows, output_format, (*JSON_FIELDS, *counts))
         return
     click.echo(report.headline + ".")
+    click.echo(report.assisted_text[:1].upper() + report.assisted_text[1:] + ".")
     lines, columns, notes = _table_rows(report, with_ci=bootstrap > 0)
     click.echo("")
     emit_rows(lines, "table", columns)

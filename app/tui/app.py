@@ -27,6 +27,7 @@ from concord.app.tui.screens.memo import MemoScreen
 from concord.app.tui.screens.overview import OverviewScreen
 from concord.app.tui.screens.results import ResultsScreen
 from concord.app.tui.screens.search import SearchScreen
+from concord.app.tui.screens.similar import SimilarScreen
 from concord.app.tui.screens.themes import (
     Confirm,
     DefinitionEditor,
@@ -187,7 +188,9 @@ class ConcordApp(App[None]):
     def key_rows_for(self, screen: Screen) -> list[KeyRow]:
         """Every action available on a screen, with its keys after the user's remapping."""
         nodes = screen.key_nodes() if hasattr(screen, "key_nodes") else [(screen, "This screen"), (self, "Everywhere")]
-        return key_rows(nodes, self.keymap)
+        # A screen may leave keys out that do nothing in this study (the assistant's, while it is off).
+        hidden = screen.hidden_keys() if hasattr(screen, "hidden_keys") else frozenset()
+        return [row for row in key_rows(nodes, self.keymap) if row.binding_id not in hidden]
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.key_rows_for(self.screen), self.keymap_file))
@@ -230,6 +233,7 @@ KEYED_CLASSES = (
     TargetPicker,
     SuggestionsScreen,
     SearchScreen,
+    SimilarScreen,
 )
 
 

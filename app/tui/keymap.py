@@ -240,6 +240,10 @@ HELP_TASKS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Memo, undo", ("transcript.memo", "transcript.undo", "transcript.redo")),
     ("Find", ("transcript.find", "transcript.next-coding", "transcript.prev-coding")),
     ("Views", ("transcript.overlay", "transcript.done", "transcript.close")),
+    (
+        "Assistant",
+        ("transcript.accept-suggestion", "transcript.reject-suggestion", "transcript.more-like-this", "similar.*"),
+    ),
     ("Everywhere", ("app.help", "app.palette", "app.quit")),
 )
 HOTKEY_ID = re.compile(r"transcript\.apply-\d$")

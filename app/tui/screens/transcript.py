@@ -29,13 +29,14 @@ from concord.app.tui.messages import CodeChosen, CodeHighlighted
 from concord.app.tui.screens.code_picker import CodePicker, Picked
 from concord.app.tui.screens.find import FindOutcome, FindScreen
 from concord.app.tui.screens.memo import MemoEdit, MemoScreen, MemoTarget
+from concord.app.tui.screens.similar import SimilarOutcome, SimilarScreen, SimilarSource
 from concord.app.tui.screens.value_prompt import ValuePrompt
 from concord.app.tui.widgets.codebook_panel import CodebookPanel
 from concord.app.tui.widgets.transcript_view import TranscriptView
+from concord.services import assistant, workbench
 from concord.services import codes as code_service
 from concord.services import coding as coding_service
 from concord.services import transcripts as transcript_service
-from concord.services import workbench
 from concord.services.dto import CodeInfo, CodingInfo, MemoInfo, TranscriptDetail, TranscriptSummary
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError
@@ -61,8 +62,18 @@ NEEDS_TRANSCRIPT = frozenset(
         "jump_coding",
         "cycle_overlay",
         "toggle_done",
+        "accept_suggestion",
+        "reject_suggestion",
+        "more_like_this",
     }
 )
+# The coding assistant's keys: hidden, and inactive, while a supervisor has not switched it on.
+ASSISTANT_ACTIONS = frozenset({"accept_suggestion", "reject_suggestion", "more_like_this"})
+ASSISTANT_KEYS = frozenset(
+    {"transcript.accept-suggestion", "transcript.reject-suggestion", "transcript.more-like-this"}
+)
+# Suggestions are asked for again this long after the coder's last change (training runs in a worker).
+SUGGEST_DELAY = 0.4
 # The hint line under the status line: binding id -> a short name.
 # The hint line under the status line: binding id -> a short name, most wanted first (at 80
 # columns the last ones give way).
@@ -91,6 +102,8 @@ class LoadedTranscript:
     remembered_book: str | None = None
     # {code id: speaker roles} for codes whose codebook says whose turns they are for.
     speakers: dict[int, tuple[str, ...]] | None = None
+    # Whether a supervisor has switched the coding assistant on for the study.
+    assistant_on: bool = False
 
 
 def load_transcript(workspace: Workspace, transcript_id: int) -> LoadedTranscript:
@@ -105,6 +118,7 @@ def load_transcript(workspace: Workspace, transcript_id: int) -> LoadedTranscrip
         cursor=transcript_service.last_position(workspace, transcript_id),
         remembered_book=workbench.workbench_state(workspace).hotkey_book(transcript_id),
         speakers=workbench.declared_speakers(codes),
+        assistant_on=assistant.assistant_settings(workspace).on,
     )
 
 
@@ -159,6 +173,9 @@ class TranscriptScreen(Screen[None]):
     """Code one transcript. Motion keys belong to the transcript view; the rest are here."""
 
     app: ConcordApp
+    # Nothing takes the focus until the transcript is loaded and the view takes it: otherwise the
+    # codebook tree would hold it for a moment, and what the panel does then would depend on timing.
+    AUTO_FOCUS = None
     BINDINGS = [
         *_hotkey_bindings(),
         Binding("c", "pick_code", "Apply a code (picker)", id="transcript.pick-code"),
@@ -176,6 +193,9 @@ class TranscriptScreen(Screen[None]):
         Binding("d", "toggle_done", "Mark done / not done", id="transcript.done"),
         Binding("q", "close", "Back to the overview", id="transcript.close"),
         Binding("ctrl+b", "cycle_hotkey_book", "Hotkeys: next codebook", id="transcript.hotkey-codebook"),
+        Binding("a", "accept_suggestion", "Accept the suggested code (assistant)", id="transcript.accept-suggestion"),
+        Binding("r", "reject_suggestion", "Reject the suggested code (assistant)", id="transcript.reject-suggestion"),
+        Binding("s", "more_like_this", "More like this (assistant)", id="transcript.more-like-this"),
     ]
 
     def __init__(self, summary: TranscriptSummary, *, open_mode: bool, at: tuple[int, int] | None = None) -> None:
@@ -204,6 +224,11 @@ class TranscriptScreen(Screen[None]):
         self.speakers: dict[int, tuple[str, ...]] = {}
         # The undo step a first u warned about (it would take a memo away); a second u takes it.
         self._undo_armed: int | None = None
+        self.assistant_on = False
+        # The assistant's suggestions by turn number, most confident first.
+        self.suggestions: dict[int, list[assistant.TurnSuggestion]] = {}
+        self._suggester: Worker | None = None
+        self._suggest_timer = None
 
     # -- building -------------------------------------------------------------------------
 
@@ -258,6 +283,12 @@ class TranscriptScreen(Screen[None]):
             elif event.state == WorkerState.ERROR:
                 self.view.loading = False
                 self._fail(event.worker.error, "Could not open the transcript")
+        elif event.worker is self._suggester:
+            if event.state == WorkerState.SUCCESS:
+                self._show_suggestions(event.worker.result)
+            elif event.state == WorkerState.ERROR:
+                self._show_suggestions(None)
+                self._say(f"No suggestions: {event.worker.error}", "yellow")
         elif event.state == WorkerState.ERROR and event.worker.group == "progress":
             self._fail(event.worker.error, "Could not save your place")
 
@@ -271,6 +302,7 @@ class TranscriptScreen(Screen[None]):
         self.query_one("#title-bar", Static).update(self._title())
         self.own = list(loaded.own)
         self.memos = loaded.memos
+        self.assistant_on = loaded.assistant_on
         view = self.view
         view.book_letters = self._letters()
         view.load(loaded.detail, self.codes, self._shown(self.own), overlay=(), cursor=loaded.cursor)
@@ -292,6 +324,8 @@ class TranscriptScreen(Screen[None]):
         else:
             self.message = Text("This transcript has no turns to code", style="bold red")
         self._cursor_changed()
+        if self.assistant_on and loaded.detail.turns:
+            self._ask_for_suggestions()
 
     # -- parts ----------------------------------------------------------------------------
 
@@ -319,9 +353,15 @@ class TranscriptScreen(Screen[None]):
         """The overlay does not exist in blind mode; the rest waits for the transcript to load."""
         if action == "cycle_overlay" and not self.open_mode:
             return False
+        if action in ASSISTANT_ACTIONS and not self.assistant_on:
+            return False
         if action in NEEDS_TRANSCRIPT and not self.loaded:
             return None
         return True
+
+    def hidden_keys(self) -> frozenset[str]:
+        """Binding ids the help and the key line leave out: the assistant's, while it is off."""
+        return frozenset() if self.assistant_on else ASSISTANT_KEYS
 
     def palette_commands(self) -> Iterator[PaletteCommand]:
         if not self.loaded:
@@ -348,6 +388,8 @@ class TranscriptScreen(Screen[None]):
         self.view.set_codings(self._shown(self.own), overlay=self._shown(self.overlay))
         self.panel.set_counts(self._own_counts())
         self._cursor_changed()
+        if self.assistant_on:
+            self._schedule_suggestions()
 
     def _cursor_changed(self) -> None:
         if self.loaded:
@@ -417,6 +459,12 @@ class TranscriptScreen(Screen[None]):
                 long.append((f" · {counted(words, 'word')} selected", ""))
             if self.overlay_layers:
                 long.append((f" · showing {' + '.join(self.overlay_layers)}", "italic"))
+            suggested = self.suggestions.get(turn.number)
+            if suggested:
+                best = suggested[0]
+                long.append(
+                    (f" · suggests “{self._code_name(best.code_id)}” {round(best.confidence * 100)}% (a/r)", "dim")
+                )
             if self.done:
                 long.append((" · done ✓", "bold"))
             short = [(f"t{turn.number} {role}", "bold")]
@@ -451,7 +499,7 @@ class TranscriptScreen(Screen[None]):
     def on_code_highlighted(self, event: CodeHighlighted) -> None:
         event.stop()
         self.focus_code_id = event.code_id
-        if event.code_id is not None and self.panel.tree.has_focus:
+        if event.code_id is not None and self.loaded and self.focused is self.panel.tree:
             # The panel may show the name shortened in the middle: the status line has it whole.
             code = self.codes.get(event.code_id)
             key = f"{code.hotkey}: " if code and code.hotkey and code.codebook == self.hotkey_book else ""
@@ -905,3 +953,143 @@ class TranscriptScreen(Screen[None]):
     def action_close(self) -> None:
         self.flush_progress()
         self.dismiss()
+
+    # -- the coding assistant -----------------------------------------------------------------
+
+    def _ask_for_suggestions(self) -> None:
+        """Train (when what the coder did changed) and suggest, in a thread worker: the screen never waits."""
+        self._suggest_timer = None
+        self._suggester = self.run_worker(
+            partial(assistant.suggest, self.workspace, self.transcript_id),
+            thread=True,
+            exclusive=True,
+            group="suggest",
+            exit_on_error=False,
+            name="suggest",
+        )
+
+    def _schedule_suggestions(self) -> None:
+        if self._suggest_timer is not None:
+            self._suggest_timer.stop()
+        self._suggest_timer = self.set_timer(SUGGEST_DELAY, self._ask_for_suggestions)
+
+    def _show_suggestions(self, found: assistant.Suggestions | None) -> None:
+        coded = (
+            {
+                turn.number
+                for turn in self.detail.turns
+                for c in self.own
+                if c.start < turn.char_end and turn.char_start < c.end
+            }
+            if self.detail
+            else set()
+        )
+        by_turn: dict[int, list[assistant.TurnSuggestion]] = {}
+        for suggestion in found.suggestions if found else ():
+            if suggestion.code_id in self.codes and suggestion.turn not in coded:
+                by_turn.setdefault(suggestion.turn, []).append(suggestion)
+        for listed in by_turn.values():
+            listed.sort(key=lambda s: -s.confidence)
+        self.suggestions = by_turn
+        self._draw_suggestions()
+
+    def _draw_suggestions(self) -> None:
+        self.view.set_suggestions(
+            {turn: (listed[0].code_id, listed[0].confidence) for turn, listed in self.suggestions.items() if listed}
+        )
+        self._update_status()
+
+    def _suggestion_here(self) -> assistant.TurnSuggestion | None:
+        listed = self.suggestions.get(self.view.current_turn().number)
+        if not listed:
+            self._say("No suggestion on this turn", "bold red")
+            return None
+        return listed[0]
+
+    def action_accept_suggestion(self) -> None:
+        suggestion = self._suggestion_here()
+        if suggestion is None:
+            return
+        try:
+            coding = assistant.accept(self.workspace, suggestion)
+        except ConcordError as exc:
+            self._fail(exc)
+            return
+        self.suggestions.pop(suggestion.turn, None)
+        self.own.append(coding)
+        self._draw_suggestions()
+        self._refresh_codings()
+        self._say(f"Accepted “{self._code_name(suggestion.code_id)}” on turn {suggestion.turn} ✓ · u undoes")
+
+    def action_reject_suggestion(self) -> None:
+        suggestion = self._suggestion_here()
+        if suggestion is None:
+            return
+        try:
+            assistant.reject(self.workspace, suggestion)
+        except ConcordError as exc:
+            self._fail(exc)
+            return
+        listed = self.suggestions.get(suggestion.turn, [])
+        self.suggestions[suggestion.turn] = [s for s in listed if s.code_id != suggestion.code_id]
+        self._draw_suggestions()
+        self._schedule_suggestions()
+        self._say(
+            f"Rejected “{self._code_name(suggestion.code_id)}” on turn {suggestion.turn}: not suggested there again"
+        )
+
+    def _similar_source(self) -> SimilarSource:
+        """The innermost own coding at the cursor, else the selection, else the turn."""
+        text = self.detail.text
+        here = self.own_codings_at_cursor()
+        if here:
+            coding = here[0]
+            name = self._code_name(coding.code_id)
+            return SimilarSource(
+                text[coding.start : coding.end],
+                f"“{name}” ({self._where(coding)})",
+                self.transcript_id,
+                coding.start,
+                coding.end,
+                coding.code_id,
+                name,
+            )
+        selection = self.view.selection()
+        if selection and selection[1] > selection[0]:
+            where = workbench.describe_span(text, self.detail.turns, *selection)
+            return SimilarSource(text[selection[0] : selection[1]], where, self.transcript_id, *selection)
+        turn = self.view.current_turn()
+        return SimilarSource(
+            text[turn.char_start : turn.char_end],
+            f"turn {turn.number}",
+            self.transcript_id,
+            turn.char_start,
+            turn.char_end,
+        )
+
+    def action_more_like_this(self) -> None:
+        source = self._similar_source()
+        if not source.text.strip():
+            self._say("Nothing to compare here: this turn is empty", "bold red")
+            return
+        self.app.push_screen(SimilarScreen(source), self._similar_done)
+
+    def _similar_done(self, outcome: SimilarOutcome | None) -> None:
+        if outcome is None:
+            return
+        if self.transcript_id in outcome.coded:
+            self.own = coding_service.list_codings(self.workspace, self.transcript_id)
+            self._refresh_codings()
+        passage = outcome.passage
+        if passage is None:
+            return
+        if passage.transcript_id == self.transcript_id:
+            self.view.jump_to(passage.start, select_to=passage.end)
+            self._say(f"Turn {passage.turn} ({passage.score:.2f} alike)")
+            return
+        summary = next(
+            (s for s in transcript_service.list_transcripts(self.workspace) if s.id == passage.transcript_id), None
+        )
+        if summary is not None:
+            self.flush_progress()
+            self.app.open_transcript(summary, at=(passage.start, passage.end))

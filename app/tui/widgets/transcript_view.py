@@ -192,6 +192,8 @@ class TranscriptView(ScrollView, can_focus=True):
         # The margin marks a coding with its codebook's letter: a hotkey digit means another code in
         # every codebook, so a digit in the margin could not say which code it was.
         self.book_letters: dict[str, str] = {}
+        # The coding assistant's best suggestion per turn index: (code id, confidence), drawn dimmed.
+        self._suggested: dict[int, tuple[int, float]] = {}
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -211,6 +213,7 @@ class TranscriptView(ScrollView, can_focus=True):
             LayoutSource(detail.text, detail.turns, lambda turn: role_name(turn.speaker_role)) if detail.turns else None
         )
         self._layout = None
+        self._suggested = {}
         self._set_spans(codings, overlay)
         self._anchor = None
         self.visual = False
@@ -231,6 +234,14 @@ class TranscriptView(ScrollView, can_focus=True):
     def set_codings(self, codings: Sequence[CodingInfo], overlay: Sequence[CodingInfo] | None = None) -> None:
         """Replace the codings (and the overlay, unless None); redraws the lines on screen."""
         self._set_spans(codings, self._overlay_codings if overlay is None else overlay)
+        self.refresh()
+
+    def set_suggestions(self, suggestions: Mapping[int, tuple[int, float]]) -> None:
+        """The assistant's suggestion for each turn (by turn number): shown dimmed in the margin of an
+        uncoded turn, with its codebook letter and the confidence in percent on the turn's first line."""
+        by_number = {turn.number: index for index, turn in enumerate(self._source.turns)} if self._source else {}
+        self._suggested = {by_number[n]: value for n, value in suggestions.items() if n in by_number}
+        self._version += 1
         self.refresh()
 
     def jump_to(self, offset: int, select_to: int | None = None) -> None:
@@ -430,7 +441,11 @@ class TranscriptView(ScrollView, can_focus=True):
         own = self._own.overlapping(info.turn_index, info.start, info.end) if self._own else []
         overlay = self._overlay.overlapping(info.turn_index, info.start, info.end) if self._overlay else []
 
-        segments = self._gutter_segments(own, overlay, base)
+        suggested = self._suggested.get(info.turn_index) if not own else None
+        if suggested is not None:
+            segments = self._suggestion_segments(suggested, info.line_in_turn == 0, base)
+        else:
+            segments = self._gutter_segments(own, overlay, base)
         if info.line_in_turn == 0:
             segments += self._header_segments(info.turn_index, turn, base)
         else:
@@ -503,6 +518,13 @@ class TranscriptView(ScrollView, can_focus=True):
             used += 2
         segments.append(Segment(" " * (GUTTER_WIDTH - used), base))
         return segments
+
+    def _suggestion_segments(self, suggested: tuple[int, float], first_line: bool, base: Style) -> list[Segment]:
+        code_id, confidence = suggested
+        look = self._look(code_id)
+        mark = f"{look.marker}{min(99, round(confidence * 100)):02d}" if first_line else look.marker
+        style = base + Style(color=look.outline.color, dim=True, italic=True)
+        return [Segment(mark, style), Segment(" " * (GUTTER_WIDTH - len(mark)), base)]
 
     def _header_segments(self, turn_index: int, turn: TurnInfo, base: Style) -> list[Segment]:
         assert self._source is not None
