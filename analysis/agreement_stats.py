@@ -673,6 +673,147 @@ def bootstrap_ci(
     return low, high
 
 
+# ------------------------------------------------------------------------------------- by group of units
+
+
+def _group_sums(features: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Column sums of the feature rows per group: one bincount per feature, linear in the units."""
+    sums = np.empty((n_groups, features.shape[1]))
+    for column in range(features.shape[1]):
+        sums[:, column] = np.bincount(groups, weights=features[:, column], minlength=n_groups)
+    return sums
+
+
+def _coders_by_group(matrix: np.ndarray, used: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the coders with a rating on a used unit of it (``_coders_in`` for every group at once)."""
+    coders = np.zeros(n_groups, dtype=np.int64)
+    for row in matrix:
+        coders += np.bincount(groups[used & (row != MISSING)], minlength=n_groups) > 0
+    return coders
+
+
+def statistics_by_group(
+    statistic_names: Sequence[str],
+    ratings: object,
+    n_categories: int | None,
+    groups: object,
+    n_groups: int,
+    *,
+    q: object = None,
+) -> dict[str, list[StatResult | RatingsError]]:
+    """The nominal statistics of every group of units at once, as ``compute`` gives them for
+    ``ratings[:, groups == g]`` without a bootstrap (a ``RatingsError`` where ``compute`` would raise one).
+
+    ``groups[u]`` is the group (0..n_groups-1) of unit column u. Each statistic is column sums of per-unit
+    features and a finish that works on many sums at once, so the features are laid out once for all units,
+    summed per group with bincount and finished together: linear in the units, however many groups.
+    ``q`` (one per group, default ``n_categories``) is Brennan-Prediger's number of categories available.
+    """
+    matrix, k = _checked(ratings, n_categories)
+    group_of = np.asarray(groups, dtype=np.int64)
+    if group_of.shape != (matrix.shape[1],):
+        raise RatingsError(f"groups must give one group per unit column: {matrix.shape[1]} units")
+    if group_of.size and (group_of.min() < 0 or group_of.max() >= n_groups):
+        raise RatingsError(f"groups must lie in 0..{n_groups - 1}")
+    unknown = [name for name in statistic_names if name not in STATISTICS]
+    if unknown:
+        raise RatingsError(f"unknown statistic {unknown[0]!r}; choose one of {', '.join(STATISTICS)}")
+    counts = _value_counts(matrix, k)
+    per_unit = counts.sum(axis=1)
+    used = per_unit >= 2
+    used_groups = group_of[used]
+    pairable = np.bincount(used_groups, minlength=n_groups)
+    pairable_coders = _coders_by_group(matrix, used, group_of, n_groups)
+    found: dict[str, list[StatResult | RatingsError]] = {}
+
+    def results(name, values, units, coders, notes, undefined_note, errors=None) -> list:
+        out: list[StatResult | RatingsError] = []
+        for g in range(n_groups):
+            if errors is not None and errors[g] is not None:
+                out.append(errors[g])
+                continue
+            value = float(values[g])
+            note = notes[g]
+            if math.isnan(value):
+                note = undefined_note if units[g] == 0 else NOTE_ONE_CATEGORY
+            out.append(StatResult(name, value, int(units[g]), int(coders[g]), None, None, note))
+        return out
+
+    kept = counts[used].astype(np.float64)
+    kept_per_unit = per_unit[used].astype(np.float64)
+    if {"percent", "brennan_prediger"} & set(statistic_names):
+        agreeing_pairs = (kept * (kept - 1)).sum(axis=1)
+        shares = np.column_stack([np.ones_like(kept_per_unit), agreeing_pairs / (kept_per_unit * (kept_per_unit - 1))])
+        percent = _percent_finish(_group_sums(shares, used_groups, n_groups))
+        if "percent" in statistic_names:
+            found["percent"] = results(
+                "percent", percent, pairable, pairable_coders, [PERCENT_DEFINITION] * n_groups, NOTE_NO_PAIRABLE_UNIT
+            )
+        if "brennan_prediger" in statistic_names:
+            available = np.full(n_groups, k, dtype=np.int64) if q is None else np.asarray(q, dtype=np.int64)
+            errors = [
+                None
+                if size >= 2
+                else RatingsError(f"brennan_prediger needs at least 2 categories available, got {size}")
+                for size in available.tolist()
+            ]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                chance = 1.0 / available
+                value = (percent - chance) / (1.0 - chance)
+            notes = [f"q = {size} categories available" for size in available.tolist()]
+            found["brennan_prediger"] = results(
+                "brennan_prediger", value, pairable, pairable_coders, notes, NOTE_NO_PAIRABLE_UNIT, errors
+            )
+    if "cohen_kappa" in statistic_names:
+        if matrix.shape[0] != 2:
+            error = RatingsError(f"cohen_kappa needs exactly 2 coders (rows), got {matrix.shape[0]}")
+            found["cohen_kappa"] = [error] * n_groups
+        else:
+            plan = _cohen_plan(matrix, k)
+            both = (matrix[0] != MISSING) & (matrix[1] != MISSING)
+            shared = np.bincount(group_of[both], minlength=n_groups)
+            values = plan.finish(_group_sums(plan.features, group_of[both], n_groups))
+            found["cohen_kappa"] = results(
+                "cohen_kappa", values, shared, np.where(shared > 0, 2, 0), [None] * n_groups, NOTE_NO_SHARED_UNIT
+            )
+    if "fleiss_kappa" in statistic_names:
+        # Fleiss' formula wants the same number of ratings on every counted unit of a group.
+        sizes = per_unit[used]
+        seen = np.zeros((n_groups, matrix.shape[0] + 1), dtype=bool)
+        seen[used_groups, sizes] = True
+        raters = np.where(seen.any(axis=1), seen.argmax(axis=1), 2).astype(np.float64)
+        errors = [
+            RatingsError(
+                "fleiss_kappa needs the same number of ratings on every unit (units rated fewer than twice are"
+                f" left out); found {', '.join(str(s) for s in np.flatnonzero(row))} ratings."
+                " Use krippendorff_alpha for data with missing ratings"
+            )
+            if row.sum() > 1
+            else None
+            for row in seen
+        ]
+        sums = _group_sums(
+            np.column_stack([np.ones(kept.shape[0]), (kept * kept).sum(axis=1), kept]), used_groups, n_groups
+        )
+        units, squares, totals = sums[:, 0], sums[:, 1], sums[:, 2:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            observed = (squares / units - raters) / (raters * (raters - 1.0))
+            shares = totals / (units[:, None] * raters[:, None])
+            chance = (shares * shares).sum(axis=-1)
+            kappa = (observed - chance) / (1.0 - chance)
+        values = np.where(_only_one_category(totals) | (units == 0), np.nan, kappa)
+        found["fleiss_kappa"] = results(
+            "fleiss_kappa", values, pairable, pairable_coders, [None] * n_groups, NOTE_NO_PAIRABLE_UNIT, errors
+        )
+    if "krippendorff_alpha" in statistic_names:
+        agreeing = (kept * (kept - 1)).sum(axis=1) / (kept_per_unit - 1)
+        values = _alpha_finish(_group_sums(np.column_stack([agreeing, kept]), used_groups, n_groups))
+        found["krippendorff_alpha"] = results(
+            "krippendorff_alpha", values, pairable, pairable_coders, [None] * n_groups, NOTE_NO_PAIRABLE_UNIT
+        )
+    return found
+
+
 # ------------------------------------------------------------------------------------------ compute
 
 

@@ -1,0 +1,195 @@
+"""Guards against paths going quadratic again in the size of a study (issue 20).
+
+Each test runs a path on a small study and on the same study grown, and counts the SQL statements it
+sends (a ``before_cursor_execute`` listener on the engine): a fixed number, whatever the number of
+transcripts or rows. bench/bench_growth.py measures the same paths at 10 to 2,000 transcripts.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from sqlalchemy import event, insert, select
+
+from concord.analysis.agreement_units import stack
+from concord.services import agreement as agreement_service
+from concord.services.agreement import AgreementOptions, compute_agreement
+from concord.services.study import add_coder, init_study
+from concord.services.workspace import Workspace
+from concord.storage.models import Code, Codebook, Coder, Coding, Transcript, Turn
+
+TURNS = 12
+
+
+@contextmanager
+def counted(workspace):
+    """Count the SQL statements sent through the study's engine inside the block."""
+    statements: list[str] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    engine = workspace.store.engine
+    event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+
+
+def new_study(target: str, coders=("ann", "bob", "cal")) -> Workspace:
+    workspace = init_study(target, title="Scaling", blind=True)
+    add_coder(workspace, "sue", "supervisor")
+    workspace = Workspace(workspace.store, "sue")
+    for name in coders:
+        add_coder(workspace, name)
+    with workspace.store.session() as session:
+        book = Codebook(key="scaling", title="Scaling", version="1", origin="test")
+        session.add(book)
+        session.flush()
+        for top, children in (("Rating", ("high", "mid", "low")), ("Talk", ("plan", "past"))):
+            parent = Code(codebook_id=book.id, guid=str(uuid.uuid4()), name=top)
+            session.add(parent)
+            session.flush()
+            for position, name in enumerate(children):
+                session.add(
+                    Code(codebook_id=book.id, parent_id=parent.id, guid=str(uuid.uuid4()), name=name, position=position)
+                )
+    return workspace
+
+
+def grow(workspace: Workspace, count: int, *, seed: int, skip: dict[str, set[int]] | None = None) -> None:
+    """Add ``count`` transcripts of 12 turns with random turn codings by every coder (a coder named in
+    ``skip`` leaves those transcript numbers uncoded)."""
+    rng = random.Random(seed)
+    with workspace.store.session() as session:
+        coders = dict(session.execute(select(Coder.name, Coder.id).where(Coder.role == "coder")).all())
+        leaves = list(session.scalars(select(Code.id).where(Code.parent_id.is_not(None)).order_by(Code.id)))
+        first = session.query(Transcript).count()
+        for number in range(first, first + count):
+            parts, spans, offset = [], [], 0
+            for turn in range(TURNS):
+                label = "T" if turn % 2 == 0 else "P"
+                utterance = f"turn {turn} of transcript {number} " + "word " * rng.randint(1, 6)
+                parts.append(f"{label}: {utterance}")
+                spans.append((offset + 3, offset + 3 + len(utterance)))
+                offset += len(parts[-1]) + 1
+            transcript = Transcript(key=f"S{number:04d}", kind="session", language="en", text="\n".join(parts))
+            session.add(transcript)
+            session.flush()
+            session.execute(
+                insert(Turn),
+                [
+                    {
+                        "transcript_id": transcript.id,
+                        "number": turn + 1,
+                        "speaker_role": "therapist" if turn % 2 == 0 else "client",
+                        "speaker_label": "T" if turn % 2 == 0 else "P",
+                        "char_start": start,
+                        "char_end": end,
+                        "nonverbal": [],
+                    }
+                    for turn, (start, end) in enumerate(spans)
+                ],
+            )
+            truth = [(rng.randrange(TURNS), rng.choice(leaves)) for _ in range(6)]
+            rows = []
+            for name, coder_id in coders.items():
+                if number in (skip or {}).get(name, ()):
+                    continue
+                for turn, code in truth:
+                    if rng.random() < 0.3:
+                        turn, code = rng.randrange(TURNS), rng.choice(leaves)
+                    start, end = spans[turn]
+                    rows.append(
+                        {
+                            "coder_id": coder_id,
+                            "transcript_id": transcript.id,
+                            "code_id": code,
+                            "start_offset": start,
+                            "end_offset": end,
+                            "phase": "independent",
+                            "made_blind": True,
+                        }
+                    )
+            if rows:
+                session.execute(insert(Coding), rows)
+
+
+# ------------------------------------------------------------------------------------------ agreement
+
+
+def reference_transcript_rows(workspace: Workspace, options: AgreementOptions) -> list:
+    """The per-transcript rows the way they were computed before issue 20: each transcript's units masked
+    out of the stacked table (``select_units``) and its statistics computed on their own."""
+    loaded, readings, _ = agreement_service._build(workspace, options)
+    statistics, alone = agreement_service._statistics(options.statistics)
+    rows = []
+    for reading, tables in readings:
+        if reading == "scale" or not tables:
+            continue
+        stacked = stack(tables, "all codes" if reading == "code" else "all groups")
+        with_units = np.unique(stacked.unit_transcript).tolist()
+        if len(with_units) < 2:
+            continue
+        for index in with_units:
+            part = stacked.select_units(stacked.unit_transcript == index)
+            rows += agreement_service._result_rows(
+                part, statistics, alone, options, "transcript", transcript=loaded.corpus.transcripts[index]
+            )
+    return rows
+
+
+def same_rows(found, expected) -> None:
+    assert len(found) == len(expected) > 0
+    for got, want in zip(found, expected):
+        assert (got.transcript, got.statistic, got.reading) == (want.transcript, want.statistic, want.reading)
+        assert (got.units, got.coders, got.units_total, got.disagreements, got.note) == (
+            want.units,
+            want.coders,
+            want.units_total,
+            want.disagreements,
+            want.note,
+        ), (got, want)
+        if want.value is None:
+            assert got.value is None
+        else:
+            assert got.value == pytest.approx(want.value, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        AgreementOptions(),
+        AgreementOptions(groups=("Rating", "Talk")),
+        AgreementOptions(coders=("ann", "bob"), uncoded="exclude"),
+        AgreementOptions(unit="transcript"),
+    ],
+    ids=["codes", "groups", "two-coders", "transcript-units"],
+)
+def test_per_transcript_rows_equal_one_transcript_at_a_time(tmp_path, options):
+    workspace = new_study(str(tmp_path / "study.concord"))
+    # cal skips some transcripts: their units carry two ratings where the others carry three (Fleiss'
+    # kappa is then skipped for the pooled rows, not per transcript), and the group's "(none)" varies.
+    grow(workspace, 9, seed=3, skip={"cal": {1, 4}})
+    report = compute_agreement(workspace, options)
+    found = [row for row in report.rows if row.scope == "transcript"]
+    same_rows(found, reference_transcript_rows(workspace, options))
+    workspace.close()
+
+
+def test_agreement_sends_the_same_statements_for_any_number_of_transcripts(study_target):
+    workspace = new_study(study_target)
+    grow(workspace, 3, seed=1)
+    with counted(workspace) as small:
+        compute_agreement(workspace)
+    grow(workspace, 12, seed=2)
+    with counted(workspace) as large:
+        report = compute_agreement(workspace)
+    assert len(report.transcripts) == 15
+    assert len(large) == len(small), (len(small), len(large))
+    workspace.close()
