@@ -378,6 +378,7 @@ def _reads(code_probes: list[str]) -> dict[tuple[str, ...], Read]:
                 (S, "--alliance", "WAI-SR", "--outcome", "BDI-II", *AS),
                 (S, "--alliance", "WAI-SR,WAI-S-DEMO", "--outcome", "BDI-II", "--detrend", "--alpha", "0.2", *AS),
                 (S, "--alliance", "WAI-SR", "--outcome", "BDI-II", "--format", "json", "--apply", "probe", *AS),
+                (S, "--alliance", "WAI-SR,WAI-S-DEMO", "--outcome", "BDI-II", "--alliance-scale", "z", *AS),
             )
         ),
     }
@@ -838,9 +839,13 @@ async def workbench_screens(target: str) -> list[tuple[str, str]]:
             table.move_cursor(row=row)
             await pilot.press("enter")
             await _settle(pilot)
+            # Whether the codebook panel's first highlight reaches the status line before or after the
+            # transcript has loaded varies from run to run. Each press of o (overlays: others, consensus,
+            # both, none) says something of its own, so every shot is taken after one.
+            app.screen.view.focus()
+            await _settle(pilot)
             name = f"transcript row {row}"
-            await shot(name)
-            for turn in range(3):
+            for turn in range(4):
                 await pilot.press("o")
                 await shot(f"{name} overlay {turn + 1}")
             # The picker, find and help look the same from every transcript: opened from the first only.
