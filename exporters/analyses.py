@@ -273,10 +273,10 @@ def heatmap_png(tables, dpi: int = 150) -> bytes:
 # -- query hits as an excerpt report -------------------------------------------------------------------
 
 
-def query_report(result, *, context: int, groups: dict[int, str], group_label: str) -> Report:
-    """The hits of a query as the excerpt report's one section: each hit with ``context`` turns around it,
-    the hit's words in bold."""
-    hits, turn_rows = result.hits, result.turn_rows
+def query_report(result, turn_rows: pd.DataFrame, *, context: int, groups: dict[int, str], group_label: str) -> Report:
+    """The hits of a query as the excerpt report's one section: each hit with ``context`` turns around it
+    (``turn_rows``: the turns of the transcripts with hits, with their text), the hit's words in bold."""
+    hits = result.hits
     units = {int(r["transcript_id"]): r for r in result.data.units.to_dict(orient="records")}
     ordered: dict[int, list[tuple]] = {}
     place: dict[int, tuple[int, int]] = {}

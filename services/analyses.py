@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from concord.analysis import code_query
 from concord.analysis.cooccurrence import Cooccurrence, cooccurrence, parse_within
@@ -274,8 +274,6 @@ class QueryResult:
     hits: pd.DataFrame  # transcript, turn, speaker, left, hit, right, transcript_id, turn_id, start, end
     searched: int  # transcripts searched
     notes: tuple[str, ...]
-    turn_rows: pd.DataFrame = field(repr=False, default=None)  # turns of the hit transcripts, with text
-    texts: dict[int, str] = field(repr=False, default_factory=dict)
 
 
 def _parse_where(conditions: Iterable[str]) -> list[tuple[str, str, str]]:
@@ -395,11 +393,11 @@ def run_query(
             return pd.Series(turn_ids).map(roles).eq(speaker).to_numpy()
 
     hits = code_query.evaluate(tree, ids, codings, turns, within, keep_turn=keep).frame
-    frame, turn_rows, texts = _kwic(workspace, data, hits)
+    frame = _kwic(workspace, data, hits)
     notes = []
     if data.coverage is not None:
         notes.append(data.coverage.statement(int(data.units["covered"].sum()), len(data.units), "transcripts"))
-    return QueryResult(data, code_query.render(tree), within, frame, len(searched), tuple(notes), turn_rows, texts)
+    return QueryResult(data, code_query.render(tree), within, frame, len(searched), tuple(notes))
 
 
 def _speaker_roles(workspace: Workspace, transcript_ids: list[int]) -> dict[int, str]:
@@ -411,58 +409,63 @@ def _speaker_roles(workspace: Workspace, transcript_ids: list[int]) -> dict[int,
         return {tid: role for tid, t, role in session.connection().execute(query) if t in wanted}
 
 
-def _kwic(workspace: Workspace, data: ResultsData, hits: pd.DataFrame):
-    """The hits with their transcript, turn number, speaker and text around them."""
+def _kwic(workspace: Workspace, data: ResultsData, hits: pd.DataFrame) -> pd.DataFrame:
+    """The hits with their transcript, turn number, speaker and the text of their turn around them. Only the
+    hit turns are read, each with its own text (a substring in SQL, never whole transcripts)."""
     columns = ["transcript", "turn", "speaker", "left", "hit", "right", "transcript_id", "turn_id", "start", "end"]
     if hits.empty:
-        return pd.DataFrame(columns=columns), pd.DataFrame(), {}
-    transcript_ids = sorted(set(hits["transcript_id"].astype(int)))
+        return pd.DataFrame(columns=columns)
+    wanted = sorted(set(hits["turn_id"].astype(int)))
+    said = func.substr(Transcript.text, Turn.char_start + 1, Turn.char_end - Turn.char_start)
+    by_turn = {}
     with workspace.store.reader() as session:
-        query = select(
-            Turn.id,
-            Turn.transcript_id,
-            Turn.number,
-            Turn.speaker_role,
-            Turn.speaker_label,
-            Turn.char_start,
-            Turn.char_end,
-        )
-        text_query = select(Transcript.id, Transcript.text)
-        if len(transcript_ids) <= 500:
-            query = query.where(Turn.transcript_id.in_(transcript_ids))
-            text_query = text_query.where(Transcript.id.in_(transcript_ids))
-        wanted = set(transcript_ids)
-        rows = [r for r in session.connection().execute(query) if r[1] in wanted]
-        texts = {tid: text for tid, text in session.connection().execute(text_query) if tid in wanted}
-    turn_rows = pd.DataFrame(
-        rows, columns=["turn_id", "transcript_id", "number", "speaker_role", "speaker_label", "char_start", "char_end"]
-    ).sort_values(["transcript_id", "char_start"])
-    turn_rows["text"] = [
-        texts[t][a:b] for t, a, b in zip(turn_rows["transcript_id"], turn_rows["char_start"], turn_rows["char_end"])
-    ]
-    by_turn = turn_rows.set_index("turn_id")
+        connection = session.connection()
+        for first in range(0, len(wanted), 900):
+            query = (
+                select(Turn.id, Turn.number, Turn.speaker_role, Turn.char_start, said)
+                .join(Transcript, Transcript.id == Turn.transcript_id)
+                .where(Turn.id.in_(wanted[first : first + 900]))
+            )
+            by_turn.update({row[0]: row for row in connection.execute(query).fetchall()})
     keys = dict(zip(data.units["transcript_id"].astype(int), data.units["transcript"]))
     out = []
-    for tid, turn_id, start, end in hits[["transcript_id", "turn_id", "start", "end"]].itertuples(index=False):
-        turn = by_turn.loc[int(turn_id)]
-        text = texts[int(tid)]
-        out.append(
-            {
-                "transcript": keys[int(tid)],
-                "turn": int(turn["number"]),
-                "speaker": turn["speaker_role"],
-                "left": text[int(turn["char_start"]) : int(start)],
-                "hit": text[int(start) : int(end)],
-                "right": text[int(end) : int(turn["char_end"])],
-                "transcript_id": int(tid),
-                "turn_id": int(turn_id),
-                "start": int(start),
-                "end": int(end),
-            }
-        )
+    for tid, turn_id, start, end in zip(
+        hits["transcript_id"].tolist(), hits["turn_id"].tolist(), hits["start"].tolist(), hits["end"].tolist()
+    ):
+        _, number, role, turn_start, text = by_turn[turn_id]
+        a, b = start - turn_start, end - turn_start
+        out.append((keys[tid], number, role, text[:a], text[a:b], text[b:], tid, turn_id, start, end))
     frame = pd.DataFrame(out, columns=columns)
-    order = sorted(range(len(frame)), key=lambda i: (natural_key(frame["transcript"].iat[i]), frame["start"].iat[i]))
-    return frame.iloc[order].reset_index(drop=True), turn_rows, texts
+    order = {key: rank for rank, key in enumerate(sorted(set(frame["transcript"]), key=natural_key))}
+    frame = frame.assign(_rank=frame["transcript"].map(order)).sort_values(["_rank", "start"], kind="stable")
+    return frame.drop(columns="_rank").reset_index(drop=True)
+
+
+def _report_turns(workspace: Workspace, transcript_ids: list[int]) -> pd.DataFrame:
+    """Every turn of the given transcripts with its speaker label and text, for excerpts with context."""
+    names = ["turn_id", "transcript_id", "number", "speaker_role", "speaker_label", "char_start", "char_end", "text"]
+    if not transcript_ids:
+        return pd.DataFrame(columns=names)
+    said = func.substr(Transcript.text, Turn.char_start + 1, Turn.char_end - Turn.char_start)
+    rows = []
+    with workspace.store.reader() as session:
+        for first in range(0, len(transcript_ids), 500):
+            query = (
+                select(
+                    Turn.id,
+                    Turn.transcript_id,
+                    Turn.number,
+                    Turn.speaker_role,
+                    Turn.speaker_label,
+                    Turn.char_start,
+                    Turn.char_end,
+                    said,
+                )
+                .join(Transcript, Transcript.id == Turn.transcript_id)
+                .where(Turn.transcript_id.in_(transcript_ids[first : first + 500]))
+            )
+            rows += session.connection().execute(query).fetchall()
+    return pd.DataFrame(rows, columns=names).sort_values(["transcript_id", "char_start"]).reset_index(drop=True)
 
 
 def export_query_report(
@@ -488,7 +491,8 @@ def export_query_report(
         groups = {
             int(t): _text(v) for t, v in zip(attrs["transcript_id"], attrs[group_attribute]) if v is not None and v == v
         }
-    report = query_report(result, context=context, groups=groups, group_label=group_label)
+    turn_rows = _report_turns(workspace, sorted(set(result.hits["transcript_id"].astype(int))))
+    report = query_report(result, turn_rows, context=context, groups=groups, group_label=group_label)
     paths = write_report(report, out)
     return WrittenExport(tuple(paths), f"{len(result.hits)} hits", result.notes)
 
