@@ -71,6 +71,7 @@ class ImportReport:
     pipelines: dict = field(default_factory=dict)  # language -> the pipeline's name (None: rules only)
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    links: list = field(default_factory=list)  # services.ipr_links.InterviewLinks, once written
 
     @property
     def turns(self) -> int:
@@ -107,6 +108,18 @@ class ImportReport:
             "turns": self.turns,
             "register": self.register_path,
             "new_register_entries": self.new_register_entries,
+            "ipr_links": [
+                {
+                    "interview": link.interview,
+                    "session_transcript": link.session_transcript,
+                    "replayed": link.replayed,
+                    "by_time": link.by_time,
+                    "by_text": link.by_text,
+                    "unlinked": list(link.unlinked),
+                    "report": link.describe(),
+                }
+                for link in self.links
+            ],
         }
 
 
@@ -467,12 +480,13 @@ def _add_attributes(session, target_kind: str, target_id: int, values: dict, bli
 
 
 def _ipr_inherits_blinded(session, session_ids: set[int]) -> None:
-    """An IPR interview about a session carries that session's blinded attributes, blinded.
+    """An IPR interview about a session carries that session's attributes; blinded ones blinded.
 
     A manifest gives the group (or any blinded value) on the session transcript's row. The interview
     replaying that session belongs to the same group, so it gets the value too, hidden like the
     original; an interview row that gave the same name as a visible attribute has it hidden, since
-    it is the same variable. Runs on every import, whichever of the two came first.
+    it is the same variable. Open attributes (modality, therapist) are inherited where the interview
+    has no value of its own. Runs on every import, whichever of the two came first.
     """
     if not session_ids:
         return
@@ -484,16 +498,19 @@ def _ipr_inherits_blinded(session, session_ids: set[int]) -> None:
     if not sources or not interviews:
         return
     blinded: dict[int, dict[str, Attribute]] = {}
+    visible: dict[int, dict[str, Attribute]] = {}
     session_of = {r.id: r.session_id for r in rows}
     for attribute in session.scalars(
         select(Attribute)
-        .where(Attribute.target_kind == "transcript", Attribute.target_id.in_(sources), Attribute.blinded.is_(True))
+        .where(Attribute.target_kind == "transcript", Attribute.target_id.in_(sources))
         .order_by(Attribute.id)
     ):
-        blinded.setdefault(session_of[attribute.target_id], {}).setdefault(attribute.name, attribute)
+        target = blinded if attribute.blinded else visible
+        target.setdefault(session_of[attribute.target_id], {}).setdefault(attribute.name, attribute)
     for interview in interviews:
         inherited = blinded.get(interview.session_id, {})
-        if not inherited:
+        open_ones = {name: a for name, a in visible.get(interview.session_id, {}).items() if name not in inherited}
+        if not inherited and not open_ones:
             continue
         own = {
             a.name: a
@@ -501,6 +518,19 @@ def _ipr_inherits_blinded(session, session_ids: set[int]) -> None:
                 select(Attribute).where(Attribute.target_kind == "transcript", Attribute.target_id == interview.id)
             )
         }
+        for name, source in open_ones.items():
+            if name not in own:
+                own[name] = source
+                session.add(
+                    Attribute(
+                        target_kind="transcript",
+                        target_id=interview.id,
+                        name=name,
+                        value_type=source.value_type,
+                        value=source.value,
+                        blinded=False,
+                    )
+                )
         for name, source in inherited.items():
             if name in own:
                 own[name].blinded = True
@@ -592,6 +622,9 @@ def write_transcripts(
             if session_id is not None:
                 touched_sessions.add(session_id)
         _ipr_inherits_blinded(session, touched_sessions)
+        from concord.services.ipr_links import link_interviews
+
+        report.links = link_interviews(session, touched_sessions)
         progress(total, total, "stored")
     if register is not None:
         from concord.services.pseudonyms import add_review_items

@@ -198,6 +198,23 @@ class Turn(Base):
     transcript: Mapped[Transcript] = relationship(back_populates="turns")
 
 
+class TurnLink(Base):
+    """A replayed turn of an IPR interview and a session turn it replays (found by time or by text)."""
+
+    __tablename__ = "turn_links"
+    __table_args__ = (
+        UniqueConstraint("interview_turn_id", "session_turn_id", name="uq_turn_links_interview_turn_id"),
+        CheckConstraint(_one_of("method", ("time", "text")), name="method"),
+        Index("ix_turn_links_session_turn_id", "session_turn_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    interview_turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    session_turn_id: Mapped[int] = mapped_column(ForeignKey("turns.id", ondelete="CASCADE"))
+    method: Mapped[str] = mapped_column(String(8))
+    score: Mapped[float | None] = mapped_column(Float)
+
+
 class Attribute(Base):
     """A named value on a dyad, session or transcript; ``blinded`` hides it from coders."""
 

@@ -126,7 +126,8 @@ def test_an_ipr_interview_inherits_its_sessions_blinded_attributes_blinded(study
     import_transcripts(sue, [], manifest=str(path), pseudonymize=False)
     interview = {a.name: (a.value, a.blinded) for a in get_transcript(sue, "IPR9").attributes}
     assert interview["group"] == ("low", True) and interview["setting"] == ("online", False)
-    assert "rater" not in interview  # only blinded values are inherited
+    # Open attributes are inherited too (issue 16), visible as on the session transcript.
+    assert interview["rater"] == ("rk", False)
     assert "group" not in {a.name for a in get_transcript(as_person(study, "ann"), "IPR9").attributes}
 
 

@@ -246,6 +246,8 @@ def transcripts(
             click.echo(
                 f"    left empty (--lenient): {where}: {dropped['column']} {dropped['value']!r} ({dropped['reason']})"
             )
+    for link in summary["ipr_links"]:
+        click.echo(f"IPR links: {link['report']}")
     for warning, count in shared_notes.items():
         if count > 1:
             click.echo(f"note ({count} transcripts): {warning}", err=True)

@@ -1,14 +1,14 @@
 """The coding assistant: its per-study setting, codings accepted from it, and the suggestions a coder turned down.
 
 Revision ID: 0007
-Revises: 0004
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
