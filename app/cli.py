@@ -42,6 +42,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "agreement",
         "Inter-coder agreement: percent, Cohen's and Fleiss' kappa, Krippendorff's alpha, Brennan-Prediger.",
     ),
+    "attribute": LazyCommand(
+        f"{_COMMANDS}.attributes", "attribute", "Transcript attributes: list, set, unset (supervisors; every change audited)."
+    ),
     "audit": LazyCommand(f"{_COMMANDS}.study", "audit", "The append-only log of every change: who, when, what."),
     "backup": LazyCommand(
         f"{_COMMANDS}.study", "backup", "Write a consistent copy of STUDY to DEST (a new .concord file)."
@@ -110,11 +113,19 @@ COMMANDS: dict[str, LazyCommand] = {
         "restore",
         "Load BACKUP (a file from concord backup) into TARGET: a new .concord file or an empty PostgreSQL database.",
     ),
+    "scores": LazyCommand(
+        f"{_COMMANDS}.attributes",
+        "scores",
+        "The imported questionnaire forms per session: totals, subscales, missing and prorated items.",
+    ),
     "select-sessions": LazyCommand(
         f"{_COMMANDS}.select",
         "select_sessions",
         "Pick the highest- and lowest-alliance session of every therapy where alliance predicts the next"
         " session's outcome (Ekeblad et al. 2022), and say why each session was chosen or passed over.",
+    ),
+    "speakers": LazyCommand(
+        f"{_COMMANDS}.attributes", "speakers", "List the speakers of TRANSCRIPT with their roles, or fix the roles with --map."
     ),
     "status": LazyCommand(
         f"{_COMMANDS}.study",

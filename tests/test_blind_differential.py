@@ -146,6 +146,8 @@ def _reads(code_probes: list[str]) -> dict[tuple[str, ...], Read]:
         ("backup",): Read(((S, f"{O}/copy.concord", *AS),)),
         ("attribute", "list"): Read(((S, *AS), (S, "S01", *AS, "--format", "json"), (S, "--format", "csv"))),
         ("scores",): Read(((S, *AS), (S, *AS, "--instrument", "WAI-SR", "--format", "json"), (S, "--format", "csv"))),
+        ("attribute", "list"): Read(((S, *AS), (S, "S01", *AS, "--format", "json"), (S, "--format", "csv"))),
+        ("scores",): Read(((S, *AS), (S, *AS, "--instrument", "WAI-SR", "--format", "json"), (S, "--format", "csv"))),
         ("handout",): Read(
             (
                 (S, "--coder", CODER, "--out", f"{O}/work.concord", *AS),
@@ -408,6 +410,9 @@ WRITES = {
     ("pseudonyms", "review"): "decides each suspect word and rewrites transcripts; setup rights",
     ("pseudonyms", "apply"): "pseudonymises the stored transcripts again; setup rights",
     ("code",): "the coding workbench itself: every screen is read by test_workbench_is_blind",
+    ("attribute", "set"): "changes an attribute; setup rights (tests/test_real_data_import.py)",
+    ("attribute", "unset"): "removes an attribute; setup rights (tests/test_real_data_import.py)",
+    ("speakers",): "lists and fixes speaker roles; setup rights, listing too (tests/test_real_data_import.py)",
     ("attribute", "set"): "changes an attribute; setup rights (tests/test_real_data_import.py)",
     ("attribute", "unset"): "removes an attribute; setup rights (tests/test_real_data_import.py)",
     ("speakers",): "lists and fixes speaker roles; setup rights, listing too (tests/test_real_data_import.py)",
