@@ -272,7 +272,7 @@ def train(
         if labels.min() == labels.max():
             code_model.constant = float(labels[0])
         else:
-            estimator = LogisticRegression(C=regularisation, solver="liblinear", max_iter=200)
+            estimator = LogisticRegression(C=regularisation, solver="liblinear", max_iter=200, random_state=0)
             estimator.fit(matrix[rows], labels, sample_weight=weights[rows])
             code_model.estimator = estimator
         model.codes[code_id] = code_model

@@ -140,12 +140,10 @@ def _reads(code_probes: list[str]) -> dict[tuple[str, ...], Read]:
                     "--format",
                     "csv",
                 ),
-                (S, *AS, "--group", "therapeutic direction", "--statistic", "percent"),
+                (S, *AS, "--group", "therapeutic direction", "--statistic", "percent", "--without-suggested"),
             )
         ),
         ("backup",): Read(((S, f"{O}/copy.concord", *AS),)),
-        ("attribute", "list"): Read(((S, *AS), (S, "S01", *AS, "--format", "json"), (S, "--format", "csv"))),
-        ("scores",): Read(((S, *AS), (S, *AS, "--instrument", "WAI-SR", "--format", "json"), (S, "--format", "csv"))),
         ("attribute", "list"): Read(((S, *AS), (S, "S01", *AS, "--format", "json"), (S, "--format", "csv"))),
         ("scores",): Read(((S, *AS), (S, *AS, "--instrument", "WAI-SR", "--format", "json"), (S, "--format", "csv"))),
         ("handout",): Read(
@@ -375,12 +373,43 @@ def _reads(code_probes: list[str]) -> dict[tuple[str, ...], Read]:
             )
             + ((S, "--out", f"{O}/memos.md"),)
         ),
+        # The assistant is switched on in build_full: alex's suggestions are really computed, from alex's codings.
+        ("suggest",): Read(
+            (
+                (S, *AS, "--transcript", "S01", "--format", "json"),
+                (S, *AS, "--transcript", "S03", "--threshold", "0.3", "--per-turn", "1"),
+                (S, *AS, "--transcript", "S02", "--format", "csv"),
+            )
+        ),
+        # Without a switch it prints the setting and the methods paragraph (counts of alex's own codings);
+        # the switches are refused to a coder.
+        ("assistant",): Read(
+            (
+                (S, *AS),
+                (S, *AS, "--format", "json"),
+                (S, *AS, "--on"),
+                (S, *AS, "--off", "--min-codings", "5", "--learn-from", "consensus"),
+            )
+        ),
         ("select-sessions",): Read(
             (
                 (S, "--alliance", "WAI-SR", "--outcome", "BDI-II", *AS),
                 (S, "--alliance", "WAI-SR,WAI-S-DEMO", "--outcome", "BDI-II", "--detrend", "--alpha", "0.2", *AS),
                 (S, "--alliance", "WAI-SR", "--outcome", "BDI-II", "--format", "json", "--apply", "probe", *AS),
                 (S, "--alliance", "WAI-SR,WAI-S-DEMO", "--outcome", "BDI-II", "--alliance-scale", "z", *AS),
+                (
+                    S,
+                    "--alliance",
+                    "WAI-SR,WAI-S-DEMO",
+                    "--outcome",
+                    "BDI-II",
+                    "--alliance-scale",
+                    "z",
+                    "--fallback",
+                    "2",
+                    "--include-wrong-direction",
+                    *AS,
+                ),
             )
         ),
     }
@@ -410,9 +439,6 @@ WRITES = {
     ("pseudonyms", "review"): "decides each suspect word and rewrites transcripts; setup rights",
     ("pseudonyms", "apply"): "pseudonymises the stored transcripts again; setup rights",
     ("code",): "the coding workbench itself: every screen is read by test_workbench_is_blind",
-    ("attribute", "set"): "changes an attribute; setup rights (tests/test_real_data_import.py)",
-    ("attribute", "unset"): "removes an attribute; setup rights (tests/test_real_data_import.py)",
-    ("speakers",): "lists and fixes speaker roles; setup rights, listing too (tests/test_real_data_import.py)",
     ("attribute", "set"): "changes an attribute; setup rights (tests/test_real_data_import.py)",
     ("attribute", "unset"): "removes an attribute; setup rights (tests/test_real_data_import.py)",
     ("speakers",): "lists and fixes speaker roles; setup rights, listing too (tests/test_real_data_import.py)",
@@ -498,6 +524,9 @@ def build_full(target: str) -> None:
         from concord.services.codebooks import merge_codes
 
         merge_codes(sam, merged.id, "stagnation")
+        from concord.services.assistant import set_assistant
+
+        set_assistant(sam, on=True)
         accept_agreed(sam, transcripts=("S02",), present=(LEAD, CODER, OTHER))
         with sam.store.session() as session:
             session.add(
@@ -845,10 +874,11 @@ async def workbench_screens(target: str) -> list[tuple[str, str]]:
             await pilot.press("enter")
             await _settle(pilot)
             # Whether the codebook panel's first highlight reaches the status line before or after the
-            # transcript has loaded varies from run to run. Each press of o (overlays: others, consensus,
-            # both, none) says something of its own, so every shot is taken after one.
+            # transcript has loaded varies from run to run. With nothing selected, i (in vivo code) only
+            # says how to select: the status line then reads the same every time.
             app.screen.view.focus()
             await _settle(pilot)
+            await pilot.press("i")
             name = f"transcript row {row}"
             for turn in range(4):
                 await pilot.press("o")
