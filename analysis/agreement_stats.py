@@ -199,6 +199,8 @@ class _Plan:
     coders: int
     undefined_note: str
     note: str | None = None
+    # Which unit columns of the ratings the feature rows stand for (None: not recorded).
+    used: np.ndarray | None = None
 
     @property
     def units(self) -> int:
@@ -231,7 +233,7 @@ def _pairwise_agreement_rows(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np
 
 def _percent_plan(matrix: np.ndarray, k: int) -> _Plan:
     rows, used = _pairwise_agreement_rows(matrix, k)
-    return _Plan(rows, _percent_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, PERCENT_DEFINITION)
+    return _Plan(rows, _percent_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, PERCENT_DEFINITION, used)
 
 
 def _brennan_prediger_plan(matrix: np.ndarray, k: int) -> _Plan:
@@ -242,7 +244,7 @@ def _brennan_prediger_plan(matrix: np.ndarray, k: int) -> _Plan:
         return (_percent_finish(sums) - chance) / (1.0 - chance)
 
     note = f"q = {k} categories available"
-    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, note)
+    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, note, used)
 
 
 def _cohen_plan(matrix: np.ndarray, k: int) -> _Plan:
@@ -268,7 +270,7 @@ def _cohen_plan(matrix: np.ndarray, k: int) -> _Plan:
         undefined = _only_one_category(sums[..., 2 : 2 + k] + sums[..., 2 + k :])
         return np.where(undefined | (units[..., 0] == 0), np.nan, kappa)
 
-    return _Plan(rows, finish, 2 if n else 0, NOTE_NO_SHARED_UNIT)
+    return _Plan(rows, finish, 2 if n else 0, NOTE_NO_SHARED_UNIT, used=used)
 
 
 def _fleiss_plan(matrix: np.ndarray, k: int) -> _Plan:
@@ -299,7 +301,7 @@ def _fleiss_plan(matrix: np.ndarray, k: int) -> _Plan:
             kappa = (observed - chance) / (1.0 - chance)
         return np.where(_only_one_category(totals) | (units == 0), np.nan, kappa)
 
-    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT)
+    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, used=used)
 
 
 def _alpha_finish(sums: np.ndarray) -> np.ndarray:
@@ -319,7 +321,7 @@ def _alpha_plan(matrix: np.ndarray, k: int) -> _Plan:
     counts, per_unit = counts[used].astype(np.float64), per_unit[used].astype(np.float64)
     agreeing = (counts * (counts - 1)).sum(axis=1) / (per_unit - 1)
     rows = np.column_stack([agreeing, counts])
-    return _Plan(rows, _alpha_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT)
+    return _Plan(rows, _alpha_finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, used=used)
 
 
 def _category_values(values: object, k: int, level: str) -> np.ndarray:
@@ -390,7 +392,7 @@ def _metric_alpha_plan(matrix: np.ndarray, k: int, values: np.ndarray, level: st
             alpha = 1.0 - (n - 1.0) * observed / expected
         return np.where((expected > 0) & (n > 1), alpha, np.nan)
 
-    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, f"{level} metric")
+    return _Plan(rows, finish, _coders_in(matrix, used), NOTE_NO_PAIRABLE_UNIT, f"{level} metric", used)
 
 
 def _weighted_kappa_plan(matrix: np.ndarray, k: int, values: np.ndarray, weights: str) -> _Plan:
@@ -416,7 +418,7 @@ def _weighted_kappa_plan(matrix: np.ndarray, k: int, values: np.ndarray, weights
             kappa = 1.0 - sums[..., 1] * units / expected
         return np.where((units > 0) & (expected > 0), kappa, np.nan)
 
-    return _Plan(rows, finish, 2 if n else 0, NOTE_NO_SHARED_UNIT, f"{weights} weights")
+    return _Plan(rows, finish, 2 if n else 0, NOTE_NO_SHARED_UNIT, f"{weights} weights", used)
 
 
 # ------------------------------------------------------------------------------------ public statistics
@@ -673,23 +675,56 @@ def bootstrap_ci(
     return low, high
 
 
-# ------------------------------------------------------------------------------------- by group of units
+# ------------------------------------------------------------------------------- patterns and groups
+
+# Below this many units a matrix is used as it is: compressing it would save nothing worth the bookkeeping.
+_COMPRESS_FROM = 1024
 
 
-def _group_sums(features: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Column sums of the feature rows per group: one bincount per feature, linear in the units."""
+def rating_patterns(matrix: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct unit columns of a ratings matrix (coders x patterns) and each unit's pattern index.
+
+    Every statistic here depends on a unit only through its column of ratings, and a study's units repeat a
+    few columns (two coders and a present/absent code give at most 9), so the statistics can be computed
+    on the patterns with their counts as weights. Each column is read as a number in base k + 1 and counted
+    with one bincount (a sort when there are too many possible numbers)."""
+    coders, n_units = matrix.shape
+    base = k + 1
+    if base**coders > 2**62:
+        patterns, index = np.unique(matrix, axis=1, return_inverse=True)
+        return patterns, index.reshape(-1)
+    ids = np.zeros(n_units, dtype=np.int64)
+    scale = 1
+    for row in matrix:
+        ids += (row + 1) * scale
+        scale *= base
+    if scale <= max(4 * n_units, 1 << 16):
+        present = np.flatnonzero(np.bincount(ids, minlength=scale))
+        lookup = np.zeros(scale, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        index = lookup[ids]
+    else:
+        present, index = np.unique(ids, return_inverse=True)
+    patterns = np.empty((coders, present.size), dtype=np.int64)
+    scale = 1
+    for row in range(coders):
+        patterns[row] = (present // scale) % base - 1
+        scale *= base
+    return patterns, index
+
+
+def _weighted_value(plan: _Plan, weights: np.ndarray) -> tuple[float, int]:
+    """A plan laid out on rating patterns: its value and units, each pattern counted ``weights`` times."""
+    used = weights if plan.used is None else weights[plan.used]
+    return float(plan.finish(used.astype(np.float64) @ plan.features)), int(used.sum())
+
+
+def _group_sums(features: np.ndarray, groups: np.ndarray, n_groups: int, weights: np.ndarray) -> np.ndarray:
+    """Weighted column sums of the feature rows per group: one bincount per feature."""
     sums = np.empty((n_groups, features.shape[1]))
     for column in range(features.shape[1]):
-        sums[:, column] = np.bincount(groups, weights=features[:, column], minlength=n_groups)
+        sums[:, column] = np.bincount(groups, weights=features[:, column] * weights, minlength=n_groups)
     return sums
-
-
-def _coders_by_group(matrix: np.ndarray, used: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
-    """Per group, the coders with a rating on a used unit of it (``_coders_in`` for every group at once)."""
-    coders = np.zeros(n_groups, dtype=np.int64)
-    for row in matrix:
-        coders += np.bincount(groups[used & (row != MISSING)], minlength=n_groups) > 0
-    return coders
 
 
 def statistics_by_group(
@@ -705,9 +740,11 @@ def statistics_by_group(
     ``ratings[:, groups == g]`` without a bootstrap (a ``RatingsError`` where ``compute`` would raise one).
 
     ``groups[u]`` is the group (0..n_groups-1) of unit column u. Each statistic is column sums of per-unit
-    features and a finish that works on many sums at once, so the features are laid out once for all units,
-    summed per group with bincount and finished together: linear in the units, however many groups.
-    ``q`` (one per group, default ``n_categories``) is Brennan-Prediger's number of categories available.
+    features and a finish that works on many sums at once. The units are first counted per group and rating
+    pattern (``rating_patterns``, one bincount), the features laid out once per (group, pattern) that occurs,
+    summed per group weighted by those counts and finished together: linear in the units, whatever the number
+    of groups. ``q`` (one per group, default ``n_categories``) is Brennan-Prediger's number of categories
+    available.
     """
     matrix, k = _checked(ratings, n_categories)
     group_of = np.asarray(groups, dtype=np.int64)
@@ -718,12 +755,27 @@ def statistics_by_group(
     unknown = [name for name in statistic_names if name not in STATISTICS]
     if unknown:
         raise RatingsError(f"unknown statistic {unknown[0]!r}; choose one of {', '.join(STATISTICS)}")
+    # Each (group, pattern) that occurs becomes one weighted unit.
+    patterns, pattern_of = rating_patterns(matrix, k)
+    width = max(patterns.shape[1], 1)
+    keys = group_of * width + pattern_of
+    if n_groups * width <= max(4 * keys.size, 1 << 16):
+        tally = np.bincount(keys, minlength=n_groups * width)
+        pairs = np.flatnonzero(tally)
+        weights = tally[pairs]
+    else:
+        pairs, weights = np.unique(keys, return_counts=True)
+    group_of, matrix = pairs // width, patterns[:, pairs % width]
     counts = _value_counts(matrix, k)
     per_unit = counts.sum(axis=1)
     used = per_unit >= 2
-    used_groups = group_of[used]
-    pairable = np.bincount(used_groups, minlength=n_groups)
-    pairable_coders = _coders_by_group(matrix, used, group_of, n_groups)
+    used_groups, used_weights = group_of[used], weights[used]
+    pairable = np.bincount(used_groups, weights=used_weights, minlength=n_groups).astype(np.int64)
+    pairable_coders = np.zeros(n_groups, dtype=np.int64)
+    for row in matrix:
+        pairable_coders += np.bincount(group_of[used & (row != MISSING)], minlength=n_groups) > 0
+    kept = counts[used].astype(np.float64)
+    kept_per_unit = per_unit[used].astype(np.float64)
     found: dict[str, list[StatResult | RatingsError]] = {}
 
     def results(name, values, units, coders, notes, undefined_note, errors=None) -> list:
@@ -739,12 +791,10 @@ def statistics_by_group(
             out.append(StatResult(name, value, int(units[g]), int(coders[g]), None, None, note))
         return out
 
-    kept = counts[used].astype(np.float64)
-    kept_per_unit = per_unit[used].astype(np.float64)
     if {"percent", "brennan_prediger"} & set(statistic_names):
         agreeing_pairs = (kept * (kept - 1)).sum(axis=1)
         shares = np.column_stack([np.ones_like(kept_per_unit), agreeing_pairs / (kept_per_unit * (kept_per_unit - 1))])
-        percent = _percent_finish(_group_sums(shares, used_groups, n_groups))
+        percent = _percent_finish(_group_sums(shares, used_groups, n_groups, used_weights))
         if "percent" in statistic_names:
             found["percent"] = results(
                 "percent", percent, pairable, pairable_coders, [PERCENT_DEFINITION] * n_groups, NOTE_NO_PAIRABLE_UNIT
@@ -770,22 +820,21 @@ def statistics_by_group(
             found["cohen_kappa"] = [error] * n_groups
         else:
             plan = _cohen_plan(matrix, k)
-            both = (matrix[0] != MISSING) & (matrix[1] != MISSING)
-            shared = np.bincount(group_of[both], minlength=n_groups)
-            values = plan.finish(_group_sums(plan.features, group_of[both], n_groups))
+            both_groups, both_weights = group_of[plan.used], weights[plan.used]
+            shared = np.bincount(both_groups, weights=both_weights, minlength=n_groups).astype(np.int64)
+            values = plan.finish(_group_sums(plan.features, both_groups, n_groups, both_weights))
             found["cohen_kappa"] = results(
                 "cohen_kappa", values, shared, np.where(shared > 0, 2, 0), [None] * n_groups, NOTE_NO_SHARED_UNIT
             )
     if "fleiss_kappa" in statistic_names:
         # Fleiss' formula wants the same number of ratings on every counted unit of a group.
-        sizes = per_unit[used]
         seen = np.zeros((n_groups, matrix.shape[0] + 1), dtype=bool)
-        seen[used_groups, sizes] = True
+        seen[used_groups, per_unit[used]] = True
         raters = np.where(seen.any(axis=1), seen.argmax(axis=1), 2).astype(np.float64)
         errors = [
             RatingsError(
                 "fleiss_kappa needs the same number of ratings on every unit (units rated fewer than twice are"
-                f" left out); found {', '.join(str(s) for s in np.flatnonzero(row))} ratings."
+                f" left out); found {' or '.join(str(s) for s in np.flatnonzero(row))} ratings."
                 " Use krippendorff_alpha for data with missing ratings"
             )
             if row.sum() > 1
@@ -793,7 +842,10 @@ def statistics_by_group(
             for row in seen
         ]
         sums = _group_sums(
-            np.column_stack([np.ones(kept.shape[0]), (kept * kept).sum(axis=1), kept]), used_groups, n_groups
+            np.column_stack([np.ones(kept.shape[0]), (kept * kept).sum(axis=1), kept]),
+            used_groups,
+            n_groups,
+            used_weights,
         )
         units, squares, totals = sums[:, 0], sums[:, 1], sums[:, 2:]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -807,9 +859,14 @@ def statistics_by_group(
         )
     if "krippendorff_alpha" in statistic_names:
         agreeing = (kept * (kept - 1)).sum(axis=1) / (kept_per_unit - 1)
-        values = _alpha_finish(_group_sums(np.column_stack([agreeing, kept]), used_groups, n_groups))
+        sums = _group_sums(np.column_stack([agreeing, kept]), used_groups, n_groups, used_weights)
         found["krippendorff_alpha"] = results(
-            "krippendorff_alpha", values, pairable, pairable_coders, [None] * n_groups, NOTE_NO_PAIRABLE_UNIT
+            "krippendorff_alpha",
+            _alpha_finish(sums),
+            pairable,
+            pairable_coders,
+            [None] * n_groups,
+            NOTE_NO_PAIRABLE_UNIT,
         )
     return found
 
@@ -825,8 +882,12 @@ def compute(
     seed: int = 0,
     *,
     values: object = None,
+    weights: object = None,
 ) -> StatResult:
     """Compute one named statistic with what it rests on and, if ``bootstrap`` > 0, a 95% interval.
+
+    ``weights`` (one whole number per unit column, no bootstrap) counts each column that many times: the
+    ratings may then be a matrix's distinct columns (``rating_patterns``) with how often each occurs.
 
     ``statistic_name`` is one of ``STATISTICS`` or ``SCALE_STATISTICS``; the latter take ``values``, the
     number each category stands for (default: its index). ``units`` counts the units the statistic used and
@@ -838,19 +899,28 @@ def compute(
         raise RatingsError(f"statistic_name must be one of {', '.join(STATISTICS)}, got {statistic_name!r}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise RatingsError(f"bootstrap must be a whole number of resamples >= 0, got {bootstrap!r}")
-    if statistic_name in SCALE_STATISTICS:
+    if weights is not None:
+        if bootstrap:
+            raise RatingsError("a bootstrap resamples units: give every unit, not weighted rating patterns")
+        compressed = _weighted(statistic_name, ratings, n_categories, values, np.asarray(weights, dtype=np.int64))
+    else:
+        compressed = None if bootstrap else _compressed(statistic_name, ratings, n_categories, values)
+    if compressed is not None:
+        plan, value, units = compressed
+    elif statistic_name in SCALE_STATISTICS:
         plan = _scale_plan(statistic_name, ratings, values, n_categories)
-        value = plan.value()
+        value, units = plan.value(), plan.units
     else:
         function = _statistic_function(statistic_name)
         plan = _planned(function, ratings, n_categories)
         # Alpha's own function goes through the coincidence matrix; the others are their plan's value.
         value = krippendorff_alpha(ratings, n_categories) if function is krippendorff_alpha else plan.value()
+        units = plan.units
 
     note = plan.note
     ci_low = ci_high = None
     if math.isnan(value):
-        note = plan.undefined_note if plan.units == 0 else NOTE_ONE_CATEGORY
+        note = plan.undefined_note if units == 0 else NOTE_ONE_CATEGORY
     elif bootstrap:
         rng = np.random.default_rng(seed)
         values = _resample_values_from_plan(plan, int(bootstrap), rng)
@@ -858,4 +928,40 @@ def compute(
         if undefined:
             left_out = f"{undefined} of {int(bootstrap)} bootstrap resamples undefined and left out"
             note = f"{note}; {left_out}" if note else left_out
-    return StatResult(statistic_name, value, plan.units, plan.coders, ci_low, ci_high, note)
+    return StatResult(statistic_name, value, units, plan.coders, ci_low, ci_high, note)
+
+
+def _compressed(
+    statistic_name: str, ratings: object, n_categories: int | None, values: object
+) -> tuple[_Plan, float, int] | None:
+    """A large matrix's statistic from its distinct rating patterns weighted by their counts (the same
+    value up to rounding; see ``rating_patterns``): the plan on the patterns, the value and the units. None
+    for a small matrix or one whose units barely repeat, and wherever the statistic refuses the ratings
+    (the full matrix then gives the error, naming the unit columns)."""
+    matrix = np.asarray(ratings)
+    if matrix.ndim != 2 or matrix.shape[1] < _COMPRESS_FROM:
+        return None
+    if statistic_name in SCALE_STATISTICS and n_categories is None and values is not None:
+        n_categories = int(np.asarray(values).size)
+    try:
+        matrix, k = _checked(matrix, n_categories)
+        patterns, index = rating_patterns(matrix, k)
+        if 2 * patterns.shape[1] > matrix.shape[1]:
+            return None
+        return _weighted(statistic_name, patterns, k, values, np.bincount(index, minlength=patterns.shape[1]))
+    except RatingsError:
+        return None
+
+
+def _weighted(
+    statistic_name: str, ratings: object, n_categories: int | None, values: object, weights: np.ndarray
+) -> tuple[_Plan, float, int]:
+    """The plan on weighted unit columns, its value and the units it rests on (weights summed)."""
+    if weights.shape != (np.asarray(ratings).shape[-1],):
+        raise RatingsError("weights must give one count per unit column")
+    if statistic_name in SCALE_STATISTICS:
+        plan = _scale_plan(statistic_name, ratings, values, n_categories)
+    else:
+        plan = _planned(_statistic_function(statistic_name), ratings, n_categories)
+    value, units = _weighted_value(plan, weights)
+    return plan, value, units

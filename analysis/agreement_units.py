@@ -302,6 +302,20 @@ def corpus_from_records(
 # ---------------------------------------------------------------------------------------- the tables
 
 
+def disagreeing(ratings: np.ndarray) -> np.ndarray:
+    """Mask of the unit columns with at least two ratings that are not all the same category."""
+    if ratings.shape[1] == 0:
+        return np.zeros(0, dtype=bool)
+    if ratings.shape[0] == 2:
+        first, second = ratings
+        return (first != MISSING) & (second != MISSING) & (first != second)
+    rated = ratings != MISSING
+    # MISSING is below every category, so the highest rating needs no mask.
+    high = ratings.max(axis=0)
+    low = np.where(rated, ratings, np.iinfo(np.int64).max).min(axis=0)
+    return (rated.sum(axis=0) >= 2) & (high != low)
+
+
 @dataclass(frozen=True)
 class RatingTable:
     """One variable (a code, a group, or several stacked) rated by every coder on every unit.
@@ -349,18 +363,20 @@ class RatingTable:
     def n_categories(self) -> int:
         return len(self.categories)
 
-    def design_ratings(self) -> tuple[np.ndarray, int]:
+    def design_ratings(self, ratings: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """The ratings over the categories of the design, and how many there are (Brennan-Prediger's q).
 
         A group's "(none)" is a category only where a rater gave it; when every rating names a value it is
         dropped (and the categories after it move down one), so q is the number of the group's codes.
+        ``ratings``: the table's distinct unit columns instead of all of them (the same categories occur).
         """
+        ratings = self.ratings if ratings is None else ratings
         if self.empty_label is None or self.empty_label not in self.categories:
-            return self.ratings, self.n_categories
+            return ratings, self.n_categories
         empty = self.categories.index(self.empty_label)
-        if (self.ratings == empty).any():
-            return self.ratings, self.n_categories
-        shifted = np.where(self.ratings > empty, self.ratings - 1, self.ratings)
+        if (ratings == empty).any():
+            return ratings, self.n_categories
+        shifted = np.where(ratings > empty, ratings - 1, ratings)
         return shifted, self.n_categories - 1
 
     @property
@@ -372,12 +388,7 @@ class RatingTable:
 
     def disagreements(self) -> np.ndarray:
         """Mask of units with at least two ratings that are not all the same category."""
-        if self.n_units == 0:
-            return np.zeros(0, dtype=bool)
-        rated = self.ratings != MISSING
-        high = np.where(rated, self.ratings, -1).max(axis=0)
-        low = np.where(rated, self.ratings, np.iinfo(np.int64).max).min(axis=0)
-        return (rated.sum(axis=0) >= 2) & (high != low)
+        return disagreeing(self.ratings)
 
     def select_units(self, keep: np.ndarray) -> RatingTable:
         """The same table restricted to the units where ``keep`` is True (sources follow)."""

@@ -39,7 +39,14 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from concord.analysis.agreement_stats import MISSING, RatingsError, StatResult, compute, statistics_by_group
+from concord.analysis.agreement_stats import (
+    MISSING,
+    RatingsError,
+    StatResult,
+    compute,
+    rating_patterns,
+    statistics_by_group,
+)
 from concord.analysis.agreement_units import (
     UNCODED_CHOICES,
     UNIT_KINDS,
@@ -49,6 +56,7 @@ from concord.analysis.agreement_units import (
     Scale,
     UnitsError,
     check_overlap,
+    disagreeing,
     group_tables,
     make_corpus,
     presence_tables,
@@ -310,21 +318,26 @@ def load_corpus(
     c_index = {cid: i for i, cid in enumerate(code_ids)}
 
     in_scope = Coding.transcript_id.in_(transcript_ids) if transcript_keys else True
-    independent = session.execute(
-        select(
-            Coding.id,
-            Coding.coder_id,
-            Coding.transcript_id,
-            Coding.code_id,
-            Coding.start_offset,
-            Coding.end_offset,
-            Coding.value,
-            Coding.assisted_by,
+    # Columns through the connection, not the ORM session: no ORM row processing for a whole study's codings.
+    independent = (
+        session.connection()
+        .execute(
+            select(
+                Coding.id,
+                Coding.coder_id,
+                Coding.transcript_id,
+                Coding.code_id,
+                Coding.start_offset,
+                Coding.end_offset,
+                Coding.value,
+                Coding.assisted_by,
+            )
+            .where(Coding.deleted_at.is_(None), Coding.phase == "independent", in_scope)
+            # In text order: the units builder looks each coding's turn up, and ordered lookups are cache-friendly.
+            .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
         )
-        .where(Coding.deleted_at.is_(None), Coding.phase == "independent", in_scope)
-        # In text order: the units builder looks each coding's turn up, and ordered lookups are cache-friendly.
-        .order_by(Coding.transcript_id, Coding.start_offset, Coding.id)
-    ).all()
+        .all()
+    )
     found = _int_rows([row[:6] for row in independent], 6)
     found_values = _float_column([row[6] for row in independent])
     done_query = select(TranscriptProgress.coder_id, TranscriptProgress.transcript_id).where(
@@ -410,7 +423,7 @@ def load_corpus(
     turn_query = select(Turn.transcript_id, Turn.number, Turn.char_start, Turn.char_end, Turn.speaker_role)
     if transcript_keys:
         turn_query = turn_query.where(Turn.transcript_id.in_(transcript_ids))
-    turn_rows = session.execute(turn_query).all()
+    turn_rows = session.connection().execute(turn_query).all()
     turns = _int_rows([row[:4] for row in turn_rows], 4)
     turn_transcript = _positions(turns[:, 0], t_index)
     in_corpus = turn_transcript >= 0
@@ -805,7 +818,15 @@ def _result_rows(
     table: RatingTable, statistics: tuple[str, ...], alone: bool, options: AgreementOptions, scope: str, **where
 ) -> list[AgreementRow]:
     rows = []
-    disagreements = int(table.disagreements().sum())
+    ratings, weights = table.ratings, None
+    if not options.bootstrap and table.n_units >= 1024 and table.n_categories:
+        # Every statistic depends on a unit only through its column of ratings: computed once on the few
+        # distinct columns, each weighted by how often it occurs, rather than on every unit five times.
+        ratings, index = rating_patterns(table.ratings, table.n_categories)
+        weights = np.bincount(index, minlength=ratings.shape[1])
+        disagreements = int(weights[disagreeing(ratings)].sum())
+    else:
+        disagreements = int(table.disagreements().sum())
     for statistic in _reading_statistics(table.reading, table, statistics):
         problem = _table_problem(table, statistic)
         result = None
@@ -814,18 +835,21 @@ def _result_rows(
                 if table.reading == "scale":
                     result = compute(
                         statistic,
-                        table.ratings,
+                        ratings,
                         table.n_categories,
                         options.bootstrap,
                         options.seed,
                         values=_scale_values(table, statistic),
+                        weights=weights,
                     )
                 elif statistic == "brennan_prediger":
                     # q is the categories of the design: a group's codes, "(none)" only where it was given.
-                    ratings, q = table.design_ratings()
-                    result = compute(statistic, ratings, q, options.bootstrap, options.seed)
+                    design, q = table.design_ratings(ratings)
+                    result = compute(statistic, design, q, options.bootstrap, options.seed, weights=weights)
                 else:
-                    result = compute(statistic, table.ratings, table.n_categories, options.bootstrap, options.seed)
+                    result = compute(
+                        statistic, ratings, table.n_categories, options.bootstrap, options.seed, weights=weights
+                    )
             except RatingsError as exc:
                 problem = _fleiss_problem(table) if statistic == "fleiss_kappa" else f"{statistic}: {exc}"
         rows.append(_row(table, statistic, result, problem, alone, options, scope, table.n_units, disagreements, where))
@@ -939,12 +963,14 @@ def _summaries(reading: str, tables: list[RatingTable], rows: list[AgreementRow]
         alpha = mine.get(alpha_name)
         percent = mine.get("percent")
         notes = [r.note for r in (kappa, alpha) if r is not None and r.note and r.value is None]
+        # Every row of a variable carries its disagreements: counted once, in _result_rows.
+        counted = next(iter(mine.values()), None)
         summaries.append(
             VariableSummary(
                 reading=reading,
                 name=table.variable,
                 units=table.n_units,
-                disagreements=int(table.disagreements().sum()),
+                disagreements=counted.disagreements if counted else int(table.disagreements().sum()),
                 percent=percent.value if percent else None,
                 kappa=kappa.value if kappa else None,
                 kappa_statistic=kappa_name,

@@ -193,3 +193,25 @@ def test_agreement_sends_the_same_statements_for_any_number_of_transcripts(study
     assert len(report.transcripts) == 15
     assert len(large) == len(small), (len(small), len(large))
     workspace.close()
+
+
+@pytest.mark.parametrize("coders", [2, 3])
+def test_statistics_on_rating_patterns_equal_those_on_every_unit(coders):
+    """A large matrix is computed on its distinct columns weighted by their counts; a bootstrap still
+    resamples every unit, so its point value is the statistic computed on all units."""
+    from concord.analysis.agreement_stats import MISSING, SCALE_STATISTICS, STATISTICS, compute
+
+    rng = np.random.default_rng(7)
+    truth = rng.integers(0, 4, size=6000)
+    ratings = np.where(rng.random((coders, 6000)) < 0.75, truth, rng.integers(0, 4, size=(coders, 6000)))
+    ratings[rng.random((coders, 6000)) < 0.1] = MISSING
+    for name in STATISTICS + SCALE_STATISTICS:
+        if coders != 2 and ("cohen" in name or "weighted" in name):
+            continue
+        if name == "fleiss_kappa":
+            continue  # missing ratings: refused either way (tested through the service above)
+        values = (1.0, 2.0, 4.0, 8.0) if name in SCALE_STATISTICS else None
+        fast = compute(name, ratings, 4, values=values)
+        full = compute(name, ratings, 4, bootstrap=1, values=values)
+        assert (fast.units, fast.coders) == (full.units, full.coders), name
+        assert fast.value == pytest.approx(full.value, abs=1e-12), name
