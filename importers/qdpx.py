@@ -850,13 +850,14 @@ class RebuiltTurn:
     char_end: int
 
 
-def turns_from_text(text: str) -> list[RebuiltTurn]:
+def turns_from_text(text: str, speaker_map=None) -> list[RebuiltTurn]:
     """One turn per non-empty line, or per speaker: "T: ..." starts a turn of that speaker, and the
     lines under it (up to a blank line or the next speaker) continue it. Unlabelled lines are turns of
-    role "other" with no label. Turn ranges exclude the speaker prefix and surrounding blanks."""
+    role "other" with no label. Turn ranges exclude the speaker prefix and surrounding blanks.
+    `speaker_map` ("Anna=client,Interviewer=interviewer" or a dict) gives labels their roles."""
     from concord.importers.speakers import MalformedTimestamp, SpeakerLine, SpeakerRoles, match_speaker_line
 
-    roles = SpeakerRoles()
+    roles = SpeakerRoles(speaker_map)
     turns: list[list] = []  # [role, label, start, end, has_speaker]
     offset = 0
     previous_blank = True

@@ -110,27 +110,35 @@ def import_qdpx(
     pseudonymize: bool = True,
     register_path: str | None = None,
     nlp_name: str | None = None,
+    speaker_map: str | None = None,
 ) -> QdpxImportResult:
     """Bring a .qdpx project into the study in one unit of work: everything, or nothing on any error.
 
     Pseudonymised like any import (services/pseudonyms.py): the texts, with every selection moved
-    along, and the names, labels, values and notes a coder would see.
+    along, and the names, labels, values and notes a coder would see. `speaker_map` gives the speaker
+    labels of the texts their roles (T=therapist,Anna=client); labels are matched before and after
+    pseudonymising, so the names as they are in the file work.
     """
+    from concord.importers.speakers import parse_speaker_map
+
     require_setup_rights(workspace)
+    roles = parse_speaker_map(speaker_map)
     project = read_qdpx(path)
     if not pseudonymize:
-        return _import_project(workspace, project, str(path), dry_run, None)
+        return _import_project(workspace, project, str(path), dry_run, None, roles)
     from concord.importers.name_register import NameRegister
     from concord.services.pseudonyms import pseudonymize_project, register_path_for
 
     with NameRegister.locked(register_path_for(workspace, register_path), create=True) as register:
         pseudonyms = pseudonymize_project(workspace, project, register, nlp_name)
-        return _import_project(workspace, project, str(path), dry_run, pseudonyms)
+        return _import_project(workspace, project, str(path), dry_run, pseudonyms, roles)
 
 
-def _import_project(workspace: Workspace, project, path: str, dry_run: bool, pseudonyms) -> QdpxImportResult:
+def _import_project(
+    workspace: Workspace, project, path: str, dry_run: bool, pseudonyms, roles: dict | None = None
+) -> QdpxImportResult:
     with workspace.store.session() as session:
-        importer = _Importer(session, workspace, project, path, pseudonyms)
+        importer = _Importer(session, workspace, project, path, pseudonyms, roles or {})
         result = importer.run(dry_run)
         if dry_run:
             session.rollback()
@@ -158,8 +166,25 @@ class _Counts:
 
 
 class _Importer:
-    def __init__(self, session: Session, workspace: Workspace, project: ParsedProject, path: str, pseudonyms=None):
+    def __init__(
+        self,
+        session: Session,
+        workspace: Workspace,
+        project: ParsedProject,
+        path: str,
+        pseudonyms=None,
+        roles: dict | None = None,
+    ):
         self.session = session
+        # The speaker map by the labels as stored: pseudonymised like the text they come from.
+        self.roles: dict[str, str] = {}
+        self.map_labels: dict[str, set[str]] = {}  # the label as given -> the forms it may have in the texts
+        for label, role in (roles or {}).items():
+            forms = {label} | ({pseudonyms.label(label) or label} if pseudonyms is not None else set())
+            self.map_labels[label] = {" ".join(f.split()).casefold() for f in forms}
+            for form in forms:
+                self.roles.setdefault(form, role)
+        self.used_labels: set[str] = set()
         self.pseudonyms = pseudonyms  # services.pseudonyms.ProjectPseudonyms, or None
         self.workspace = workspace
         self.project = project
@@ -175,6 +200,7 @@ class _Importer:
         )
         self.remarks = list(project.remarks)
         self.counts = _Counts()
+        self.memos_kept = 0  # memos of the file the study already had
         self.note_uses: dict[str, int] = defaultdict(int)
         self.consensus_user = canonical_guid(self.study_block[1].get("Consensus user")) if self.ours else None
 
@@ -183,6 +209,13 @@ class _Importer:
         self._codebooks()
         self._structure()
         self._transcripts()
+        unused = [label for label, forms in self.map_labels.items() if not forms & self.used_labels]
+        if unused:
+            raise InputError(
+                f"--speaker-map: no speaker {unused[0]!r} in the project's texts"
+                + (f" (nor {', '.join(repr(u) for u in unused[1:4])})" if len(unused) > 1 else ""),
+                self.path,
+            )
         self._attributes()
         self._codings()
         self._notes()
@@ -626,6 +659,7 @@ class _Importer:
                     number, role, label, start, end, start_time, end_time, replayed, nonverbal = json.loads(line)
                     if role not in SPEAKER_ROLES or not 0 <= start <= end <= length:
                         raise ValueError(f"turn {number} does not fit the text")
+                    role = self._mapped_role(str(self._label(str(label))), role)
                     turns.append(
                         Turn(
                             transcript_id=transcript.id,
@@ -646,7 +680,16 @@ class _Importer:
                     f"transcript {transcript.key!r}: its Concord turn list was unreadable ({error}); "
                     "turns were rebuilt from the text"
                 )
-        rebuilt = turns_from_text(source.text)
+        rebuilt = turns_from_text(source.text, self.roles or None)
+        self.used_labels.update(" ".join(t.speaker_label.split()).casefold() for t in rebuilt)
+        others = sorted({t.speaker_label for t in rebuilt if t.speaker_role == "other" and t.speaker_label})
+        if others:
+            count = sum(1 for t in rebuilt if t.speaker_role == "other" and t.speaker_label)
+            self.adjusted.append(
+                f"transcript {transcript.key!r}: {count} turn(s) of {', '.join(repr(o) for o in others[:8])} have no"
+                f" role ('other'); give them one with --speaker-map {others[0]}=client (or therapist, interviewer),"
+                f" or afterwards: concord speakers STUDY {transcript.key} --map {others[0]}=client"
+            )
         return [
             Turn(
                 transcript_id=transcript.id,
@@ -659,6 +702,14 @@ class _Importer:
             )
             for t in rebuilt
         ]
+
+    def _mapped_role(self, label: str, role: str) -> str:
+        folded = " ".join(label.split()).casefold()
+        self.used_labels.add(folded)
+        for wanted, mapped in self.roles.items():
+            if " ".join(wanted.split()).casefold() == folded:
+                return mapped
+        return role
 
     def turn_at(self, source_key: str, offset: int) -> Turn | None:
         """The turn that starts at or before the offset (the last such one), None before the first turn."""
@@ -930,11 +981,18 @@ class _Importer:
             elif link.origin in project.notes and link.target in self.code_ids:
                 self.pending_memos.append((link.origin, "code", self.code_ids[link.target], None))
         missing = 0
+        placed: set[tuple[str, str, int | None]] = set()
         for note_key, kind, target_id, coder in self.pending_memos:
             note = project.notes.get(note_key)
             if note is None:
                 missing += 1
                 continue
+            # A note the file refers to twice (a NoteRef and a link to the same source, as ATLAS.ti
+            # writes them) is one memo there, not two.
+            if (note_key, kind, target_id) in placed:
+                self.note_uses[note_key] += 1
+                continue
+            placed.add((note_key, kind, target_id))
             self.note_uses[note_key] += 1
             author = self.coder_for(note.creating_user) if note.creating_user or coder is None else coder
             fields = self._note_block(note_key)
@@ -955,6 +1013,8 @@ class _Importer:
                 )
         if orphans:
             self.adjusted.append(f"{len(orphans)} note(s) attached to nothing became study memos")
+        if self.memos_kept:
+            self.adjusted.append(f"{self.memos_kept} memo(s) the study already had were not added again")
 
     def _add_memo(
         self,
@@ -966,6 +1026,18 @@ class _Importer:
         modified: datetime | None,
         made_blind: bool,
     ) -> None:
+        # The same memo already in the study (the project imported before): kept once.
+        already = self.session.scalar(
+            select(Memo.id).where(
+                Memo.coder_id == coder.id,
+                Memo.target_kind == kind,
+                Memo.target_id.is_(None) if target_id is None else Memo.target_id == target_id,
+                Memo.text == text,
+            )
+        )
+        if already is not None:
+            self.memos_kept += 1
+            return
         created = created or datetime.now(UTC)
         self.session.add(
             Memo(
@@ -984,6 +1056,8 @@ class _Importer:
 
     def _sets_and_links(self) -> None:
         project = self.project
+        code_sets: list = []  # ATLAS.ti code groups and the like: categories gathering codes
+        source_sets: list = []  # MAXQDA document groups, ATLAS.ti document groups: transcript attributes
         for code_set in project.sets:
             if self.ours and (
                 concord_fields(code_set.description, CODEBOOK_MARKER)
@@ -1007,6 +1081,17 @@ class _Importer:
                     f"{len(code_set.member_sources)} transcript(s)"
                 )
                 continue
+            if code_set.member_codes and not code_set.member_sources and not code_set.member_notes:
+                code_sets.append(code_set)
+                continue
+            if (
+                code_set.member_sources
+                and not code_set.member_codes
+                and not code_set.member_notes
+                and all(key in self.transcript_of for key in code_set.member_sources)
+            ):
+                source_sets.append(code_set)
+                continue
             members = []
             for count, what in (
                 (len(code_set.member_codes), "code"),
@@ -1016,10 +1101,84 @@ class _Importer:
                 if count:
                     members.append(f"{count} {what}(s)")
             self.lost.append(f"set {code_set.name!r} ({', '.join(members) or 'empty'}): Concord has no sets")
+        self._code_categories(code_sets)
+        self._source_groups(source_sets)
         kept_links = sum(1 for link in project.links if link.origin in project.notes)
         other_links = len(project.links) - kept_links
         if other_links:
             self.lost.append(f"{other_links} link(s) between codes, sources or selections: Concord has no links")
+
+    def _code_categories(self, code_sets: list) -> None:
+        """A set of codes becomes a category above them, where Concord's tree can hold it: each member
+        a top-level code of one codebook, in no other set (a code has one place in the tree)."""
+        import uuid
+
+        membership: dict[str, int] = defaultdict(int)
+        for code_set in code_sets:
+            for member in code_set.member_codes:
+                membership[member] += 1
+        for code_set in code_sets:
+            ids = [self.code_ids.get(canonical_guid(member) or member) for member in code_set.member_codes]
+            codes = [self.session.get(Code, code_id) for code_id in ids if code_id is not None]
+            name = (self._label(code_set.name) or "set")[:300]
+            shared = [m for m in code_set.member_codes if membership[m] > 1]
+            books = {code.codebook_id for code in codes}
+            if len(codes) != len(ids) or shared or len(books) != 1 or any(code.parent_id for code in codes):
+                why = (
+                    "some members are in other sets too"
+                    if shared
+                    else "its codes are not all top-level codes of one codebook"
+                )
+                self.lost.append(f"set {code_set.name!r} ({len(ids)} code(s)): not a category, as {why}")
+                continue
+            siblings = self.session.scalars(
+                select(Code.position).where(Code.codebook_id == codes[0].codebook_id, Code.parent_id.is_(None))
+            ).all()
+            category = Code(
+                codebook_id=codes[0].codebook_id,
+                parent_id=None,
+                guid=str(uuid.uuid4()),
+                name=name,
+                definition=self._label(code_set.description) if code_set.description else None,
+                origin="deductive",
+                position=max(siblings, default=-1) + 1,
+            )
+            self.session.add(category)
+            self.session.flush()
+            for position, code in enumerate(codes):
+                code.parent_id = category.id
+                code.position = position
+            self.counts.codes_created += 1
+            self.adjusted.append(f"set {code_set.name!r} became the category {name!r} above its {len(codes)} code(s)")
+        self.session.flush()
+
+    def _source_groups(self, source_sets: list) -> None:
+        """Sets of sources become transcript attributes: 'document group' = the set's name where each
+        transcript is in one set, else one yes-attribute per set (a transcript may then be in several)."""
+        if not source_sets:
+            return
+        counts: dict[str, int] = defaultdict(int)
+        for code_set in source_sets:
+            for key in code_set.member_sources:
+                counts[key] += 1
+        exclusive = all(count == 1 for count in counts.values())
+        for code_set in source_sets:
+            value = (self._label(code_set.name) or "set")[:300]
+            for key in code_set.member_sources:
+                transcript = self.transcript_of[key]
+                if exclusive:
+                    self._store_attribute(
+                        "transcript", transcript.id, "document group", "text", value, False, transcript.key
+                    )
+                else:
+                    self._store_attribute(
+                        "transcript", transcript.id, value[:120], "text", "yes", False, transcript.key
+                    )
+            shown = f"'document group' = {value!r}" if exclusive else f"{value[:120]!r} = 'yes'"
+            self.adjusted.append(
+                f"set {code_set.name!r} was read as the attribute {shown} of its "
+                f"{len(code_set.member_sources)} transcript(s)"
+            )
 
 
 def _copy(element: etree._Element) -> etree._Element:

@@ -518,7 +518,12 @@ def test_maxqda_sample_keeps_codes_colours_descriptions_and_reports_sets(study_t
     workspace, result = import_sample(study_target, "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx")
     assert len(result.transcripts) == 10 and "ICLS 2024 3-10" in result.transcripts
     assert result.codes_created == 307 and result.codings == 0
-    assert any("set 'ICLS 2024' (5 source(s))" in item for item in result.report.lost)
+    # MAXQDA's document groups are sets of sources: each transcript's 'document group' attribute.
+    assert any(
+        "set 'ICLS 2024' was read as the attribute 'document group'" in item and "of its 5 transcript(s)" in item
+        for item in result.report.adjusted
+    )
+    assert not any("set 'ICLS" in item for item in result.report.lost)
     with workspace.store.reader() as session:
         code = session.scalar(select(Code).where(Code.name == "THEME - Affinity Spaces (Gee)"))
         assert code.colour == "#ef8256"
@@ -766,7 +771,7 @@ def test_data_loss_report_lists_what_concord_cannot_keep(study_target, tmp_path)
     lost = "\n".join(result.report.lost)
     assert "PDF source 'Scan' with 1 selection(s) and 1 coding(s)" in lost
     assert "1 graph(s)" in lost
-    assert "set 'Group 1' (1 source(s)): Concord has no sets" in lost
+    assert "set 'Group 1' was read as the attribute 'document group'" in "\n".join(result.report.adjusted)
     assert "1 link(s) between codes" in lost
     assert "1 zero-length selections with codings" in lost
     assert "1 codings of codes the project does not define" in lost
@@ -779,7 +784,12 @@ def test_data_loss_report_lists_what_concord_cannot_keep(study_target, tmp_path)
     assert coded_strings(workspace) == {"Rupture": {"Fine."}}
     with workspace.store.reader() as session:
         attributes = dict(session.execute(select(Attribute.name, Attribute.value)).all())
-        assert attributes == {"age": "34", "seen": "2024-01-02T10:00:00Z", "gender": "female"}
+        assert attributes == {
+            "age": "34",
+            "seen": "2024-01-02T10:00:00Z",
+            "gender": "female",
+            "document group": "Group 1",  # the set of sources 'Group 1'
+        }
         memos = {row.text: (row.target_kind, row.coder_id) for row in session.scalars(select(Memo))}
         ola = session.scalar(select(Coder.id).where(Coder.name == "Ola"))
         assert memos["about the interview"] == ("transcript", ola)
@@ -859,5 +869,5 @@ def test_cli_export_and_import_with_report_on_stderr(tmp_path):
         group, ["import", "qdpx", fresh, str(SAMPLES / "maxqda-24.7.0_ICLS-Conf-Themes-just10.qdpx")]
     )
     assert imported.exit_code == 0, imported.output
-    assert "set 'ICLS 2025' (5 source(s)): Concord has no sets" in imported.stderr
+    assert "set 'ICLS 2025' was read as the attribute 'document group'" in imported.stderr
     assert "codes_created" in imported.stdout and "307" in imported.stdout

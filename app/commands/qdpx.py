@@ -65,14 +65,21 @@ def qdpx_export(study, out, actor, output_format):
     help="The name register (default: the study's, else the one in your user data folder).",
 )
 @click.option("--nlp", metavar="PIPELINE", help="The spaCy pipeline that finds names ('none': rules only).")
+@click.option(
+    "--speaker-map",
+    metavar="LABEL=ROLE,...",
+    help="Roles for the texts' speaker labels, e.g. Interviewer=interviewer,Anna=client (the names as in the file).",
+)
 @as_option
 @format_option(choices=("table", "json"))
-def qdpx_import(study, file, dry_run, pseudonymize, register, nlp, actor, output_format):
+def qdpx_import(study, file, dry_run, pseudonymize, register, nlp, speaker_map, actor, output_format):
     """Bring a REFI-QDA project (.qdpx) into the study, all or nothing.
 
     Text sources become session transcripts (turns from speaker prefixes such as T: and P:),
-    users become coders, codings go to the independent phase, notes become memos. What
-    Concord cannot keep (PDF, picture and media sources, sets, links...) is listed on stderr.
+    users become coders, codings go to the independent phase, notes become memos. Sets of
+    codes become categories above them, sets of sources transcript attributes. What Concord
+    cannot keep (PDF, picture and media sources, links...) is listed on stderr. Speaker labels
+    without a role become 'other': give roles with --speaker-map, or later with concord speakers.
     Names, places and numbers are pseudonymised as in `import transcripts`, codings moving
     with their words; say --no-pseudonymize for a project that already is.
     """
@@ -80,7 +87,13 @@ def qdpx_import(study, file, dry_run, pseudonymize, register, nlp, actor, output
         from concord.services.qdpx_import import import_qdpx
 
         result = import_qdpx(
-            workspace, file, dry_run=dry_run, pseudonymize=pseudonymize, register_path=register, nlp_name=nlp
+            workspace,
+            file,
+            dry_run=dry_run,
+            pseudonymize=pseudonymize,
+            register_path=register,
+            nlp_name=nlp,
+            speaker_map=speaker_map,
         )
     title = f"{'Checked (dry run, nothing stored)' if dry_run else 'Imported'} {file} from {result.origin or 'an unknown tool'}:"
     click.echo(result.report.render(title), err=True)
