@@ -42,6 +42,11 @@ COMMANDS: dict[str, LazyCommand] = {
         "agreement",
         "Inter-coder agreement: percent, Cohen's and Fleiss' kappa, Krippendorff's alpha, Brennan-Prediger.",
     ),
+    "assistant": LazyCommand(
+        f"{_COMMANDS}.assistant",
+        "assistant",
+        "Switch the local coding assistant on or off (supervisors), or show how it is set.",
+    ),
     "attribute": LazyCommand(
         f"{_COMMANDS}.attributes", "attribute", "Transcript attributes: list, set, unset (supervisors; every change audited)."
     ),
@@ -131,6 +136,11 @@ COMMANDS: dict[str, LazyCommand] = {
         f"{_COMMANDS}.study",
         "status",
         "Counts of transcripts, turns, codes and codings per coder; the phase; blind or not.",
+    ),
+    "suggest": LazyCommand(
+        f"{_COMMANDS}.assistant",
+        "suggest",
+        "Codes the assistant suggests for the turns of a transcript you have not coded yet.",
     ),
     "team": LazyCommand(
         f"{_COMMANDS}.team",
