@@ -844,6 +844,13 @@ def representativeness_table(
     notes = []
     if data.coverage is not None:
         notes.append(data.coverage.statement(int(ipr["covered"].sum()), len(ipr), "IPR interviews"))
+    if ipr.empty and not (units["kind"] == "ipr").any():
+        notes.append(
+            "No IPR interviews found, so the table has no dyads: it is built from transcripts of kind ipr"
+            " with a client or therapist perspective and a session of the dyad (import them with --kind ipr"
+            " --perspective client|therapist --session DYAD:N, or a manifest's or turn table's kind,"
+            " perspective, dyad and session columns)."
+        )
     skipped = units[(units["kind"] == "ipr") & ~units.index.isin(ipr.index)]
     if len(skipped):
         notes.append(
