@@ -31,7 +31,8 @@ from concord.storage.resources import package_path
 
 BUNDLED_DIRECTORY = package_path("concord.analysis.instruments")
 
-STATUSES = ("confirmed", "template", "user")
+# reported: scores, but its key comes from secondary sources, not the publisher's sheet: said on import.
+STATUSES = ("confirmed", "reported", "template", "user")
 RESPONDENTS = ("client", "therapist", "either")
 SCORINGS = ("sum", "mean")
 MISSING_RULES = ("refuse", "prorate")
@@ -42,6 +43,7 @@ FIELDS = (
     "citation",
     "status",
     "respondent",
+    "respondents",
     "items",
     "scale",
     "scoring",
@@ -163,10 +165,19 @@ class Instrument:
     to_complete: tuple[str, ...] = ()
     notes: str = ""
     source: str = field(default="", compare=False)
+    # Who may answer the form, when more than ``respondent`` may (the WAI-SR's client and therapist
+    # versions share one key); ``respondent`` is then who answered when a table does not say.
+    respondents: tuple[str, ...] = ()
 
     @property
     def is_template(self) -> bool:
         return self.status == "template"
+
+    def answered_by(self, who: str) -> bool:
+        """Whether ``who`` ("client" or "therapist") may have answered this form."""
+        if self.respondents:
+            return who in self.respondents
+        return self.respondent in ("either", who)
 
     @property
     def subscale_items(self) -> dict[str, tuple[str, ...]]:
@@ -329,6 +340,30 @@ def _combine(
     mean = math.fsum(answered) / len(answered)
     value = mean * len(items) if instrument.scoring == "sum" else mean
     return value, missing_count > 0
+
+
+def mean_item_score(instrument: str, total: float | None, items: Mapping[str, object] | None) -> float | None:
+    """A stored total as the mean item score, so forms of different lengths compare (a WAI-SR sum of
+    48 over 12 items and a WAI-S sum of 60 over 12 items are 4.0 and 5.0).
+
+    The instrument's definition says whether its total is a sum (divided by its item count) or
+    already a mean; an instrument Concord does not bundle is taken as a sum over the items stored
+    with the score. None when neither is known. Reverse keying is already in the total."""
+    if total is None or (isinstance(total, float) and math.isnan(total)):
+        return None
+    definition = _bundled_definition(instrument)
+    if definition is not None and definition.scoring == "mean":
+        return float(total)
+    count = len(definition.items) if definition is not None else len(items or {})
+    return float(total) / count if count else None
+
+
+@lru_cache(maxsize=64)
+def _bundled_definition(name: str) -> Instrument | None:
+    try:
+        return load_instrument(name, allow_template=True)
+    except (NotFound, InputError):
+        return None
 
 
 def band_for(instrument: Instrument, total: float | None) -> str | None:
@@ -695,6 +730,7 @@ class _Builder:
         to_complete = self.to_complete(status)
         self.check_template_base(status)
         respondent = self.choice("respondent", RESPONDENTS, "either") or "either"
+        respondents = self.respondents(respondent)
         items = self.items()
         scale = self.scale(to_complete)
         scoring = None if "scoring" in to_complete else self.choice("scoring", SCORINGS, "sum")
@@ -728,7 +764,23 @@ class _Builder:
             to_complete=to_complete,
             notes=notes,
             source=self.definition.path,
+            respondents=respondents,
         )
+
+    def respondents(self, respondent: str) -> tuple[str, ...]:
+        item = self.fields.get("respondents")
+        if item is None:
+            return ()
+        found: list[str] = []
+        for node in self.sequence(item, item.value, "respondents"):
+            who = _python(node)
+            if who not in ("client", "therapist"):
+                self.report((item.path, node), f"respondents lists client or therapist, not {who!r}")
+            elif who not in found:
+                found.append(str(who))
+        if respondent != "either" and found and respondent not in found:
+            self.report(item, f"respondents must include the respondent {respondent!r}")
+        return tuple(found)
 
     def to_complete(self, status: str) -> tuple[str, ...]:
         item = self.fields.get("to_complete")

@@ -3,18 +3,23 @@
 The procedure, per therapy (one patient with one therapist):
 
 1. Per session, alliance = the mean of the client's and the therapist's alliance scores (each the
-   mean of that respondent's named instruments); a session with one respondent uses that one.
+   mean of that respondent's named instruments); a session with one respondent uses that one. The
+   scores are first put on a common scale (the caller's choice: each form's mean item score, or
+   ``standardise_within`` the patient), so instruments of different lengths and ranges weigh alike.
 2. Optionally (``detrend``), each patient's linear time trend over session number is removed from
    alliance and from the outcome: what is left is the residual of an OLS line.
 3. Alliance and outcome are standardised within the patient (z over that patient's sessions,
    sample standard deviation).
 4. The outcome of the next session is regressed on this session's alliance (OLS). A therapy is
-   kept when the slope is significant at ``alpha``; the sign is reported (the expectation is
-   negative: better alliance, fewer symptoms next time).
+   kept when the slope is significant at ``alpha`` and in the expected direction (negative: better
+   alliance, fewer symptoms next time); a significant slope the other way is left out with its
+   reason, unless ``include_wrong_direction``.
 5. From each kept therapy, the highest- and the lowest-alliance session. Candidates are tried in
    order of (standardised) alliance: a final session (no next session) is passed over; a high
    session must be followed by a fall in the raw outcome (BDI-II lower at the next session), a low
-   one by a rise, otherwise the next candidate is taken.
+   one by a rise, otherwise the next candidate is taken, up to ``fallback`` candidates (default 3):
+   a session far down the ranking is no longer a high (or low) alliance session, so after that
+   the therapy is reported as having no usable high (low) session.
 
 "Next session" is the following recorded session of the same therapy (by number). Everything here
 is pure: data frames in, frozen dataclasses out.
@@ -32,6 +37,7 @@ import statsmodels.api as sm
 
 POLES = ("high", "low")
 MIN_PAIRS = 3
+FALLBACK = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class TherapyFit:
     r_squared: float | None
     kept: bool
     reason: str
+    # Significant, but alliance predicts more symptoms next time: left out unless asked for.
+    wrong_direction: bool = False
 
     @property
     def sign(self) -> str | None:
@@ -92,6 +100,8 @@ class SelectionResult:
     unfilled: tuple[tuple[str, str, str], ...]
     alpha: float
     detrended: bool
+    fallback: int | None = FALLBACK
+    include_wrong_direction: bool = False
 
     @property
     def chosen(self) -> tuple[Candidate, ...]:
@@ -132,12 +142,33 @@ def _respondent_order(respondent: str) -> tuple[int, str]:
     return ({"client": 0, "therapist": 1}.get(respondent, 2), respondent)
 
 
+def standardise_within(scores: pd.DataFrame, by: Sequence[str] = ("therapy", "instrument", "respondent")) -> pd.Series:
+    """Each total as a z-score within its patient's own forms of that instrument and respondent
+    (sample standard deviation): the common scale that needs no knowledge of the instrument.
+    A group with fewer than two scores or no spread gives no z (NaN)."""
+    grouped = scores.groupby(list(by), sort=False)["total"]
+    spread = grouped.transform("std")
+    usable = (grouped.transform("count") >= 2) & (spread > 0)
+    return ((scores["total"] - grouped.transform("mean")) / spread).where(usable)
+
+
 # --------------------------------------------------------------------------------------------------
 # Steps 2-5
 
 
-def select_sessions(data: pd.DataFrame, *, alpha: float = 0.05, detrend: bool = False) -> SelectionResult:
-    """Run the procedure on rows (therapy, session, alliance, outcome); alliance or outcome may be missing."""
+def select_sessions(
+    data: pd.DataFrame,
+    *,
+    alpha: float = 0.05,
+    detrend: bool = False,
+    fallback: int | None = FALLBACK,
+    include_wrong_direction: bool = False,
+) -> SelectionResult:
+    """Run the procedure on rows (therapy, session, alliance, outcome); alliance or outcome may be missing.
+
+    ``fallback``: how many candidates per pole are tried at most (None: all of them)."""
+    if fallback is not None and fallback < 1:
+        raise ValueError(f"fallback must be at least 1, not {fallback}")
     required = {"therapy", "session", "alliance", "outcome"}
     missing = required - set(data.columns)
     if missing:
@@ -155,17 +186,23 @@ def select_sessions(data: pd.DataFrame, *, alpha: float = 0.05, detrend: bool = 
         raise ValueError("a session appears twice: " + ", ".join(f"{t}:{s}" for t, s in twice.itertuples(index=False)))
     for therapy, rows in frame.groupby("therapy", sort=True):
         rows = rows.sort_values("session").reset_index(drop=True)
-        fit, prepared = _fit_therapy(str(therapy), rows, alpha, detrend)
+        fit, prepared = _fit_therapy(str(therapy), rows, alpha, detrend, include_wrong_direction)
         fits.append(fit)
         if not fit.kept:
             continue
         for pole in POLES:
-            tried, why_none = _choose(str(therapy), prepared, pole)
+            tried, why_none = _choose(str(therapy), prepared, pole, fallback)
             candidates.extend(tried)
             if why_none:
                 unfilled.append((str(therapy), pole, why_none))
     return SelectionResult(
-        fits=tuple(fits), candidates=tuple(candidates), unfilled=tuple(unfilled), alpha=alpha, detrended=detrend
+        fits=tuple(fits),
+        candidates=tuple(candidates),
+        unfilled=tuple(unfilled),
+        alpha=alpha,
+        detrended=detrend,
+        fallback=fallback,
+        include_wrong_direction=include_wrong_direction,
     )
 
 
@@ -185,7 +222,9 @@ def _standardised(values: pd.Series) -> pd.Series | None:
     return (values - present.mean()) / spread
 
 
-def _fit_therapy(therapy: str, rows: pd.DataFrame, alpha: float, detrend: bool) -> tuple[TherapyFit, pd.DataFrame]:
+def _fit_therapy(
+    therapy: str, rows: pd.DataFrame, alpha: float, detrend: bool, include_wrong_direction: bool = False
+) -> tuple[TherapyFit, pd.DataFrame]:
     prepared = rows[["session", "alliance", "outcome"]].copy()
     prepared["next_session"] = prepared["session"].shift(-1)
     prepared["next_outcome"] = prepared["outcome"].shift(-1)
@@ -237,14 +276,20 @@ def _fit_therapy(therapy: str, rows: pd.DataFrame, alpha: float, detrend: bool) 
     if math.isnan(p_value):
         # A perfect straight line leaves no residual variance: as significant as it gets.
         p_value = 0.0 if r_squared > 1 - 1e-12 else 1.0
-    kept = p_value < alpha
+    significant = p_value < alpha
     sign = "negative" if slope < 0 else "positive"
+    wrong_direction = significant and slope > 0
+    kept = significant and (not wrong_direction or include_wrong_direction)
     reason = (
         f"next-session outcome on alliance: slope {slope:+.3f} ({sign}), p = {p_value:.3g} "
-        f"{'<' if kept else '>='} {alpha} over {len(pairs)} pairs"
+        f"{'<' if significant else '>='} {alpha} over {len(pairs)} pairs"
     )
-    if kept and slope > 0:
-        reason += "; a positive slope means more symptoms after better alliance: check the data"
+    if wrong_direction and kept:
+        reason += "; a positive slope means more symptoms after better alliance: kept as asked, check the data"
+    elif wrong_direction:
+        reason += (
+            "; the wrong direction (more symptoms after better alliance): left out (--include-wrong-direction keeps it)"
+        )
     return TherapyFit(
         therapy=therapy,
         sessions=len(rows),
@@ -255,10 +300,13 @@ def _fit_therapy(therapy: str, rows: pd.DataFrame, alpha: float, detrend: bool) 
         r_squared=r_squared,
         kept=kept,
         reason=reason,
+        wrong_direction=wrong_direction,
     ), prepared
 
 
-def _choose(therapy: str, prepared: pd.DataFrame, pole: str) -> tuple[list[Candidate], str | None]:
+def _choose(
+    therapy: str, prepared: pd.DataFrame, pole: str, fallback: int | None = FALLBACK
+) -> tuple[list[Candidate], str | None]:
     ranked = prepared.dropna(subset=["alliance_z"]).copy()
     ranked["order"] = -ranked["alliance_z"] if pole == "high" else ranked["alliance_z"]
     ranked = ranked.sort_values(["order", "session"], kind="mergesort")
@@ -266,6 +314,11 @@ def _choose(therapy: str, prepared: pd.DataFrame, pole: str) -> tuple[list[Candi
     tried: list[Candidate] = []
     passed: list[int] = []
     for rank, row in enumerate(ranked.itertuples(index=False), 1):
+        if fallback is not None and rank > fallback:
+            return tried, (
+                f"none of the {fallback} {'highest' if pole == 'high' else 'lowest'}-alliance sessions is usable "
+                f"(sessions {', '.join(map(str, passed))}): no usable {pole} session"
+            )
         session = int(row.session)
         next_session = None if pd.isna(row.next_session) else int(row.next_session)
         outcome = None if pd.isna(row.outcome) else float(row.outcome)

@@ -25,10 +25,11 @@ Linked scores (only when the actor may see them):
 * "<instrument> <respondent> total" and "<instrument> <respondent> <subscale>" from
   the questionnaire scores of the unit's session.
 * "alliance mean": per session, the mean of the client's alliance and the therapist's
-  alliance, where the client's (therapist's) alliance is the total of the client's
-  (therapist's) score on an instrument whose name starts with "WAI" (the mean of those
-  totals should one side have filled in several WAI forms). Empty unless both sides
-  have one. Totals are used as stored, on their own instrument's scale.
+  alliance, where the client's (therapist's) alliance is the mean item score of the client's
+  (therapist's) form of an instrument whose name starts with "WAI" (the mean of those
+  should one side have filled in several WAI forms). Empty unless both sides have one. The
+  mean item score (a summed total over its number of items) puts forms of different lengths
+  and ranges on one scale: a WAI-SR total of 48 and a WAI-S total of 60 are 4.0 and 5.0.
 * "alliance z within dyad": (alliance mean - the dyad's mean) / the dyad's standard
   deviation (n - 1 in the denominator, as R's scale()), over all sessions of the same
   dyad in the study that have an alliance mean. Empty with fewer than two such
@@ -48,7 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from concord.analysis.scoring import squash
+from concord.analysis.scoring import mean_item_score, squash
 from concord.exporters.records import CodeNode, ResultsData
 from concord.exporters.writers import TableSpec
 from concord.storage.errors import ConcordError, PermissionDenied
@@ -385,8 +386,10 @@ def session_scores(scores: pd.DataFrame, measures: Iterable[str] | None = None) 
 
     alliance = scores[scores["instrument"].map(lambda name: squash(name).startswith("wai"))]
     if not alliance.empty:
+        items = alliance["items"] if "items" in alliance else [None] * len(alliance)
+        per_item = [mean_item_score(i, t, a) for i, t, a in zip(alliance["instrument"], alliance["total"], items)]
         sides = (
-            alliance.assign(total=alliance["total"].astype(float))
+            alliance.assign(total=pd.Series(per_item, index=alliance.index, dtype=float))
             .groupby(["session_id", "respondent"])["total"]
             .mean()
             .unstack()
@@ -1076,8 +1079,9 @@ def frequency_specs(tables: FrequencyTables, *, long: bool) -> list[TableSpec]:
         + [
             c
             for c in (
-                f"{ALLIANCE}: mean of the client's and the therapist's WAI totals; {ALLIANCE_Z}: its z-score "
-                "over the dyad's sessions."
+                f"{ALLIANCE}: mean of the client's and the therapist's WAI forms, each as its mean item score "
+                f"(the total over its number of items), so forms of different lengths and ranges weigh alike; "
+                f"{ALLIANCE_Z}: its z-score over the dyad's sessions."
                 if ALLIANCE in tables.score_columns
                 else "",
             )

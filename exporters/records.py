@@ -93,7 +93,7 @@ class ResultsData:
         or None), and with turns="text" also number, speaker_role, speaker_label and text;
         the turns of the transcripts that have codings, or none (see ``gather``).
     scores: session_id, dyad_id, session (number), instrument, respondent, total,
-        subscales (dict). Holds every session of the study, not only those with
+        subscales (dict), items (the answers, dict). Holds every session of the study, not only those with
         transcripts, so within-dyad statistics see the whole therapy. Empty when blind.
     attributes: target_kind, target_id, name, value, value_type, blinded; the
         blinded ones only when the actor may see them.

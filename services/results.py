@@ -276,7 +276,7 @@ def _turns(session: Session, transcript_ids: list[int], texts: dict[int, str] | 
     return frame
 
 
-SCORE_COLUMNS = ["session_id", "dyad_id", "session", "instrument", "respondent", "total", "subscales"]
+SCORE_COLUMNS = ["session_id", "dyad_id", "session", "instrument", "respondent", "total", "subscales", "items"]
 
 
 def _scores(session: Session | None) -> pd.DataFrame:
@@ -291,6 +291,7 @@ def _scores(session: Session | None) -> pd.DataFrame:
             QuestionnaireScore.respondent,
             QuestionnaireScore.total,
             QuestionnaireScore.subscales,
+            QuestionnaireScore.items,
         )
         .join(TherapySession, TherapySession.id == QuestionnaireScore.session_id)
         .order_by(QuestionnaireScore.instrument, QuestionnaireScore.respondent, QuestionnaireScore.session_id)

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import pandas as pd
 from sqlalchemy import select
 
-from concord.analysis.session_selection import SelectionResult, SessionAlliance, session_alliance, session_table
+from concord.analysis.scoring import mean_item_score
+from concord.analysis.session_selection import (
+    FALLBACK,
+    SelectionResult,
+    SessionAlliance,
+    session_alliance,
+    session_table,
+    standardise_within,
+)
 from concord.analysis.session_selection import select_sessions as run_selection
 from concord.services.audit import record
 from concord.services.rights import require_lead, require_selection_rights
@@ -29,13 +37,26 @@ class SessionSelection:
     outcome_instrument: str
     # Sessions whose alliance came from one respondent only: (therapy, session, respondent).
     single_respondent: tuple[tuple[str, int, str], ...]
+    alliance_scale: str = "items"
     applied_attribute: str | None = None
     applied: tuple[tuple[str, int, str], ...] = ()
     cleared: tuple[tuple[str, int, str], ...] = ()
 
 
+ALLIANCE_SCALES = {
+    "items": "each form's mean item score (its total over its items; a mean-scored form as it is), "
+    "averaged over the respondent's forms, then client and therapist averaged",
+    "z": "each form's total as a z-score within the patient (per instrument and respondent), "
+    "averaged over the respondent's forms, then client and therapist averaged",
+}
+
+
 def _instrument_key(name: str) -> str:
     return "".join(ch for ch in name.casefold() if ch.isalnum())
+
+
+def alliance_scale_text(scale: str) -> str:
+    return f"Alliance on a common scale: {ALLIANCE_SCALES[scale]}."
 
 
 def select_sessions(
@@ -46,9 +67,20 @@ def select_sessions(
     alpha: float = 0.05,
     detrend: bool = False,
     apply: str | None = None,
+    alliance_scale: str = "items",
+    fallback: int | None = FALLBACK,
+    include_wrong_direction: bool = False,
 ) -> SessionSelection:
-    """Run the selection procedure on the study's scores; with ``apply``, store high/low on the chosen sessions."""
+    """Run the selection procedure on the study's scores; with ``apply``, store high/low on the chosen sessions.
+
+    ``alliance_scale``: how client and therapist forms are put on one scale before they are averaged
+    ("items": mean item score; "z": z within the patient). ``fallback``: candidates tried per pole at
+    most. ``include_wrong_direction`` keeps therapies whose alliance predicts more symptoms."""
     require_selection_rights(workspace, apply=apply is not None)
+    if alliance_scale not in ALLIANCE_SCALES:
+        raise ConcordError(f"unknown alliance scale {alliance_scale!r}; choose one of {', '.join(ALLIANCE_SCALES)}")
+    if fallback is not None and fallback < 1:
+        raise ConcordError(f"--fallback must be at least 1, not {fallback}")
     if apply is not None:
         apply = apply.strip()
         if not apply or len(apply) > 120:
@@ -69,6 +101,7 @@ def select_sessions(
                 QuestionnaireScore.instrument,
                 QuestionnaireScore.respondent,
                 QuestionnaireScore.total,
+                QuestionnaireScore.items,
             )
             .join(TherapySession, TherapySession.id == QuestionnaireScore.session_id)
             .join(Dyad, Dyad.id == TherapySession.dyad_id)
@@ -76,7 +109,7 @@ def select_sessions(
         all_sessions = session.execute(
             select(Dyad.key, TherapySession.number).join(TherapySession, TherapySession.dyad_id == Dyad.id)
         ).all()
-    present = sorted({instrument for _d, _n, instrument, _r, _t in rows})
+    present = sorted({row[2] for row in rows})
     found = {_instrument_key(instrument) for instrument in present}
     for name in (*alliance, outcome):
         if _instrument_key(name) not in found:
@@ -86,19 +119,36 @@ def select_sessions(
             )
     columns = ["therapy", "session", "respondent", "total"]
     alliance_rows = pd.DataFrame(
-        [(d, n, r, t) for d, n, i, r, t in rows if _instrument_key(i) in wanted_alliance], columns=columns
+        [(d, n, r, t, i, items) for d, n, i, r, t, items in rows if _instrument_key(i) in wanted_alliance],
+        columns=columns + ["instrument", "items"],
     )
     outcome_rows = pd.DataFrame(
-        [(d, n, r, t) for d, n, i, r, t in rows if _instrument_key(i) == wanted_outcome], columns=columns
+        [(d, n, r, t) for d, n, i, r, t, _items in rows if _instrument_key(i) == wanted_outcome], columns=columns
     )
+    # Instruments of different lengths and ranges must weigh alike in the client-therapist mean.
+    if alliance_scale == "items":
+        alliance_rows["total"] = [
+            mean_item_score(i, t, items)
+            for i, t, items in zip(alliance_rows["instrument"], alliance_rows["total"], alliance_rows["items"])
+        ]
+    else:
+        alliance_rows["total"] = standardise_within(alliance_rows.assign(total=alliance_rows["total"].astype(float)))
+    alliance_rows["total"] = alliance_rows["total"].astype(float)
+    alliance_rows = alliance_rows[columns]
     per_session: list[SessionAlliance] = session_alliance(alliance_rows)
     therapies = set(alliance_rows["therapy"]) | set(outcome_rows["therapy"])
     listed = sorted((d, n) for d, n in all_sessions if d in therapies)
     data = session_table(per_session, outcome_rows, listed)
-    result = run_selection(data, alpha=alpha, detrend=detrend)
+    result = run_selection(
+        data, alpha=alpha, detrend=detrend, fallback=fallback, include_wrong_direction=include_wrong_direction
+    )
     single = tuple((a.therapy, a.session, a.respondents[0]) for a in per_session if len(a.respondents) == 1)
     selection = SessionSelection(
-        result=result, alliance_instruments=alliance, outcome_instrument=outcome, single_respondent=single
+        result=result,
+        alliance_instruments=alliance,
+        outcome_instrument=outcome,
+        single_respondent=single,
+        alliance_scale=alliance_scale,
     )
     if apply is None:
         return selection
@@ -158,6 +208,9 @@ def _apply(workspace: Workspace, selection: SessionSelection, name: str) -> Sess
             outcome=selection.outcome_instrument,
             alpha=result.alpha,
             detrend=result.detrended,
+            alliance_scale=selection.alliance_scale,
+            fallback=result.fallback,
+            include_wrong_direction=result.include_wrong_direction,
             chosen=[f"{t}:{s}={p}" for t, s, p in applied],
             cleared=[f"{t}:{s}" for t, s, _ in cleared],
         )
@@ -166,6 +219,7 @@ def _apply(workspace: Workspace, selection: SessionSelection, name: str) -> Sess
         alliance_instruments=selection.alliance_instruments,
         outcome_instrument=selection.outcome_instrument,
         single_respondent=selection.single_respondent,
+        alliance_scale=selection.alliance_scale,
         applied_attribute=name,
         applied=tuple(applied),
         cleared=tuple(cleared),

@@ -184,3 +184,22 @@ def test_the_cli_says_what_it_counted(study, tmp_path):
     summary = pd.read_csv(tmp_path / "all.group-summary.csv").set_index("code path")
     assert summary.loc[ER, ["high: N", "high: n"]].tolist() == [2, 0]
     assert np.isclose(summary.at[MF, "high: %"], 100.0) and np.isclose(summary.at[MF, "low: %"], 0.0)
+
+
+def test_the_exact_permutation_test_agrees_with_scipy_where_scipy_can_run():
+    """The exact Mann-Whitney p Concord computes itself (so that a group of one covered unit gets a
+    test too) equals scipy's exact permutation p on random tables with ties."""
+    from concord.exporters.frequencies import _exact_u
+
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        n1, n2 = rng.integers(2, 6, 2)
+        x, y = rng.integers(0, 4, (n1, 2)).astype(float), rng.integers(0, 4, (n2, 2)).astype(float)
+        mine = _exact_u(x, y)
+        for column in range(2):
+            if np.ptp(np.concatenate([x[:, column], y[:, column]])) == 0:
+                continue
+            method = stats.PermutationMethod(n_resamples=np.inf)
+            expected = stats.mannwhitneyu(x[:, column], y[:, column], alternative="two-sided", method=method).pvalue
+            assert mine[column] == pytest.approx(expected)
+    assert _exact_u(np.array([[4.0]]), np.array([[1.0], [1.0]]))[0] == pytest.approx(2 / 3)

@@ -55,7 +55,7 @@ def test_csv_long_and_group_summary(target, tmp_path):
         3,
         "subtheme",
         48,
-        54,
+        4.5,
         "high",
     )
     summary = pd.read_csv(tmp_path / "freq.group-summary.csv").set_index("code path")
@@ -83,7 +83,7 @@ def test_xlsx_sheets_frozen_header_and_widths(target, tmp_path):
     assert all(c.font.b for c in sheet[1])
     rows = {r[0]: dict(zip(header, r)) for r in sheet.iter_rows(min_row=2, values_only=True)}
     assert rows["dyad 1, session 5"][TD] == 4 and rows["dyad 1, session 5"]["group"] == "high"
-    assert rows["dyad 2, session 4"][ALLIANCE] == 55
+    assert rows["dyad 2, session 4"][ALLIANCE] == pytest.approx(55 / 12)
     widths = {header[i]: sheet.column_dimensions[chr(ord("A") + i)].width for i in range(len(header[:20]))}
     assert widths["unit"] == len("dyad 1, session 5") + 2
     assert widths["session"] == len("session") + 2
@@ -129,7 +129,7 @@ def test_docx_publication_tables(target, tmp_path):
         "Therapeutic direction",
         "Therapist style",
     ]
-    assert [c.text for c in per_unit.rows[1].cells] == ["S-A", "high", "54.00", "1.00", "4", "1"]
+    assert [c.text for c in per_unit.rows[1].cells] == ["S-A", "high", "4.50", "1.00", "4", "1"]
     notes = [p.text for p in document.paragraphs if p.text.startswith("Note.")]
     assert notes and "coded segments per transcript" in notes[0]
 
@@ -141,7 +141,7 @@ def test_json(target, tmp_path):
     assert data["meta"]["by"] == "dyad" and data["meta"]["layer"] == "consensus"
     rows = {r["unit"]: r for r in data["tables"]["Frequencies"]}
     assert rows["dyad 1"][TD] == 5 and rows["dyad 2"][ER] == 1
-    assert rows["dyad 1"][ALLIANCE] == 42
+    assert rows["dyad 1"][ALLIANCE] == pytest.approx(3.5)
     assert {r["code path"] for r in data["tables"]["Group summary"]} >= {TD, MF}
 
 

@@ -349,8 +349,10 @@ def test_rows_carry_scores_alliance_and_groups(study):
     assert wide.at["S-C", "WAI-SR client total"] == 30 and wide.at["S-C", "WAI-SR client goal"] == 8
     assert wide.at["S-D", "WAI-SR client goal"] == 18
     assert wide.at["S-A", "WAI-S-T therapist total"] == 60
-    # Alliance means: dyad 1 sessions 2, 3, 5 -> 30, 42, 54 (mean 42, SD 12); dyad 2 -> 35, 55.
-    assert wide.at["S-A", ALLIANCE] == 54 and wide.at["S-B", ALLIANCE] == 30
+    # Alliance means on the mean item score (every form has 12 items): dyad 1 sessions 2, 3, 5 ->
+    # (24 + 36) / 24 = 2.5, (36 + 48) / 24 = 3.5, (48 + 60) / 24 = 4.5 (mean 3.5, SD 1); dyad 2 -> 35 / 12, 55 / 12.
+    assert wide.at["S-A", ALLIANCE] == 4.5 and wide.at["S-B", ALLIANCE] == 2.5
+    assert wide.at["S-C", ALLIANCE] == pytest.approx(35 / 12)
     assert wide.at["S-A", ALLIANCE_Z] == pytest.approx(1.0)
     assert wide.at["S-B", ALLIANCE_Z] == pytest.approx(-1.0)
     assert wide.at["S-C", ALLIANCE_Z] == pytest.approx(-1 / math.sqrt(2))
@@ -371,7 +373,7 @@ def test_rows_per_dyad_and_group_add_up(study):
     assert dyads.loc["dyad 1", [TD, TS, "sessions", "transcripts"]].tolist() == [5, 3, 2, 2]
     assert dyads.at["dyad 1", "group"] == "high; low"
     # Scores of a dyad: the mean over its sessions with transcripts (2 and 5).
-    assert dyads.at["dyad 1", "WAI-SR client total"] == 36 and dyads.at["dyad 1", ALLIANCE] == 42
+    assert dyads.at["dyad 1", "WAI-SR client total"] == 36 and dyads.at["dyad 1", ALLIANCE] == 3.5
     assert ALLIANCE_Z not in dyads.columns
     groups = frequency_table(data, by="group").wide.set_index("unit")
     assert groups.loc["high", [TD, MF, TS]].tolist() == [6, 5, 2]
@@ -404,7 +406,7 @@ def test_long_form_has_one_row_per_unit_and_code(study):
     assert len(long) == 4 * 8
     row = long[(long["unit"] == "S-A") & (long["code path"] == MF)].iloc[0]
     assert (row["count"], row["level"], row["code"], row["measure"]) == (3, "subtheme", "Moving forward", "segments")
-    assert row[ALLIANCE] == 54 and row["group"] == "high"
+    assert row[ALLIANCE] == 4.5 and row["group"] == "high"
     assert long[long["code path"] == HOPE]["level"].unique().tolist() == ["code"]
 
 
@@ -438,7 +440,7 @@ def test_after_unblinding_coders_see_consensus_and_groups(own_study):
     unblind(own_study)
     tables = frequency_table(gather(as_person(own_study, "ann")))
     wide = tables.wide.set_index("unit")
-    assert wide.at["S-A", "group"] == "high" and wide.at["S-A", ALLIANCE] == 54
+    assert wide.at["S-A", "group"] == "high" and wide.at["S-A", ALLIANCE] == 4.5
     assert tables.summary is not None
 
 

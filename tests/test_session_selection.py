@@ -70,12 +70,47 @@ def test_regression_matches_a_direct_least_squares_fit():
     assert fit.slope == pytest.approx(slope) and fit.intercept == pytest.approx(intercept)
 
 
-def test_a_significant_positive_slope_is_kept_and_flagged():
+def _wrong_direction() -> pd.DataFrame:
+    """Therapy P, where better alliance is followed by MORE symptoms (outcome = 10 + 3 x last alliance),
+    beside the hand-checked therapy A."""
     rows = [("P", n, a, 10 + 3 * prev) for n, (a, prev) in enumerate(zip(ALLIANCE_A, [5.0] + ALLIANCE_A[:-1]), 1)]
     data = pd.DataFrame(rows, columns=COLUMNS)
     data.loc[3, "outcome"] += 0.5
-    fit = select_sessions(data).fits[0]
-    assert fit.kept and fit.sign == "positive" and "check the data" in fit.reason
+    return pd.concat([hand_checked()[lambda d: d.therapy == "A"], data], ignore_index=True)
+
+
+def test_a_therapy_in_the_wrong_direction_is_left_out():
+    result = select_sessions(_wrong_direction())
+    fits = {fit.therapy: fit for fit in result.fits}
+    assert fits["P"].p_value < 0.05 and fits["P"].sign == "positive"
+    assert not fits["P"].kept and fits["P"].wrong_direction
+    assert "the wrong direction" in fits["P"].reason and "--include-wrong-direction" in fits["P"].reason
+    assert fits["A"].kept and not fits["A"].wrong_direction
+    assert {c.therapy for c in result.candidates} == {"A"}
+
+
+def test_a_wrong_direction_therapy_is_kept_and_flagged_when_asked():
+    result = select_sessions(_wrong_direction(), include_wrong_direction=True)
+    fit = next(f for f in result.fits if f.therapy == "P")
+    assert fit.kept and fit.wrong_direction and "check the data" in fit.reason
+    assert "P" in {c.therapy for c in result.candidates}
+
+
+def test_the_fallback_stops_after_n_candidates():
+    # Therapy A's high pole needs three tries (8 is final, 4's BDI-II does not fall, 3 is chosen).
+    two = select_sessions(hand_checked(), fallback=2)
+    assert two.chosen_session("A", "high") is None and two.chosen_session("A", "low") == 5
+    assert [(c.pole, c.session) for c in two.candidates if c.pole == "high"] == [("high", 8), ("high", 4)]
+    assert (
+        "A",
+        "high",
+        "none of the 2 highest-alliance sessions is usable (sessions 8, 4): no usable high session",
+    ) in (two.unfilled)
+    one = select_sessions(hand_checked(), fallback=1)
+    assert one.chosen == () and {pole for _t, pole, _r in one.unfilled} == {"high", "low"}
+    assert select_sessions(hand_checked()).chosen_session("A", "high") == 3  # the default, 3, reaches it
+    with pytest.raises(ValueError, match="fallback must be at least 1"):
+        select_sessions(hand_checked(), fallback=0)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -143,7 +178,8 @@ def expected_pick(data: pd.DataFrame, therapy: str, pole: str) -> int | None:
 def test_simulated_trial_picks_what_the_procedure_prescribes():
     # The seed is fixed: with alpha 0.05 about one null therapy in twenty comes out significant by chance.
     data, planted = simulated_trial(seed=7)
-    result = select_sessions(data)
+    # The procedure as published tries candidates without limit; expected_pick does too.
+    result = select_sessions(data, fallback=None)
     fits = {fit.therapy: fit for fit in result.fits}
     for plant in planted:
         assert fits[plant.therapy].kept == plant.effect, fits[plant.therapy].reason
@@ -342,3 +378,42 @@ def test_cli_prints_choices_and_reasons(tmp_path):
         main, ["select-sessions", target, "--alliance", "WAI-SR", "--outcome", "BDI-II", "--as", "ann"]
     )
     assert refused.exit_code == 2 and "blind" in refused.output
+
+
+def test_alliance_on_a_common_scale(study_target):
+    """A 5-point WAI-SR (12 items, sums 12-60) and a 7-point WAI-S-T (12-84): averaged as raw totals the
+    therapist's would weigh more; on the mean item score, and on z within the patient, they weigh alike."""
+    workspace = scored_study(study_target)
+    sue = Workspace(workspace.store, "sue")
+    items = select_in_study(sue, alliance=["WAI-SR", "WAI-S-T"], outcome="BDI-II")
+    assert items.alliance_scale == "items"
+    a3 = next(c for c in items.result.candidates if c.therapy == "A" and c.session == 3)
+    # Session A3: WAI-SR total 62, WAI-S-T total 74, each over 12 items: (62 / 12 + 74 / 12) / 2.
+    assert a3.alliance == pytest.approx((62 / 12 + 74 / 12) / 2)
+    z = select_in_study(sue, alliance=["WAI-SR", "WAI-S-T"], outcome="BDI-II", alliance_scale="z")
+    a3z = next(c for c in z.result.candidates if c.therapy == "A" and c.session == 3)
+    client = np.array([10 * a for a in ALLIANCE_A[:1]] + [10 * a - 6 for a in ALLIANCE_A[1:]])
+    therapist = np.array([10 * a + 6 for a in ALLIANCE_A[1:]])
+    expected = (
+        (client[2] - client.mean()) / client.std(ddof=1) + (therapist[1] - therapist.mean()) / therapist.std(ddof=1)
+    ) / 2
+    assert a3z.alliance == pytest.approx(expected)
+    # The same therapy and the same choices either way here: the two forms move together.
+    assert [(c.therapy, c.pole, c.session) for c in z.result.chosen] == [("A", "high", 3), ("A", "low", 5)]
+
+
+def test_cli_states_the_scale_and_lists_each_candidate(tmp_path):
+    target = str(tmp_path / "cli.concord")
+    scored_study(target).close()
+    run = CliRunner().invoke(
+        main,
+        ["select-sessions", target, "--alliance", "WAI-SR,WAI-S-T", "--outcome", "BDI-II", "--as", "sue"]
+        + ["--alliance-scale", "z", "--fallback", "2"],
+    )
+    assert run.exit_code == 0, run.output
+    assert "Alliance on a common scale: each form's total as a z-score within the patient" in run.output
+    assert "at most 2 candidates per pole" in run.output
+    assert "No high session for therapy A: none of the 2 highest-alliance sessions is usable" in run.output
+    listed = [line for line in run.output.splitlines() if line.startswith("A ")]
+    assert any("passed over" in line and "final session" in line for line in listed)
+    assert any("chosen" in line for line in listed)

@@ -49,6 +49,27 @@ def _instruments(text: str) -> list[str]:
     help="Significance level for the per-therapy regression.",
 )
 @click.option(
+    "--alliance-scale",
+    type=click.Choice(["items", "z"]),
+    default="items",
+    show_default=True,
+    help="The common scale of client and therapist forms before they are averaged: each form's mean "
+    "item score, or its z-score within the patient.",
+)
+@click.option(
+    "--fallback",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Candidates tried per pole before a therapy is reported as having no usable high (low) session.",
+)
+@click.option(
+    "--include-wrong-direction",
+    is_flag=True,
+    help="Keep therapies whose alliance significantly predicts MORE symptoms next session (left out by default).",
+)
+@click.option(
     "--apply",
     "apply_attribute",
     metavar="ATTRIBUTE",
@@ -63,16 +84,31 @@ def _instruments(text: str) -> list[str]:
     show_default=True,
     help="How to print the result.",
 )
-def select_sessions(study, alliance, outcome, detrend, alpha, apply_attribute, actor, output_format):
+def select_sessions(
+    study,
+    alliance,
+    outcome,
+    detrend,
+    alpha,
+    alliance_scale,
+    fallback,
+    include_wrong_direction,
+    apply_attribute,
+    actor,
+    output_format,
+):
     """Pick the highest- and lowest-alliance session of every therapy where alliance predicts the
     next session's outcome (Ekeblad et al. 2022), and say why each session was chosen or passed over.
 
-    Per session, alliance is the mean of the client's and the therapist's scores; both measures are
-    standardised within the patient; next-session outcome is regressed on alliance per therapy. A
-    final session is passed over; a high session must be followed by an outcome fall, a low one by
-    a rise.
+    Per session, alliance is the mean of the client's and the therapist's scores on a common scale
+    (--alliance-scale); both measures are standardised within the patient; next-session outcome is
+    regressed on alliance per therapy, and only therapies where better alliance predicts fewer
+    symptoms are kept. A final session is passed over; a high session must be followed by an
+    outcome fall, a low one by a rise; at most --fallback candidates are tried per pole. The table
+    lists every candidate tried and why it was taken or passed over.
     """
     with opened(study, actor) as workspace:
+        from concord.services.selection import alliance_scale_text
         from concord.services.selection import select_sessions as run_selection
 
         selection = run_selection(
@@ -82,6 +118,9 @@ def select_sessions(study, alliance, outcome, detrend, alpha, apply_attribute, a
             alpha=alpha,
             detrend=detrend,
             apply=apply_attribute,
+            alliance_scale=alliance_scale,
+            fallback=fallback,
+            include_wrong_direction=include_wrong_direction,
         )
     result = selection.result
     fits = [
@@ -121,6 +160,10 @@ def select_sessions(study, alliance, outcome, detrend, alpha, apply_attribute, a
                     "outcome": selection.outcome_instrument,
                     "alpha": result.alpha,
                     "detrended": result.detrended,
+                    "alliance_scale": selection.alliance_scale,
+                    "alliance_scale_text": alliance_scale_text(selection.alliance_scale),
+                    "fallback": result.fallback,
+                    "include_wrong_direction": result.include_wrong_direction,
                     "therapies": fits,
                     "candidates": candidates,
                     "chosen": [{"therapy": c.therapy, "session": c.session, "pole": c.pole} for c in result.chosen],
@@ -139,8 +182,10 @@ def select_sessions(study, alliance, outcome, detrend, alpha, apply_attribute, a
         return
     click.echo(
         f"Alliance: {', '.join(selection.alliance_instruments)}; outcome: {selection.outcome_instrument}; "
-        f"alpha {result.alpha}{'; detrended' if result.detrended else ''}"
+        f"alpha {result.alpha}{'; detrended' if result.detrended else ''}; "
+        f"at most {result.fallback} candidates per pole"
     )
+    click.echo(alliance_scale_text(selection.alliance_scale))
     click.echo("")
     click.echo("Therapies")
     shown = [{**fit, "p_value": None if fit["p_value"] is None else f"{fit['p_value']:.3g}"} for fit in fits]
