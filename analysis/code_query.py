@@ -47,7 +47,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from concord.analysis.cooccurrence import OVERLAP, SHIFT, TURN, TurnGrid, _ranges, coding_turn_ranges, parse_within
+from concord.analysis.cooccurrence import (
+    OVERLAP,
+    SHIFT,
+    TURN,
+    TurnGrid,
+    _ranges,
+    coding_turn_ranges,
+    parse_within,
+    sorted_unique,
+)
 
 KEYWORDS = ("AND", "OR", "NOT", "FOLLOWED", "BY", "WITHIN", "TURNS", "TURN")
 DEFAULT_FOLLOW = 1
@@ -313,7 +322,7 @@ class _Grid:
             cut = [tid * SHIFT + self.turn_start, tid * SHIFT + self.turn_end]
             c_tid = codings["transcript_id"].to_numpy(np.int64) * SHIFT
             cut += [c_tid + codings["start"].to_numpy(np.int64), c_tid + codings["end"].to_numpy(np.int64)]
-            keys = np.unique(np.concatenate(cut))
+            keys = sorted_unique(np.concatenate(cut))
             piece_start, piece_end = keys[:-1], keys[1:]
             # A piece belongs to the turn that starts at or before it, if it ends within that turn.
             turn_keys = tid * SHIFT + self.turn_start

@@ -159,23 +159,31 @@ def main() -> int:
         built = time.perf_counter() - started
         ann = Workspace(study.store, "ann")
         timings, sizes = {}, {}
+
+        def measure(label, run, size):
+            # Wall time is what a user waits for; CPU time is what the work costs on a machine others share.
+            wall, result = best_of(REPEATS, run)
+            cpu, _ = best_of(REPEATS, run, clock=time.process_time)
+            timings[label] = (wall, cpu)
+            sizes[label] = size(result)
+
         for label, options in (
             ("co-occurrence, same turn", {"within": "turn"}),
             ("co-occurrence, within 3 turns", {"within": 3}),
             ("co-occurrence, overlapping spans", {"within": "overlap"}),
             ("co-occurrence, directed within 3", {"within": 3, "directed": True}),
         ):
-            seconds, tables = best_of(REPEATS, lambda o=options: cooccurrence_tables(ann, layer="ann", **o))
-            timings[label] = seconds
-            sizes[label] = f"{len(tables.codes)} x {len(tables.codes)} codes"
+            measure(
+                label,
+                lambda o=options: cooccurrence_tables(ann, layer="ann", **o),
+                lambda t: f"{len(t.codes)} x {len(t.codes)} codes",
+            )
         for label, options in (
             (f"query {QUERY}, turn", {"within": "turn"}),
             (f"query {QUERY}, within 3, client turns", {"within": 3, "speaker": "client"}),
             (f"query {QUERY}, overlap", {"within": "overlap"}),
         ):
-            seconds, result = best_of(REPEATS, lambda o=options: run_query(ann, QUERY, layer="ann", **o))
-            timings[label] = seconds
-            sizes[label] = f"{len(result.hits):,} hits"
+            measure(label, lambda o=options: run_query(ann, QUERY, layer="ann", **o), lambda r: f"{len(r.hits):,} hits")
         study.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -191,17 +199,28 @@ def main() -> int:
         "Each timing is the service a command calls, for one coder's layer: reading it under the blind and "
         f"coverage rules, then the matrices or the hits (not printing them). Limit: {LIMIT:.0f} s each.",
         "",
-        "| analysis | result | seconds |",
-        "|:--|:--|--:|",
+        "| analysis | result | wall s | CPU s |",
+        "|:--|:--|--:|--:|",
     ]
-    lines += [f"| {label} | {sizes[label]} | {seconds:.2f} |" for label, seconds in timings.items()]
+    lines += [f"| {label} | {sizes[label]} | {wall:.2f} | {cpu:.2f} |" for label, (wall, cpu) in timings.items()]
+    load_after = os.getloadavg()[0]
+    # On a machine shared with other work, wall time counts the waiting for a core; the limit then
+    # applies to CPU time, and the table says which.
+    busy = max(load_before, load_after) > (os.cpu_count() or 1)
+    judged = "CPU" if busy else "wall"
+    lines += [
+        "",
+        f"Load {load_before:.1f} before and {load_after:.1f} after the run on {os.cpu_count()} cores: the {LIMIT:.0f} s "
+        f"limit is checked against {judged} time"
+        + (" (the machine was shared, so wall time includes waiting for a core)." if busy else "."),
+    ]
     text = "\n".join(lines) + "\n"
     print(text)
     if not args.no_write:
         write_section(HEADING, text)
-    slow = [label for label, seconds in timings.items() if seconds >= LIMIT]
+    slow = [label for label, (wall, cpu) in timings.items() if (cpu if busy else wall) >= LIMIT]
     if slow:
-        print(f"over {LIMIT} s: {', '.join(slow)}", file=sys.stderr)
+        print(f"over {LIMIT} s ({judged}): {', '.join(slow)}", file=sys.stderr)
         return 1
     return 0
 
