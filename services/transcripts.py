@@ -76,62 +76,119 @@ def _session_place(session: Session, transcript: Transcript) -> tuple[str | None
     return row[0], row[1]
 
 
-def _progress(session: Session, transcript_ids: list[int]) -> dict[tuple[int, int], ProgressInfo]:
+def _progress(session: Session, transcript_ids: list[int] | None) -> dict[tuple[int, int], ProgressInfo]:
+    """Every coder's progress per transcript: (transcript id, coder id) -> progress. ``None``: all transcripts
+    (no list of ids to send)."""
+    counts = select(Coding.transcript_id, Coding.coder_id, func.count()).where(
+        Coding.deleted_at.is_(None), Coding.phase == "independent"
+    )
+    rows = select(
+        TranscriptProgress.transcript_id,
+        TranscriptProgress.coder_id,
+        TranscriptProgress.turns_reviewed,
+        TranscriptProgress.done_at.is_not(None),
+    )
+    if transcript_ids is not None:
+        counts = counts.where(Coding.transcript_id.in_(transcript_ids))
+        rows = rows.where(TranscriptProgress.transcript_id.in_(transcript_ids))
     coding_counts = {
-        (tid, cid): n
-        for tid, cid, n in session.execute(
-            select(Coding.transcript_id, Coding.coder_id, func.count())
-            .where(Coding.deleted_at.is_(None), Coding.phase == "independent", Coding.transcript_id.in_(transcript_ids))
-            .group_by(Coding.transcript_id, Coding.coder_id)
-        )
+        (tid, cid): n for tid, cid, n in session.execute(counts.group_by(Coding.transcript_id, Coding.coder_id))
     }
     names = dict(session.execute(select(Coder.id, Coder.name)).all())
-    rows = {
-        (p.transcript_id, p.coder_id): p
-        for p in session.scalars(select(TranscriptProgress).where(TranscriptProgress.transcript_id.in_(transcript_ids)))
-    }
+    reviewed = {(tid, cid): (turns, bool(done)) for tid, cid, turns, done in session.execute(rows)}
     result = {}
-    for key in set(coding_counts) | set(rows):
-        row = rows.get(key)
+    for key in set(coding_counts) | set(reviewed):
+        turns, done = reviewed.get(key, (0, False))
         result[key] = ProgressInfo(
-            coder=names[key[1]],
-            turns_reviewed=row.turns_reviewed if row else 0,
-            codings=coding_counts.get(key, 0),
-            done=bool(row and row.done_at),
+            coder=names[key[1]], turns_reviewed=turns or 0, codings=coding_counts.get(key, 0), done=done
         )
     return result
 
 
+def _places(session: Session) -> dict[int, tuple[str, int, int]]:
+    """Every therapy session's dyad key, number and dyad id, by session id (one query)."""
+    return {
+        session_id: (dyad_key, number, dyad_id)
+        for session_id, dyad_key, number, dyad_id in session.execute(
+            select(TherapySession.id, Dyad.key, TherapySession.number, Dyad.id).join(
+                Dyad, TherapySession.dyad_id == Dyad.id
+            )
+        )
+    }
+
+
+def _all_attributes(session: Session) -> dict[tuple[str, int], list[AttributeInfo]]:
+    """Every attribute by (target kind, target id), each target's in name order (one query)."""
+    found: dict[tuple[str, int], list[AttributeInfo]] = {}
+    for kind, target_id, name, value, value_type, blinded in session.execute(
+        select(
+            Attribute.target_kind,
+            Attribute.target_id,
+            Attribute.name,
+            Attribute.value,
+            Attribute.value_type,
+            Attribute.blinded,
+        ).order_by(Attribute.name)
+    ):
+        found.setdefault((kind, target_id), []).append(
+            AttributeInfo(name=name, value=value, value_type=value_type, blinded=blinded, target_kind=kind)
+        )
+    return found
+
+
 def list_transcripts(workspace: Workspace) -> list[TranscriptSummary]:
+    """Every transcript with its turn count and progress (and, outside the blind, everyone's progress, its
+    dyad, session and attributes). A fixed number of queries whatever the study's size: counts, progress,
+    places and attributes are each read once for all transcripts, and the texts are not read at all."""
     blind = workspace.blind_for_actor()
     actor = workspace.actor
     with workspace.store.reader() as session:
-        rows = session.scalars(select(Transcript).order_by(Transcript.key)).all()
-        ids = [r.id for r in rows]
+        rows = session.execute(
+            select(
+                Transcript.id,
+                Transcript.key,
+                Transcript.kind,
+                Transcript.perspective,
+                Transcript.phase,
+                Transcript.session_id,
+            ).order_by(Transcript.key)
+        ).all()
         turn_counts = dict(session.execute(select(Turn.transcript_id, func.count()).group_by(Turn.transcript_id)).all())
-        progress = _progress(session, ids) if ids else {}
+        progress = _progress(session, None) if rows else {}
+        others_of: dict[int, list[ProgressInfo]] = {}
+        places: dict[int, tuple[str, int, int]] = {}
+        attributes_of: dict[tuple[str, int], list[AttributeInfo]] = {}
+        if not blind:
+            for (tid, _), info in progress.items():
+                others_of.setdefault(tid, []).append(info)
+            places = _places(session)
+            attributes_of = _all_attributes(session)
         summaries = []
-        for row in rows:
+        for tid, key, kind, perspective, phase, session_id in rows:
             own = None
             if actor is not None:
                 own = progress.get(
-                    (row.id, actor.id), ProgressInfo(coder=actor.name, turns_reviewed=0, codings=0, done=False)
+                    (tid, actor.id), ProgressInfo(coder=actor.name, turns_reviewed=0, codings=0, done=False)
                 )
             others: tuple[ProgressInfo, ...] = ()
             dyad = number = None
             attributes: tuple[AttributeInfo, ...] = ()
             if not blind:
-                others = tuple(sorted((p for (tid, _), p in progress.items() if tid == row.id), key=lambda p: p.coder))
-                dyad, number = _session_place(session, row)
-                attributes = _attributes(session, row, hide_blinded=False)
+                others = tuple(sorted(others_of.get(tid, ()), key=lambda p: p.coder))
+                found = [*attributes_of.get(("transcript", tid), ())]
+                if session_id is not None and session_id in places:
+                    dyad, number, dyad_id = places[session_id]
+                    found += attributes_of.get(("session", session_id), ())
+                    found += attributes_of.get(("dyad", dyad_id), ())
+                attributes = tuple(found)
             summaries.append(
                 TranscriptSummary(
-                    id=row.id,
-                    key=row.key,
-                    kind=row.kind,
-                    perspective=row.perspective,
-                    turns=turn_counts.get(row.id, 0),
-                    phase=row.phase,
+                    id=tid,
+                    key=key,
+                    kind=kind,
+                    perspective=perspective,
+                    turns=turn_counts.get(tid, 0),
+                    phase=phase,
                     progress=own,
                     others=others,
                     dyad=dyad,

@@ -215,3 +215,78 @@ def test_statistics_on_rating_patterns_equal_those_on_every_unit(coders):
         full = compute(name, ratings, 4, bootstrap=1, values=values)
         assert (fast.units, fast.coders) == (full.units, full.coders), name
         assert fast.value == pytest.approx(full.value, abs=1e-12), name
+
+
+# ------------------------------------------------------------------------------------------- overview
+
+
+def add_places(workspace: Workspace) -> None:
+    """Put every transcript in a session of a dyad, with an attribute on each level."""
+    from concord.storage.models import Attribute, Dyad, TherapySession
+
+    with workspace.store.session() as session:
+        for transcript in session.scalars(select(Transcript).where(Transcript.session_id.is_(None))):
+            dyad = Dyad(key=f"D-{transcript.key}")
+            session.add(dyad)
+            session.flush()
+            therapy = TherapySession(dyad_id=dyad.id, number=1)
+            session.add(therapy)
+            session.flush()
+            transcript.session_id = therapy.id
+            for kind, target in (("dyad", dyad.id), ("session", therapy.id), ("transcript", transcript.id)):
+                session.add(Attribute(target_kind=kind, target_id=target, name=f"{kind}-note", value="x", blinded=True))
+
+
+@pytest.mark.parametrize("actor", ["sue", "ann"])
+def test_listing_the_transcripts_sends_the_same_statements_for_any_number(study_target, actor):
+    from concord.services.transcripts import list_transcripts
+
+    workspace = new_study(study_target)
+    grow(workspace, 2, seed=1)
+    add_places(workspace)
+    person = Workspace(workspace.store, actor)
+    list_transcripts(person)  # the workspace looks its person up once
+    with counted(workspace) as small:
+        before = list_transcripts(person)
+    grow(workspace, 10, seed=2)
+    add_places(workspace)
+    with counted(workspace) as large:
+        after = list_transcripts(person)
+    assert len(after) == 12 and len(large) == len(small), (len(small), len(large))
+    first = next(s for s in after if s.key == before[0].key)
+    if actor == "sue":
+        # Outside the blind: dyad, session, the attributes of all three levels and everyone's progress.
+        assert first.dyad == f"D-{first.key}" and first.session_number == 1
+        assert [a.target_kind for a in first.attributes] == ["transcript", "session", "dyad"]
+        assert [p.coder for p in first.others] == ["ann", "bob", "cal"]
+        assert sum(p.codings for p in first.others) == 18
+    else:
+        assert first.dyad is None and first.attributes == () and first.others == ()
+        assert first.progress.coder == "ann" and first.progress.codings == 6
+    workspace.close()
+
+
+async def test_the_overview_lists_a_page_and_the_rest_as_the_cursor_goes_down(tmp_path):
+    from concord.app.tui.app import make_app
+    from concord.app.tui.screens.overview import PAGE
+
+    workspace = new_study(str(tmp_path / "study.concord"))
+    grow(workspace, PAGE + 60, seed=5)
+    workspace.close()
+    app = make_app(str(tmp_path / "study.concord"), "sue")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        overview = app.screen
+        table = overview.table
+        assert table.row_count == PAGE and len(overview.rows) == PAGE + 60
+        assert "more as you go down" in str(overview.query_one("#overview-status").render())
+        await pilot.press("G")
+        assert table.row_count == PAGE + 60 and table.cursor_row == PAGE + 59
+        await pilot.press("g")
+        # Filtering looks through every transcript, listed or not.
+        await pilot.press("slash", *"S0250", "enter")
+        await pilot.pause()
+        assert table.row_count == 1
+        assert table.get_row_at(0)[0].plain == "S0250"

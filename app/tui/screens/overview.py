@@ -103,6 +103,21 @@ COLUMNS = (
 )
 
 
+# Rows put in the table at a time: a study of thousands of transcripts paints as fast as one of a few
+# hundred, and the next rows come as the cursor nears the end (G, end and filtering reach every row).
+PAGE = 200
+
+
+class OverviewTable(VimDataTable):
+    """The transcript list: going to the last row first puts every remaining row in the table."""
+
+    def action_scroll_bottom(self) -> None:
+        screen = self.screen
+        if isinstance(screen, OverviewScreen):
+            screen.show_rows(len(screen.rows))
+        super().action_scroll_bottom()
+
+
 @dataclass(frozen=True)
 class OverviewData:
     transcripts: list[TranscriptSummary]
@@ -142,11 +157,14 @@ class OverviewScreen(Screen[None]):
         self.sort_column = "key"
         self.sort_reverse = False
         self._loader: Worker | None = None
+        # The transcripts in filter and sort order, and how many of them are in the table so far.
+        self.rows: list[TranscriptSummary] = []
+        self.shown = 0
 
     def compose(self) -> ComposeResult:
         yield Static(id="title-bar")
         yield Input(placeholder="Filter transcripts (press / to filter, esc to clear)", id="filter")
-        yield VimDataTable(id="transcripts", cursor_type="row", zebra_stripes=True)
+        yield OverviewTable(id="transcripts", cursor_type="row", zebra_stripes=True)
         yield Static(id="overview-status", classes="status-line")
         yield Footer()
 
@@ -250,14 +268,36 @@ class OverviewScreen(Screen[None]):
         if table.row_count and table.cursor_row is not None:
             highlighted = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
         table.clear()
-        rows = self.visible_rows()
-        for summary in rows:
+        self.rows = rows = self.visible_rows()
+        self.shown = 0
+        place = next((i for i, s in enumerate(rows) if str(s.id) == highlighted), None)
+        self.show_rows(max(PAGE, place + 1 if place is not None else 0))
+        if place is not None:
+            table.move_cursor(row=place)
+        self._update_status()
+
+    def show_rows(self, upto: int) -> None:
+        """Put the rows up to ``upto`` (in filter and sort order) in the table, after those already there."""
+        upto = min(upto, len(self.rows))
+        if upto <= self.shown:
+            return
+        table = self.table
+        for summary in self.rows[self.shown : upto]:
             table.add_row(*(Text(column.cell(summary)) for column in self.columns), key=str(summary.id))
-        if highlighted is not None and any(str(s.id) == highlighted for s in rows):
-            table.move_cursor(row=table.get_row_index(highlighted))
+        self.shown = upto
+        self._update_status()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= self.shown - PAGE // 4:
+            self.show_rows(self.shown + PAGE)
+
+    def _update_status(self) -> None:
+        rows = self.rows
         label = next(c.label for c in self.columns if c.key == self.sort_column)
         total = len(self.data.transcripts) if self.data else 0
         status = Text(f"{len(rows)} of {total} transcripts · sorted by {label} {'↓' if self.sort_reverse else '↑'}")
+        if self.shown < len(rows):
+            status.append(f" · first {self.shown} listed, more as you go down (G or ctrl+end: all)", style="dim")
         if not total:
             status.append(" · no transcripts yet (import some with the concord CLI)", style="dim")
         elif not self.data.blind:
