@@ -120,10 +120,17 @@ def _stored(value: dict[str, Any] | None) -> AssistantSettings:
     )
 
 
+def _study_row(session: Session) -> Study:
+    row = session.get(Study, 1)
+    if row is None:
+        raise NotFound("not a Concord study (no study settings)")
+    return row
+
+
 def assistant_settings(workspace: Workspace) -> AssistantSettings:
     """Whether the assistant is on in this study, and how; anyone may ask."""
     with workspace.store.reader() as session:
-        return _stored(session.get(Study, 1).assistant)
+        return _stored(_study_row(session).assistant)
 
 
 def set_assistant(
@@ -140,7 +147,7 @@ def set_assistant(
     if learn_from is not None and learn_from not in LEARN_FROM:
         raise ConcordError(f"--learn-from {learn_from!r}: choose one of {', '.join(LEARN_FROM)}")
     with workspace.store.session() as session:
-        row = session.get(Study, 1)
+        row = _study_row(session)
         before = _stored(row.assistant)
         after = AssistantSettings(
             on=before.on if on is None else on,
@@ -202,7 +209,7 @@ def _turns(session: Session, transcript_ids: Sequence[int] | None = None) -> dic
     query = select(Transcript.id, Transcript.text)
     if transcript_ids is not None:
         query = query.where(Transcript.id.in_(list(transcript_ids)))
-    texts = dict(session.execute(query).all())
+    texts: dict[int, str] = {row[0]: row[1] for row in session.execute(query).all()}
     turn_query = select(Turn.id, Turn.transcript_id, Turn.number, Turn.speaker_role, Turn.char_start, Turn.char_end)
     if transcript_ids is not None:
         turn_query = turn_query.where(Turn.transcript_id.in_(list(transcript_ids)))
@@ -514,7 +521,7 @@ def _passages(workspace: Workspace) -> tuple[Any, list[_Turn], Any]:
             cached = _VECTORS.get(workspace.store.target)
         if cached is not None and cached[0] == stamp:
             return cached[1], cached[2], cached[3]
-        keys = dict(session.execute(select(Transcript.id, Transcript.key)).all())
+        keys: dict[int, str] = {row[0]: row[1] for row in session.execute(select(Transcript.id, Transcript.key)).all()}
         turns = [turn for _, found in sorted(_turns(session).items(), key=lambda i: keys[i[0]]) for turn in found]
     vectorizer = TurnVectorizer().fit_idf([turn.text for turn in turns] or [""])
     matrix = vectorizer.text_vectors([turn.text for turn in turns])
@@ -603,7 +610,9 @@ def assisted_counts(workspace: Workspace) -> AssistedCounts:
         )
         if blind:
             query = query.where(Coding.coder_id == (actor.id if actor else -1))
-        counts = dict(session.execute(query.group_by(Coding.assisted_by)).all())
+        counts: dict[str | None, int] = {
+            row[0]: row[1] for row in session.execute(query.group_by(Coding.assisted_by)).all()
+        }
     return AssistedCounts(
         codings=sum(counts.values()), suggestion=counts.get("suggestion", 0), similar=counts.get("similar", 0)
     )

@@ -123,7 +123,7 @@ class SimilarScreen(ModalScreen[SimilarOutcome]):
         if event.worker is not self._worker:
             return
         if event.state == WorkerState.SUCCESS:
-            self.passages = list(event.worker.result)
+            self.passages = list(event.worker.result or [])
             self.options.set_options([Option(passage_line(p)) for p in self.passages])
             if self.passages:
                 self.options.highlighted = 0
