@@ -10,8 +10,11 @@ Two ways, in this order:
   whose span (its start up to the next turn's start) holds the replayed turn's time;
 * else by text: the session turn (or two or three consecutive turns, when the transcriber of the
   interview wrote them as one) whose words are most like the replayed turn's, at least
-  MIN_SIMILARITY on rapidfuzz's ratio of the normalised texts. Replays run forward, so the search
-  starts after the previous link and only falls back to the whole session.
+  MIN_SIMILARITY on rapidfuzz's ratio of the normalised texts. A replayed turn of MIN_PART_WORDS
+  words or more may also be a part of its session turn (the interview's transcriber wrote down only
+  what was played): it then needs MIN_PART_SIMILARITY on rapidfuzz's partial ratio, stricter, since
+  a part is easier to find by chance. Replays run forward, so the search starts after the previous
+  link and only falls back to the whole session.
 
 A replayed turn that neither finds is reported, never guessed.
 """
@@ -25,6 +28,8 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz
 
 MIN_SIMILARITY = 80.0
+MIN_PART_WORDS = 4
+MIN_PART_SIMILARITY = 90.0
 # A replayed turn may be a few seconds off the session's clock (a marker typed by hand).
 TIME_TOLERANCE = 2.0
 MAX_JOINED = 3
@@ -107,6 +112,7 @@ def _by_text(
     """(first session turn, how many, similarity) of the best match at or above MIN_SIMILARITY; the first
     turn matched is the replayed speaker's, so a short "Um-hm." is not found in the other's mouth."""
     best: tuple[int, int, float] | None = None
+    part_allowed = len(target.split()) >= MIN_PART_WORDS
     for start in range(begin, end):
         if not same_role[start]:
             continue
@@ -119,6 +125,10 @@ def _by_text(
                 continue
             # Joined text much longer than the target cannot get better by joining more.
             score = fuzz.ratio(target, joined)
+            if score < MIN_SIMILARITY and part_allowed and len(joined) > len(target):
+                part = fuzz.partial_ratio(target, joined)
+                # Counted a little below a whole match, so a whole turn elsewhere wins over a part.
+                score = part - 1 if part >= MIN_PART_SIMILARITY else score
             if score >= MIN_SIMILARITY and (best is None or score > best[2]):
                 best = (start, length, score)
             if len(joined) > 1.5 * len(target):
