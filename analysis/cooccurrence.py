@@ -209,7 +209,7 @@ def cooccurrence(
     """The matrix over ``codes`` (in that order) from ``codings`` (transcript_id, code_id, start, end) and
     ``turns`` (turn_id, transcript_id, char_start, char_end). Codings of other codes are ignored."""
     within = parse_within(within)
-    if directed and (within in (TURN, OVERLAP) or within < 1):
+    if directed and (not isinstance(within, int) or within < 1):
         raise ValueError("directed co-occurrence needs a number of turns, 1 or more (--within N)")
     codes = tuple(int(c) for c in codes)
     k = len(codes)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 CORRECTIONS = {"holm": "Holm", "fdr_bh": "Benjamini-Hochberg"}
 # Below these a model of three fixed effects and a cluster structure says nothing: it is not fitted.
@@ -58,17 +59,17 @@ class Correlation:
     p: float
 
 
-def correlation(x: Sequence[float], y: Sequence[float]) -> Correlation:
+def correlation(x: ArrayLike, y: ArrayLike) -> Correlation:
     """Pearson's r over the pairs where both are known, with its Fisher-z interval and p-value."""
     from scipy import stats
 
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    both = np.isfinite(x) & np.isfinite(y)
-    x, y = x[both], y[both]
-    n = len(x)
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    both = np.isfinite(xs) & np.isfinite(ys)
+    xs, ys = xs[both], ys[both]
+    n = len(xs)
+    if n < 3 or np.ptp(xs) == 0 or np.ptp(ys) == 0:
         return Correlation(math.nan, n, math.nan, math.nan, math.nan)
-    result = stats.pearsonr(x, y)
+    result = stats.pearsonr(xs, ys)
     r = float(result.statistic)
     low, high = fisher_ci(r, n)
     return Correlation(r, n, low, high, float(result.pvalue))
@@ -191,7 +192,7 @@ def _nan() -> Coefficient:
     return Coefficient(math.nan, math.nan, math.nan, math.nan, math.nan)
 
 
-def adjust(pvalues: Sequence[float], method: str) -> list[float]:
+def adjust(pvalues: ArrayLike, method: str) -> list[float]:
     """``method`` ("holm" or "fdr_bh") across the p-values that are known; unknown ones stay NaN."""
     from statsmodels.stats.multitest import multipletests
 

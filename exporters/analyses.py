@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ def _docx(blocks: Sequence[Block], title: str, part: Path) -> None:
         elif block.kind == "figure":
             figures += 1
             add_caption(document, figures, block.text, kind="Figure")
-            document.add_picture(io.BytesIO(block.png), width=Cm(14))
+            document.add_picture(io.BytesIO(block.png or b""), width=Cm(14))
     document.save(str(part))
 
 
@@ -133,7 +134,8 @@ def _text(blocks: Sequence[Block], title: str, suffix: str, figure_names: dict[i
         elif block.kind == "table":
             tables += 1
             caption = f"Table {tables}. {block.text}"
-            out += _md_table(block.frame, caption) if markdown else _html_table(block.frame, caption)
+            frame = block.frame if block.frame is not None else pd.DataFrame()
+            out += _md_table(frame, caption) if markdown else _html_table(frame, caption)
         elif block.kind == "figure":
             figures += 1
             name = figure_names[id(block)].name
@@ -278,14 +280,16 @@ def query_report(result, turn_rows: pd.DataFrame, *, context: int, groups: dict[
     (``turn_rows``: the turns of the transcripts with hits, with their text), the hit's words in bold."""
     hits = result.hits
     units = {int(r["transcript_id"]): r for r in result.data.units.to_dict(orient="records")}
-    ordered: dict[int, list[tuple]] = {}
+    ordered: dict[int, list[Any]] = {}
     place: dict[int, tuple[int, int]] = {}
+    row: Any
     if len(hits):
         for row in turn_rows.itertuples(index=False):
             rows = ordered.setdefault(int(row.transcript_id), [])
             place[int(row.turn_id)] = (int(row.transcript_id), len(rows))
             rows.append(row)
     excerpts = []
+    hit: Any
     for hit in hits.itertuples(index=False):
         tid, index = place[int(hit.turn_id)]
         rows = ordered[tid]
@@ -299,9 +303,10 @@ def query_report(result, turn_rows: pd.DataFrame, *, context: int, groups: dict[
                 lines.append(Line(turn.speaker_label, tuple(p for p in pieces if p.text)))
             else:
                 lines.append(Line(turn.speaker_label, (Fragment(text),), context=True))
-        unit = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in units[tid].items()}
-        unit = {k: (None if v is pd.NA else v) for k, v in unit.items()}
-        excerpts.append(Excerpt(str(hit.transcript), tuple(lines), attribution(unit, groups.get(tid), group_label)))
+        plain = {
+            k: (None if v is pd.NA or (isinstance(v, float) and math.isnan(v)) else v) for k, v in units[tid].items()
+        }
+        excerpts.append(Excerpt(str(hit.transcript), tuple(lines), attribution(plain, groups.get(tid), group_label)))
     node = CodeNode(
         id=0,
         codebook="query",
@@ -315,10 +320,10 @@ def query_report(result, turn_rows: pd.DataFrame, *, context: int, groups: dict[
         high_pole=None,
     )
     n_transcripts = hits["transcript_id"].nunique() if len(hits) else 0
-    unit = {"turn": "turns", "overlap": "stretches of text"}.get(
+    unit_noun = {"turn": "turns", "overlap": "stretches of text"}.get(
         str(result.within), f"turns (codes within {result.within} turns)"
     )
-    count_line = f"{len(hits)} hit{'s' if len(hits) != 1 else ''} ({unit}) in {n_transcripts} of {result.searched} transcripts searched."
+    count_line = f"{len(hits)} hit{'s' if len(hits) != 1 else ''} ({unit_noun}) in {n_transcripts} of {result.searched} transcripts searched."
     layer = "consensus codings" if result.data.layer == "consensus" else f"the codings of {result.data.layer}"
     lead = " ".join(result.notes) + f" Hits of the query {result.query} in {layer}; the words of each hit are in bold"
     lead += f", with {context} turn{'s' if context != 1 else ''} of context." if context else "."

@@ -217,7 +217,7 @@ def cooccurrence_rows(tables: CooccurrenceTables, *, everything: bool = False) -
             for j, b in enumerate(tables.codes):
                 if (not tables.directed and j <= i) or (not everything and not result.counts[i, j]):
                     continue
-                row = {"group": group.name} if tables.by else {}
+                row: dict[str, object] = {"group": group.name} if tables.by else {}
                 row.update({"code A": tables.labels[a.id], "code B": tables.labels[b.id]})
                 row["codings A"] = int(result.segments[i])
                 row["codings B"] = int(result.segments[j])
@@ -717,7 +717,8 @@ def memo_entries(workspace: Workspace) -> tuple[list[MemoEntry], bool]:
             while codes[current].merged_into_id and current not in seen:
                 seen.add(current)
                 current = codes[current].merged_into_id
-            parts, node = [], current
+            parts: list[str] = []
+            node = current
             while node is not None and node in codes and len(parts) < 50:
                 parts.append(codes[node].name)
                 node = codes[node].parent_id
