@@ -907,26 +907,38 @@ def import_codings(
     codebook_key = codebook or "imported"
     with workspace.store.session() as session:
         _lock_code_creation(session)
-        transcripts = {
-            t.key: t
-            for t in session.scalars(select(Transcript).where(Transcript.key.in_({r.transcript for r in rows})))
-        }
+        # A fixed number of statements however many rows: the turns of every transcript named in one query
+        # (no transcript texts), codes found once per path, coders once per name, the codings in one executemany.
+        keys = {r.transcript for r in rows}
+        turn_query = select(Transcript.key, Turn.number, Turn.transcript_id, Turn.char_start, Turn.char_end).join(
+            Transcript, Turn.transcript_id == Transcript.id
+        )
+        if len(keys) <= 5000:  # beyond that, reading every turn is cheaper than a list of keys that long
+            turn_query = turn_query.where(Transcript.key.in_(keys))
         turn_rows = {}
-        for transcript in transcripts.values():
-            for turn in session.scalars(select(Turn).where(Turn.transcript_id == transcript.id)):
-                turn_rows[(transcript.key, turn.number)] = turn
+        transcripts = set()
+        for key, number, transcript_id, char_start, char_end in session.connection().execute(turn_query):
+            turn_rows[(key, number)] = (transcript_id, char_start, char_end)
+            transcripts.add(key)
+        if keys - transcripts:
+            # Transcripts without turns are still transcripts: "no turn N", not "no transcript".
+            transcripts |= set(session.scalars(select(Transcript.key).where(Transcript.key.in_(keys - transcripts))))
         problems = []
         book = session.scalar(select(Codebook).where(Codebook.key == codebook_key))
         places = _CodePlaces(session, book.id if book is not None else None)
         unknown: dict[tuple[str, ...], object] = {}
         # By the row's place in the list: a wide table gives several codings from one line.
         found: dict[int, Code] = {}
+        hits_of: dict[tuple[str, ...], list[Code]] = {}
         for index, row in enumerate(rows):
             if row.transcript not in transcripts:
                 problems.append(f"line {row.line}: no transcript {row.transcript!r} in the study")
             elif (row.transcript, row.turn) not in turn_rows:
                 problems.append(f"line {row.line}: transcript {row.transcript!r} has no turn {row.turn}")
-            hits = places.find(row.path)
+            folded = _folded(row.path)
+            if folded not in hits_of:
+                hits_of[folded] = places.find(row.path)
+            hits = hits_of[folded]
             if len(hits) > 1:
                 problems.append(
                     f"line {row.line}: code {' > '.join(row.path)!r} is in more than one place "
@@ -958,53 +970,63 @@ def import_codings(
                 places.preferred_book = book.id
             for _key, row in sorted(unknown.items()):
                 created_codes.extend(places.create(row.path, book.id))
+        made: dict[tuple[str, ...], Code] = {}
         for index, row in enumerate(rows):
             if index not in found:
-                found[index] = places.find(row.path)[0]
+                folded = _folded(row.path)
+                if folded not in made:
+                    made[folded] = places.find(row.path)[0]
+                found[index] = made[folded]
         coders_before = set(session.scalars(select(Coder.name)))
         created_coders = []
-        count = 0
+        coder_ids = {}
+        for name in dict.fromkeys(row.coder for row in rows):
+            coder_ids[name] = ensure_coder(session, name, workspace.actor_label).id
+            if name not in coders_before:
+                created_coders.append(name)
+        scales = {code.id: stored_scale(code.scale) for code in set(found.values())}
+        codings = []
         for index, row in enumerate(rows):
-            coder = ensure_coder(session, row.coder, workspace.actor_label)
-            if row.coder not in coders_before and row.coder not in created_coders:
-                created_coders.append(row.coder)
             code = found[index]
-            turn = turn_rows[(row.transcript, row.turn)]
-            if turn.char_end <= turn.char_start:
+            transcript_id, char_start, char_end = turn_rows[(row.transcript, row.turn)]
+            if char_end <= char_start:
                 raise InputError(
                     f"turn {row.turn} of transcript {row.transcript!r} has no text (an empty utterance);"
                     " nothing in it can be coded",
                     path,
                     row.line,
                 )
-            start = turn.char_start + (row.start or 0)
-            end = turn.char_start + row.end if row.end is not None else turn.char_end
-            if not (turn.char_start <= start < end <= turn.char_end):
+            start = char_start + (row.start or 0)
+            end = char_start + row.end if row.end is not None else char_end
+            if not (char_start <= start < end <= char_end):
                 raise InputError(
                     f"start/end {row.start if row.start is not None else 0}-"
-                    f"{row.end if row.end is not None else turn.char_end - turn.char_start} fall outside turn {row.turn}"
-                    f" ({turn.char_end - turn.char_start} characters)",
+                    f"{row.end if row.end is not None else char_end - char_start} fall outside turn {row.turn}"
+                    f" ({char_end - char_start} characters)",
                     path,
                     row.line,
                 )
             try:
-                checked_value(code.name, stored_scale(code.scale), row.value)
+                checked_value(code.name, scales[code.id], row.value)
             except ConcordError as exc:
                 raise InputError(f"column value: {exc}", path, row.line) from None
-            session.add(
-                Coding(
-                    coder_id=coder.id,
-                    transcript_id=turn.transcript_id,
-                    code_id=code.id,
-                    start_offset=start,
-                    end_offset=end,
-                    memo=row.memo or None,
-                    value=row.value,
-                    phase="independent",
-                    made_blind=settings.blind_now,
-                )
+            codings.append(
+                {
+                    "coder_id": coder_ids[row.coder],
+                    "transcript_id": transcript_id,
+                    "code_id": code.id,
+                    "start_offset": start,
+                    "end_offset": end,
+                    "memo": row.memo or None,
+                    "value": row.value,
+                    "phase": "independent",
+                    "made_blind": settings.blind_now,
+                }
             )
-            count += 1
+        if codings:
+            # Core, not the ORM's bulk path: the rows are plain values and nothing reads them back.
+            session.connection().execute(insert(Coding.__table__), codings)
+        count = len(codings)
         record(
             session,
             workspace.actor_label,

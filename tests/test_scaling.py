@@ -290,3 +290,45 @@ async def test_the_overview_lists_a_page_and_the_rest_as_the_cursor_goes_down(tm
         await pilot.pause()
         assert table.row_count == 1
         assert table.get_row_at(0)[0].plain == "S0250"
+
+
+# -------------------------------------------------------------------------------------- import codings
+
+
+def codings_file(path, rows: int, *, transcripts: int, coder: str = "dee") -> str:
+    rng = random.Random(rows)
+    lines = ["transcript,turn,coder,code"]
+    for _ in range(rows):
+        key = f"S{rng.randrange(transcripts):04d}"
+        code = rng.choice(("Rating > high", "Rating > low", "Talk > plan"))
+        lines.append(f"{key},{rng.randrange(TURNS) + 1},{coder},{code}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_importing_codings_sends_the_same_statements_for_any_number_of_rows(study_target, tmp_path):
+    from concord.services.importing import import_codings
+
+    workspace = new_study(study_target)
+    grow(workspace, 6, seed=4)
+    sue = Workspace(workspace.store, "sue")
+    few = codings_file(tmp_path / "few.csv", 12, transcripts=2, coder="dee")
+    many = codings_file(tmp_path / "many.csv", 600, transcripts=6, coder="eve")
+    import_codings(sue, few, dry_run=True)  # the workspace looks its person up once
+    with counted(workspace) as small:
+        first = import_codings(sue, few)
+    with counted(workspace) as large:
+        second = import_codings(sue, many)
+    assert (first.codings, second.codings) == (12, 600)
+    assert first.coders_created == ("dee",) and second.coders_created == ("eve",)
+    assert len(large) == len(small), (len(small), len(large))
+    with workspace.store.reader() as session:
+        stored = session.execute(
+            select(Coding.start_offset, Coding.end_offset, Turn.char_start, Turn.char_end)
+            .join(Coder, Coder.id == Coding.coder_id)
+            .join(Turn, (Turn.transcript_id == Coding.transcript_id) & (Turn.char_start == Coding.start_offset))
+            .where(Coder.name == "eve")
+        ).all()
+    # Each coding covers its whole turn (no start/end columns) and carries its timestamps.
+    assert len(stored) == 600 and all(row[:2] == row[2:] for row in stored)
+    workspace.close()
