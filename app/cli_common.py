@@ -28,6 +28,43 @@ def as_option(func):
     )(func)
 
 
+# The options of the commands that read one layer's codings. The definition (name, choices,
+# default) is shared so the commands cannot drift apart; each command family words its own help.
+def layer_option(help: str):
+    return click.option("--layer", default="consensus", show_default=True, metavar="consensus|CODER", help=help)
+
+
+def covered_option(help: str):
+    return click.option("--covered", type=click.Choice(["done", "coded"]), default="done", show_default=True, help=help)
+
+
+def uncoded_option(help: str):
+    return click.option("--include-uncoded", is_flag=True, help=help)
+
+
+def codebook_option(help: str):
+    return click.option("--codebook", "codebooks", multiple=True, metavar="KEY", help=help)
+
+
+def labels_option(help: str):
+    return click.option(
+        "--labels", type=click.Choice(["name", "publication"]), default="name", show_default=True, help=help
+    )
+
+
+def out_option(help: str, *, required: bool = True):
+    """--out FILE: the file a command writes (its extension picks the format)."""
+    return click.option("--out", required=required, type=click.Path(dir_okay=False), metavar="FILE", help=help)
+
+
+def report_written(written, *, notes: bool = True) -> None:
+    """Print a written export's notes on stderr and what it wrote on stdout."""
+    if notes:
+        for note in written.notes:
+            click.echo(f"note: {note}", err=True)
+    click.echo(f"{written.summary}: " + ", ".join(str(p) for p in written.paths))
+
+
 @contextmanager
 def opened(study: str, actor: str | None = None) -> Iterator[Workspace]:
     workspace = Workspace.open(study, actor)

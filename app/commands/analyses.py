@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import click
 
-from concord.app.cli_common import as_option, opened, study_argument
+from concord.app import cli_common
+from concord.app.cli_common import as_option, opened, report_written, study_argument
 from concord.app.output import emit_rows, format_option, to_json
 
-layer_option = click.option(
-    "--layer",
-    default="consensus",
-    show_default=True,
-    metavar="consensus|CODER",
-    help="Whose codings: the consensus layer or one coder's independent codings (a blind coder: their own).",
+layer_option = cli_common.layer_option(
+    "Whose codings: the consensus layer or one coder's independent codings (a blind coder: their own)."
 )
-covered_option = click.option(
-    "--covered",
-    type=click.Choice(["done", "coded"]),
-    default="done",
-    show_default=True,
-    help="Which transcripts the layer covers: done (marked done; consensus finished) or coded (any coding).",
+covered_option = cli_common.covered_option(
+    "Which transcripts the layer covers: done (marked done; consensus finished) or coded (any coding)."
 )
-uncoded_option = click.option(
-    "--include-uncoded", is_flag=True, help="Search every transcript, not only the ones the layer covers."
-)
-codebook_option = click.option(
-    "--codebook", "codebooks", multiple=True, metavar="KEY", help="Only codes of this codebook (repeatable)."
-)
-labels_option = click.option(
-    "--labels",
-    type=click.Choice(["name", "publication"]),
-    default="name",
-    show_default=True,
-    help="Show codes by their name or by their publication label.",
-)
+uncoded_option = cli_common.uncoded_option("Search every transcript, not only the ones the layer covers.")
+codebook_option = cli_common.codebook_option("Only codes of this codebook (repeatable).")
+labels_option = cli_common.labels_option("Show codes by their name or by their publication label.")
 level_option = click.option(
     "--level",
     type=click.Choice(["code", "subtheme", "theme"]),
@@ -78,9 +61,7 @@ def _notes(notes) -> None:
 @uncoded_option
 @labels_option
 @format_option()
-@click.option(
-    "--out", type=click.Path(dir_okay=False), metavar="FILE", help="Write the matrices: .xlsx, .csv, .json or .docx."
-)
+@cli_common.out_option("Write the matrices: .xlsx, .csv, .json or .docx.", required=False)
 @click.option(
     "--plot", type=click.Path(dir_okay=False), metavar="FILE.png", help="Draw a heatmap of the c-coefficient."
 )
@@ -258,8 +239,7 @@ def query(
                 group_label=group_label,
                 **options,
             )
-            _notes(written.notes)
-            click.echo(f"{written.summary}: " + ", ".join(str(p) for p in written.paths))
+            report_written(written)
             return
         result = run_query(workspace, query, **options)
     _notes(result.notes)
@@ -304,13 +284,7 @@ def _kwic_line(row: dict, side: int = 30, middle: int = 70) -> dict:
     "--respondent", type=click.Choice(["client", "therapist"]), help="Whose scores (needed when both filled it in)."
 )
 @click.option("--subscale", metavar="NAME", help="A subscale instead of the total (e.g. bond).")
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="A report (.docx, .md, .html) or tables (.csv, .xlsx, .json).",
-)
+@cli_common.out_option("A report (.docx, .md, .html) or tables (.csv, .xlsx, .json).")
 @click.option(
     "--per",
     type=click.Choice(["turns", "words"]),
@@ -393,15 +367,12 @@ def scores_link(
             include_uncoded=include_uncoded,
             labels=labels,
         )
-    _notes(written.notes)
-    click.echo(f"{written.summary}: " + ", ".join(str(p) for p in written.paths))
+    report_written(written)
 
 
 @click.command("memos")
 @study_argument
-@click.option(
-    "--out", required=True, type=click.Path(dir_okay=False), metavar="FILE", help="The report: .docx, .md or .html."
-)
+@cli_common.out_option("The report: .docx, .md or .html.")
 @click.option(
     "--by",
     type=click.Choice(["code", "transcript", "coder"]),
@@ -416,5 +387,4 @@ def memos(study, out, by, actor):
 
     with opened(study, actor) as workspace:
         written = export_memos(workspace, out, by=by)
-    _notes(written.notes)
-    click.echo(f"{written.summary}: " + ", ".join(str(p) for p in written.paths))
+    report_written(written)

@@ -6,7 +6,8 @@ from contextlib import contextmanager
 
 import click
 
-from concord.app.cli_common import as_option, opened, progress_bar, study_argument
+from concord.app import cli_common
+from concord.app.cli_common import as_option, opened, progress_bar, report_written, study_argument
 from concord.exporters.formats import FORMATS
 
 # Tables this long show a progress bar on stderr while they are written.
@@ -42,20 +43,7 @@ def _excerpt_progress(excerpts: int, steps: int, label: str):
         yield bar.update
 
 
-def _report(written, *, notes: bool = True) -> None:
-    if notes:
-        for note in written.notes:
-            click.echo(f"note: {note}", err=True)
-    click.echo(f"{written.summary}: " + ", ".join(str(p) for p in written.paths))
-
-
-layer_option = click.option(
-    "--layer",
-    default="consensus",
-    show_default=True,
-    metavar="consensus|CODER",
-    help="Whose codings: the consensus layer or one coder's independent codings.",
-)
+layer_option = cli_common.layer_option("Whose codings: the consensus layer or one coder's independent codings.")
 group_option = click.option(
     "--group-attribute",
     default="group",
@@ -63,40 +51,18 @@ group_option = click.option(
     metavar="NAME",
     help="The attribute (on sessions, dyads or transcripts) that splits units into groups.",
 )
-out_option = click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help=f"The file to write; its extension picks the format ({', '.join(FORMATS)}).",
+out_option = cli_common.out_option(f"The file to write; its extension picks the format ({', '.join(FORMATS)}).")
+covered_option = cli_common.covered_option(
+    "Which transcripts a layer covers: done (a coder's: marked done; the consensus layer: "
+    "consensus finished) or coded (at least one coding in the layer). Only covered ones are counted."
 )
-covered_option = click.option(
-    "--covered",
-    type=click.Choice(["done", "coded"]),
-    default="done",
-    show_default=True,
-    help="Which transcripts a layer covers: done (a coder's: marked done; the consensus layer: "
-    "consensus finished) or coded (at least one coding in the layer). Only covered ones are counted.",
+uncoded_option = cli_common.uncoded_option(
+    "Count every transcript, the ones the layer does not cover as having no codings (the output says so)."
 )
-uncoded_option = click.option(
-    "--include-uncoded",
-    is_flag=True,
-    help="Count every transcript, the ones the layer does not cover as having no codings (the output says so).",
+labels_option = cli_common.labels_option(
+    "Show codes by their name (as the workbench does) or by their publication label."
 )
-labels_option = click.option(
-    "--labels",
-    type=click.Choice(["name", "publication"]),
-    default="name",
-    show_default=True,
-    help="Show codes by their name (as the workbench does) or by their publication label.",
-)
-codebook_option = click.option(
-    "--codebook",
-    "codebooks",
-    multiple=True,
-    metavar="KEY",
-    help="Only this codebook's codes (repeatable; default: all).",
-)
+codebook_option = cli_common.codebook_option("Only this codebook's codes (repeatable; default: all).")
 
 
 @export.command(short_help="Theme and code counts per unit, with scores and groups.")
@@ -163,7 +129,7 @@ def frequencies(
             include_uncoded=include_uncoded,
             labels=labels,
         )
-    _report(written)
+    report_written(written)
 
 
 @export.command(short_help="Which dyads, and which side (C/T), contribute to each theme.")
@@ -208,18 +174,12 @@ def representativeness(
             include_uncoded=include_uncoded,
             labels=labels,
         )
-    _report(written)
+    report_written(written)
 
 
 @export.command(short_help="Coded excerpts per theme with context, definitions and counts.")
 @study_argument
-@click.option(
-    "--out",
-    required=True,
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="report.docx, report.md or report.html (md/html get the chart as FILE-STEM.prevalence.png).",
-)
+@cli_common.out_option("report.docx, report.md or report.html (md/html get the chart as FILE-STEM.prevalence.png).")
 @layer_option
 @click.option(
     "--codes",
@@ -295,4 +255,4 @@ def excerpts(
             all_codes=all_codes,
         )
     # The report's own notes are printed in it.
-    _report(written, notes=False)
+    report_written(written, notes=False)
