@@ -21,7 +21,14 @@ from concord.codebooks.merge import suggest_merges
 from concord.codebooks.qdc import export_qdc, read_qdc, stable_guid
 from concord.codebooks.spec import CodebookSpec, CodeSpec
 from concord.services.audit import record
-from concord.services.codes import code_infos, find_code, seen_under_blind, stored_applies_to, stored_scale
+from concord.services.codes import (
+    code_infos,
+    description_of,
+    find_code,
+    seen_under_blind,
+    stored_applies_to,
+    stored_scale,
+)
 from concord.services.dto import CodeInfo
 from concord.services.rights import require_codebook_history_rights, require_setup_rights, require_theme_rights
 from concord.services.workspace import Workspace
@@ -146,15 +153,8 @@ def _spec_from_rows(book: Codebook, rows: list[Code]) -> CodebookSpec:
         kids = sorted(children.get(row.id, []), key=lambda r: (r.position, r.id))
         return CodeSpec(
             name=row.name,
-            label=row.label,
-            definition=row.definition,
-            inclusion=row.inclusion,
-            exclusion=row.exclusion,
-            example=row.example,
-            pole=row.pole,
-            high_pole=row.high_pole,
+            **description_of(row),
             hotkey=row.hotkey,
-            colour=row.colour,
             guid=row.guid,
             applies_to=stored_applies_to(row.applies_to),
             scale=stored_scale(row.scale),
@@ -297,15 +297,8 @@ def _insert_tree(
             parent_id=parent_id,
             guid=guid,
             name=spec.name,
-            label=spec.label,
-            definition=spec.definition,
-            inclusion=spec.inclusion,
-            exclusion=spec.exclusion,
-            example=spec.example,
-            pole=spec.pole,
-            high_pole=spec.high_pole,
+            **description_of(spec),
             hotkey=spec.hotkey,
-            colour=spec.colour,
             applies_to=",".join(spec.applies_to) if spec.applies_to else None,
             scale=spec.scale.to_document() if spec.scale else None,
             origin=origin,
@@ -330,21 +323,27 @@ def snapshot_codebook(session: Session, book: Codebook, actor: str, reason: str)
     )
 
 
+def new_codebook_row(session: Session, spec: CodebookSpec, origin: str) -> Codebook:
+    """A codebook row for ``spec`` (without its codes), flushed so it has an id."""
+    book = Codebook(
+        key=spec.id,
+        title=spec.title,
+        version=spec.version,
+        source=spec.source,
+        description=spec.description,
+        origin=origin,
+    )
+    session.add(book)
+    session.flush()
+    return book
+
+
 def add_codebook_spec(workspace: Workspace, spec: CodebookSpec, *, origin: str = "file") -> CodebookInfo:
     require_setup_rights(workspace)
     with workspace.store.session() as session:
         if session.scalar(select(Codebook.id).where(Codebook.key == spec.id)) is not None:
             raise ConcordError(f"the study already has a codebook {spec.id!r}")
-        book = Codebook(
-            key=spec.id,
-            title=spec.title,
-            version=spec.version,
-            source=spec.source,
-            description=spec.description,
-            origin=origin,
-        )
-        session.add(book)
-        session.flush()
+        book = new_codebook_row(session, spec, origin)
         count = _insert_tree(session, book, spec.codes, None, (), "deductive", None)
         snapshot_codebook(session, book, workspace.actor_label, f"added from {origin}")
         record(

@@ -22,6 +22,16 @@ from concord.storage.models import Code, Codebook, Coder
 INDUCTIVE_CODEBOOK = "inductive"
 
 
+# The fields that describe a code, named alike on a Code row, a CodeSpec and a CodeInfo: copying a
+# code from one of these to another goes through this one list, so a new field is added once.
+DESCRIPTION_FIELDS = ("label", "definition", "inclusion", "exclusion", "example", "pole", "high_pole", "colour")
+
+
+def description_of(code: Any) -> dict[str, Any]:
+    """The fields describing ``code`` (a Code row, a CodeSpec or a CodeInfo), as keyword arguments."""
+    return {name: getattr(code, name) for name in DESCRIPTION_FIELDS}
+
+
 def stored_applies_to(text: str | None) -> tuple[str, ...] | None:
     """codes.applies_to as the codebook wrote it: the roles, or None where nothing was declared."""
     return tuple(role for role in text.split(",") if role) if text else None
@@ -52,15 +62,8 @@ def code_info(row: Code, codebook_key: str, creator: str | None, path: tuple[str
         codebook=codebook_key,
         parent_id=row.parent_id,
         name=row.name,
-        label=row.label,
-        definition=row.definition,
-        inclusion=row.inclusion,
-        exclusion=row.exclusion,
-        example=row.example,
-        pole=row.pole,
-        high_pole=row.high_pole,
+        **description_of(row),
         hotkey=row.hotkey,
-        colour=row.colour,
         origin=row.origin,
         creator=creator,
         position=row.position,

@@ -46,7 +46,8 @@ from concord.importers.qdpx import (
     unique_names,
 )
 from concord.services.audit import record
-from concord.services.codebooks import snapshot_codebook
+from concord.services.codebooks import new_codebook_row, snapshot_codebook
+from concord.services.codes import description_of
 from concord.services.dto import DataLossReport
 from concord.services.rights import require_setup_rights
 from concord.services.study import ensure_coder
@@ -404,16 +405,7 @@ class _Importer:
         book = session.scalar(select(Codebook).where(Codebook.key == spec.id))
         created_book = book is None
         if created_book:
-            book = Codebook(
-                key=spec.id,
-                title=spec.title,
-                version=spec.version,
-                source=spec.source,
-                description=spec.description,
-                origin=origin,
-            )
-            session.add(book)
-            session.flush()
+            book = new_codebook_row(session, spec, origin)
         hotkeys = set(session.scalars(select(Code.hotkey).where(Code.codebook_id == book.id, Code.hotkey.is_not(None))))
         before = self.counts.codes_created
         next_position = (session.scalar(select(func.max(Code.position)).where(Code.codebook_id == book.id)) or 0) + 1
@@ -463,15 +455,8 @@ class _Importer:
                     parent_id=parent_id,
                     guid=guid,
                     name=name,
-                    label=spec.label,
-                    definition=spec.definition,
-                    inclusion=spec.inclusion,
-                    exclusion=spec.exclusion,
-                    example=spec.example,
-                    pole=spec.pole,
-                    high_pole=spec.high_pole,
+                    **description_of(spec),
                     hotkey=hotkey,
-                    colour=spec.colour,
                     origin=origin if origin in ("deductive", "inductive") else "deductive",
                     creator_id=creator.id if creator else None,
                     position=position,
