@@ -48,7 +48,9 @@ COMMANDS: dict[str, LazyCommand] = {
         "Switch the local coding assistant on or off (supervisors), or show how it is set.",
     ),
     "attribute": LazyCommand(
-        f"{_COMMANDS}.attributes", "attribute", "Transcript attributes: list, set, unset (supervisors; every change audited)."
+        f"{_COMMANDS}.attributes",
+        "attribute",
+        "Transcript attributes: list, set, unset (supervisors; every change audited).",
     ),
     "audit": LazyCommand(f"{_COMMANDS}.study", "audit", "The append-only log of every change: who, when, what."),
     "backup": LazyCommand(
@@ -130,7 +132,9 @@ COMMANDS: dict[str, LazyCommand] = {
         " session's outcome (Ekeblad et al. 2022), and say why each session was chosen or passed over.",
     ),
     "speakers": LazyCommand(
-        f"{_COMMANDS}.attributes", "speakers", "List the speakers of TRANSCRIPT with their roles, or fix the roles with --map."
+        f"{_COMMANDS}.attributes",
+        "speakers",
+        "List the speakers of TRANSCRIPT with their roles, or fix the roles with --map.",
     ),
     "status": LazyCommand(
         f"{_COMMANDS}.study",
