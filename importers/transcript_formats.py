@@ -491,7 +491,7 @@ class _LineParser:
         self.markdown = markdown
         self.video_open_line: int | None = None
         self.video_time: float | None = None
-        self.pending_time: tuple[float, float | None] | None = None
+        self.pending_time: tuple[float | None, float | None] | None = None
         self.outside_lines: list[int] = []
 
     @property
@@ -1671,7 +1671,7 @@ def _json_conversation(
                     at(*id_path),
                     line,
                 )
-            transcript_key = _scalar_text(raw).strip()
+            transcript_key = (_scalar_text(raw) or "").strip()
             if isinstance(id_path[0], str):
                 used_root_keys.add(id_path[0])
     if transcript_key is None:

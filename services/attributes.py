@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from concord.services.audit import record
 from concord.services.rights import require_scores_rights, require_setup_rights
@@ -71,7 +72,7 @@ def _value_type(value: str) -> str:
         return "text"
 
 
-def _interviews_of(session, transcript: Transcript) -> list[Transcript]:
+def _interviews_of(session: Session, transcript: Transcript) -> list[Transcript]:
     """The IPR interviews about the session this session transcript records."""
     if transcript.kind != "session" or transcript.session_id is None:
         return []
@@ -82,12 +83,13 @@ def _interviews_of(session, transcript: Transcript) -> list[Transcript]:
     )
 
 
-def _attribute(session, transcript_id: int, name: str) -> Attribute | None:
-    return session.scalar(
+def _attribute(session: Session, transcript_id: int, name: str) -> Attribute | None:
+    found: Attribute | None = session.scalar(
         select(Attribute).where(
             Attribute.target_kind == "transcript", Attribute.target_id == transcript_id, Attribute.name == name
         )
     )
+    return found
 
 
 def set_attribute(
@@ -205,7 +207,7 @@ class ScoreRow:
     instrument: str
     respondent: str
     total: float | None
-    subscales: dict
+    subscales: dict[str, float | None]
     band: str | None
     answered: int
     missing: tuple[str, ...]  # item ids without an answer (blank or a missing-value code)
@@ -274,12 +276,12 @@ class SpeakerRow:
 @dataclass(frozen=True)
 class SpeakerChange:
     transcript: str
-    changed: dict  # label -> (old role, new role)
+    changed: dict[str, tuple[str, str]]  # label -> (old role, new role)
     turns: int
     speakers: list[SpeakerRow]
 
 
-def _speakers(session, transcript_id: int) -> list[SpeakerRow]:
+def _speakers(session: Session, transcript_id: int) -> list[SpeakerRow]:
     counts = Counter(
         session.execute(select(Turn.speaker_label, Turn.speaker_role).where(Turn.transcript_id == transcript_id)).all()
     )

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import insert, select
 from sqlalchemy import text as sql_text
@@ -38,6 +39,9 @@ from concord.storage.models import (
     Transcript,
     Turn,
 )
+
+if TYPE_CHECKING:
+    from concord.importers.codings_table import CodingRow
 
 Progress = Callable[[int, int, str], None]
 
@@ -926,7 +930,7 @@ def import_codings(
         problems = []
         book = session.scalar(select(Codebook).where(Codebook.key == codebook_key))
         places = _CodePlaces(session, book.id if book is not None else None)
-        unknown: dict[tuple[str, ...], object] = {}
+        unknown: dict[tuple[str, ...], CodingRow] = {}
         # By the row's place in the list: a wide table gives several codings from one line.
         found: dict[int, Code] = {}
         hits_of: dict[tuple[str, ...], list[Code]] = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from concord.analysis.ipr_links import LinkTurn, link_replayed
 from concord.storage.models import Transcript, Turn, TurnLink
@@ -42,7 +43,7 @@ class InterviewLinks:
         return text
 
 
-def _turns(session, transcript_id: int, *, replayed_only: bool) -> list[LinkTurn]:
+def _turns(session: Session, transcript_id: int, *, replayed_only: bool) -> list[LinkTurn]:
     query = select(Turn).where(Turn.transcript_id == transcript_id).order_by(Turn.number)
     if replayed_only:
         query = query.where(Turn.replayed.is_(True))
@@ -53,7 +54,7 @@ def _turns(session, transcript_id: int, *, replayed_only: bool) -> list[LinkTurn
     ]
 
 
-def link_interviews(session, session_ids: set[int]) -> list[InterviewLinks]:
+def link_interviews(session: Session, session_ids: set[int]) -> list[InterviewLinks]:
     """(Re)link every IPR interview about these sessions; in the caller's unit of work."""
     if not session_ids:
         return []
@@ -107,7 +108,7 @@ class TurnLinkRow:
     score: float | None
 
 
-def list_links(session, transcript_id: int) -> list[TurnLinkRow]:
+def list_links(session: Session, transcript_id: int) -> list[TurnLinkRow]:
     """The links of one transcript's turns, from either side (interview or session)."""
     from sqlalchemy.orm import aliased
 
