@@ -137,6 +137,8 @@ def test_memo_editor_after_tab(snap_compare, study_file, size):
         await settle(pilot)
         await pilot.press("j", "m")
         await settle(pilot)
+        # A blinking cursor would make the picture depend on the moment it is taken.
+        pilot.app.screen.query_one("#memo-text").cursor_blink = False
         await pilot.press("tab", *"resignation, or tiredness?")
         await settle(pilot)
 

@@ -24,8 +24,10 @@ class CodeChosen(Message):
 
 
 class CodeHighlighted(Message):
-    """The codebook panel's highlight moved to a code (or off codes, None)."""
+    """The codebook panel's highlight moved to a code (or off codes, None); ``by_user`` is False when
+    the panel moved it itself (on loading, or to follow a jump)."""
 
-    def __init__(self, code_id: int | None) -> None:
+    def __init__(self, code_id: int | None, by_user: bool = True) -> None:
         super().__init__()
         self.code_id = code_id
+        self.by_user = by_user

@@ -175,7 +175,7 @@ class TranscriptScreen(Screen[None]):
     app: ConcordApp
     # Nothing takes the focus until the transcript is loaded and the view takes it: otherwise the
     # codebook tree would hold it for a moment, and what the panel does then would depend on timing.
-    AUTO_FOCUS = None
+    AUTO_FOCUS = ""
     BINDINGS = [
         *_hotkey_bindings(),
         Binding("c", "pick_code", "Apply a code (picker)", id="transcript.pick-code"),
@@ -499,7 +499,7 @@ class TranscriptScreen(Screen[None]):
     def on_code_highlighted(self, event: CodeHighlighted) -> None:
         event.stop()
         self.focus_code_id = event.code_id
-        if event.code_id is not None and self.loaded and self.focused is self.panel.tree:
+        if event.code_id is not None and event.by_user and self.loaded:
             # The panel may show the name shortened in the middle: the status line has it whole.
             code = self.codes.get(event.code_id)
             key = f"{code.hotkey}: " if code and code.hotkey and code.codebook == self.hotkey_book else ""

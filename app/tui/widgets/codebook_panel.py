@@ -100,6 +100,8 @@ class CodebookPanel(Vertical):
         self.active_book: str | None = None
         self.letters: dict[str, str] = {}
         self._label_width: int | None = None
+        # The node the panel itself last moved the highlight to: that highlight is not the coder's.
+        self._quiet_node: TreeNode[CodeInfo | None] | None = None
 
     def compose(self) -> ComposeResult:
         tree: Tree[CodeInfo | None] = VimTree(Text("Codes"), id="code-tree")
@@ -154,7 +156,7 @@ class CodebookPanel(Vertical):
         first = next(iter(self._code_nodes.values()), None)
         if first is not None:
             # Nodes get their line numbers when the tree next lays out its lines.
-            self.call_after_refresh(tree.move_cursor, first)
+            self.call_after_refresh(self._move_quietly, first)
 
     def _add(
         self, parent: TreeNode[CodeInfo | None], code: CodeInfo, children: dict[int | None, list[CodeInfo]]
@@ -231,7 +233,12 @@ class CodebookPanel(Vertical):
     def select_code(self, code_id: int) -> None:
         node = self._code_nodes.get(code_id)
         if node is not None:
-            self.call_after_refresh(self.tree.move_cursor, node)
+            self.call_after_refresh(self._move_quietly, node)
+
+    def _move_quietly(self, node: TreeNode[CodeInfo | None]) -> None:
+        if self.tree.cursor_node is not node:
+            self._quiet_node = node
+        self.tree.move_cursor(node)
 
     def show_at_cursor(
         self,
@@ -277,7 +284,12 @@ class CodebookPanel(Vertical):
             detail.update(Text(f"Codebook {event.node.label.plain}", style="dim"))
         else:
             detail.update(code_description(code))
-        self.post_message(CodeHighlighted(code.id if code else None))
+        # The tree may report other highlights (its first line, as it lays out) before the one the
+        # panel asked for: only that one is not the coder's.
+        by_user = event.node is not self._quiet_node
+        if not by_user:
+            self._quiet_node = None
+        self.post_message(CodeHighlighted(code.id if code else None, by_user=by_user))
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
         event.stop()
