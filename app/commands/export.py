@@ -25,22 +25,22 @@ def _split(values: tuple[str, ...]) -> list[str]:
 
 
 @contextmanager
+def _progress_over(count: int, threshold: int, steps: int, label: str):
+    """A progress bar on stderr while a long table or report is written (``count`` at least ``threshold``)."""
+    if count < threshold:
+        yield None
+        return
+    with progress_bar(steps, label) as bar:
+        yield bar.update
+
+
+# The thresholds are read at call time, so tests can lower them.
 def _table_progress(rows: int, steps: int, label: str):
-    """A progress bar on stderr while a long table is written (read at call time, so tests can lower it)."""
-    if rows < PROGRESS_FROM_ROWS:
-        yield None
-        return
-    with progress_bar(steps, label) as bar:
-        yield bar.update
+    return _progress_over(rows, PROGRESS_FROM_ROWS, steps, label)
 
 
-@contextmanager
 def _excerpt_progress(excerpts: int, steps: int, label: str):
-    if excerpts < PROGRESS_FROM_EXCERPTS:
-        yield None
-        return
-    with progress_bar(steps, label) as bar:
-        yield bar.update
+    return _progress_over(excerpts, PROGRESS_FROM_EXCERPTS, steps, label)
 
 
 layer_option = cli_common.layer_option("Whose codings: the consensus layer or one coder's independent codings.")
