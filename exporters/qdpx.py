@@ -1,7 +1,7 @@
 """Writing a REFI-QDA project (.qdpx): project.qde plus one UTF-8 text file per source.
 
 This module only serialises: services/qdpx_export.py gathers a study into the plain dataclasses
-below, and write_qdpx turns them into an archive that validates against Project.xsd.
+below, and write_qdpx_file turns them into an archive that validates against Project.xsd.
 
 Offsets: every source is written as UTF-8 without BOM, exactly as Concord stores it (LF line
 ends), and selection positions count Unicode code points over exactly those bytes, half-open
@@ -15,6 +15,7 @@ Other tools show them as text; Concord's importer reads them back.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import uuid
 import zipfile
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from importlib import metadata
+from pathlib import Path
+from typing import BinaryIO
 
 from lxml import etree
 
@@ -48,9 +51,18 @@ VARIABLE_TYPES = ("Text", "Boolean", "Integer", "Float", "Date", "DateTime")
 SELECTION_NAME_LENGTH = 60
 
 
+_EXCHANGE_PREFIX = EXCHANGE_NAMESPACE.bytes
+
+
 def exchange_guid(*parts: object) -> str:
-    """A GUID that stays the same for the same entity across exports."""
-    return str(uuid.uuid5(EXCHANGE_NAMESPACE, "\n".join(str(part) for part in parts)))
+    """A GUID that stays the same for the same entity across exports: uuid5 in EXCHANGE_NAMESPACE of the
+    parts joined by newlines (computed here directly, without a UUID object: an export makes one per
+    coding and selection)."""
+    digest = bytearray(hashlib.sha1(_EXCHANGE_PREFIX + "\n".join(map(str, parts)).encode("utf-8")).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def concord_block(marker: str, fields: list[tuple[str, str | None]]) -> str:
@@ -192,9 +204,9 @@ def source_path(guid: str) -> str:
     return f"sources/{guid}.txt"
 
 
-def project_xml(project: ExportProject) -> bytes:
-    """project.qde as UTF-8 bytes, elements in the order Project.xsd requires, empty containers left out."""
-    _check_references(project)
+def _project_shell(project: ExportProject) -> etree._Element:
+    """The Project element with every child in the order Project.xsd requires, empty containers left out,
+    and an empty Sources element standing in for the sources (written one at a time)."""
     root = etree.Element(_tag("Project"), nsmap={None: PROJECT_NAMESPACE, "xsi": XSI_NAMESPACE})
     root.set(f"{{{XSI_NAMESPACE}}}schemaLocation", SCHEMA_LOCATION)
     _set(root, "name", project.name, "the project name")
@@ -226,9 +238,7 @@ def project_xml(project: ExportProject) -> bytes:
             for target in case.source_refs:
                 etree.SubElement(element, _tag("SourceRef"), targetGUID=target)
     if project.sources:
-        sources = etree.SubElement(root, _tag("Sources"))
-        for source in project.sources:
-            _write_source(sources, source)
+        etree.SubElement(root, _tag("Sources"))
     if project.notes:
         notes = etree.SubElement(root, _tag("Notes"))
         for note in project.notes:
@@ -244,29 +254,70 @@ def project_xml(project: ExportProject) -> bytes:
     _text_child(root, "Description", project.description, "the project description")
     for target in project.note_refs:
         etree.SubElement(root, _tag("NoteRef"), targetGUID=target)
-    etree.cleanup_namespaces(root)
-    etree.indent(root, space=" ")
-    return b'<?xml version="1.0" encoding="utf-8"?>\n' + etree.tostring(root, encoding="utf-8")
+    return root
 
 
-def write_qdpx(project: ExportProject) -> bytes:
-    """The .qdpx archive: project.qde and sources/<guid>.txt (UTF-8, no BOM), nothing else."""
-    xml = project_xml(project)
+def write_project_xml(stream: BinaryIO, project: ExportProject) -> None:
+    """project.qde as UTF-8 into ``stream``, written as it is made: the sources (most of a study) one at a
+    time, so no tree of the whole project is ever held."""
+    _check_references(project)
+    root = _project_shell(project)
+    with etree.xmlfile(stream, encoding="utf-8") as xf:
+        xf.write_declaration()
+        with xf.element(root.tag, dict(root.attrib), nsmap=root.nsmap):
+            for child in root:
+                xf.write("\n ")
+                if child.tag != _tag("Sources"):
+                    etree.indent(child, space=" ", level=1)
+                    xf.write(child)
+                    continue
+                with xf.element(child.tag):
+                    for source in project.sources:
+                        holder = etree.Element(_tag("Sources"), nsmap={None: PROJECT_NAMESPACE})
+                        _write_source(holder, source)
+                        element = holder[0]
+                        etree.indent(element, space=" ", level=2)
+                        xf.write("\n  ")
+                        xf.write(element)
+                    xf.write("\n ")
+            xf.write("\n")
+
+
+def project_xml(project: ExportProject) -> bytes:
+    """project.qde as UTF-8 bytes (see ``write_project_xml``)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("project.qde", xml)
+    write_project_xml(buffer, project)
+    return buffer.getvalue()
+
+
+def write_qdpx_file(project: ExportProject, path: str | Path | BinaryIO) -> None:
+    """The .qdpx archive at ``path``: project.qde and sources/<guid>.txt (UTF-8, no BOM), nothing else.
+    Written straight into the file, entry by entry: a study of thousands of transcripts is never held
+    whole in memory, as XML or as a zip."""
+    # Level 1: most of the time of a large export went into compressing at the default 6, for an archive
+    # only a little smaller.
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        with archive.open("project.qde", "w", force_zip64=True) as stream:
+            write_project_xml(stream, project)
         for source in project.sources:
             data = source.text.encode("utf-8")
             if len(data) > 2_147_483_647:
                 raise ConcordError(f"source {source.name!r} is larger than the 2 GB a REFI-QDA archive entry may hold")
             archive.writestr(source_path(source.guid), data)
+
+
+def write_qdpx(project: ExportProject) -> bytes:
+    """The .qdpx archive as bytes (see ``write_qdpx_file``)."""
+    buffer = io.BytesIO()
+    write_qdpx_file(project, buffer)
     return buffer.getvalue()
 
 
 def xml_datetime(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: the same text, and an export writes one per coding and selection.
+    return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def xml_value(kind: str, value: str) -> str | None:

@@ -14,11 +14,15 @@ back complete through services/qdpx_import.py.
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from itertools import groupby
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from concord.codebooks.spec import CodebookSpec
@@ -44,7 +48,7 @@ from concord.exporters.qdpx import (
     concord_block,
     exchange_guid,
     selection_name,
-    write_qdpx,
+    write_qdpx_file,
     xml_datetime,
 )
 from concord.importers.qdpx import (
@@ -101,9 +105,12 @@ def export_qdpx(workspace: Workspace, out: str | Path) -> QdpxExportResult:
     with workspace.store.reader() as session:
         builder = _ExportBuilder(session, workspace, specs)
         project = builder.build()
-    data = write_qdpx(project)
     tmp = out.with_name(out.name + ".part")
-    tmp.write_bytes(data)
+    try:
+        write_qdpx_file(project, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     with workspace.store.session() as session:
         record(
@@ -170,20 +177,68 @@ class _ExportBuilder:
             if cid not in self.code_guid and target.guid in exported_guids:
                 self.code_guid[cid] = target.guid
 
-        transcripts = list(session.scalars(select(Transcript).order_by(Transcript.key)))
+        # Plain rows through the connection, not ORM objects: a whole trial has hundreds of thousands of
+        # turns and codings, and the export only reads them.
+        connection = session.connection()
+        transcripts = connection.execute(
+            select(*(column for column in Transcript.__table__.columns)).order_by(Transcript.key)
+        ).all()
         self.transcript_key = {t.id: t.key for t in transcripts}
-        turns = defaultdict(list)
-        for turn in session.scalars(select(Turn).order_by(Turn.transcript_id, Turn.number)):
-            turns[turn.transcript_id].append(turn)
-        self.turns = turns
-        self.turn_place = {turn.id: (turn.transcript_id, turn) for rows in turns.values() for turn in rows}
+
+        memos = defaultdict(list)
+        for memo in session.scalars(select(Memo).where(Memo.deleted_at.is_(None)).order_by(Memo.id)):
+            memos[memo.target_kind].append(memo)
+        # Each transcript's turns become lines of its description; only turns with a memo are kept as rows.
+        wanted = {memo.target_id for memo in memos.get("turn", [])}
+        self.turn_lines: dict[int, str] = {}
+        self.turn_place = {}
+        for transcript_id, rows in groupby(
+            connection.execute(
+                select(
+                    Turn.number,
+                    Turn.id,
+                    Turn.transcript_id,
+                    Turn.speaker_role,
+                    Turn.speaker_label,
+                    Turn.char_start,
+                    Turn.char_end,
+                    Turn.start_time,
+                    Turn.end_time,
+                    Turn.replayed,
+                    # The stored JSON as text: nearly every turn has none, and decoding each costs more.
+                    cast(Turn.nonverbal, Text).label("nonverbal"),
+                )
+                .order_by(Turn.transcript_id, Turn.number)
+                # Fetched in batches, not a row at a time, and never all at once.
+                .execution_options(yield_per=10_000)
+            ),
+            key=lambda row: row.transcript_id,
+        ):
+            lines = []
+            for turn in rows:
+                lines.append(_turn_line(turn))
+                if turn.id in wanted:
+                    self.turn_place[turn.id] = (transcript_id, turn)
+            self.turn_lines[transcript_id] = "\n".join(lines)
 
         consensus_used = False
         codings = defaultdict(list)
-        for row in session.scalars(
-            select(Coding)
+        for row in connection.execute(
+            select(
+                Coding.id,
+                Coding.coder_id,
+                Coding.transcript_id,
+                Coding.code_id,
+                Coding.start_offset,
+                Coding.end_offset,
+                Coding.memo,
+                Coding.phase,
+                Coding.created_at,
+                Coding.changed_at,
+            )
             .where(Coding.deleted_at.is_(None))
             .order_by(Coding.transcript_id, Coding.start_offset, Coding.end_offset, Coding.id)
+            .execution_options(yield_per=10_000)
         ):
             if row.code_id not in self.code_guid:
                 self.lost.append(
@@ -194,10 +249,6 @@ class _ExportBuilder:
             consensus_used |= row.phase == "consensus"
         if consensus_used:
             users.append(ExportUser(guid=CONSENSUS_USER_GUID, name=CONSENSUS_USER_NAME))
-
-        memos = defaultdict(list)
-        for memo in session.scalars(select(Memo).where(Memo.deleted_at.is_(None)).order_by(Memo.id)):
-            memos[memo.target_kind].append(memo)
 
         sources, source_refs = self._sources(transcripts, codings, memos)
         variables, cases, source_values = self._attributes_and_cases(sources, source_refs)
@@ -273,23 +324,7 @@ class _ExportBuilder:
                 therapy = sessions[transcript.session_id]
                 place = f"{dyads[therapy.dyad_id].key}:{therapy.number}"
                 session_sources[therapy.id].append(guid)
-            turn_lines = "\n".join(
-                json.dumps(
-                    [
-                        t.number,
-                        t.speaker_role,
-                        t.speaker_label,
-                        t.char_start,
-                        t.char_end,
-                        t.start_time,
-                        t.end_time,
-                        bool(t.replayed),
-                        [list(r) for r in (t.nonverbal or [])],
-                    ],
-                    ensure_ascii=False,
-                )
-                for t in self.turns.get(transcript.id, [])
-            )
+            turn_lines = self.turn_lines.pop(transcript.id, "")
             description = concord_block(
                 TRANSCRIPT_MARKER,
                 [
@@ -559,7 +594,7 @@ class _ExportBuilder:
             )
         return sets
 
-    def _remarks(self, study: Study, session: Session, transcripts: list[Transcript]) -> None:
+    def _remarks(self, study: Study, session: Session, transcripts: list) -> None:
         scores = session.scalar(select(func.count()).select_from(QuestionnaireScore)) or 0
         if scores:
             self.lost.append(f"{scores} questionnaire score(s): REFI-QDA has no place for them")
@@ -573,7 +608,7 @@ class _ExportBuilder:
             "each coding's last-changed time and blind flag, undo history, reading progress, code "
             "histories, codebook versions and the audit log (they stay in the study)"
         )
-        astral = [t.key for t in transcripts if any(ord(ch) > 0xFFFF for ch in t.text)]
+        astral = [t.key for t in transcripts if _ASTRAL.search(t.text)]
         if astral:
             self.remarks.append(
                 f"transcripts with characters beyond U+FFFF (emoji): {', '.join(astral[:10])}; "
@@ -583,6 +618,37 @@ class _ExportBuilder:
             "turns, sessions, coder roles and codebook membership travel in Concord blocks inside "
             "Description elements: other tools show them as text, Concord reads them back"
         )
+
+
+def _json_number(value: float | int | None) -> str:
+    if value is None:
+        return "null"
+    return json.dumps(value) if isinstance(value, float) and not math.isfinite(value) else repr(value)
+
+
+@lru_cache(maxsize=4096)
+def _speaker_json(role: str, label: str) -> str:
+    return f"{json.dumps(role, ensure_ascii=False)}, {json.dumps(label, ensure_ascii=False)}"
+
+
+def _turn_line(turn) -> str:
+    """One turn as the JSON list the importer reads back: the same text json.dumps gives for
+    [number, role, label, start, end, start time, end time, replayed, non-verbal ranges], made without a
+    json.dumps per turn (roles and labels repeat, numbers print as json prints them)."""
+    number, _, _, role, label, start, end, start_time, end_time, replayed, nonverbal = turn
+    ranges = "[]"
+    if nonverbal not in (None, "", "[]", "null"):
+        ranges = json.dumps([list(r) for r in json.loads(nonverbal)], ensure_ascii=False)
+    times = (
+        "null, null"
+        if start_time is None and end_time is None
+        else f"{_json_number(start_time)}, {_json_number(end_time)}"
+    )
+    return f"[{number}, {_speaker_json(role, label)}, {start}, {end}, {times}, {'true' if replayed else 'false'}, {ranges}]"
+
+
+# Characters beyond the Basic Multilingual Plane (emoji): other tools count them twice.
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 
 
 def _is_integer(value: str | None) -> bool:

@@ -332,3 +332,55 @@ def test_importing_codings_sends_the_same_statements_for_any_number_of_rows(stud
     # Each coding covers its whole turn (no start/end columns) and carries its timestamps.
     assert len(stored) == 600 and all(row[:2] == row[2:] for row in stored)
     workspace.close()
+
+
+# ---------------------------------------------------------------------------------------------- qdpx
+
+
+def test_qdpx_export_sends_the_same_statements_for_any_number_of_transcripts(study_target, tmp_path):
+    import zipfile
+
+    from lxml import etree
+
+    from concord.services.qdpx_export import export_qdpx
+
+    workspace = new_study(study_target)
+    grow(workspace, 2, seed=1)
+    sue = Workspace(workspace.store, "sue")
+    export_qdpx(sue, tmp_path / "warm.qdpx")  # the workspace looks its person up once
+    with counted(workspace) as small:
+        export_qdpx(sue, tmp_path / "small.qdpx")
+    grow(workspace, 10, seed=2)
+    with counted(workspace) as large:
+        result = export_qdpx(sue, tmp_path / "large.qdpx")
+    assert result.transcripts == 12 and len(large) == len(small), (len(small), len(large))
+    with zipfile.ZipFile(tmp_path / "large.qdpx") as archive:
+        root = etree.fromstring(archive.read("project.qde"))
+        assert len(archive.namelist()) == 13
+    namespace = "{urn:QDA-XML:project:1.0}"
+    assert len(root.findall(f"{namespace}Sources/{namespace}TextSource")) == 12
+    assert len(root.findall(f".//{namespace}Coding")) == result.codings
+    workspace.close()
+
+
+def test_turn_lines_read_as_json_dumps_writes_them():
+    import json
+    from collections import namedtuple
+
+    from concord.services.qdpx_export import _turn_line
+
+    Row = namedtuple(
+        "Row",
+        "number id transcript_id speaker_role speaker_label char_start char_end start_time end_time replayed nonverbal",
+    )
+    for start_time, end_time, replayed, nonverbal, label in (
+        (None, None, False, "[]", "T"),
+        (12.5, 14.0, True, "[[3, 9], [12, 20]]", 'Thé "rapist"'),
+        (3.0, None, False, None, "P\\1"),
+    ):
+        row = Row(7, 1, 1, "therapist", label, 10, 40, start_time, end_time, replayed, nonverbal)
+        expected = json.dumps(
+            [7, "therapist", label, 10, 40, start_time, end_time, replayed, json.loads(nonverbal or "[]")],
+            ensure_ascii=False,
+        )
+        assert _turn_line(row) == expected
