@@ -312,7 +312,7 @@ async def test_alex_opens_the_first_demo_transcript_in_the_workbench(built, tmp_
         screen = app.screen
         assert screen.detail.key == "IPR-A-client" and screen.open_mode is False
         assert screen.detail.text == (MATERIAL / "IPR-A-client.txt").read_text(encoding="utf-8")
-        assert str(screen.query_one("#status").render()).startswith("turn 1/31 I")
+        assert str(screen.query_one("#status").render()).startswith("turn 1/31 interviewer")
         assert not screen.query("#session-info")
 
 
