@@ -334,23 +334,24 @@ class Study:
         if not exists:
             started = time.perf_counter()
             partial = Path(self.target + ".partial") if not pg else None
+            # Built in a child process: on Linux a child's peak memory starts at its parent's at the fork, so
+            # a parent grown by a build would inflate every command's peak measured after it.
+            target = str(partial) if partial is not None else self.target
             if partial is not None:
                 partial.unlink(missing_ok=True)
-                build_study(str(partial), size)
-                partial.rename(self.target)
-            else:
-                try:
-                    build_study(self.target, size)
-                except BaseException:
+            try:
+                subprocess.run([sys.executable, __file__, "--build", target, str(size)], check=True)
+            except BaseException:
+                if pg:
                     _pg_admin(pg, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-                    raise
+                raise
+            if partial is not None:
+                partial.rename(self.target)
             print(f"built {size} transcripts in {time.perf_counter() - started:.1f} s: {self.target}", flush=True)
         if not self.import_file.exists():
             write_import_file(self.import_file, size)
         # A study cached by an older Concord is migrated (with a backup) on first open: not in the timings.
-        from concord.services.workspace import Workspace
-
-        Workspace.open(self.target, "sue").close()
+        subprocess.run([concord_exe(), "status", self.target, "--as", "sue"], check=True, capture_output=True)
 
     def scratch_copy(self, folder: Path) -> str:
         """A fresh copy for a command that writes (import codings); not timed."""
@@ -551,6 +552,9 @@ def report(studies, names, runs, cpus, peaks, overview_inner, floor, floor_cpu, 
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["--build"]:  # the child process that builds one study (see Study)
+        build_study(sys.argv[2], int(sys.argv[3]))
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated numbers of transcripts")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the median counts")
