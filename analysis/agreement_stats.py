@@ -778,11 +778,20 @@ def statistics_by_group(
     kept_per_unit = per_unit[used].astype(np.float64)
     found: dict[str, list[StatResult | RatingsError]] = {}
 
-    def results(name, values, units, coders, notes, undefined_note, errors=None) -> list:
+    def results(
+        name: str,
+        values: np.ndarray,
+        units: np.ndarray,
+        coders: np.ndarray,
+        notes: Sequence[str | None],
+        undefined_note: str,
+        errors: Sequence[RatingsError | None] | None = None,
+    ) -> list[StatResult | RatingsError]:
         out: list[StatResult | RatingsError] = []
         for g in range(n_groups):
-            if errors is not None and errors[g] is not None:
-                out.append(errors[g])
+            error = None if errors is None else errors[g]
+            if error is not None:
+                out.append(error)
                 continue
             value = float(values[g])
             note = notes[g]
@@ -899,6 +908,7 @@ def compute(
         raise RatingsError(f"statistic_name must be one of {', '.join(STATISTICS)}, got {statistic_name!r}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or bootstrap < 0:
         raise RatingsError(f"bootstrap must be a whole number of resamples >= 0, got {bootstrap!r}")
+    compressed: tuple[_Plan, float, int] | None
     if weights is not None:
         if bootstrap:
             raise RatingsError("a bootstrap resamples units: give every unit, not weighted rating patterns")

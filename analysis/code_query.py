@@ -43,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import NoReturn, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -87,29 +88,33 @@ class Code:
 
 @dataclass(frozen=True)
 class Not:
-    operand: object
+    operand: Node
 
 
 @dataclass(frozen=True)
 class And:
-    left: object
-    right: object
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class Or:
-    left: object
-    right: object
+    left: Node
+    right: Node
 
 
 @dataclass(frozen=True)
 class FollowedBy:
-    left: object
-    right: object
+    left: Node
+    right: Node
     within: int
 
 
-def codes_in(node) -> list[Code]:
+# A query's tree: a code, or an operator over smaller trees.
+Node: TypeAlias = Code | Not | And | Or | FollowedBy
+
+
+def codes_in(node: Node) -> list[Code]:
     """Every code named in the query, in order."""
     if isinstance(node, Code):
         return [node]
@@ -118,7 +123,7 @@ def codes_in(node) -> list[Code]:
     return codes_in(node.left) + codes_in(node.right)
 
 
-def anchors(node, negated: bool = False) -> list[Code]:
+def anchors(node: Node, negated: bool = False) -> list[Code]:
     """The codes named outside NOT (under an even number of them)."""
     if isinstance(node, Code):
         return [] if negated else [node]
@@ -127,7 +132,7 @@ def anchors(node, negated: bool = False) -> list[Code]:
     return anchors(node.left, negated) + anchors(node.right, negated)
 
 
-def render(node) -> str:
+def render(node: Node) -> str:
     """The query written back in its plainest form (for titles and saved queries)."""
     if isinstance(node, Code):
         plain = all(w and w not in KEYWORDS for w in node.name.split(" ")) and not any(
@@ -143,10 +148,10 @@ def render(node) -> str:
     return f"{_group(node.left, type(node))} {word} {_group(node.right, type(node))}"
 
 
-_BINDING = {Or: 0, And: 1, Not: 2, FollowedBy: 3, Code: 4}
+_BINDING: dict[type, int] = {Or: 0, And: 1, Not: 2, FollowedBy: 3, Code: 4}
 
 
-def _group(node, parent: type) -> str:
+def _group(node: Node, parent: type) -> str:
     text = render(node)
     tighter = _BINDING[type(node)] > _BINDING[parent] or (type(node) is parent and parent in (And, Or))
     return text if tighter else f"({text})"
@@ -203,7 +208,7 @@ class _Reader:
     def token(self) -> Token:
         return self.tokens[self.at]
 
-    def fail(self, message: str, token: Token | None = None):
+    def fail(self, message: str, token: Token | None = None) -> NoReturn:
         raise QuerySyntaxError(self.query, (token or self.token).position, message)
 
     def take(self, kind: str, text: str | None = None) -> Token | None:
@@ -213,24 +218,24 @@ class _Reader:
             return token
         return None
 
-    def either(self):
+    def either(self) -> Node:
         node = self.both()
         while self.take("keyword", "OR"):
             node = Or(node, self.both())
         return node
 
-    def both(self):
+    def both(self) -> Node:
         node = self.negated()
         while self.take("keyword", "AND"):
             node = And(node, self.negated())
         return node
 
-    def negated(self):
+    def negated(self) -> Node:
         if self.take("keyword", "NOT"):
             return Not(self.negated())
         return self.sequence()
 
-    def sequence(self):
+    def sequence(self) -> Node:
         node = self.atom()
         while True:
             followed = self.take("keyword", "FOLLOWED")
@@ -250,7 +255,7 @@ class _Reader:
                 self.take("keyword", "TURNS") or self.take("keyword", "TURN")
             node = FollowedBy(node, right, within)
 
-    def atom(self):
+    def atom(self) -> Node:
         token = self.token
         if self.take("open"):
             node = self.either()
@@ -260,9 +265,10 @@ class _Reader:
         if self.take("quoted"):
             return Code(token.text, token.position)
         if token.kind in ("word", "number"):
-            words = []
+            words: list[str] = []
             while self.token.kind in ("word", "number"):
-                words.append(self.take(self.token.kind).text)
+                words.append(self.token.text)
+                self.at += 1
             return Code(" ".join(words), token.position)
         if token.kind == "end":
             self.fail("the query ends where a code was expected")
@@ -278,7 +284,7 @@ class _Reader:
         return depth
 
 
-def parse(query: str):
+def parse(query: str) -> Node:
     """The query's tree; QuerySyntaxError (with the position) if it cannot be read."""
     if not query.strip():
         raise QuerySyntaxError(query, 0, "the query is empty")
@@ -317,6 +323,11 @@ class _Grid:
         self.turn_start = ordered["char_start"].to_numpy(np.int64)
         self.turn_end = ordered["char_end"].to_numpy(np.int64)
         self.codings = codings
+        self.piece_keys: np.ndarray  # only for overlap: the boundaries of the pieces of text
+        self.unit_piece: np.ndarray
+        self.unit_turn: np.ndarray
+        self.unit_start: np.ndarray
+        self.unit_end: np.ndarray
         if within == OVERLAP:
             tid = self.turns.transcript_id
             cut = [tid * SHIFT + self.turn_start, tid * SHIFT + self.turn_end]
@@ -352,7 +363,9 @@ class _Grid:
             covered = np.zeros(max(len(self.piece_keys) - 1, 0) + 1, dtype=np.int64)
             np.add.at(covered, lo, 1)
             np.add.at(covered, hi + 1, -1)
-            return (np.cumsum(covered)[:-1] > 0)[self.unit_piece]
+            # numpy's stubs type a comparison and an index as Any: the annotation says what comes back
+            touched: np.ndarray = (np.cumsum(covered)[:-1] > 0)[self.unit_piece]
+            return touched
         first, last = coding_turn_ranges(chosen, self._turn_frame(), self.turns)
         placed = first >= 0
         _, turn = _ranges(first[placed], last[placed])
@@ -377,7 +390,8 @@ class _Grid:
         lo = np.maximum(positions - reach, self.turns.first)
         hi = np.minimum(positions + reach, self.turns.last)
         running = np.r_[0, np.cumsum(values.astype(np.int64))]
-        return running[hi + 1] - running[lo] > 0
+        near: np.ndarray = running[hi + 1] - running[lo] > 0
+        return near
 
     def per_turn(self, values: np.ndarray) -> np.ndarray:
         result = np.zeros(len(self.turns), dtype=bool)
@@ -394,11 +408,12 @@ class _Grid:
         valid = lo <= hi
         after = np.zeros(len(positions), dtype=bool)
         after[valid] = running[hi[valid] + 1] - running[lo[valid]] > 0
-        return left & after[self.unit_turn]
+        both: np.ndarray = left & after[self.unit_turn]
+        return both
 
 
 def evaluate(
-    node,
+    node: Node,
     code_ids: Mapping[str, frozenset[int]],
     codings: pd.DataFrame,
     turns: pd.DataFrame,
@@ -419,16 +434,18 @@ def evaluate(
             here_cache[name] = grid.here(code_ids[name])
         return here_cache[name]
 
-    def value(current, widened: bool) -> np.ndarray:
+    def value(current: Node, widened: bool) -> np.ndarray:
         if isinstance(current, Code):
             found = here(current.name)
             return grid.widen(found, reach) if widened and reach else found
         if isinstance(current, Not):
             return ~value(current.operand, widened)
         if isinstance(current, And):
-            return value(current.left, widened) & value(current.right, widened)
+            both: np.ndarray = value(current.left, widened) & value(current.right, widened)
+            return both
         if isinstance(current, Or):
-            return value(current.left, widened) | value(current.right, widened)
+            either: np.ndarray = value(current.left, widened) | value(current.right, widened)
+            return either
         return grid.followed(value(current.left, False), value(current.right, False), current.within)
 
     hit = value(node, True)
@@ -442,7 +459,9 @@ def evaluate(
     return Hits(_stretches(grid, hit, spans), grid.size)
 
 
-def _anchor_spans(grid: _Grid, codings: pd.DataFrame, node, code_ids: Mapping[str, frozenset[int]]):
+def _anchor_spans(
+    grid: _Grid, codings: pd.DataFrame, node: Node, code_ids: Mapping[str, frozenset[int]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Per turn, the stretch its anchor codings cover inside it (from the first coded character to the
     last), so a turn's hit shows the coded words rather than the whole turn; -1 where there is none."""
     wanted = frozenset().union(*(code_ids[code.name] for code in anchors(node)))
@@ -463,7 +482,7 @@ def _anchor_spans(grid: _Grid, codings: pd.DataFrame, node, code_ids: Mapping[st
     return start, end
 
 
-def _stretches(grid: _Grid, hit: np.ndarray, spans=None) -> pd.DataFrame:
+def _stretches(grid: _Grid, hit: np.ndarray, spans: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     where = np.flatnonzero(hit)
     turn = grid.unit_turn[where]
     start, end = grid.unit_start[where], grid.unit_end[where]

@@ -35,9 +35,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 TURN = "turn"
 OVERLAP = "overlap"
@@ -180,7 +184,9 @@ class Cooccurrence:
         return int((((self.c > 1) | np.isnan(self.c)) & off & (self.counts > 0)).sum() // 2)
 
 
-def _incidence(rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, weights: np.ndarray | None = None):
+def _incidence(
+    rows: np.ndarray, cols: np.ndarray, n_rows: int, n_cols: int, weights: np.ndarray | None = None
+) -> sparse.csr_matrix:
     from scipy import sparse
 
     data = np.ones(len(rows)) if weights is None else weights.astype(float)
@@ -250,7 +256,17 @@ def cooccurrence(
     return Cooccurrence(codes, within, False, segments, counts, c, jaccard, None, unplaced)
 
 
-def _jaccard(ci, tid, start, end, first, last, grid: TurnGrid, k: int, within) -> np.ndarray:
+def _jaccard(
+    ci: np.ndarray,
+    tid: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+    grid: TurnGrid,
+    k: int,
+    within: str | int,
+) -> np.ndarray:
     if k == 0:
         return np.zeros((0, 0))
     if within == OVERLAP:

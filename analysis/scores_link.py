@@ -28,6 +28,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,8 @@ class ModelFit:
     note: str = ""
 
 
-def _coefficient(result, index: int) -> Coefficient:
+# statsmodels ships no types: ``result`` is one of its fitted-model results (params, bse, pvalues, conf_int).
+def _coefficient(result: Any, index: int) -> Coefficient:
     params, bse, pvalues = np.asarray(result.params), np.asarray(result.bse), np.asarray(result.pvalues)
     interval = np.asarray(result.conf_int())
     return Coefficient(

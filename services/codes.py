@@ -176,7 +176,11 @@ def create_inductive_code(
 
 
 def find_code(
-    session: Session, name_or_id: str | int, codebook_key: str | None = None, *, among: ColumnElement | None = None
+    session: Session,
+    name_or_id: str | int,
+    codebook_key: str | None = None,
+    *,
+    among: ColumnElement[bool] | None = None,
 ) -> Code:
     """A live code by id, by name, or by codebook-qualified name "book/name".
 
@@ -205,7 +209,7 @@ def find_code(
     return rows[0]
 
 
-def seen_under_blind(coder_id: int | None) -> ColumnElement:
+def seen_under_blind(coder_id: int | None) -> ColumnElement[bool]:
     """The codes a person under the blind may see, as SQL (the rule of visible_codes): every deductive
     code, and their own inductive ones."""
     return (Code.origin == "deductive") | (Code.creator_id == (coder_id if coder_id is not None else -1))

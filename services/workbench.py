@@ -16,8 +16,12 @@ import re
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from concord.services.dto import CodeInfo, TurnInfo
+
+if TYPE_CHECKING:
+    from concord.services.workspace import Workspace
 
 STATE_ENV = "CONCORD_STATE_DIR"
 ELLIPSIS = "…"
@@ -107,7 +111,7 @@ class WorkbenchState:
         self.path = (folder or state_dir()) / "workbench" / f"{_safe(study_uid)}.json"
         self.coder = coder
 
-    def _read(self) -> dict:
+    def _read(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -270,7 +274,7 @@ def declared_speakers(codes: Iterable[CodeInfo]) -> dict[int, tuple[str, ...]]:
     return declared
 
 
-def workbench_state(workspace) -> WorkbenchState:
+def workbench_state(workspace: Workspace) -> WorkbenchState:
     """The state file of this study (by its uid, so a copied or moved study file keeps its choices)
     for the acting coder."""
     from sqlalchemy import select

@@ -230,7 +230,7 @@ def verify_chain(session: Session, expect: ChainHead | None = None) -> ChainRepo
                 expect.event_id, expect.hash, expect.count or None, f"the head you gave (event #{expect.event_id})"
             )
         )
-    by_event: dict[int, list[AuditCheckpoint]] = {}
+    by_event: dict[int, list[AuditCheckpoint | _Expected]] = {}
     for checkpoint in checkpoints:
         by_event.setdefault(checkpoint.event_id, []).append(checkpoint)
     seen: dict[int, tuple[str | None, int]] = {}
