@@ -65,8 +65,12 @@ def write_document(blocks: Sequence[Block], path: str | Path, *, title: str) -> 
     names = {id(b): path.with_name(f"{path.stem}.figure-{i}.png") for i, b in enumerate(figures, 1)}
     written = [atomic_write(path, lambda part: part.write_text(_text(blocks, title, suffix, names), encoding="utf-8"))]
     for block in figures:
-        written.append(atomic_write(names[id(block)], lambda part, b=block: part.write_bytes(b.png)))
+        written.append(atomic_write(names[id(block)], _bytes_writer(block.png or b"")))
     return written
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], int]:
+    return lambda part: part.write_bytes(data)
 
 
 def _docx(blocks: Sequence[Block], title: str, part: Path) -> None:
@@ -87,7 +91,7 @@ def _docx(blocks: Sequence[Block], title: str, part: Path) -> None:
         elif block.kind == "table":
             tables += 1
             add_caption(document, tables, block.text)
-            add_table(document, block.frame)
+            add_table(document, block.frame if block.frame is not None else pd.DataFrame())
         elif block.kind == "figure":
             figures += 1
             add_caption(document, figures, block.text, kind="Figure")

@@ -52,8 +52,9 @@ class TableSpec:
     primary: bool = False
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
-    """Run ``write(part_path)`` and move the result into place only once it has succeeded."""
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+    """Run ``write(part_path)`` and move the result into place only once it has succeeded (what it
+    returns, such as the count of Path.write_text, is not used)."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise ConcordError(f"{path}: the folder {path.parent} does not exist")

@@ -47,8 +47,10 @@ from concord.storage.errors import ConcordError, InputError
 
 try:
     import fcntl
+
+    _FLOCK = True
 except ImportError:  # not on Windows: there the lock is skipped
-    fcntl = None
+    _FLOCK = False
 from concord.storage.limits import compose_yaml, csv_error, csv_reader
 
 KINDS = ("person", "place", "organisation", "keep")
@@ -340,7 +342,7 @@ def write_private(path: str | os.PathLike[str], content: str) -> None:
 
 def _lock(path: Path):
     """An exclusive lock for the register at `path`: a lock file beside it, held with flock."""
-    if fcntl is None:
+    if not _FLOCK:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     lock_path = path.with_name(f".{path.name}.lock")

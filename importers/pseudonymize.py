@@ -1145,14 +1145,14 @@ def _entity_hits(entity, offset, text, covered, compiled, register, lexicon, lan
     kind = NER_LABEL_KINDS.get(entity.label_)
     if kind is None:
         return []
-    hits = []
+    hits: list[_Found] = []
     for tokens in _name_pieces(entity, offset, covered):
         piece_kind = kind
         if kind != "person" and len(tokens) == 1 and lexicon.is_name(tokens[0].text.lower()):
             piece_kind = "person"  # a known first name or surname labelled as a place or organisation
-        hit = _piece_hit(tokens, piece_kind, offset, text, covered, compiled, register, lexicon, language)
-        if hit is not None:
-            hits.append(hit)
+        piece = _piece_hit(tokens, piece_kind, offset, text, covered, compiled, register, lexicon, language)
+        if piece is not None:
+            hits.append(piece)
     return hits
 
 

@@ -768,7 +768,7 @@ def import_measures(
         )
         if dry_run:
             session.rollback()
-    notes = ()
+    notes: tuple[str, ...] = ()
     if definition.status == "reported":
         # A key from secondary sources scores, but the researcher must know it was not checked.
         notes = (
@@ -828,7 +828,9 @@ class _CodePlaces:
             self.paths[code.id] = self._path_of(code)
 
     def _path_of(self, code: Code) -> tuple[str, ...]:
-        names, current, seen = [], code, set()
+        names: list[str] = []
+        current: Code | None = code
+        seen: set[int] = set()
         while current is not None and current.id not in seen:
             seen.add(current.id)
             names.append(current.name)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from concord.exporters.frequencies import GATHER_FOR, frequency_table
 from concord.services.results import CONSENSUS, gather
@@ -123,7 +124,8 @@ def theme_prevalence(
         if node.depth > DEEPEST_ROW or node.id in data.outline_only:
             continue
         if summary is not None:
-            present = tuple(int(summary[f"{g}: n"].iat[index]) for g in groups)
+            # pandas-stubs types .iat as any scalar (dates, intervals, ...); these are counts
+            present = tuple(int(summary[f"{g}: n"].iat[index]) for g in groups)  # type: ignore[arg-type]
             percent = tuple(_percent(summary[f"{g}: %"].iat[index]) for g in groups)
         else:
             count = int((wide[column] > 0).sum())
@@ -148,6 +150,6 @@ def theme_prevalence(
     )
 
 
-def _percent(value) -> float:
-    value = float(value)
+def _percent(cell: Any) -> float:  # a summary cell: pandas types it as any scalar
+    value = float(cell)
     return 0.0 if math.isnan(value) else value

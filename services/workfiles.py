@@ -935,7 +935,8 @@ def _collect_progress(
         transcript = tx_map.get(row["transcript_id"])
         if transcript is None:
             continue
-        want = {
+        # The columns of a TranscriptProgress row, for insert().values() and update().values().
+        want: dict[str, Any] = {
             "turns_reviewed": max(0, int(row["turns_reviewed"] or 0)),
             "last_offset": max(0, int(row["last_offset"] or 0)),
             "done_at": utc(row["done_at"]),
