@@ -20,9 +20,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
@@ -31,6 +32,11 @@ from concord.services.rights import require_setup_rights
 from concord.services.workspace import Workspace
 from concord.storage.errors import ConcordError, InputError
 from concord.storage.models import Coding, ConsensusDecision, EditStep, Study, Transcript, TranscriptProgress, Turn
+
+if TYPE_CHECKING:
+    from concord.importers.name_register import NameRegister
+    from concord.importers.pseudonymize import PseudonymResult
+    from concord.importers.qdpx import ParsedProject
 
 REVIEW_SUFFIX = ".review.json"
 
@@ -94,7 +100,7 @@ class ReviewItem:
     context: str
 
     @property
-    def ident(self) -> tuple:
+    def ident(self) -> tuple[str, str, int, str]:
         return (self.study, self.transcript, self.start, self.token)
 
 
@@ -126,7 +132,7 @@ def add_review_items(register_path: str | os.PathLike[str], items: Iterable[Revi
     return len(fresh)
 
 
-def suspect_items(study: str, key: str, result, language: str) -> list[ReviewItem]:
+def suspect_items(study: str, key: str, result: PseudonymResult, language: str) -> list[ReviewItem]:
     """Review items for the suspects of one pseudonymising result, at their place in its new text."""
     from concord.importers.pseudonymize import map_offset
 
@@ -217,7 +223,12 @@ def apply_decisions(
     return outcome
 
 
-def _update_review(register_path: Path, study: str, decided: set, moved: dict) -> None:
+def _update_review(
+    register_path: Path,
+    study: str,
+    decided: set[tuple[str, str, int, str]],
+    moved: Mapping[str, PseudonymResult | None],
+) -> None:
     from concord.importers.pseudonymize import map_offset
 
     path = review_path(register_path)
@@ -240,13 +251,13 @@ def _update_review(register_path: Path, study: str, decided: set, moved: dict) -
 
 def repseudonymize(
     workspace: Workspace,
-    register,
+    register: NameRegister,
     *,
     keys: Sequence[str] | None = None,
     forced: dict[str, list[tuple[int, int]]] | None = None,
     nlp_name: str | None = None,
     save_register: bool = True,
-) -> dict:
+) -> dict[str, PseudonymResult | None]:
     """Pseudonymise stored transcripts again with `register` as it is now; every offset into their
     text moves with it. Returns, per transcript key, the result (None where nothing changed)."""
     from concord.importers.pseudonymize import (
@@ -263,7 +274,7 @@ def repseudonymize(
     require_setup_rights(workspace)
     settings = workspace.settings()
     forced = forced or {}
-    results: dict[str, object] = {}
+    results: dict[str, PseudonymResult | None] = {}
     with workspace.store.session() as session:
         query = select(Transcript).order_by(Transcript.key)
         if keys is not None:
@@ -301,7 +312,7 @@ def repseudonymize(
                 results[transcript.key] = None
                 continue
 
-            def moved(offset: int, result=result) -> int:
+            def moved(offset: int, result: PseudonymResult = result) -> int:
                 return map_offset(result.offset_map, offset)
 
             transcript.text = result.text
@@ -335,6 +346,8 @@ def repseudonymize(
         if save_register:
             register.save()
         study = session.get(Study, 1)
+        if study is None:
+            raise ConcordError("not a Concord study (no study settings)")
         if study.pseudonym_register != str(register.path):
             study.pseudonym_register = str(register.path)
     return results
@@ -345,7 +358,7 @@ def _outside(protected: list[tuple[int, int]], spans: list[tuple[int, int]]) -> 
     return [(a, b) for a, b in protected if not any(s < b and e > a for s, e in spans)]
 
 
-def _moved_payload(payload, moved):
+def _moved_payload(payload: dict[str, Any], moved: Callable[[int], int]) -> dict[str, Any]:
     if not isinstance(payload, dict):
         return payload
     updated = dict(payload)
@@ -360,8 +373,12 @@ def _moved_payload(payload, moved):
 
 
 def repseudonymize_study(
-    workspace: Workspace, *, keys: Sequence[str] | None = None, register_path: str | None = None, nlp_name=None
-) -> dict:
+    workspace: Workspace,
+    *,
+    keys: Sequence[str] | None = None,
+    register_path: str | None = None,
+    nlp_name: str | None = None,
+) -> dict[str, Any]:
     """`concord pseudonyms apply`: the whole study (or some transcripts) again, under the register's lock."""
     from concord.importers.name_register import NameRegister
 
@@ -381,10 +398,10 @@ class ProjectPseudonyms:
     """How a REFI-QDA project's sources were pseudonymised: for the importer to move what points
     into their texts (turns, selections) and to pseudonymise what it reads later (keys, labels)."""
 
-    register: object
+    register: NameRegister
     language: str
-    results: dict
-    original_lengths: dict
+    results: dict[str, PseudonymResult]
+    original_lengths: dict[str, int]
 
     def label(self, text: str | None, file_name: bool = False) -> str | None:
         from concord.importers.pseudonymize import pseudonymize_label
@@ -400,7 +417,9 @@ class ProjectPseudonyms:
         return offset if result is None else map_offset(result.offset_map, offset)
 
 
-def pseudonymize_project(workspace: Workspace, project, register, nlp_name: str | None = None) -> ProjectPseudonyms:
+def pseudonymize_project(
+    workspace: Workspace, project: ParsedProject, register: NameRegister, nlp_name: str | None = None
+) -> ProjectPseudonyms:
     """Pseudonymise a read REFI-QDA project in place, before anything of it is stored: the source
     texts (selections move with them), source names, variable values, notes and case names."""
     import re
