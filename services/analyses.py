@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,7 @@ def _group_values(data: ResultsData, attribute: str) -> dict[int, str]:
     return out
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -207,10 +208,10 @@ def cooccurrence_tables(
     return CooccurrenceTables(data, nodes, _labels(nodes), tuple(groups), within, directed, by, tuple(notes))
 
 
-def cooccurrence_rows(tables: CooccurrenceTables, *, everything: bool = False) -> list[dict]:
+def cooccurrence_rows(tables: CooccurrenceTables, *, everything: bool = False) -> list[dict[str, object]]:
     """The long form: one row per group and ordered pair of codes that meet (every pair with
     ``everything``); each unordered pair once when undirected."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for group in tables.groups:
         result = group.result
         for i, a in enumerate(tables.codes):
@@ -223,20 +224,26 @@ def cooccurrence_rows(tables: CooccurrenceTables, *, everything: bool = False) -
                 row["codings B"] = int(result.segments[j])
                 if tables.directed:
                     row["A followed by B"] = int(result.counts[i, j])
-                    row["share of A"] = _number(result.share[i, j])
+                    row["share of A"] = _cell(result.share, i, j)
                 else:
                     row["count"] = int(result.counts[i, j])
-                    row["c"] = _number(result.c[i, j])
-                    row["jaccard"] = _number(result.jaccard[i, j])
+                    row["c"] = _cell(result.c, i, j)
+                    row["jaccard"] = _cell(result.jaccard, i, j)
                 rows.append(row)
     return rows
 
 
-def _number(value) -> float | None:
+def _number(value: float | None) -> float | None:
     return None if value is None or not np.isfinite(value) else round(float(value), 4)
 
 
-def export_cooccurrence(workspace: Workspace, out: str | Path, **options) -> WrittenExport:
+def _cell(matrix: np.ndarray | None, i: int, j: int) -> float | None:
+    """One cell of a result's matrix, rounded; None where the result has no such matrix (c and Jaccard
+    are left out of a directed one, the share out of an undirected one)."""
+    return None if matrix is None else _number(matrix[i, j])
+
+
+def export_cooccurrence(workspace: Workspace, out: str | Path, **options: Any) -> WrittenExport:
     """The matrices (counts, c-coefficient, Jaccard; or followed-by counts and shares) and the long list,
     written to ``out`` (.csv, .xlsx, .json or .docx)."""
     format_of(out)
@@ -286,7 +293,7 @@ def _parse_where(conditions: Iterable[str]) -> list[tuple[str, str, str]]:
     return parsed
 
 
-def _same(value, wanted: str) -> bool:
+def _same(value: object, wanted: str) -> bool:
     if value is None:
         return False
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -314,7 +321,7 @@ def _where_transcripts(data: ResultsData, conditions: list[tuple[str, str, str]]
     return keep
 
 
-def _resolve(query: str, tree, nodes: Sequence[CodeNode]) -> dict[str, frozenset[int]]:
+def _resolve(query: str, tree: code_query.Node, nodes: Sequence[CodeNode]) -> dict[str, frozenset[int]]:
     """Each code name in the query to the codes it stands for, with every code below them."""
     children: dict[int | None, list[int]] = {}
     for node in nodes:
@@ -447,7 +454,7 @@ def _report_turns(workspace: Workspace, transcript_ids: list[int]) -> pd.DataFra
     if not transcript_ids:
         return pd.DataFrame(columns=names)
     said = func.substr(Transcript.text, Turn.char_start + 1, Turn.char_end - Turn.char_start)
-    rows = []
+    rows: list[Sequence[object]] = []
     with workspace.store.reader() as session:
         for first in range(0, len(transcript_ids), 500):
             query = (
@@ -476,7 +483,7 @@ def export_query_report(
     context: int = 0,
     group_attribute: str = "group",
     group_label: str = "{value} alliance",
-    **options,
+    **options: Any,
 ) -> WrittenExport:
     """The hits as an excerpt report (.docx, .md or .html), with ``context`` turns around each."""
     from concord.exporters.excerpts import REPORT_FORMATS
@@ -517,7 +524,9 @@ class ScoresLink:
     notes: tuple[str, ...]
 
 
-def _score_column(scores: pd.DataFrame, instrument: str, respondent: str | None, subscale: str | None):
+def _score_column(
+    scores: pd.DataFrame, instrument: str, respondent: str | None, subscale: str | None
+) -> tuple[dict[int, float], str]:
     if scores.empty:
         raise NotFound("this study holds no questionnaire scores (concord import measures)")
     names = sorted(set(scores["instrument"]))
@@ -535,7 +544,7 @@ def _score_column(scores: pd.DataFrame, instrument: str, respondent: str | None,
     chosen = chosen[chosen["respondent"] == respondent]
     if subscale:
 
-        def pick(subscales):
+        def pick(subscales: dict[str, Any] | None) -> float:
             for key, value in (subscales or {}).items():
                 if squash(key) == squash(subscale):
                     return np.nan if value is None else float(value)
@@ -559,7 +568,9 @@ def _transcript_sizes(workspace: Workspace, transcript_ids: list[int]) -> tuple[
         return turns, words
     with workspace.store.reader() as session:
         texts = dict(
-            session.execute(select(Transcript.id, Transcript.text).where(Transcript.id.in_(transcript_ids))).all()
+            session.execute(select(Transcript.id, Transcript.text).where(Transcript.id.in_(transcript_ids)))
+            .tuples()
+            .all()
         )
         rows = session.execute(
             select(Turn.transcript_id, Turn.char_start, Turn.char_end, Turn.nonverbal).where(
@@ -628,14 +639,16 @@ def scores_link(
     for session_id, part in units.groupby("session_id", sort=False):
         ids = [int(t) for t in part["transcript_id"]]
         size = sum(turns.get(t, 0) for t in ids) if per == "turns" else sum(words.get(t, 0) for t in ids)
+        # pandas-stubs types a groupby key as any scalar; a session id is an integer
+        sid = int(session_id)  # type: ignore[arg-type]
         row = {
             "patient": str(part["dyad"].iloc[0]),
             "session": int(part["session"].iloc[0]),
-            "session_id": int(session_id),
+            "session_id": sid,
             "transcripts": ", ".join(sorted(part["transcript"], key=natural_key)),
             "turns": sum(turns.get(t, 0) for t in ids),
             "words": sum(words.get(t, 0) for t in ids),
-            "score": scores.get(int(session_id), np.nan),
+            "score": scores.get(sid, np.nan),
         }
         for node in targets:
             present = [t for t in ids if t in per_transcript.index]
@@ -664,7 +677,7 @@ def scores_link(
     return ScoresLink(data, score_name, per, level, themes, sessions, results, correction, tuple(notes))
 
 
-def export_scores_link(workspace: Workspace, out: str | Path, **options) -> WrittenExport:
+def export_scores_link(workspace: Workspace, out: str | Path, **options: Any) -> WrittenExport:
     """The per-session table and the per-theme results: a report (.docx, .md, .html: a table and a plot per
     theme) or tables (.csv, .xlsx, .json)."""
     suffix = Path(out).suffix.lower()
@@ -724,14 +737,14 @@ def memo_entries(workspace: Workspace) -> tuple[list[MemoEntry], bool]:
                 node = codes[node].parent_id
             return " > ".join(reversed(parts))
 
-        keys = dict(session.execute(select(Transcript.id, Transcript.key)).all())
+        keys = dict(session.execute(select(Transcript.id, Transcript.key)).tuples().all())
         memo_query = select(Memo, Coder.name).join(Coder, Coder.id == Memo.coder_id).where(Memo.deleted_at.is_(None))
         note_query = (
             select(Coding, Coder.name)
             .join(Coder, Coder.id == Coding.coder_id)
             .where(Coding.memo.is_not(None), Coding.deleted_at.is_(None))
         )
-        if blind:
+        if blind and actor is not None:  # blind without an actor was refused above
             memo_query = memo_query.where(Memo.coder_id == actor.id)
             note_query = note_query.where(Coding.coder_id == actor.id)
         memos = session.execute(memo_query.order_by(Memo.id)).all()
@@ -745,8 +758,8 @@ def memo_entries(workspace: Workspace) -> tuple[list[MemoEntry], bool]:
 
         def quote(row: Coding) -> str:
             if row.transcript_id not in texts:
-                texts[row.transcript_id] = session.scalar(
-                    select(Transcript.text).where(Transcript.id == row.transcript_id)
+                texts[row.transcript_id] = (
+                    session.scalar(select(Transcript.text).where(Transcript.id == row.transcript_id)) or ""
                 )
             return " ".join(texts[row.transcript_id][row.start_offset : row.end_offset].split())
 
