@@ -131,6 +131,15 @@ def _build(team: Team) -> None:
             " VALUES ('session', %s, 'planted', 'text', %s, true)",
             (session_id, BLINDED_VALUE),
         )
+        # A suggestion each coder turned down: private to that coder, like their codings.
+        turn_id, transcript_id = conn.execute("SELECT id, transcript_id FROM turns ORDER BY id LIMIT 1").fetchone()
+        code_id = conn.execute("SELECT min(id) FROM codes").fetchone()[0]
+        for coder in ("alex", "kim"):
+            conn.execute(
+                "INSERT INTO suggestion_rejections (coder_id, transcript_id, turn_id, code_id, confidence, created_at)"
+                " SELECT id, %s, %s, %s, 0.5, now() FROM coders WHERE name = %s",
+                (transcript_id, turn_id, code_id, coder),
+            )
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +191,7 @@ def _blind_view(su, table: str, me: int, name: str) -> str:
         "memos": f"coder_id = {me}",
         "transcript_progress": f"coder_id = {me}",
         "edit_steps": f"coder_id = {me}",
+        "suggestion_rejections": f"coder_id = {me}",
         "codes": f"origin <> 'inductive' OR creator_id = {me}",
         "code_changes": f"code_id IN (SELECT id FROM codes WHERE origin <> 'inductive' OR creator_id = {me})",
         "codebook_versions": "false",
@@ -275,8 +285,8 @@ def test_after_unblinding_a_coder_reads_what_the_unblinded_study_shows(team):
             for table in PROTECTED_TABLES:
                 key = _key_expr(table)
                 everything = _ids(su, f"SELECT {key} FROM {table}")
-                if table == "edit_steps":
-                    # Undo history is private to its coder, blind or not.
+                if table in ("edit_steps", "suggestion_rejections"):
+                    # Undo history and turned-down suggestions are private to their coder, blind or not.
                     assert _ids(alex, f"SELECT {key} FROM {table}") == _ids(
                         su, f"SELECT {key} FROM {table} WHERE coder_id = {me}"
                     )
