@@ -264,7 +264,8 @@ def write_project_xml(stream: BinaryIO, project: ExportProject) -> None:
     root = _project_shell(project)
     with etree.xmlfile(stream, encoding="utf-8") as xf:
         xf.write_declaration()
-        with xf.element(root.tag, dict(root.attrib), nsmap=root.nsmap):
+        # items(): lxml-stubs do not type an element's attrib as a mapping
+        with xf.element(root.tag, dict(root.attrib.items()), nsmap=root.nsmap):
             for child in root:
                 xf.write("\n ")
                 if child.tag != _tag("Sources"):
